@@ -1,0 +1,167 @@
+// ONNX ModelProto writer. Field numbers follow onnx/onnx.proto (IR version 10, opset 18+).
+// Large initializers can go to an external-data file beside the model, each tensor starting on a
+// page boundary so ONNX Runtime can map it without copying.
+import { createHash } from 'node:crypto';
+import { closeSync, fsyncSync, openSync, renameSync, rmSync, writeSync } from 'node:fs';
+import { basename } from 'node:path';
+import { bytesOf, onnxTypeCode } from './dtype';
+import type { Attr, Graph, Initializer, Tensor } from './graph';
+import { ProtoWriter } from './protobuf';
+
+export const IR_VERSION = 10;
+export const DEFAULT_OPSET = 18;
+const PAGE = 4096;
+
+export interface SerializeOptions {
+  opset?: number;
+  /** Put initializers of at least `threshold` bytes into a separate file named `fileName`. */
+  externalData?: { fileName: string; threshold?: number };
+}
+
+export interface ExternalPiece {
+  offset: number;
+  data: Uint8Array;
+}
+
+export interface SerializedModel {
+  model: Uint8Array;
+  /** Initializer bytes for the external-data file, at page-aligned offsets. */
+  external: ExternalPiece[];
+  externalSize: number;
+}
+
+function typeProto(t: Tensor): ProtoWriter {
+  const shape = new ProtoWriter();
+  for (const d of t.shape) {
+    const dim = new ProtoWriter();
+    if (typeof d === 'number') dim.int(1, d);
+    else dim.string(2, d);
+    shape.message(1, dim);
+  }
+  const tensorType = new ProtoWriter().int(1, onnxTypeCode[t.dtype]).message(2, shape);
+  return new ProtoWriter().message(1, tensorType);
+}
+
+function valueInfo(t: Tensor): ProtoWriter {
+  return new ProtoWriter().string(1, t.name).message(2, typeProto(t));
+}
+
+function tensorProto(name: string, dtype: Initializer['tensor']['dtype'], dims: readonly number[], raw: Uint8Array | undefined, ext?: { location: string; offset: number; length: number }): ProtoWriter {
+  const w = new ProtoWriter();
+  if (dims.length) w.packedInts(1, dims);
+  w.int(2, onnxTypeCode[dtype]);
+  w.string(8, name);
+  if (ext) {
+    for (const [k, v] of [['location', ext.location], ['offset', String(ext.offset)], ['length', String(ext.length)]] as const) {
+      w.message(13, new ProtoWriter().string(1, k).string(2, v));
+    }
+    w.int(14, 1);
+  } else {
+    w.bytes(9, raw ?? new Uint8Array(0));
+  }
+  return w;
+}
+
+function attribute(name: string, a: Attr): ProtoWriter {
+  const w = new ProtoWriter().string(1, name);
+  switch (a.kind) {
+    case 'int': return w.int(3, a.value).int(20, 2);
+    case 'float': return w.float(2, a.value).int(20, 1);
+    case 'string': return w.string(4, a.value).int(20, 3);
+    case 'ints': return w.packedInts(8, a.value).int(20, 7);
+    case 'floats': return w.packedFloats(7, a.value).int(20, 6);
+    case 'tensor': return w.message(5, tensorProto('', a.dtype, a.shape, bytesOf(a.data))).int(20, 4);
+  }
+}
+
+export function serializeModel(graph: Graph, opts: SerializeOptions = {}): SerializedModel {
+  const g = new ProtoWriter();
+  for (const n of graph.nodes) {
+    const nw = new ProtoWriter();
+    for (const i of n.inputs) nw.string(1, i ? i.name : '');
+    for (const o of n.outputs) nw.string(2, o.name);
+    nw.string(3, n.name).string(4, n.op);
+    for (const [k, a] of Object.entries(n.attrs)) nw.message(5, attribute(k, a));
+    if (n.domain) nw.string(7, n.domain);
+    g.message(1, nw);
+  }
+  g.string(2, graph.name);
+  const external: ExternalPiece[] = [];
+  let externalSize = 0;
+  const threshold = opts.externalData?.threshold ?? 1024;
+  for (const init of graph.initializers) {
+    const raw = bytesOf(init.data);
+    const t = init.tensor;
+    const dims = t.shape as number[];
+    if (opts.externalData && raw.byteLength >= threshold) {
+      const offset = Math.ceil(externalSize / PAGE) * PAGE;
+      external.push({ offset, data: raw });
+      externalSize = offset + raw.byteLength;
+      g.message(5, tensorProto(t.name, t.dtype, dims, undefined, { location: opts.externalData.fileName, offset, length: raw.byteLength }));
+    } else {
+      g.message(5, tensorProto(t.name, t.dtype, dims, raw));
+    }
+  }
+  for (const t of graph.inputs) g.message(11, valueInfo(t));
+  for (const t of graph.outputs) g.message(12, valueInfo(t));
+
+  const m = new ProtoWriter()
+    .int(1, IR_VERSION)
+    .string(2, 'docdistill')
+    .string(3, '0.1')
+    .message(7, g)
+    .message(8, new ProtoWriter().string(1, '').int(2, opts.opset ?? DEFAULT_OPSET));
+  return { model: m.finish(), external, externalSize };
+}
+
+/**
+ * A content hash of a graph: its structure, and each initializer by its key (or its bytes when it
+ * has none). Two graphs with the same hash run the same computation.
+ */
+export function graphHash(graph: Graph, opset = DEFAULT_OPSET): string {
+  const h = createHash('sha256');
+  const { model } = serializeModel(graph, { opset, externalData: { fileName: 'x', threshold: 256 } });
+  h.update(model);
+  for (const init of graph.initializers) {
+    const raw = bytesOf(init.data);
+    if (raw.byteLength < 256) continue;
+    h.update(init.key !== undefined ? `key:${init.key}` : createHash('sha256').update(raw).digest('hex'));
+  }
+  return h.digest('hex').slice(0, 32);
+}
+
+function writeAll(fd: number, data: Uint8Array, position: number): void {
+  let done = 0;
+  while (done < data.byteLength) done += writeSync(fd, data, done, data.byteLength - done, position + done);
+}
+
+/**
+ * Writes `<path>` and, if any initializer is large, `<path>.data` beside it, each through a
+ * temporary file and a rename, so a crash never leaves a half-written model behind.
+ */
+export function writeModel(graph: Graph, path: string, opts: { opset?: number; threshold?: number } = {}): { modelBytes: number; dataBytes: number } {
+  const dataPath = `${path}.data`;
+  const s = serializeModel(graph, { opset: opts.opset, externalData: { fileName: basename(dataPath), threshold: opts.threshold ?? 1024 } });
+  const tmpSuffix = `.tmp-${process.pid}-${Date.now()}`;
+  if (s.external.length) {
+    const fd = openSync(dataPath + tmpSuffix, 'w');
+    try {
+      for (const p of s.external) writeAll(fd, p.data, p.offset);
+      fsyncSync(fd);
+    } finally {
+      closeSync(fd);
+    }
+    renameSync(dataPath + tmpSuffix, dataPath);
+  } else {
+    rmSync(dataPath, { force: true });
+  }
+  const fd = openSync(path + tmpSuffix, 'w');
+  try {
+    writeAll(fd, s.model, 0);
+    fsyncSync(fd);
+  } finally {
+    closeSync(fd);
+  }
+  renameSync(path + tmpSuffix, path);
+  return { modelBytes: s.model.byteLength, dataBytes: s.externalSize };
+}

@@ -1,0 +1,7 @@
+// Every op constructor. Importing this module also registers every backward rule.
+export * from './elementwise';
+export * from './linalg';
+export * from './reduce';
+export * from './shape';
+export * from './nn';
+export type { Operand } from './common';
