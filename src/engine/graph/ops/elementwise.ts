@@ -168,3 +168,9 @@ defGrad('Where', (n, [dy], needs) => {
     needs[2] ? unbroadcast(where(c!, z, dy!), b!) : undefined,
   ];
 });
+
+export const cos = (x: Tensor): Tensor => unary('Cos', x);
+defGrad('Cos', (n, [dy]) => [neg(mul(dy!, sin(n.inputs[0]!)))]);
+
+export const sin = (x: Tensor): Tensor => unary('Sin', x);
+defGrad('Sin', (n, [dy]) => [mul(dy!, cos(n.inputs[0]!))]);
