@@ -3,6 +3,7 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { readFileSync, readdirSync, statSync } from 'node:fs';
 import { join, relative, dirname, resolve } from 'node:path';
+import { builtinModules } from 'node:module';
 
 const root = resolve(__dirname, '..', '..');
 
@@ -47,7 +48,7 @@ const allowed: Record<Layer, Layer[]> = {
   'engine/backend': ['engine', 'engine/backend'],
 };
 
-const nodeBuiltins = new Set(require('node:module').builtinModules as string[]);
+const nodeBuiltins = new Set<string>(builtinModules);
 const isNodeApi = (s: string) => s.startsWith('node:') || nodeBuiltins.has(s.split('/')[0]!);
 
 export function violations(file: string, source: string): string[] {
