@@ -66,6 +66,11 @@ if (tests.length > 0) {
   });
 }
 
+const benches = walk('bench', (p) => p.endsWith('.bench.ts'));
+if (benches.length > 0) {
+  builds.push({ ...nodeCommon, entryPoints: benches, outdir: 'out/bench', outbase: 'bench', outExtension: { '.js': '.cjs' } });
+}
+
 if (watch) {
   const ctxs = await Promise.all(builds.map((b) => esbuild.context(b)));
   await Promise.all(ctxs.map((c) => c.watch()));
