@@ -1,0 +1,78 @@
+// docdistill generate: text from a model (and adapter), streamed.
+import type { Command } from './command';
+import { UsageError } from './command';
+import { generate } from '../engine/generate';
+import { intOption, loadFromArgs, modelOptions, modelUsage, numOption, parse } from './modelArgs';
+
+export const generateCommand: Command = {
+  name: 'generate',
+  summary: 'generate text from a prompt with a model (and adapter)',
+  usage: `Usage: docdistill generate --model DIR [--adapter DIR] --prompt P [options]
+
+${modelUsage}
+  --prompt P         the prompt (repeat for a batch)
+  --chat             wrap the prompt as a user message in the model's chat template
+  --system S         a system message (with --chat)
+  --max-tokens N     new tokens at most (default 128)
+  --temperature T    0 = greedy (default); otherwise sample
+  --top-k K          sample from the K most likely tokens (default: off)
+  --top-p P          sample from the nucleus of probability P (default 1 = off)
+  --seed S           random seed (default 0): the same seed gives the same output
+  --stop S           a stop string (repeatable)
+  --json             print one JSON object per prompt instead of streaming text
+`,
+  async run(args, ctx) {
+    const { values: v } = parse(args, {
+      ...modelOptions,
+      prompt: { type: 'string', multiple: true },
+      chat: { type: 'boolean', default: false },
+      system: { type: 'string' },
+      'max-tokens': { type: 'string' },
+      temperature: { type: 'string' },
+      'top-k': { type: 'string' },
+      'top-p': { type: 'string' },
+      seed: { type: 'string' },
+      stop: { type: 'string', multiple: true },
+      json: { type: 'boolean', default: false },
+    });
+    const prompts = v.prompt ?? [];
+    if (prompts.length === 0) throw new UsageError('--prompt P is required');
+    const temperature = numOption(v.temperature, 'temperature') ?? 0;
+    if (temperature < 0) throw new UsageError('--temperature must be ≥ 0');
+    const topP = numOption(v['top-p'], 'top-p');
+    if (topP !== undefined && !(topP > 0 && topP <= 1)) throw new UsageError('--top-p must be in (0, 1]');
+    const opts = {
+      maxTokens: intOption(v['max-tokens'], 'max-tokens', 1) ?? 128,
+      temperature,
+      topK: intOption(v['top-k'], 'top-k', 0),
+      topP,
+      seed: intOption(v.seed, 'seed', 0) ?? 0,
+      stopStrings: v.stop,
+    };
+    const { backend, model, adapter } = await loadFromArgs(v);
+    try {
+      const tok = model.tokenizer;
+      const ids = prompts.map((p) => {
+        if (!v.chat) return tok.encode(p);
+        const messages = [...(v.system ? [{ role: 'system' as const, content: v.system }] : []), { role: 'user' as const, content: p }];
+        return tok.encode(tok.applyChatTemplate(messages, { addGenerationPrompt: true }), { addSpecialTokens: false });
+      });
+      const stream = !v.json && prompts.length === 1;
+      const t0 = performance.now();
+      const res = await generate(model, ids, { ...opts, adapter, signal: ctx.signal, onText: stream ? (_, t) => ctx.out(t) : undefined });
+      const secs = (performance.now() - t0) / 1000;
+      if (v.json) {
+        res.forEach((r, i) => ctx.out(JSON.stringify({ prompt: prompts[i], text: r.text, ids: r.ids, finishReason: r.finishReason }) + '\n'));
+      } else if (stream) {
+        ctx.out('\n');
+      } else {
+        res.forEach((r, i) => ctx.out(`--- ${i + 1}: ${prompts[i]}\n${r.text}\n`));
+      }
+      const n = res.reduce((a, r) => a + r.ids.length, 0);
+      ctx.err(`[${n} tokens in ${secs.toFixed(2)} s, ${(n / secs).toFixed(1)} tokens/s on ${backend.provider}, ${model.dtype}]\n`);
+      return 0;
+    } finally {
+      await backend.dispose();
+    }
+  },
+};

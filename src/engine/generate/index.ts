@@ -1,0 +1,231 @@
+// Batched generation with a KV cache: prefill every prompt (left-padded into one batch), then one
+// decode step per new token. The cache lives in preallocated buffers laid out [position, batch,
+// kv head, head dim], so the cache so far is a prefix of each buffer, fed to the step graph
+// without copying; a step returns only the last logits and the new rows, which are appended.
+import type { HostTensor, Session } from '../backend';
+import type { ModelConfig } from '../models/config';
+import type { TypedData } from '../graph';
+import type { AdapterWeights, CausalLM } from '../models/model';
+import { sampleToken, seededRandom, type SamplingOptions } from './sampling';
+
+export { sampleToken, seededRandom, type SamplingOptions } from './sampling';
+
+export interface GenerateOptions extends SamplingOptions {
+  /** New tokens per prompt at most (default 128). */
+  maxTokens?: number;
+  /** Token ids that end a sequence (default: the model's end-of-sequence ids). Not included in the output. */
+  stopTokens?: readonly number[];
+  /** Strings that end a sequence; the output is cut before the first one. */
+  stopStrings?: readonly string[];
+  adapter?: AdapterWeights;
+  /** Called with each piece of new text of a sequence as soon as it is final. */
+  onText?: (index: number, text: string) => void;
+  signal?: AbortSignal;
+}
+
+export interface Generation {
+  ids: number[];
+  text: string;
+  finishReason: 'stop' | 'length' | 'aborted';
+}
+
+class KvCache {
+  readonly k: TypedData[] = [];
+  readonly v: TypedData[] = [];
+  len = 0;
+  private readonly row: number;
+
+  constructor(
+    layers: number,
+    readonly B: number,
+    readonly K: number,
+    readonly E: number,
+    readonly capacity: number,
+    readonly dtype: 'float32' | 'float16' | 'float64',
+  ) {
+    this.row = B * K * E;
+    const make = () => (dtype === 'float32' ? new Float32Array(capacity * this.row) : dtype === 'float16' ? new Uint16Array(capacity * this.row) : new Float64Array(capacity * this.row));
+    for (let l = 0; l < layers; l++) {
+      this.k.push(make());
+      this.v.push(make());
+    }
+  }
+
+  feeds(): Record<string, HostTensor> {
+    const f: Record<string, HostTensor> = {};
+    const dims = [this.len, this.B, this.K, this.E];
+    const n = this.len * this.row;
+    this.k.forEach((buf, l) => {
+      f[`past_k.${l}`] = { dtype: this.dtype, dims, data: buf.subarray(0, n) as TypedData };
+      f[`past_v.${l}`] = { dtype: this.dtype, dims, data: this.v[l]!.subarray(0, n) as TypedData };
+    });
+    return f;
+  }
+
+  append(out: Record<string, HostTensor>, T: number): void {
+    if (this.len + T > this.capacity) throw new Error(`KV cache overflow: ${this.len} + ${T} > ${this.capacity}`);
+    const off = this.len * this.row;
+    for (let l = 0; l < this.k.length; l++) {
+      (this.k[l] as Float32Array).set(out[`new_k.${l}`]!.data as Float32Array, off);
+      (this.v[l] as Float32Array).set(out[`new_v.${l}`]!.data as Float32Array, off);
+    }
+    this.len += T;
+  }
+}
+
+/**
+ * Runs a step graph over a batch: prefill of left-padded prompts, then decode steps of one token
+ * per row, with the KV cache in preallocated buffers.
+ */
+export class Stepper {
+  private readonly cache: KvCache;
+  private mask = new BigInt64Array(0);
+  private S = 0;
+  private readonly lengths: number[] = [];
+
+  constructor(
+    private readonly session: Session,
+    cfg: ModelConfig,
+    dtype: 'float32' | 'float16' | 'float64',
+    readonly batch: number,
+    capacity: number,
+    private readonly extraFeeds: Record<string, HostTensor> = {},
+  ) {
+    this.cache = new KvCache(cfg.numLayers, batch, cfg.numKvHeads, cfg.headDim, capacity, dtype);
+  }
+
+  /** Prefills the prompts (one per row); returns the logits of each row's last token, [B × V]. */
+  async prefill(prompts: readonly (readonly number[])[]): Promise<Float32Array> {
+    const B = this.batch;
+    if (prompts.length !== B) throw new Error(`prefill: ${prompts.length} prompts for a batch of ${B}`);
+    if (this.cache.len) throw new Error('prefill: this stepper has already run');
+    const Tp = Math.max(...prompts.map((p) => p.length));
+    const ids = new BigInt64Array(B * Tp);
+    const pos = new BigInt64Array(B * Tp);
+    this.mask = new BigInt64Array(B * Tp);
+    prompts.forEach((p, b) => {
+      const off = Tp - p.length;
+      p.forEach((t, i) => {
+        ids[b * Tp + off + i] = BigInt(t);
+        this.mask[b * Tp + off + i] = 1n;
+        pos[b * Tp + off + i] = BigInt(i);
+      });
+      this.lengths[b] = p.length;
+    });
+    this.S = Tp;
+    return this.run(ids, pos, Tp);
+  }
+
+  /** Appends one token per row; returns the next logits [B × V]. */
+  async decode(tokens: readonly number[]): Promise<Float32Array> {
+    const B = this.batch;
+    const S1 = this.S + 1;
+    const m2 = new BigInt64Array(B * S1);
+    for (let b = 0; b < B; b++) {
+      m2.set(this.mask.subarray(b * this.S, (b + 1) * this.S), b * S1);
+      m2[b * S1 + this.S] = 1n;
+    }
+    this.mask = m2;
+    this.S = S1;
+    const pos = BigInt64Array.from(this.lengths, (n) => BigInt(n));
+    for (let b = 0; b < B; b++) this.lengths[b]!++;
+    return this.run(BigInt64Array.from(tokens, (t) => BigInt(t)), pos, 1);
+  }
+
+  private async run(ids: BigInt64Array, pos: BigInt64Array, T: number): Promise<Float32Array> {
+    const B = this.batch;
+    const out = await this.session.run({
+      ids: { dtype: 'int64', dims: [B, T], data: ids },
+      mask: { dtype: 'int64', dims: [B, this.S], data: this.mask },
+      positions: { dtype: 'int64', dims: [B, T], data: pos },
+      ...this.cache.feeds(),
+      ...this.extraFeeds,
+    });
+    this.cache.append(out, T);
+    const l = out.logits!.data;
+    return l instanceof Float32Array ? l : Float32Array.from(l as Float64Array);
+  }
+}
+
+/** Generates a continuation of each prompt (token ids), all prompts in one batch. */
+export async function generate(model: CausalLM, prompts: number[][], opts: GenerateOptions = {}): Promise<Generation[]> {
+  const cfg = model.config;
+  const B = prompts.length;
+  if (B === 0) return [];
+  if (prompts.some((p) => p.length === 0)) throw new Error('generate: every prompt needs at least one token');
+  model.checkIds(prompts);
+  const maxTokens = opts.maxTokens ?? 128;
+  const stopTokens = new Set(opts.stopTokens ?? model.tokenizer.eosIds);
+  const stopStrings = (opts.stopStrings ?? []).filter((s) => s.length > 0);
+  const holdBack = Math.max(0, ...stopStrings.map((s) => s.length - 1));
+  const Tp = Math.max(...prompts.map((p) => p.length));
+  if (Tp + maxTokens > cfg.maxPositionEmbeddings) {
+    throw new Error(`prompt (${Tp} tokens) + max tokens (${maxTokens}) exceed the model's context of ${cfg.maxPositionEmbeddings}`);
+  }
+  const session = await model.session('step', opts.adapter?.spec);
+  const adapterFeeds = model.adapterFeeds(opts.adapter);
+  const stepper = new Stepper(session, cfg, model.dtype, B, Tp + maxTokens, adapterFeeds);
+  // One random stream per prompt: a prompt's output does not depend on what it is batched with.
+  const rngs = prompts.map(() => seededRandom(opts.seed ?? 0));
+
+  const gen: number[][] = prompts.map(() => []);
+  const texts = prompts.map(() => '');
+  const emitted = prompts.map(() => 0);
+  const done: (Generation['finishReason'] | undefined)[] = prompts.map(() => undefined);
+
+  let logits = await stepper.prefill(prompts);
+
+  const flush = (b: number, final: boolean) => {
+    const t = texts[b]!;
+    let upTo = final ? t.length : t.length - holdBack;
+    // Hold back an incomplete UTF-8 sequence (decoded as U+FFFD) until its bytes arrive.
+    while (!final && upTo > emitted[b]! && t.charCodeAt(upTo - 1) === 0xfffd) upTo--;
+    if (upTo > emitted[b]!) {
+      opts.onText?.(b, t.slice(emitted[b], upTo));
+      emitted[b] = upTo;
+    }
+  };
+
+  for (;;) {
+    const V = logits.length / B;
+    const next = new Array<number>(B).fill(0);
+    for (let b = 0; b < B; b++) {
+      if (done[b]) continue;
+      const tok = sampleToken(logits.subarray(b * V, (b + 1) * V), opts, rngs[b]!);
+      next[b] = tok;
+      if (stopTokens.has(tok)) {
+        done[b] = 'stop';
+        flush(b, true);
+        continue;
+      }
+      gen[b]!.push(tok);
+      texts[b] = model.tokenizer.decode(gen[b]!, { skipSpecialTokens: true });
+      const hit = stopStrings.map((s) => texts[b]!.indexOf(s)).filter((i) => i >= 0);
+      if (hit.length) {
+        texts[b] = texts[b]!.slice(0, Math.min(...hit));
+        done[b] = 'stop';
+        flush(b, true);
+        continue;
+      }
+      if (gen[b]!.length >= maxTokens) {
+        done[b] = 'length';
+        flush(b, true);
+        continue;
+      }
+      flush(b, false);
+    }
+    if (done.every((d) => d)) break;
+    if (opts.signal?.aborted) {
+      done.forEach((d, b) => {
+        if (!d) {
+          done[b] = 'aborted';
+          flush(b, true);
+        }
+      });
+      break;
+    }
+    // Decode step: one new token per row (finished rows feed a token that nothing reads).
+    logits = await stepper.decode(next);
+  }
+  return prompts.map((_, b) => ({ ids: gen[b]!, text: texts[b]!, finishReason: done[b]! }));
+}

@@ -1,0 +1,131 @@
+// A loaded causal LM: its folder (config, weights), tokenizer, prepared weights and the sessions
+// of its graphs on a backend. Scoring lives here; generation in engine/generate.
+import { readdirSync, statSync } from 'node:fs';
+import { join, resolve } from 'node:path';
+import { createHash } from 'node:crypto';
+import type { Backend, HostTensor, Session } from '../backend';
+import { Tokenizer } from '../tokenizer';
+import { loadModelFolder, type ModelFolder } from './folder';
+import type { ModelConfig } from './config';
+import { LlamaGraphs, loraInputs, loraSpecKey, type LoraSpec } from './llama';
+import { PreparedWeights, type ComputeDtype } from './weights';
+
+/** LoRA tensors keyed by graph input name (lora.<layer>.<module>.a [in, r] / .b [r, out]). */
+export interface AdapterWeights {
+  spec: LoraSpec;
+  tensors: Map<string, Float32Array>;
+}
+
+export interface LoadOptions {
+  /** Compute dtype; default float32 on the CPU and float16 on GPU providers. */
+  dtype?: ComputeDtype;
+}
+
+/** Identifies a folder's weights by path, size and modification time, without reading them. */
+function weightsKey(dir: string): string {
+  const h = createHash('sha256').update(resolve(dir));
+  for (const f of readdirSync(dir).filter((n) => n.endsWith('.safetensors')).sort()) {
+    const s = statSync(join(dir, f));
+    h.update(`|${f}:${s.size}:${s.mtimeMs}`);
+  }
+  return h.digest('hex').slice(0, 24);
+}
+
+export class CausalLM {
+  readonly graphs: LlamaGraphs;
+  private readonly sessions = new Map<string, Promise<Session>>();
+
+  private constructor(
+    readonly folder: ModelFolder,
+    readonly tokenizer: Tokenizer,
+    readonly backend: Backend,
+    readonly dtype: ComputeDtype,
+  ) {
+    this.graphs = new LlamaGraphs(folder.config, new PreparedWeights(folder.config, dtype, weightsKey(folder.dir), folder.weights));
+  }
+
+  static async load(dir: string, backend: Backend, opts: LoadOptions = {}): Promise<CausalLM> {
+    const folder = loadModelFolder(dir);
+    const tokenizer = await Tokenizer.fromFolder(dir);
+    const dtype = opts.dtype ?? (backend.provider === 'cpu' ? 'float32' : 'float16');
+    return new CausalLM(folder, tokenizer, backend, dtype);
+  }
+
+  get config(): ModelConfig {
+    return this.folder.config;
+  }
+
+  /** The session of the score or step graph, with or without LoRA inputs of a given shape. */
+  session(kind: 'score' | 'step', lora?: LoraSpec): Promise<Session> {
+    const key = `${kind}:${loraSpecKey(lora)}`;
+    let s = this.sessions.get(key);
+    if (!s) {
+      const g = kind === 'score' ? this.graphs.scoreGraph({ lora }) : this.graphs.stepGraph({ lora });
+      s = this.backend.session(g);
+      this.sessions.set(key, s);
+      s.catch(() => this.sessions.delete(key));
+    }
+    return s;
+  }
+
+  /** Feeds for an adapter's tensors, checked against its spec. */
+  adapterFeeds(adapter: AdapterWeights | undefined): Record<string, HostTensor> {
+    const feeds: Record<string, HostTensor> = {};
+    if (!adapter) return feeds;
+    for (const i of loraInputs(this.config, adapter.spec)) {
+      const t = adapter.tensors.get(i.name);
+      if (!t) throw new Error(`adapter is missing ${i.name}`);
+      if (t.length !== i.shape[0] * i.shape[1]) throw new Error(`adapter tensor ${i.name} has ${t.length} values, expected [${i.shape.join(', ')}]`);
+      feeds[i.name] = { dtype: 'float32', dims: i.shape, data: t };
+    }
+    return feeds;
+  }
+
+  /**
+   * Log-probabilities of each token given the ones before it: result[b][i] = log p(ids[b][i] |
+   * ids[b][..i]), null for i = 0. Sequences of different lengths are left-padded into one batch.
+   */
+  async score(ids: number[][], adapter?: AdapterWeights): Promise<(number | null)[][]> {
+    if (ids.length === 0) return [];
+    const B = ids.length;
+    const T = Math.max(...ids.map((s) => s.length));
+    if (T === 0) return ids.map(() => []);
+    this.checkIds(ids);
+    const idT = new BigInt64Array(B * T);
+    const mask = new BigInt64Array(B * T);
+    const pos = new BigInt64Array(B * T);
+    const tgt = new BigInt64Array(B * T);
+    ids.forEach((s, b) => {
+      const off = T - s.length;
+      for (let i = 0; i < s.length; i++) {
+        idT[b * T + off + i] = BigInt(s[i]!);
+        mask[b * T + off + i] = 1n;
+        pos[b * T + off + i] = BigInt(i);
+        if (i + 1 < s.length) tgt[b * T + off + i] = BigInt(s[i + 1]!);
+      }
+    });
+    const s = await this.session('score', adapter?.spec);
+    const dims = [B, T];
+    const out = await s.run({
+      ids: { dtype: 'int64', dims, data: idT },
+      mask: { dtype: 'int64', dims, data: mask },
+      positions: { dtype: 'int64', dims, data: pos },
+      targets: { dtype: 'int64', dims, data: tgt },
+      ...this.adapterFeeds(adapter),
+    });
+    const lp = out.logprobs!.data as Float32Array | Float64Array;
+    return ids.map((seq, b) => {
+      const off = T - seq.length;
+      return seq.map((_, i) => (i === 0 ? null : lp[b * T + off + i - 1]!));
+    });
+  }
+
+  checkIds(ids: number[][]): void {
+    const V = this.config.vocabSize;
+    for (const s of ids) {
+      for (const t of s) {
+        if (!Number.isInteger(t) || t < 0 || t >= V) throw new RangeError(`token id ${t} is outside the vocabulary (0..${V - 1})`);
+      }
+    }
+  }
+}

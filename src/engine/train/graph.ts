@@ -1,0 +1,114 @@
+// Train-step graphs: loss and gradients with respect to the trainable tensors (LoRA A/B, or every
+// weight in full training), emitted by autodiff as one ONNX graph.
+//
+// Distillation (loss 'kl'): the teacher is the same weights without the adapter reading the teacher
+// ids (doc + question + answer); the student is base + LoRA reading the student ids (question +
+// answer). For each answer token j, both predict it from the position before it (tIdx / sIdx).
+//   token loss  = τ² · Σ_v p_T(v) (log p_T(v) − log p_S(v)),  p = softmax(logits / τ)
+//   sample loss = mean over its answer tokens;  batch loss = Σ_b w_b · sample_b / Σ_b w_b
+// Cross-entropy (loss 'ce', the SFT baseline): token loss = −log softmax(student logits)[answer].
+// Language modelling (loss 'lm', for training a model itself): token loss = −log p(target) on
+// every position with a per-token weight; batch loss = Σ w·loss / Σ w.
+import { Graph, op, type Tensor } from '../graph';
+import { gradients } from '../autodiff';
+import type { BuildOptions, LlamaGraphs, LoraSpec } from '../models/llama';
+import { loraInputs } from '../models/llama';
+
+export type LossKind = 'kl' | 'ce' | 'lm';
+
+export interface TrainGraphOptions {
+  loss: LossKind;
+  lora?: LoraSpec;
+  /** LoRA dropout probability; > 0 makes the dropout masks graph inputs. */
+  dropout?: number;
+  /** Distillation temperature τ (kl only). */
+  temperature?: number;
+  /** Full-parameter training: gradients for every weight (fed as inputs). */
+  full?: boolean;
+  /**
+   * kl only: the teacher's log-probs at the answer positions are an input [B, A, V] computed
+   * earlier (cached), instead of a teacher forward pass inside the graph (on the fly).
+   */
+  teacherInput?: boolean;
+}
+
+/** Names of the trainable inputs of a train graph, in gradient-output order (grad.<name>). */
+export function trainableNames(graphs: LlamaGraphs, o: TrainGraphOptions): string[] {
+  if (o.full) return graphs.weightNames().map((n) => `w.${n}`);
+  if (!o.lora) throw new Error('a train graph needs a LoRA spec or full training');
+  return loraInputs(graphs.cfg, o.lora).map((i) => i.name);
+}
+
+/** Rows of x [B, T, D] at the positions idx [B, A] → [B, A, D]. */
+function pickRows(x: Tensor, idx: Tensor, D: number): Tensor {
+  const B = x.shape[0]!;
+  const A = idx.shape[1]!;
+  const full = op.expand(op.unsqueeze(idx, [-1]), [B, A, D]);
+  return op.gatherElements(x, full, 1);
+}
+
+export function buildTrainGraph(graphs: LlamaGraphs, o: TrainGraphOptions): Graph {
+  const cfg = graphs.cfg;
+  const D = cfg.hiddenSize;
+  const g = new Graph(`train_${o.loss}_${o.full ? 'full' : `lora_r${o.lora?.rank}`}_${cfg.architecture}${o.teacherInput ? '_cached' : ''}${o.dropout ? '_drop' : ''}`);
+  const build: BuildOptions = { lora: o.full ? undefined : o.lora, loraDropout: !!o.dropout && !o.full, weightsAsInputs: !!o.full };
+  const acc = graphs.dtype === 'float64' ? 'float64' : 'float32';
+
+  const ids = g.input('ids', 'int64', ['B', 'T']);
+  const mask = g.input('mask', 'int64', ['B', 'T']);
+  const positions = g.input('positions', 'int64', ['B', 'T']);
+  const student = graphs.decoder(g, { ids, mask, positions }, build);
+
+  let loss: Tensor;
+  if (o.loss === 'lm') {
+    const targets = g.input('targets', 'int64', ['B', 'T']);
+    const weights = g.input('weights', acc, ['B', 'T']);
+    const lsm = op.logSoftmax(graphs.logits(g, student.hidden, build), -1); // [B, T, V]
+    const nll = op.neg(op.squeeze(op.gatherElements(lsm, op.unsqueeze(targets, [-1]), -1), [-1])); // [B, T]
+    const total = op.reduceSum(op.mul(nll, weights), [0, 1], false);
+    loss = op.div(total, op.max2(op.reduceSum(weights, [0, 1], false), g.scalar(1e-9, acc)));
+  } else {
+    const sIdx = g.input('student_idx', 'int64', ['B', 'A']);
+    const aMask = g.input('answer_mask', acc, ['B', 'A']);
+    const sampleW = g.input('sample_weights', acc, ['B']);
+    const hS = pickRows(student.hidden, sIdx, D); // [B, A, D]
+    const sLogits = graphs.logits(g, hS, build); // [B, A, V]
+    let tokenLoss: Tensor; // [B, A]
+    if (o.loss === 'ce') {
+      const targets = g.input('answer_ids', 'int64', ['B', 'A']);
+      const lsm = op.logSoftmax(sLogits, -1);
+      tokenLoss = op.neg(op.squeeze(op.gatherElements(lsm, op.unsqueeze(targets, [-1]), -1), [-1]));
+    } else {
+      const tau = o.temperature ?? 2;
+      let tLsm: Tensor; // teacher log-probs at τ, [B, A, V]
+      if (o.teacherInput) {
+        tLsm = g.input('teacher_logprobs', acc, ['B', 'A', cfg.vocabSize]);
+      } else {
+        const tIds = g.input('teacher_ids', 'int64', ['B', 'Tt']);
+        const tMask = g.input('teacher_mask', 'int64', ['B', 'Tt']);
+        const tPos = g.input('teacher_positions', 'int64', ['B', 'Tt']);
+        const tIdx = g.input('teacher_idx', 'int64', ['B', 'A']);
+        const teacher = graphs.decoder(g, { ids: tIds, mask: tMask, positions: tPos }, { weightsAsInputs: !!o.full });
+        const tLogits = graphs.logits(g, pickRows(teacher.hidden, tIdx, D), { weightsAsInputs: !!o.full });
+        tLsm = op.logSoftmax(tau === 1 ? tLogits : op.mul(tLogits, 1 / tau), -1);
+      }
+      const sLsm = op.logSoftmax(tau === 1 ? sLogits : op.mul(sLogits, 1 / tau), -1);
+      const kl = op.reduceSum(op.mul(op.exp(tLsm), op.sub(tLsm, sLsm)), [-1], false); // [B, A]
+      tokenLoss = tau === 1 ? kl : op.mul(kl, tau * tau);
+    }
+    const perSample = op.div(op.reduceSum(op.mul(tokenLoss, aMask), [1], false), op.max2(op.reduceSum(aMask, [1], false), g.scalar(1, acc))); // [B]
+    g.output(perSample, 'sample_loss');
+    loss = op.div(op.reduceSum(op.mul(perSample, sampleW), [0], false), op.max2(op.reduceSum(sampleW, [0], false), g.scalar(1e-9, acc)));
+  }
+
+  const names = trainableNames(graphs, o);
+  const wrt = names.map((n) => g.inputs.find((t) => t.name === n) ?? missing(n));
+  const grads = gradients(loss, wrt);
+  g.output(loss, 'loss');
+  grads.forEach((gr, i) => g.output(gr.dtype === 'float32' ? gr : op.cast(gr, 'float32'), `grad.${names[i]}`));
+  return g;
+}
+
+function missing(n: string): never {
+  throw new Error(`train graph: no input named ${n}`);
+}
