@@ -76,5 +76,7 @@ if (watch) {
   await Promise.all(ctxs.map((c) => c.watch()));
   console.error('esbuild: watching');
 } else {
-  await Promise.all(builds.map((b) => esbuild.build(b)));
+  // Build everything even when one bundle fails, then fail with all errors shown.
+  const results = await Promise.allSettled(builds.map((b) => esbuild.build(b)));
+  if (results.some((r) => r.status === 'rejected')) process.exit(1);
 }

@@ -123,13 +123,15 @@ export class LlamaGraphs {
     if (!spec || !spec.targets.includes(m)) return undefined;
     const [i, o] = linearDims(this.cfg, m);
     const mod = m === 'lm_head' ? undefined : m;
-    const cast = (t: Tensor) => (this.dtype === 'float32' ? t : op.cast(t, this.dtype));
-    const a = cast(g.input(loraInputName(layer, 'a', mod), 'float32', [i, spec.rank]));
-    const b = cast(g.input(loraInputName(layer, 'b', mod), 'float32', [spec.rank, o]));
+    // Adapter tensors are float32 (float64 in float64 test graphs) and cast to the compute dtype.
+    const io = this.dtype === 'float64' ? 'float64' : 'float32';
+    const cast = (t: Tensor) => (this.dtype === io ? t : op.cast(t, this.dtype));
+    const a = cast(g.input(loraInputName(layer, 'a', mod), io, [i, spec.rank]));
+    const b = cast(g.input(loraInputName(layer, 'b', mod), io, [spec.rank, o]));
     let dropout: Tensor | undefined;
     if (opts.loraDropout) {
       const name = layer === 'lm_head' ? 'lora.lm_head.drop' : `lora.${layer}.${m}.drop`;
-      dropout = cast(g.input(name, 'float32', [...x.shape.slice(0, -1), i]));
+      dropout = cast(g.input(name, io, [...x.shape.slice(0, -1), i]));
     }
     return { a, b, scale: spec.alpha / spec.rank, dropout };
   }

@@ -105,7 +105,8 @@ export function buildTrainGraph(graphs: LlamaGraphs, o: TrainGraphOptions): Grap
   const wrt = names.map((n) => g.inputs.find((t) => t.name === n) ?? missing(n));
   const grads = gradients(loss, wrt);
   g.output(loss, 'loss');
-  grads.forEach((gr, i) => g.output(gr.dtype === 'float32' ? gr : op.cast(gr, 'float32'), `grad.${names[i]}`));
+  // Gradients leave in float32 (float64 in float64 test graphs), whatever the compute dtype.
+  grads.forEach((gr, i) => g.output(gr.dtype === acc ? gr : op.cast(gr, acc), `grad.${names[i]}`));
   return g;
 }
 

@@ -1,0 +1,101 @@
+// The train-step graphs (distillation KL, cross-entropy, language modelling; LoRA and full
+// training): their gradients against float64 finite differences of their own loss.
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { Backend, type HostTensor } from '../../../src/engine/backend';
+import { LlamaGraphs, loraInputs, type LoraSpec } from '../../../src/engine/models/llama';
+import { PreparedWeights } from '../../../src/engine/models/weights';
+import { buildTrainGraph, trainableNames, type TrainGraphOptions } from '../../../src/engine/train/graph';
+import { randomWeights, tinyConfig } from '../helpers/tinyModel';
+import { rng } from '../helpers/random';
+
+const cfg = tinyConfig({ architecture: 'Qwen2ForCausalLM', qkvBias: true, numLayers: 1, vocabSize: 41 });
+const graphs = new LlamaGraphs(cfg, new PreparedWeights(cfg, 'float64', 'train-test', randomWeights(cfg, 9)));
+const spec: LoraSpec = { rank: 2, alpha: 4, targets: ['q', 'v', 'down', 'lm_head'] };
+let beP: Promise<Backend> | undefined;
+const backend = () => (beP ??= Backend.create({ device: 'cpu', threads: 1, optimization: 'basic' }));
+
+const i64 = (dims: number[], v: number[]): HostTensor => ({ dtype: 'int64', dims, data: BigInt64Array.from(v, BigInt) });
+const f64 = (dims: number[], v: ArrayLike<number>): HostTensor => ({ dtype: 'float64', dims, data: Float64Array.from(v) });
+
+/** Two samples, right-padded: student = question + answer, teacher = doc + question + answer. */
+function batchFeeds(kind: TrainGraphOptions['loss']): Record<string, HostTensor> {
+  const r = rng(5);
+  const tok = () => Math.floor(r() * cfg.vocabSize);
+  const student = [[tok(), tok(), tok(), tok(), tok(), tok()], [tok(), tok(), tok(), tok(), 0, 0]];
+  const sLen = [6, 4];
+  const ans = [3, 2];
+  const feeds: Record<string, HostTensor> = {
+    ids: i64([2, 6], student.flat()),
+    mask: i64([2, 6], student.flatMap((s, b) => s.map((_, i) => (i < sLen[b]! ? 1 : 0)))),
+    positions: i64([2, 6], student.flatMap((s) => s.map((_, i) => i))),
+  };
+  if (kind === 'lm') {
+    feeds.targets = i64([2, 6], student.flatMap((s) => s.map((_, i) => s[i + 1] ?? 0)));
+    feeds.weights = f64([2, 6], [1, 1, 2, 2, 2, 0, 1, 2, 2, 0, 0, 0]);
+    return feeds;
+  }
+  const A = 3;
+  feeds.student_idx = i64([2, A], [2, 3, 4, 1, 2, 0]);
+  feeds.answer_mask = f64([2, A], [1, 1, 1, 1, 1, 0]);
+  feeds.sample_weights = f64([2], [1, 0.5]);
+  if (kind === 'ce') {
+    feeds.answer_ids = i64([2, A], [student[0]![3]!, student[0]![4]!, student[0]![5]!, student[1]![2]!, student[1]![3]!, 0]);
+  } else {
+    const teacher = [[tok(), tok(), tok(), ...student[0]!], [tok(), tok(), ...student[1]!.slice(0, 4), 0, 0, 0]];
+    feeds.teacher_ids = i64([2, 9], teacher.flat());
+    feeds.teacher_mask = i64([2, 9], teacher.flatMap((s, b) => s.map((_, i) => (i < [9, 6][b]! ? 1 : 0))));
+    feeds.teacher_positions = i64([2, 9], teacher.flatMap((s) => s.map((_, i) => i)));
+    feeds.teacher_idx = i64([2, A], [5, 6, 7, 3, 4, 0]);
+  }
+  return feeds;
+}
+
+for (const [label, o] of [
+  ['distillation KL (τ = 2), LoRA', { loss: 'kl', lora: spec, temperature: 2 }],
+  ['cross-entropy, LoRA', { loss: 'ce', lora: spec }],
+  ['language modelling, full parameters', { loss: 'lm', full: true }],
+] as [string, TrainGraphOptions][]) {
+  test(`train graph gradients match finite differences: ${label}`, async () => {
+    const g = buildTrainGraph(graphs, o);
+    const be = await backend();
+    const s = await be.session(g);
+    const feeds = batchFeeds(o.loss);
+    const r = rng(17);
+    const names = trainableNames(graphs, o);
+    if (o.full) {
+      for (const n of names) {
+        const w = graphs.weights.get(n.slice(2));
+        feeds[n] = { dtype: 'float64', dims: w.shape, data: Float64Array.from(w.data as Float64Array) };
+      }
+    } else {
+      for (const i of loraInputs(cfg, spec)) feeds[i.name] = f64(i.shape, Array.from({ length: i.shape[0] * i.shape[1] }, () => (r() - 0.5) * 0.6));
+    }
+    const out = await s.run(feeds);
+    const loss0 = out.loss!.data[0] as number;
+    assert.ok(Number.isFinite(loss0) && loss0 > 0, `loss ${loss0}`);
+    let worst = 0;
+    let checked = 0;
+    const h = 1e-5;
+    for (const n of names.filter((_, i) => !o.full || i % 3 === 0)) {
+      const x = feeds[n]!.data as Float64Array;
+      const grad = out[`grad.${n}`]!.data as Float64Array;
+      for (let k = 0; k < 3; k++) {
+        const j = Math.floor(r() * x.length);
+        const orig = x[j]!;
+        x[j] = orig + h;
+        const lp = (await s.run(feeds, ['loss'])).loss!.data[0] as number;
+        x[j] = orig - h;
+        const lm = (await s.run(feeds, ['loss'])).loss!.data[0] as number;
+        x[j] = orig;
+        const num = (lp - lm) / (2 * h);
+        
+        const rel = Math.abs(grad[j]! - num) / Math.max(Math.abs(num), Math.abs(grad[j]!), 1e-6);
+        worst = Math.max(worst, rel);
+        checked++;
+      }
+    }
+    console.log(`${label}: loss ${loss0.toFixed(5)}, worst relative gradient error ${worst.toExponential(2)} over ${checked} elements`);
+    assert.ok(worst < 1e-5, `relative error ${worst}`);
+  });
+}
