@@ -8,7 +8,7 @@ import { Tokenizer } from '../tokenizer';
 import { loadModelFolder, type ModelFolder } from './folder';
 import type { ModelConfig } from './config';
 import { LlamaGraphs, loraInputs, loraSpecKey, type LoraSpec } from './llama';
-import { PreparedWeights, type ComputeDtype } from './weights';
+import { PreparedWeights, type ComputeDtype, type WeightSource } from './weights';
 
 /** LoRA tensors keyed by graph input name (lora.<layer>.<module>.a [in, r] / .b [r, out]). */
 export interface AdapterWeights {
@@ -36,23 +36,33 @@ export class CausalLM {
   private readonly sessions = new Map<string, Promise<Session>>();
 
   private constructor(
-    readonly folder: ModelFolder,
-    readonly tokenizer: Tokenizer,
+    readonly config: ModelConfig,
+    source: WeightSource,
+    weightsId: string,
+    private readonly tok: Tokenizer | undefined,
     readonly backend: Backend,
     readonly dtype: ComputeDtype,
+    /** The model folder, when loaded from one. */
+    readonly dir?: string,
   ) {
-    this.graphs = new LlamaGraphs(folder.config, new PreparedWeights(folder.config, dtype, weightsKey(folder.dir), folder.weights));
+    this.graphs = new LlamaGraphs(config, new PreparedWeights(config, dtype, weightsId, source));
   }
 
   static async load(dir: string, backend: Backend, opts: LoadOptions = {}): Promise<CausalLM> {
-    const folder = loadModelFolder(dir);
+    const folder: ModelFolder = loadModelFolder(dir);
     const tokenizer = await Tokenizer.fromFolder(dir);
     const dtype = opts.dtype ?? (backend.provider === 'cpu' ? 'float32' : 'float16');
-    return new CausalLM(folder, tokenizer, backend, dtype);
+    return new CausalLM(folder.config, folder.weights, weightsKey(dir), tokenizer, backend, dtype, dir);
   }
 
-  get config(): ModelConfig {
-    return this.folder.config;
+  /** A model from weights in memory (tests, training a model from scratch). */
+  static fromWeights(config: ModelConfig, source: WeightSource, backend: Backend, opts: { dtype?: ComputeDtype; id: string; tokenizer?: Tokenizer }): CausalLM {
+    return new CausalLM(config, source, opts.id, opts.tokenizer, backend, opts.dtype ?? 'float32');
+  }
+
+  get tokenizer(): Tokenizer {
+    if (!this.tok) throw new Error('this model was built without a tokenizer');
+    return this.tok;
   }
 
   /** The session of the score or step graph, with or without LoRA inputs of a given shape. */

@@ -1,0 +1,284 @@
+// LoRA training steps on a CausalLM: batches of distillation (or SFT) samples → one train-graph
+// run per micro-batch → gradient accumulation → clipping → AdamW with a warmup + decay schedule.
+// Everything that decides the next step (adapter, optimizer moments, step, random state) is in
+// TrainerState, so a run restored from a checkpoint continues exactly as an uninterrupted one.
+import type { HostTensor, Session } from '../backend';
+import type { CausalLM } from '../models/model';
+import type { AdapterWeights } from '../models/model';
+import { loraInputs, loraSpecKey, type LoraSpec } from '../models/llama';
+import { buildTrainGraph } from './graph';
+import { AdamW, clipByGlobalNorm, lrFactor, type ScheduleOptions } from './optim';
+
+/** One training example. The answer is the last `answerLength` tokens of both sequences. */
+export interface DistillSample {
+  /** Teacher input: (system +) document + question + answer. */
+  teacher: number[];
+  /** Student input: (system +) question + answer. */
+  student: number[];
+  answerLength: number;
+  /** Weight of this sample in the batch mean (default 1); e.g. for the general-data KL term. */
+  weight?: number;
+}
+
+export interface TrainerConfig {
+  loss: 'kl' | 'ce';
+  lora: LoraSpec;
+  /** LoRA dropout probability (0 = off). */
+  dropout: number;
+  /** Distillation temperature τ. */
+  temperature: number;
+  lr: number;
+  weightDecay: number;
+  beta1: number;
+  beta2: number;
+  eps: number;
+  schedule: ScheduleOptions['kind'];
+  warmupSteps: number;
+  totalSteps: number;
+  /** Samples per graph run; gradAccum runs make one optimizer step. */
+  microBatch: number;
+  gradAccum: number;
+  maxGradNorm: number;
+  seed: number;
+}
+
+export const defaultTrainerConfig = (lora: LoraSpec, totalSteps: number): TrainerConfig => ({
+  loss: 'kl', lora, dropout: 0, temperature: 2, lr: 1e-4, weightDecay: 0.1, beta1: 0.9, beta2: 0.999, eps: 1e-8,
+  schedule: 'cosine', warmupSteps: Math.round(0.1 * totalSteps), totalSteps, microBatch: 4, gradAccum: 1, maxGradNorm: 1, seed: 0,
+});
+
+export interface TrainerState {
+  step: number;
+  params: Map<string, Float32Array>;
+  m: Map<string, Float32Array>;
+  v: Map<string, Float32Array>;
+  rng: number;
+}
+
+export interface StepResult {
+  step: number;
+  loss: number;
+  gradNorm: number;
+  lr: number;
+  tokens: number;
+  ms: number;
+}
+
+/** mulberry32 with its state exposed, so checkpoints can store it. */
+export class Rng {
+  constructor(public state: number) {}
+  next(): number {
+    this.state = (this.state + 0x6d2b79f5) >>> 0;
+    let t = this.state;
+    t = Math.imul(t ^ (t >>> 15), t | 1);
+    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
+    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
+  }
+}
+
+/** A new adapter: A uniform in ±1/√in (PEFT's default Kaiming init), B zero, so it changes nothing yet. */
+export function initLora(model: CausalLM, spec: LoraSpec, seed: number): Map<string, Float32Array> {
+  const r = new Rng(seed ^ 0x5eed);
+  const params = new Map<string, Float32Array>();
+  for (const i of loraInputs(model.config, spec)) {
+    const n = i.shape[0] * i.shape[1];
+    if (i.which === 'b') params.set(i.name, new Float32Array(n));
+    else {
+      const bound = 1 / Math.sqrt(i.shape[0]);
+      params.set(i.name, Float32Array.from({ length: n }, () => (r.next() * 2 - 1) * bound));
+    }
+  }
+  return params;
+}
+
+const DROPOUT_BUDGET = 64 * 2 ** 20; // mask values per micro-batch fed from JS
+
+export class LoraTrainer {
+  readonly opt: AdamW;
+  private readonly rng: Rng;
+  private sessionP?: Promise<Session>;
+
+  constructor(
+    readonly model: CausalLM,
+    readonly cfg: TrainerConfig,
+    state?: TrainerState,
+  ) {
+    if (cfg.loss !== 'kl' && cfg.loss !== 'ce') throw new Error(`unknown loss '${String(cfg.loss)}'`);
+    this.opt = new AdamW({ lr: cfg.lr, beta1: cfg.beta1, beta2: cfg.beta2, eps: cfg.eps, weightDecay: cfg.weightDecay });
+    this.rng = new Rng(state?.rng ?? cfg.seed);
+    this.params = state?.params ?? initLora(model, cfg.lora, cfg.seed);
+    if (state) this.opt.state = { step: state.step, m: state.m, v: state.v };
+  }
+
+  readonly params: Map<string, Float32Array>;
+
+  get step(): number {
+    return this.opt.state.step;
+  }
+
+  state(): TrainerState {
+    return { step: this.opt.state.step, params: this.params, m: this.opt.state.m, v: this.opt.state.v, rng: this.rng.state };
+  }
+
+  adapter(): AdapterWeights {
+    return { spec: this.cfg.lora, tensors: this.params };
+  }
+
+  private session(): Promise<Session> {
+    this.sessionP ??= this.model.backend.session(
+      buildTrainGraph(this.model.graphs, { loss: this.cfg.loss, lora: this.cfg.lora, temperature: this.cfg.temperature, dropout: this.cfg.dropout }),
+    );
+    return this.sessionP;
+  }
+
+  /** The learning rate of the next optimizer step. */
+  currentLr(): number {
+    return this.cfg.lr * lrFactor(this.step, { kind: this.cfg.schedule, totalSteps: this.cfg.totalSteps, warmupSteps: this.cfg.warmupSteps });
+  }
+
+  /** Loss and gradients of one micro-batch (no update). Gradients are of the micro-batch's weighted mean loss. */
+  async lossAndGrads(samples: DistillSample[]): Promise<{ loss: number; grads: Map<string, Float32Array>; sampleLoss: Float32Array }> {
+    const feeds = { ...this.batchFeeds(samples), ...this.model.adapterFeeds(this.adapter()) };
+    const out = await (await this.session()).run(feeds);
+    const grads = new Map<string, Float32Array>();
+    for (const name of this.params.keys()) grads.set(name, out[`grad.${name}`]!.data as Float32Array);
+    return { loss: out.loss!.data[0] as number, grads, sampleLoss: out.sample_loss!.data as Float32Array };
+  }
+
+  /** Loss of a batch without training (validation). */
+  async evalLoss(samples: DistillSample[]): Promise<number> {
+    let total = 0;
+    let weight = 0;
+    for (let i = 0; i < samples.length; i += this.cfg.microBatch) {
+      const mb = samples.slice(i, i + this.cfg.microBatch);
+      const { sampleLoss } = await this.lossAndGrads(mb);
+      mb.forEach((s, j) => {
+        total += (s.weight ?? 1) * sampleLoss[j]!;
+        weight += s.weight ?? 1;
+      });
+    }
+    return weight ? total / weight : 0;
+  }
+
+  /** One optimizer step over `gradAccum` micro-batches (samples.length ≤ microBatch × gradAccum). */
+  async trainStep(samples: DistillSample[]): Promise<StepResult> {
+    const t0 = performance.now();
+    if (samples.length === 0) throw new Error('trainStep: empty batch');
+    const chunks: DistillSample[][] = [];
+    for (let i = 0; i < samples.length; i += this.cfg.microBatch) chunks.push(samples.slice(i, i + this.cfg.microBatch));
+    const totalWeight = samples.reduce((a, s) => a + (s.weight ?? 1), 0);
+    const grads = new Map<string, Float32Array>();
+    for (const [name, p] of this.params) grads.set(name, new Float32Array(p.length));
+    let loss = 0;
+    let tokens = 0;
+    for (const mb of chunks) {
+      const w = mb.reduce((a, s) => a + (s.weight ?? 1), 0) / totalWeight;
+      const r = await this.lossAndGrads(mb);
+      loss += w * r.loss;
+      for (const [name, g] of r.grads) {
+        const acc = grads.get(name)!;
+        for (let i = 0; i < g.length; i++) acc[i]! += w * g[i]!;
+      }
+      tokens += mb.reduce((a, s) => a + s.student.length + (this.cfg.loss === 'kl' ? s.teacher.length : 0), 0);
+    }
+    if (!Number.isFinite(loss)) throw new Error(`training diverged: loss is ${loss} at step ${this.step + 1}; lower the learning rate`);
+    const gradNorm = clipByGlobalNorm(grads, this.cfg.maxGradNorm);
+    const lr = this.currentLr();
+    this.opt.step(this.params, grads, lr);
+    return { step: this.step, loss, gradNorm, lr, tokens, ms: performance.now() - t0 };
+  }
+
+  /** Right-padded feeds of the train graph for a micro-batch. */
+  batchFeeds(samples: DistillSample[]): Record<string, HostTensor> {
+    const B = samples.length;
+    const Ts = Math.max(...samples.map((s) => s.student.length));
+    const A = Math.max(...samples.map((s) => s.answerLength));
+    for (const s of samples) {
+      if (s.answerLength < 1 || s.answerLength >= s.student.length || (this.cfg.loss === 'kl' && s.answerLength >= s.teacher.length)) {
+        throw new Error(`a training sample needs 1 ≤ answer length < prompt + answer length (answer ${s.answerLength}, student ${s.student.length}, teacher ${s.teacher.length})`);
+      }
+    }
+    const acc = this.model.dtype === 'float64' ? 'float64' : 'float32';
+    const floats = (n: number) => (acc === 'float64' ? new Float64Array(n) : new Float32Array(n));
+    const ids = new BigInt64Array(B * Ts);
+    const mask = new BigInt64Array(B * Ts);
+    const pos = new BigInt64Array(B * Ts);
+    const sIdx = new BigInt64Array(B * A);
+    const aMask = floats(B * A);
+    const answerIds = new BigInt64Array(B * A);
+    const sw = floats(B);
+    samples.forEach((s, b) => {
+      s.student.forEach((t, i) => {
+        ids[b * Ts + i] = BigInt(t);
+        mask[b * Ts + i] = 1n;
+        pos[b * Ts + i] = BigInt(i);
+      });
+      const start = s.student.length - s.answerLength;
+      for (let j = 0; j < s.answerLength; j++) {
+        sIdx[b * A + j] = BigInt(start + j - 1);
+        aMask[b * A + j] = 1;
+        answerIds[b * A + j] = BigInt(s.student[start + j]!);
+      }
+      sw[b] = s.weight ?? 1;
+    });
+    const feeds: Record<string, HostTensor> = {
+      ids: { dtype: 'int64', dims: [B, Ts], data: ids },
+      mask: { dtype: 'int64', dims: [B, Ts], data: mask },
+      positions: { dtype: 'int64', dims: [B, Ts], data: pos },
+      student_idx: { dtype: 'int64', dims: [B, A], data: sIdx },
+      answer_mask: { dtype: acc, dims: [B, A], data: aMask },
+      sample_weights: { dtype: acc, dims: [B], data: sw },
+    };
+    if (this.cfg.loss === 'ce') {
+      feeds.answer_ids = { dtype: 'int64', dims: [B, A], data: answerIds };
+    } else {
+      const Tt = Math.max(...samples.map((s) => s.teacher.length));
+      const tIds = new BigInt64Array(B * Tt);
+      const tMask = new BigInt64Array(B * Tt);
+      const tPos = new BigInt64Array(B * Tt);
+      const tIdx = new BigInt64Array(B * A);
+      samples.forEach((s, b) => {
+        s.teacher.forEach((t, i) => {
+          tIds[b * Tt + i] = BigInt(t);
+          tMask[b * Tt + i] = 1n;
+          tPos[b * Tt + i] = BigInt(i);
+        });
+        const start = s.teacher.length - s.answerLength;
+        for (let j = 0; j < s.answerLength; j++) tIdx[b * A + j] = BigInt(start + j - 1);
+      });
+      Object.assign(feeds, {
+        teacher_ids: { dtype: 'int64', dims: [B, Tt], data: tIds },
+        teacher_mask: { dtype: 'int64', dims: [B, Tt], data: tMask },
+        teacher_positions: { dtype: 'int64', dims: [B, Tt], data: tPos },
+        teacher_idx: { dtype: 'int64', dims: [B, A], data: tIdx },
+      });
+    }
+    if (this.cfg.dropout > 0) Object.assign(feeds, this.dropoutFeeds(B, Ts, A));
+    return feeds;
+  }
+
+  private dropoutFeeds(B: number, T: number, A: number): Record<string, HostTensor> {
+    const p = this.cfg.dropout;
+    const keep = 1 / (1 - p);
+    const feeds: Record<string, HostTensor> = {};
+    let total = 0;
+    for (const i of loraInputs(this.model.config, this.cfg.lora)) {
+      if (i.which !== 'a') continue;
+      const rows = i.layer === 'lm_head' ? B * A : B * T;
+      total += rows * i.shape[0];
+      if (total > DROPOUT_BUDGET) {
+        throw new Error(`LoRA dropout needs ${total}+ mask values per micro-batch here (limit ${DROPOUT_BUDGET}); set dropout to 0 or use a smaller micro-batch`);
+      }
+      const m = new Float32Array(rows * i.shape[0]);
+      for (let k = 0; k < m.length; k++) m[k] = this.rng.next() < p ? 0 : keep;
+      const name = i.layer === 'lm_head' ? 'lora.lm_head.drop' : `lora.${i.layer}.${i.module}.drop`;
+      feeds[name] = { dtype: 'float32', dims: i.layer === 'lm_head' ? [B, A, i.shape[0]] : [B, T, i.shape[0]], data: m };
+    }
+    return feeds;
+  }
+
+  /** Identifies the graph a trainer uses (for logs). */
+  describe(): string {
+    return `${this.cfg.loss} ${loraSpecKey(this.cfg.lora)} on ${this.model.backend.provider}/${this.model.dtype}`;
+  }
+}
