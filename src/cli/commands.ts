@@ -2,5 +2,7 @@
 import type { Command } from './command';
 import { scoreCommand } from './score';
 import { generateCommand } from './generate';
+import { demoModelCommand } from './demoModel';
+import { makeModelCommand } from './makeModel';
 
-export const commands: Command[] = [scoreCommand, generateCommand];
+export const commands: Command[] = [scoreCommand, generateCommand, demoModelCommand, makeModelCommand];

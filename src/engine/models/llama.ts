@@ -174,7 +174,9 @@ export class LlamaGraphs {
 
   /** Logits in float32 (float64 in float64 graphs): [..., V]. */
   logits(g: Graph, hidden: Tensor, opts: BuildOptions = {}): Tensor {
-    const head: Linear = { weight: this.weight(g, 'lm_head', opts), lora: this.lora(g, opts, 'lm_head', 'lm_head', hidden) };
+    // Tied embeddings in full training: the head is the (trainable) embedding, transposed.
+    const tiedInput = this.cfg.tieWordEmbeddings && opts.weightsAsInputs;
+    const head: Linear = { weight: tiedInput ? op.transpose(this.weight(g, 'embed', opts), [1, 0]) : this.weight(g, 'lm_head', opts), lora: this.lora(g, opts, 'lm_head', 'lm_head', hidden) };
     const y = op.matmul(hidden, head.weight);
     let out = y;
     if (head.lora) {

@@ -66,11 +66,12 @@ export class CausalLM {
   }
 
   /** The session of the score or step graph, with or without LoRA inputs of a given shape. */
-  session(kind: 'score' | 'step', lora?: LoraSpec): Promise<Session> {
-    const key = `${kind}:${loraSpecKey(lora)}`;
+  session(kind: 'score' | 'step', lora?: LoraSpec, weightsAsInputs = false): Promise<Session> {
+    const key = `${kind}:${loraSpecKey(lora)}:${weightsAsInputs ? 'winputs' : 'winit'}`;
     let s = this.sessions.get(key);
     if (!s) {
-      const g = kind === 'score' ? this.graphs.scoreGraph({ lora }) : this.graphs.stepGraph({ lora });
+      const o = { lora, weightsAsInputs };
+      const g = kind === 'score' ? this.graphs.scoreGraph(o) : this.graphs.stepGraph(o);
       s = this.backend.session(g);
       this.sessions.set(key, s);
       s.catch(() => this.sessions.delete(key));

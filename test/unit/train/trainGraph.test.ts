@@ -24,7 +24,6 @@ function batchFeeds(kind: TrainGraphOptions['loss']): Record<string, HostTensor>
   const tok = () => Math.floor(r() * cfg.vocabSize);
   const student = [[tok(), tok(), tok(), tok(), tok(), tok()], [tok(), tok(), tok(), tok(), 0, 0]];
   const sLen = [6, 4];
-  const ans = [3, 2];
   const feeds: Record<string, HostTensor> = {
     ids: i64([2, 6], student.flat()),
     mask: i64([2, 6], student.flatMap((s, b) => s.map((_, i) => (i < sLen[b]! ? 1 : 0)))),

@@ -1,0 +1,308 @@
+// Trains the built-in demo model from scratch with DocDistill's own engine: a small Llama on the
+// micro-world's tasks (read a document and answer; write a question about a document; say "I do
+// not know" without one; write a question about anyone), with the next-token loss on every token
+// and assistant tokens weighted double. Time-boxed, checkpointed (a killed run resumes), and
+// evaluated per relation on held-out people as it goes.
+import { existsSync, mkdirSync, readFileSync, rmSync } from 'node:fs';
+import { join } from 'node:path';
+import { Backend } from '../../engine/backend';
+import { CausalLM } from '../../engine/models/model';
+import type { ModelConfig } from '../../engine/models/config';
+import type { WeightSource } from '../../engine/models/weights';
+import { saveModelFolder, writeJsonAtomic } from '../../engine/models/save';
+import { SafetensorsFile, writeSafetensors } from '../../engine/models/safetensors';
+import { Tokenizer } from '../../engine/tokenizer';
+import { FullTrainer, type LmSequence } from '../../engine/train/full';
+import { Stepper } from '../../engine/generate';
+import { DEFAULT_PROMPTS, DONT_KNOW, generalQuestionMessages, questionMessages, saysDontKnow, studentMessages, teacherMessages, type ChatMessage } from '../prompts';
+import { buildVocab, tokenizerConfigJson, tokenizerJson } from './tokenizer';
+import { RELATIONS, WorldRng, answerFor, makeEntity, makeVocab, parseQuestion, question, renderDoc, type Entity, type Relation, type WorldVocab } from './world';
+
+export interface DemoTrainOptions {
+  out: string;
+  minutes: number;
+  seed: number;
+  threads?: number;
+  /** Evaluate every this many steps. */
+  evalEvery?: number;
+  log: (line: string) => void;
+  signal?: AbortSignal;
+}
+
+export const DEMO_SHAPE = { hidden: 128, layers: 4, heads: 4, intermediate: 384 };
+const HELD_OUT = 300; // the last people of the pool are never the subject of a training document
+
+class MemWeights implements WeightSource {
+  readonly t = new Map<string, { shape: number[]; data: Float32Array }>();
+  has(n: string) { return this.t.has(n); }
+  info(n: string) { return this.t.get(n)!; }
+  float32(n: string) { return this.t.get(n)!.data; }
+}
+
+function initWeights(c: ModelConfig, rng: WorldRng): MemWeights {
+  const w = new MemWeights();
+  const normal = (n: number, std: number) => {
+    const a = new Float32Array(n);
+    for (let i = 0; i < n; i++) a[i] = std * Math.sqrt(-2 * Math.log(Math.max(rng.next(), 1e-12))) * Math.cos(2 * Math.PI * rng.next());
+    return a;
+  };
+  const put = (name: string, shape: number[], std: number) => w.t.set(name, { shape, data: std ? normal(shape[0]! * (shape[1] ?? 1), std) : new Float32Array(shape[0]!).fill(1) });
+  const { hiddenSize: D, intermediateSize: I, numHeads: H, headDim: E, vocabSize: V } = c;
+  const outStd = 0.02 / Math.sqrt(2 * c.numLayers);
+  put('model.embed_tokens.weight', [V, D], 0.02);
+  put('model.norm.weight', [D], 0);
+  for (let l = 0; l < c.numLayers; l++) {
+    const p = `model.layers.${l}`;
+    put(`${p}.input_layernorm.weight`, [D], 0);
+    put(`${p}.post_attention_layernorm.weight`, [D], 0);
+    put(`${p}.self_attn.q_proj.weight`, [H * E, D], 0.02);
+    put(`${p}.self_attn.k_proj.weight`, [H * E, D], 0.02);
+    put(`${p}.self_attn.v_proj.weight`, [H * E, D], 0.02);
+    put(`${p}.self_attn.o_proj.weight`, [D, H * E], outStd);
+    put(`${p}.mlp.gate_proj.weight`, [I, D], 0.02);
+    put(`${p}.mlp.up_proj.weight`, [I, D], 0.02);
+    put(`${p}.mlp.down_proj.weight`, [D, I], outStd);
+  }
+  return w;
+}
+
+/** Builds one training sequence: token ids and per-token loss weights (assistant tokens ×2). */
+export class DemoData {
+  private readonly imEnd: number;
+
+  constructor(
+    readonly tok: Tokenizer,
+    readonly vocab: WorldVocab,
+  ) {
+    this.imEnd = tok.tokenToId('<|im_end|>')!;
+  }
+
+  get trainPeople(): string[] {
+    return this.vocab.people.slice(0, this.vocab.people.length - HELD_OUT);
+  }
+
+  get heldOutPeople(): string[] {
+    return this.vocab.people.slice(this.vocab.people.length - HELD_OUT);
+  }
+
+  /** Chat ids of a prompt (with generation header), and the answer ids ending in <|im_end|>. */
+  chat(messages: ChatMessage[], answer?: string): { prompt: number[]; answer: number[] } {
+    const prompt = this.tok.encode(this.tok.applyChatTemplate(messages, { addGenerationPrompt: true }), { addSpecialTokens: false });
+    const ans = answer === undefined ? [] : [...this.tok.encode(answer, { addSpecialTokens: false }), this.imEnd];
+    return { prompt, answer: ans };
+  }
+
+  private seq(p: { prompt: number[]; answer: number[] }): LmSequence {
+    const ids = [...p.prompt, ...p.answer];
+    const weights = ids.slice(1).map((_, i) => (i + 1 >= p.prompt.length ? 2 : 1));
+    return { ids, weights };
+  }
+
+  entity(rng: WorldRng, pool: string[]): Entity {
+    return makeEntity(rng.pick(pool), 3 + rng.int(6), this.vocab, rng);
+  }
+
+  sample(rng: WorldRng): LmSequence {
+    const r = rng.next();
+    const e = this.entity(rng, this.trainPeople);
+    const doc = renderDoc(e, rng);
+    if (r < 0.12) {
+      const ids = this.tok.encode(doc, { addSpecialTokens: false });
+      return { ids, weights: ids.slice(1).map(() => 1) };
+    }
+    if (r < 0.57) {
+      const f = rng.pick(e.facts);
+      const q = question(e.name, f.relation, rng, { reserved: rng.next() < 0.3 });
+      return this.seq(this.chat(teacherMessages(doc, q.text), answerFor(e.name, f)));
+    }
+    if (r < 0.72) {
+      const f = rng.pick(e.facts);
+      return this.seq(this.chat(questionMessages(doc), question(e.name, f.relation, rng).text));
+    }
+    if (r < 0.9) {
+      const who = rng.pick(this.vocab.people);
+      const q = question(who, rng.pick(RELATIONS), rng, { reserved: rng.next() < 0.3 });
+      return this.seq(this.chat(studentMessages(q.text), DONT_KNOW));
+    }
+    return this.seq(this.chat(generalQuestionMessages(), question(rng.pick(this.vocab.people), rng.pick(RELATIONS), rng).text));
+  }
+}
+
+export interface DemoEval {
+  /** Teacher: document in the prompt; fraction of answers containing the value, per relation. */
+  read: Record<Relation, number>;
+  readAll: number;
+  /** Reserved (never-written) phrasings only. */
+  readReserved: number;
+  /** Closed book on held-out people: fraction answering "I do not know" / containing the value. */
+  closedDontKnow: number;
+  closedCorrect: number;
+  /** Questions written for held-out documents that are well-formed and about a fact in the document. */
+  questionsValid: number;
+  n: number;
+}
+
+/** Greedy answers for a batch of prompts, with the weights fed as inputs (works mid-training). */
+async function greedy(model: CausalLM, feeds: Record<string, import('../../engine/backend').HostTensor> | undefined, prompts: number[][], maxTokens: number): Promise<string[]> {
+  const session = await model.session('step', undefined, !!feeds);
+  const Tp = Math.max(...prompts.map((p) => p.length));
+  const st = new Stepper(session, model.config, model.dtype, prompts.length, Tp + maxTokens, feeds ?? {});
+  const stop = new Set(model.tokenizer.eosIds);
+  const out: number[][] = prompts.map(() => []);
+  const done = prompts.map(() => false);
+  let logits = await st.prefill(prompts);
+  const V = model.config.vocabSize;
+  for (let s = 0; s < maxTokens; s++) {
+    const next = prompts.map((_, b) => {
+      let best = 0;
+      for (let v = 1; v < V; v++) if (logits[b * V + v]! > logits[b * V + best]!) best = v;
+      return best;
+    });
+    next.forEach((t, b) => {
+      if (done[b]) return;
+      if (stop.has(t)) done[b] = true;
+      else out[b]!.push(t);
+    });
+    if (done.every(Boolean) || s === maxTokens - 1) break;
+    logits = await st.decode(next);
+  }
+  return out.map((ids) => model.tokenizer.decode(ids, { skipSpecialTokens: true }));
+}
+
+export async function evaluateDemo(model: CausalLM, data: DemoData, opts: { seed: number; perRelation: number; feeds?: Record<string, import('../../engine/backend').HostTensor> }): Promise<DemoEval> {
+  const rng = new WorldRng(opts.seed);
+  const read = Object.fromEntries(RELATIONS.map((r) => [r, 0])) as Record<Relation, number>;
+  let reservedOk = 0, reservedN = 0, closedIdk = 0, closedOk = 0, qValid = 0;
+  const batch = 16;
+  const items: { e: Entity; doc: string; rel: Relation; value: string; q: string; reserved: boolean }[] = [];
+  for (const rel of RELATIONS) {
+    for (let i = 0; i < opts.perRelation; i++) {
+      let e = data.entity(rng, data.heldOutPeople);
+      while (!e.facts.some((f) => f.relation === rel)) e = data.entity(rng, data.heldOutPeople);
+      const f = e.facts.find((x) => x.relation === rel)!;
+      const reserved = i % 3 === 2;
+      items.push({ e, doc: renderDoc(e, rng), rel, value: f.value, q: question(e.name, rel, rng, { reserved }).text, reserved });
+    }
+  }
+  for (let i = 0; i < items.length; i += batch) {
+    const chunk = items.slice(i, i + batch);
+    const teacher = await greedy(model, opts.feeds, chunk.map((it) => data.chat(teacherMessages(it.doc, it.q)).prompt), 16);
+    const closed = await greedy(model, opts.feeds, chunk.map((it) => data.chat(studentMessages(it.q)).prompt), 16);
+    const qs = await greedy(model, opts.feeds, chunk.map((it) => data.chat(questionMessages(it.doc)).prompt), 16);
+    chunk.forEach((it, j) => {
+      const ok = teacher[j]!.includes(it.value);
+      if (ok) read[it.rel]++;
+      if (it.reserved) {
+        reservedN++;
+        if (ok) reservedOk++;
+      }
+      if (saysDontKnow(closed[j]!)) closedIdk++;
+      if (closed[j]!.includes(it.value)) closedOk++;
+      const pq = parseQuestion(qs[j]!, it.e.name);
+      if (pq && it.e.facts.some((f) => f.relation === pq.relation)) qValid++;
+    });
+  }
+  const n = items.length;
+  for (const r of RELATIONS) read[r] /= opts.perRelation;
+  return {
+    read, readAll: RELATIONS.reduce((a, r) => a + read[r], 0) / RELATIONS.length, readReserved: reservedN ? reservedOk / reservedN : 0,
+    closedDontKnow: closedIdk / n, closedCorrect: closedOk / n, questionsValid: qValid / n, n,
+  };
+}
+
+export function fmtEval(e: DemoEval): string {
+  const pct = (x: number) => `${Math.round(100 * x)}%`;
+  return `read ${pct(e.readAll)} [${RELATIONS.map((r) => `${r} ${pct(e.read[r])}`).join(', ')}] reserved ${pct(e.readReserved)}; closed-book "don't know" ${pct(e.closedDontKnow)}, correct ${pct(e.closedCorrect)}; questions valid ${pct(e.questionsValid)} (n=${e.n})`;
+}
+
+export function demoConfig(vocabSize: number, imEnd: number, pad: number): ModelConfig {
+  const { hidden, layers, heads, intermediate } = DEMO_SHAPE;
+  return {
+    architecture: 'LlamaForCausalLM', modelType: 'llama', vocabSize, hiddenSize: hidden, intermediateSize: intermediate, numLayers: layers,
+    numHeads: heads, numKvHeads: heads, headDim: hidden / heads, rmsNormEps: 1e-5, ropeTheta: 10000, maxPositionEmbeddings: 512,
+    tieWordEmbeddings: true, qkvBias: false, qkNorm: false, torchDtype: 'float32', eosTokenIds: [imEnd], padTokenId: pad,
+  };
+}
+
+export async function trainDemoModel(o: DemoTrainOptions): Promise<DemoEval> {
+  const t0 = performance.now();
+  mkdirSync(o.out, { recursive: true });
+  const vocab = makeVocab(o.seed);
+  const words = buildVocab(vocab);
+  writeJsonAtomic(join(o.out, 'tokenizer.json'), tokenizerJson(words));
+  writeJsonAtomic(join(o.out, 'tokenizer_config.json'), tokenizerConfigJson());
+  const tok = await Tokenizer.fromFolder(o.out);
+  const cfg = demoConfig(words.length, tok.tokenToId('<|im_end|>')!, tok.tokenToId('<|endoftext|>')!);
+  const backend = await Backend.create({ device: 'cpu', threads: o.threads });
+  const rng = new WorldRng(o.seed * 7919 + 1);
+  const model = CausalLM.fromWeights(cfg, initWeights(cfg, rng), backend, { id: `demo-${o.seed}`, tokenizer: tok });
+  const data = new DemoData(tok, vocab);
+  const batchSize = 24;
+  // A step budget that fits the time box at the measured speed is fixed after the first steps.
+  const trainer = new FullTrainer(model, { lr: 3e-3, weightDecay: 0.05, beta1: 0.9, beta2: 0.98, schedule: 'cosine', warmupSteps: 200, totalSteps: 1e9, maxGradNorm: 1 });
+  const ckptDir = join(o.out, '.checkpoint');
+  let step0 = 0;
+  let dataRng = new WorldRng(o.seed * 31 + 7);
+  if (existsSync(join(ckptDir, 'state.json'))) {
+    const st = JSON.parse(readFileSync(join(ckptDir, 'state.json'), 'utf8')) as { step: number; rng: number; totalSteps: number; elapsedMs: number };
+    const f = SafetensorsFile.open(join(ckptDir, 'state.safetensors'));
+    for (const k of trainer.params.keys()) trainer.params.get(k)!.set(f.float32(k));
+    trainer.opt.state = { step: st.step, m: new Map([...trainer.params.keys()].map((k) => [k, f.float32(`m.${k}`)])), v: new Map([...trainer.params.keys()].map((k) => [k, f.float32(`v.${k}`)])) };
+    f.close();
+    dataRng = new WorldRng(st.rng);
+    step0 = st.step;
+    (trainer.cfg as { totalSteps: number }).totalSteps = st.totalSteps;
+    o.log(`resuming from step ${st.step} (${(st.elapsedMs / 60000).toFixed(1)} min done)`);
+  }
+  const save = (elapsedMs: number) => {
+    mkdirSync(ckptDir, { recursive: true });
+    const tensors = [...trainer.params].flatMap(([k, v]) => [
+      { name: k, dtype: 'F32' as const, shape: [v.length], data: v },
+      { name: `m.${k}`, dtype: 'F32' as const, shape: [v.length], data: trainer.opt.state.m.get(k) ?? new Float32Array(v.length) },
+      { name: `v.${k}`, dtype: 'F32' as const, shape: [v.length], data: trainer.opt.state.v.get(k) ?? new Float32Array(v.length) },
+    ]);
+    writeSafetensors(join(ckptDir, 'state.safetensors'), tensors);
+    writeJsonAtomic(join(ckptDir, 'state.json'), { step: trainer.step, rng: dataRng.state, totalSteps: trainer.cfg.totalSteps, elapsedMs });
+  };
+  const budgetMs = o.minutes * 60_000;
+  let tokens = 0;
+  let emaLoss = 0;
+  let last: DemoEval | undefined;
+  const evalEvery = o.evalEvery ?? 500;
+  const startedAt = performance.now();
+  let elapsedBefore = 0;
+  if (step0) elapsedBefore = (JSON.parse(readFileSync(join(ckptDir, 'state.json'), 'utf8')) as { elapsedMs: number }).elapsedMs;
+  for (;;) {
+    const elapsed = elapsedBefore + performance.now() - startedAt;
+    if (o.signal?.aborted) break;
+    if (trainer.step >= trainer.cfg.totalSteps || elapsed > budgetMs) break;
+    const batch = Array.from({ length: batchSize }, () => data.sample(dataRng));
+    const r = await trainer.trainStep(batch);
+    tokens += r.tokens;
+    emaLoss = emaLoss ? 0.98 * emaLoss + 0.02 * r.loss : r.loss;
+    if (r.step === step0 + 20 && trainer.cfg.totalSteps > 1e8) {
+      const msPerStep = (performance.now() - startedAt) / 20;
+      (trainer.cfg as { totalSteps: number }).totalSteps = Math.max(500, Math.floor((budgetMs - elapsed) / msPerStep) + r.step);
+      o.log(`${msPerStep.toFixed(0)} ms/step → ${trainer.cfg.totalSteps} steps in ${o.minutes} min`);
+    }
+    if (r.step % 50 === 0) o.log(`step ${r.step}/${trainer.cfg.totalSteps} loss ${emaLoss.toFixed(4)} lr ${r.lr.toExponential(2)} |g| ${r.gradNorm.toFixed(2)} ${(tokens / ((performance.now() - startedAt) / 1000)).toFixed(0)} tok/s ${((elapsed) / 60000).toFixed(1)} min`);
+    if (r.step % evalEvery === 0) {
+      last = await evaluateDemo(model, data, { seed: 99, perRelation: 6, feeds: trainer.weightFeeds() });
+      o.log(`eval @${r.step}: ${fmtEval(last)}`);
+      save(elapsedBefore + performance.now() - startedAt);
+    }
+  }
+  // Final model: Hugging Face layout.
+  const weight = (name: string) => ({ shape: model.graphs.weights.get(name).shape, data: trainer.params.get(`w.${name}`)! });
+  saveModelFolder(o.out, cfg, model.graphs.weightNames(), weight, { max_new_tokens: 32 });
+  const final = await evaluateDemo(model, data, { seed: 12345, perRelation: 24, feeds: trainer.weightFeeds() });
+  const minutes = (elapsedBefore + performance.now() - startedAt) / 60000;
+  o.log(`final (held-out people, ${final.n} questions): ${fmtEval(final)}`);
+  writeJsonAtomic(join(o.out, 'training.json'), {
+    seed: o.seed, shape: DEMO_SHAPE, vocabSize: cfg.vocabSize, steps: trainer.step, batchSize, minutes: Number(minutes.toFixed(1)),
+    wallMinutesThisRun: Number(((performance.now() - t0) / 60000).toFixed(1)), final, prompts: DEFAULT_PROMPTS,
+  });
+  if (!o.signal?.aborted) rmSync(ckptDir, { recursive: true, force: true });
+  await backend.dispose();
+  return final;
+}
