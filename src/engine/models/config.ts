@@ -1,5 +1,9 @@
-// config.json of a Hugging Face causal LM, validated and normalised. Only the architectures the
-// engine implements are accepted; anything else is refused with a message naming what is supported.
+// A Hugging Face `config.json` for the Llama family, parsed and validated into the engine's
+// ModelConfig, and the rotary-embedding frequencies exactly as transformers computes them.
+//
+// Only what the engine implements is accepted: anything that would silently change the numerics
+// (another architecture, rope type, activation, MLP/o_proj bias, quantisation) is a ModelError
+// that says what was found and what is supported.
 
 export type Architecture = 'LlamaForCausalLM' | 'Qwen2ForCausalLM' | 'Qwen3ForCausalLM' | 'MistralForCausalLM';
 export const SUPPORTED_ARCHITECTURES: readonly Architecture[] = ['LlamaForCausalLM', 'Qwen2ForCausalLM', 'Qwen3ForCausalLM', 'MistralForCausalLM'];
@@ -17,13 +21,20 @@ export interface ModelConfig {
   numLayers: number;
   numHeads: number;
   numKvHeads: number;
+  /** `head_dim` if the config gives it, else hidden_size / num_attention_heads. */
   headDim: number;
   rmsNormEps: number;
   ropeTheta: number;
   ropeScaling?: RopeScaling;
+  /**
+   * The longest sequence the model handles. When a sliding window is configured and smaller,
+   * this is the window: up to that length sliding-window attention equals full causal attention.
+   */
   maxPositionEmbeddings: number;
   tieWordEmbeddings: boolean;
+  /** q/k/v projections have biases (Qwen2). */
   qkvBias: boolean;
+  /** RMSNorm on q and k per head before RoPE (Qwen3). */
   qkNorm: boolean;
   torchDtype: 'float32' | 'float16' | 'bfloat16';
   bosTokenId?: number;
@@ -31,123 +42,262 @@ export interface ModelConfig {
   padTokenId?: number;
 }
 
+/** A model folder or config the engine cannot use, with what to do about it. */
 export class ModelError extends Error {
   override name = 'ModelError';
 }
 
-const supportedList = SUPPORTED_ARCHITECTURES.join(', ');
+const MODEL_TYPES: Record<string, Architecture> = {
+  llama: 'LlamaForCausalLM',
+  qwen2: 'Qwen2ForCausalLM',
+  qwen3: 'Qwen3ForCausalLM',
+  mistral: 'MistralForCausalLM',
+};
 
-export function parseConfig(json: unknown, source: string): ModelConfig {
-  const bad = (msg: string): never => {
-    throw new ModelError(`${source}: ${msg}`);
-  };
-  if (typeof json !== 'object' || json === null || Array.isArray(json)) bad('not a JSON object');
-  const c = json as Record<string, unknown>;
-  const archs = c.architectures;
-  if (!Array.isArray(archs) || typeof archs[0] !== 'string') bad(`no "architectures" entry; supported: ${supportedList}`);
-  const architecture = (archs as string[])[0]!;
-  if (!(SUPPORTED_ARCHITECTURES as readonly string[]).includes(architecture)) {
-    bad(`architecture ${architecture} is not supported; supported: ${supportedList}`);
-  }
-  const int = (k: string, fallback?: number): number => {
-    const v = c[k] ?? fallback;
-    if (typeof v !== 'number' || !Number.isInteger(v) || v <= 0) return bad(`"${k}" must be a positive whole number (got ${JSON.stringify(v)})`);
-    return v;
-  };
-  const num = (k: string, fallback?: number): number => {
-    const v = c[k] ?? fallback;
-    if (typeof v !== 'number' || !Number.isFinite(v) || v <= 0) return bad(`"${k}" must be a positive number (got ${JSON.stringify(v)})`);
-    return v;
-  };
-  const optId = (k: string): number | undefined => {
-    const v = c[k];
-    if (v === undefined || v === null) return undefined;
-    if (typeof v !== 'number' || !Number.isInteger(v) || v < 0) return bad(`"${k}" must be a token id`);
-    return v;
-  };
-  const hiddenSize = int('hidden_size');
-  const numHeads = int('num_attention_heads');
-  const numKvHeads = int('num_key_value_heads', numHeads);
-  if (numHeads % numKvHeads) bad(`num_attention_heads (${numHeads}) is not a multiple of num_key_value_heads (${numKvHeads})`);
-  const headDim = c.head_dim === undefined || c.head_dim === null ? hiddenSize / numHeads : int('head_dim');
-  if (!Number.isInteger(headDim) || headDim % 2) bad(`head dimension ${headDim} must be an even whole number`);
+/** transformers' defaults for keys a config may omit (per architecture where they differ). */
+const DEFAULT_MAX_POSITIONS: Record<Architecture, number> = {
+  LlamaForCausalLM: 2048,
+  Qwen2ForCausalLM: 32768,
+  Qwen3ForCausalLM: 32768,
+  MistralForCausalLM: 4096 * 32,
+};
 
-  const qkNorm = architecture === 'Qwen3ForCausalLM';
-  const qkvBias = architecture === 'Qwen2ForCausalLM' ? true : c.attention_bias === true;
-  if (c.mlp_bias === true) bad('"mlp_bias": true is not supported');
-  const act = c.hidden_act ?? 'silu';
-  if (act !== 'silu') bad(`hidden_act "${String(act)}" is not supported (only silu)`);
-  // A sliding window that the model never reaches changes nothing; one that it does is not implemented.
-  const maxPos = int('max_position_embeddings', 2048);
-  if (c.use_sliding_window === true || (architecture === 'MistralForCausalLM' && typeof c.sliding_window === 'number' && c.sliding_window < maxPos)) {
-    bad(`sliding-window attention (sliding_window ${String(c.sliding_window)}) is not supported; use a model without it`);
+type Json = Record<string, unknown>;
+
+const isObject = (v: unknown): v is Json => typeof v === 'object' && v !== null && !Array.isArray(v);
+
+/** Reads typed values out of a JSON object, naming the file and key in every error. */
+class Reader {
+  constructor(readonly obj: Json, readonly source: string) {}
+
+  fail(msg: string): never {
+    throw new ModelError(`${this.source}: ${msg}`);
   }
 
-  let ropeScaling: RopeScaling | undefined;
-  const rs = c.rope_scaling;
-  if (rs !== undefined && rs !== null) {
-    if (typeof rs !== 'object') bad('"rope_scaling" must be an object');
-    const r = rs as Record<string, unknown>;
-    const type = r.rope_type ?? r.type;
-    const f = (k: string, fb?: number) => {
-      const v = r[k] ?? fb;
-      if (typeof v !== 'number' || !(v > 0)) return bad(`rope_scaling.${k} must be a positive number`);
-      return v;
-    };
-    if (type === 'llama3') {
-      ropeScaling = { type: 'llama3', factor: f('factor'), lowFreqFactor: f('low_freq_factor', 1), highFreqFactor: f('high_freq_factor', 4), originalMaxPositionEmbeddings: f('original_max_position_embeddings', 8192) };
-    } else if (type === 'linear') {
-      ropeScaling = { type: 'linear', factor: f('factor') };
-    } else if (type !== 'default') {
-      bad(`rope_scaling type "${String(type)}" is not supported; supported: llama3, linear, default`);
+  has(key: string): boolean {
+    return this.obj[key] !== undefined && this.obj[key] !== null;
+  }
+
+  num(key: string, opts: { def?: number; int?: boolean; min?: number; positive?: boolean } = {}): number {
+    const v = this.obj[key];
+    if (v === undefined || v === null) {
+      if (opts.def !== undefined) return opts.def;
+      this.fail(`"${key}" is missing (a ${opts.int ? 'whole ' : ''}number is required)`);
     }
+    if (typeof v !== 'number' || !Number.isFinite(v)) this.fail(`"${key}" must be a number, got ${JSON.stringify(v)}`);
+    if (opts.int && !Number.isInteger(v)) this.fail(`"${key}" must be a whole number, got ${v}`);
+    if (opts.positive && !(v > 0)) this.fail(`"${key}" must be positive, got ${v}`);
+    if (opts.min !== undefined && v < opts.min) this.fail(`"${key}" must be at least ${opts.min}, got ${v}`);
+    return v;
   }
 
-  const dt = c.torch_dtype ?? c.dtype ?? 'float32';
-  if (dt !== 'float32' && dt !== 'float16' && dt !== 'bfloat16') bad(`torch_dtype "${String(dt)}" is not supported (float32, float16, bfloat16)`);
-  const eos = c.eos_token_id;
-  const eosTokenIds = eos === undefined || eos === null ? [] : Array.isArray(eos) ? eos : [eos];
-  if (!eosTokenIds.every((e) => typeof e === 'number' && Number.isInteger(e) && e >= 0)) bad('"eos_token_id" must be a token id or a list of them');
+  bool(key: string, def: boolean): boolean {
+    const v = this.obj[key];
+    if (v === undefined || v === null) return def;
+    if (typeof v !== 'boolean') this.fail(`"${key}" must be true or false, got ${JSON.stringify(v)}`);
+    return v;
+  }
 
-  return {
-    architecture: architecture as Architecture,
-    modelType: typeof c.model_type === 'string' ? c.model_type : architecture,
-    vocabSize: int('vocab_size'),
-    hiddenSize,
-    intermediateSize: int('intermediate_size'),
-    numLayers: int('num_hidden_layers'),
-    numHeads,
-    numKvHeads,
-    headDim,
-    rmsNormEps: num('rms_norm_eps', 1e-6),
-    ropeTheta: num('rope_theta', 10000),
-    ropeScaling,
-    maxPositionEmbeddings: maxPos,
-    tieWordEmbeddings: c.tie_word_embeddings === true,
-    qkvBias,
-    qkNorm,
-    torchDtype: dt,
-    bosTokenId: optId('bos_token_id'),
-    eosTokenIds: eosTokenIds as number[],
-    padTokenId: optId('pad_token_id'),
-  };
+  str(key: string): string | undefined {
+    const v = this.obj[key];
+    if (v === undefined || v === null) return undefined;
+    if (typeof v !== 'string') this.fail(`"${key}" must be a string, got ${JSON.stringify(v)}`);
+    return v;
+  }
+
+  /** A token id or list of token ids (eos_token_id may be either); [] when absent. */
+  ids(key: string): number[] {
+    const v = this.obj[key];
+    if (v === undefined || v === null) return [];
+    const list = Array.isArray(v) ? v : [v];
+    for (const x of list) {
+      if (typeof x !== 'number' || !Number.isInteger(x) || x < 0) this.fail(`"${key}" must be a token id or a list of token ids, got ${JSON.stringify(v)}`);
+    }
+    return list as number[];
+  }
+
+  id(key: string): number | undefined {
+    const v = this.obj[key];
+    if (v === undefined || v === null) return undefined;
+    if (Array.isArray(v)) return this.ids(key)[0];
+    if (typeof v !== 'number' || !Number.isInteger(v) || v < 0) this.fail(`"${key}" must be a token id, got ${JSON.stringify(v)}`);
+    return v;
+  }
 }
 
-/** The rotary inverse frequencies, as transformers computes them (including llama3 and linear scaling). */
+function parseRopeScaling(raw: unknown, r: Reader, maxPos: number): RopeScaling | undefined {
+  if (raw === undefined || raw === null) return undefined;
+  if (!isObject(raw)) r.fail(`"rope_scaling" must be an object or null, got ${JSON.stringify(raw)}`);
+  const s: Reader = new Reader(raw, `${r.source} rope_scaling`);
+  const type = s.str('rope_type') ?? s.str('type');
+  switch (type) {
+    case undefined:
+    case 'default':
+      return undefined;
+    case 'linear': {
+      const factor = s.num('factor', { positive: true });
+      return factor === 1 ? undefined : { type: 'linear', factor };
+    }
+    case 'llama3': {
+      const lowFreqFactor = s.num('low_freq_factor', { positive: true });
+      const highFreqFactor = s.num('high_freq_factor', { positive: true });
+      if (!(highFreqFactor > lowFreqFactor)) s.fail(`"high_freq_factor" (${highFreqFactor}) must be greater than "low_freq_factor" (${lowFreqFactor})`);
+      return {
+        type: 'llama3',
+        factor: s.num('factor', { positive: true }),
+        lowFreqFactor,
+        highFreqFactor,
+        originalMaxPositionEmbeddings: s.num('original_max_position_embeddings', { int: true, positive: true, def: maxPos }),
+      };
+    }
+    default:
+      return r.fail(`rope scaling type "${type}" is not supported (supported: none/"default", "linear", "llama3")`);
+  }
+}
+
+const DTYPES = ['float32', 'float16', 'bfloat16'] as const;
+
+/**
+ * Validates a parsed `config.json` (transformers 4.x layout, and 5.x's `rope_parameters` and
+ * `dtype`) and returns the engine's view of it. `source` names the file in error messages.
+ */
+export function parseConfig(json: unknown, source: string): ModelConfig {
+  if (!isObject(json)) throw new ModelError(`${source}: expected a JSON object`);
+  const r: Reader = new Reader(json, source);
+  const supported = `supported: ${SUPPORTED_ARCHITECTURES.join(', ')}`;
+
+  // Architecture: "architectures"[0], or inferred from "model_type" when that is absent.
+  const modelType = r.str('model_type');
+  let architecture: Architecture;
+  const archs = json.architectures;
+  if (archs !== undefined && archs !== null) {
+    const first: unknown = Array.isArray(archs) ? archs[0] : undefined;
+    if (typeof first !== 'string') r.fail(`"architectures" must be a non-empty list of names, got ${JSON.stringify(archs)}`);
+    const name = first as string;
+    if (!(SUPPORTED_ARCHITECTURES as readonly string[]).includes(name)) {
+      r.fail(`architecture "${name}" is not supported (${supported})`);
+    }
+    architecture = name as Architecture;
+  } else {
+    if (modelType === undefined) r.fail(`neither "architectures" nor "model_type" is given (${supported})`);
+    const a = MODEL_TYPES[modelType];
+    if (!a) r.fail(`model_type "${modelType}" is not supported (supported: ${Object.keys(MODEL_TYPES).join(', ')})`);
+    architecture = a;
+  }
+  const expectedType = Object.keys(MODEL_TYPES).find((k) => MODEL_TYPES[k] === architecture)!;
+  if (modelType !== undefined && modelType !== expectedType) {
+    r.fail(`model_type "${modelType}" does not match architecture ${architecture} (expected "${expectedType}")`);
+  }
+
+  if (json.quantization_config !== undefined && json.quantization_config !== null) {
+    const q = isObject(json.quantization_config) ? json.quantization_config.quant_method : undefined;
+    r.fail(`quantized models${q ? ` (${String(q)})` : ''} are not supported: use an unquantized float32/float16/bfloat16 checkpoint`);
+  }
+  const act = r.str('hidden_act') ?? r.str('hidden_activation') ?? 'silu';
+  if (act !== 'silu' && act !== 'swish') r.fail(`hidden_act "${act}" is not supported (supported: "silu")`);
+  if (r.bool('mlp_bias', false)) r.fail(`"mlp_bias": true is not supported (MLP projections without bias only)`);
+  // Llama, Mistral and Qwen3 put attention_bias on q, k, v *and* o_proj; Qwen2 has q/k/v biases always.
+  if (architecture !== 'Qwen2ForCausalLM' && r.bool('attention_bias', false)) {
+    r.fail(`"attention_bias": true is not supported for ${architecture} (it adds an o_proj bias); only Qwen2's q/k/v biases are`);
+  }
+  const partial = r.num('partial_rotary_factor', { def: 1 });
+  if (partial !== 1) r.fail(`"partial_rotary_factor": ${partial} is not supported (rotary embedding over the whole head only)`);
+
+  const vocabSize = r.num('vocab_size', { int: true, positive: true });
+  const hiddenSize = r.num('hidden_size', { int: true, positive: true });
+  const intermediateSize = r.num('intermediate_size', { int: true, positive: true });
+  const numLayers = r.num('num_hidden_layers', { int: true, positive: true });
+  const numHeads = r.num('num_attention_heads', { int: true, positive: true });
+  const numKvHeads = r.num('num_key_value_heads', { int: true, positive: true, def: numHeads });
+  if (numHeads % numKvHeads !== 0) r.fail(`num_attention_heads (${numHeads}) must be a multiple of num_key_value_heads (${numKvHeads})`);
+  let headDim: number;
+  if (r.has('head_dim')) {
+    headDim = r.num('head_dim', { int: true, positive: true });
+  } else {
+    if (hiddenSize % numHeads !== 0) r.fail(`hidden_size (${hiddenSize}) is not a multiple of num_attention_heads (${numHeads}) and no "head_dim" is given`);
+    headDim = hiddenSize / numHeads;
+  }
+  if (headDim % 2 !== 0) r.fail(`the head dimension (${headDim}) must be even for rotary embeddings`);
+
+  // transformers 5 moves rope_theta and rope_scaling into "rope_parameters".
+  let ropeSrc: Reader = r;
+  let scalingRaw: unknown = json.rope_scaling;
+  if (isObject(json.rope_parameters)) {
+    ropeSrc = new Reader(json.rope_parameters, `${source} rope_parameters`);
+    scalingRaw = json.rope_parameters;
+  }
+  const ropeTheta = ropeSrc.num('rope_theta', { positive: true, def: r.num('rope_theta', { positive: true, def: 10000 }) });
+  let maxPositionEmbeddings = r.num('max_position_embeddings', { int: true, positive: true, def: DEFAULT_MAX_POSITIONS[architecture] });
+  const ropeScaling = parseRopeScaling(scalingRaw, r, maxPositionEmbeddings);
+
+  // Sliding-window attention equals full causal attention for sequences no longer than the
+  // window, so a model with an active window is usable with its context capped at the window.
+  const window = r.has('sliding_window') ? r.num('sliding_window', { int: true, positive: true }) : undefined;
+  const windowUsed = architecture === 'MistralForCausalLM' ? window !== undefined : r.bool('use_sliding_window', false);
+  if (windowUsed) {
+    if (window === undefined) r.fail(`"use_sliding_window" is true but "sliding_window" is missing`);
+    maxPositionEmbeddings = Math.min(maxPositionEmbeddings, window);
+  }
+
+  const dtypeStr = r.str('torch_dtype') ?? r.str('dtype') ?? 'float32';
+  if (!(DTYPES as readonly string[]).includes(dtypeStr)) r.fail(`torch_dtype "${dtypeStr}" is not supported (supported: ${DTYPES.join(', ')})`);
+
+  const rmsNormEps = r.num('rms_norm_eps', { positive: true, def: 1e-6 });
+  const cfg: ModelConfig = {
+    architecture,
+    modelType: modelType ?? expectedType,
+    vocabSize, hiddenSize, intermediateSize, numLayers, numHeads, numKvHeads, headDim,
+    rmsNormEps, ropeTheta, maxPositionEmbeddings,
+    tieWordEmbeddings: r.bool('tie_word_embeddings', false),
+    qkvBias: architecture === 'Qwen2ForCausalLM',
+    qkNorm: architecture === 'Qwen3ForCausalLM',
+    torchDtype: dtypeStr as ModelConfig['torchDtype'],
+    eosTokenIds: r.ids('eos_token_id'),
+  };
+  if (ropeScaling) cfg.ropeScaling = ropeScaling;
+  const bos = r.id('bos_token_id');
+  if (bos !== undefined) cfg.bosTokenId = bos;
+  const pad = r.id('pad_token_id');
+  if (pad !== undefined) cfg.padTokenId = pad;
+  for (const [k, ids] of [['bos_token_id', bos === undefined ? [] : [bos]], ['eos_token_id', cfg.eosTokenIds], ['pad_token_id', pad === undefined ? [] : [pad]]] as const) {
+    for (const id of ids) if (id >= vocabSize) r.fail(`"${k}" ${id} is outside the vocabulary (vocab_size ${vocabSize})`);
+  }
+  return cfg;
+}
+
+/**
+ * The rotary inverse frequencies, length headDim / 2, as transformers computes them: in float32
+ * arithmetic (each step rounded to float32 like the torch tensors there), including the
+ * "linear" and "llama3" scalings. Values are float32 numbers held in a Float64Array.
+ */
 export function ropeInvFreq(c: ModelConfig): Float64Array {
-  const half = c.headDim / 2;
-  const inv = Float64Array.from({ length: half }, (_, i) => 1 / c.ropeTheta ** ((2 * i) / c.headDim));
+  const f = Math.fround;
+  const dim = c.headDim;
+  const half = dim / 2;
+  const out = new Float64Array(half);
+  // inv_freq = 1.0 / (base ** (torch.arange(0, dim, 2).float() / dim))
+  for (let i = 0; i < half; i++) out[i] = f(1 / f(Math.pow(c.ropeTheta, f((2 * i) / dim))));
   const s = c.ropeScaling;
-  if (!s) return inv;
-  if (s.type === 'linear') return inv.map((f) => f / s.factor);
-  // Llama 3: long wavelengths are slowed by `factor`, short ones kept, the band between interpolated.
-  const lowWavelen = s.originalMaxPositionEmbeddings / s.lowFreqFactor;
-  const highWavelen = s.originalMaxPositionEmbeddings / s.highFreqFactor;
-  return inv.map((f) => {
-    const wavelen = (2 * Math.PI) / f;
-    if (wavelen < highWavelen) return f;
-    if (wavelen > lowWavelen) return f / s.factor;
-    const smooth = (s.originalMaxPositionEmbeddings / wavelen - s.lowFreqFactor) / (s.highFreqFactor - s.lowFreqFactor);
-    return (1 - smooth) * (f / s.factor) + smooth * f;
-  });
+  if (!s) return out;
+  if (s.type === 'linear') {
+    for (let i = 0; i < half; i++) out[i] = f(out[i]! / s.factor);
+    return out;
+  }
+  // _compute_llama3_parameters
+  const oldLen = s.originalMaxPositionEmbeddings;
+  const lowFreqWavelen = oldLen / s.lowFreqFactor;
+  const highFreqWavelen = oldLen / s.highFreqFactor;
+  for (let i = 0; i < half; i++) {
+    const inv = out[i]!;
+    const wavelen = f((2 * Math.PI) / inv);
+    let scaled = wavelen > lowFreqWavelen ? f(inv / s.factor) : inv;
+    const medium = !(wavelen < highFreqWavelen) && !(wavelen > lowFreqWavelen);
+    if (medium) {
+      const smooth = f(f(f(oldLen / wavelen) - s.lowFreqFactor) / (s.highFreqFactor - s.lowFreqFactor));
+      // (1 - smooth) * inv_freq_llama / factor + smooth * inv_freq_llama
+      scaled = f(f(f(f(1 - smooth) * scaled) / s.factor) + f(smooth * scaled));
+    }
+    out[i] = scaled;
+  }
+  return out;
 }

@@ -1,0 +1,145 @@
+// docdistill distill: Markdown files or folders → a LoRA adapter, with progress bars. Ctrl-C
+// stops at the next safe point; running the same command again resumes.
+import { resolve } from 'node:path';
+import type { Command, CommandContext } from './command';
+import { UsageError } from './command';
+import { loadFromArgs, modelOptions, modelUsage, numOption, intOption, parse } from './modelArgs';
+import { Distiller, CancelledError, type DistillEvent, type EvalSummary } from '../pipeline/distill';
+import { DEFAULT_SETTINGS, type DistillSettings } from '../pipeline/settings';
+import type { LoraTarget } from '../engine/models/llama';
+
+const bar = (done: number, total: number, width = 24) => {
+  const f = total ? Math.min(1, done / total) : 0;
+  const n = Math.round(f * width);
+  return `[${'#'.repeat(n)}${'.'.repeat(width - n)}] ${String(Math.round(f * 100)).padStart(3)}%`;
+};
+
+const eta = (s?: number) => (s === undefined || !Number.isFinite(s) ? '' : s > 90 ? ` ETA ${Math.round(s / 60)} min` : ` ETA ${Math.round(s)} s`);
+
+export function evalTable(s: EvalSummary): string {
+  const pct = (x: number) => `${(100 * x).toFixed(1)}%`.padStart(7);
+  const row = (label: string, m: EvalSummary['base']) => `${label.padEnd(26)}${pct(m.exact)}${pct(m.contains)}${pct(m.f1)}`;
+  return [
+    `held-out questions: ${s.n}`,
+    `${''.padEnd(26)}  exact contains     F1`,
+    row('base (closed book)', s.base),
+    row('teacher (with the doc)', s.teacher),
+    row('student (closed book)', s.student),
+  ].join('\n');
+}
+
+/** Renders pipeline events for a terminal: one updating line per phase on a TTY, plain lines otherwise. */
+export function terminalReporter(ctx: CommandContext, tty: boolean): (e: DistillEvent) => void {
+  let live = false;
+  const line = (t: string) => {
+    if (tty) ctx.err(`\r\x1b[2K${t}`);
+    else ctx.err(`${t}\n`);
+    live = tty;
+  };
+  const end = () => {
+    if (live) ctx.err('\n');
+    live = false;
+  };
+  let lastPlain = 0;
+  return (e) => {
+    switch (e.type) {
+      case 'run': end(); ctx.err(`${e.resumed ? 'resuming' : 'run'} ${e.runId} (${e.dir})\n`); break;
+      case 'phase': end(); if (e.status !== 'done') ctx.err(`${e.phase}: ${e.status === 'skipped' ? `skipped (${e.detail})` : 'started'}\n`); break;
+      case 'progress': if (tty || Date.now() - lastPlain > 5000) { line(`  ${e.phase.padEnd(9)} ${bar(e.done, e.total)} ${e.done}/${e.total}${eta(e.etaSec)}`); lastPlain = Date.now(); } break;
+      case 'train': if (tty || Date.now() - lastPlain > 5000) { line(`  train     ${bar(e.step, e.totalSteps)} step ${e.step}/${e.totalSteps} epoch ${e.epoch.toFixed(2)} loss ${e.loss.toFixed(4)} lr ${e.lr.toExponential(1)} ${Math.round(e.tokensPerSec)} tok/s${eta(e.etaSec)}`); lastPlain = Date.now(); } break;
+      case 'validation': end(); ctx.err(`  validation loss after epoch ${e.epoch}: ${e.loss.toFixed(4)}\n`); break;
+      case 'sample': end(); ctx.err(`  sample  Q: ${e.question}\n          A: ${e.answer.slice(0, 160)}\n`); break;
+      case 'log': end(); ctx.err(`${e.level === 'warn' ? 'warning: ' : ''}${e.message}\n`); break;
+      case 'eval': end(); break;
+      case 'done': end(); break;
+    }
+  };
+}
+
+export const settingsOptions = {
+  questions: { type: 'string' }, rounds: { type: 'string' }, epochs: { type: 'string' }, lr: { type: 'string' }, rank: { type: 'string' },
+  alpha: { type: 'string' }, targets: { type: 'string' }, loss: { type: 'string' }, temperature: { type: 'string' }, 'batch-size': { type: 'string' },
+  'held-out': { type: 'string' }, 'general-share': { type: 'string' }, seed: { type: 'string' }, dropout: { type: 'string' },
+} as const;
+
+export function settingsFrom(v: Record<string, string | boolean | undefined>): Partial<DistillSettings> {
+  const s = (k: string) => v[k] as string | undefined;
+  return {
+    questionsPerRound: intOption(s('questions'), 'questions', 1),
+    rounds: intOption(s('rounds'), 'rounds', 1),
+    epochs: intOption(s('epochs'), 'epochs', 1),
+    learningRate: numOption(s('lr'), 'lr'),
+    loraRank: intOption(s('rank'), 'rank', 1),
+    loraAlpha: numOption(s('alpha'), 'alpha'),
+    loraTargets: s('targets')?.split(',').map((t) => t.trim()) as LoraTarget[] | undefined,
+    loss: s('loss') as DistillSettings['loss'] | undefined,
+    distillTemperature: numOption(s('temperature'), 'temperature'),
+    batchSize: intOption(s('batch-size'), 'batch-size', 1),
+    heldOutShare: numOption(s('held-out'), 'held-out'),
+    generalShare: numOption(s('general-share'), 'general-share'),
+    seed: intOption(s('seed'), 'seed', 0),
+    loraDropout: numOption(s('dropout'), 'dropout'),
+  };
+}
+
+export const settingsUsage = `  --questions N      questions per round and passage (default ${DEFAULT_SETTINGS.questionsPerRound})
+  --rounds N         question rounds (default ${DEFAULT_SETTINGS.rounds})
+  --epochs N         training epochs (default ${DEFAULT_SETTINGS.epochs}; early stopping on held-out KL)
+  --lr X             learning rate (default ${DEFAULT_SETTINGS.learningRate})
+  --rank R --alpha A LoRA rank and alpha (default ${DEFAULT_SETTINGS.loraRank}, ${DEFAULT_SETTINGS.loraAlpha})
+  --targets LIST     LoRA targets (default ${DEFAULT_SETTINGS.loraTargets.join(',')})
+  --loss kl|ce       distillation (default) or the SFT baseline
+  --temperature T    distillation temperature (default ${DEFAULT_SETTINGS.distillTemperature})
+  --batch-size N     samples per step (default ${DEFAULT_SETTINGS.batchSize})
+  --held-out X       share of questions kept for evaluation (default ${DEFAULT_SETTINGS.heldOutShare})
+  --general-share X  questions the docs do not answer, per QA pair (default ${DEFAULT_SETTINGS.generalShare}; 0 = off)
+  --dropout P        LoRA dropout (default ${DEFAULT_SETTINGS.loraDropout})
+  --seed S           random seed`;
+
+export const distillCommand: Command = {
+  name: 'distill',
+  summary: 'distil Markdown files or folders into a LoRA adapter',
+  usage: `Usage: docdistill distill <files|folders…> --model DIR [--name N] [options]
+
+Writes .docdistill/runs/<id>/ (questions, answers, metrics, eval) and the adapter to
+.docdistill/adapters/<name>/ under --root (default: the current folder). Ctrl-C stops cleanly;
+running the same command again resumes. If the adapter exists, only new or changed passages get
+new questions, and training continues from it.
+
+${modelUsage}
+  --name N           adapter name (default "docs")
+  --root DIR         workspace root (default: current folder)
+  --no-eval          skip the evaluation
+  --json             print the result as JSON
+${settingsUsage}
+`,
+  async run(args, ctx) {
+    const { values: v, positionals } = parse(args, {
+      ...modelOptions, ...settingsOptions, name: { type: 'string', default: 'docs' }, root: { type: 'string' },
+      'no-eval': { type: 'boolean', default: false }, json: { type: 'boolean', default: false },
+    });
+    if (!positionals.length) throw new UsageError('give at least one Markdown file or folder');
+    const settings = settingsFrom(v);
+    const { backend, model } = await loadFromArgs(v);
+    try {
+      const d = new Distiller(model, { inputs: positionals, root: resolve(v.root ?? '.'), name: v.name!, settings, skipEval: v['no-eval'] }, {
+        onEvent: terminalReporter(ctx, !!process.stderr.isTTY), signal: ctx.signal,
+      });
+      const res = await d.run();
+      if (v.json) ctx.out(JSON.stringify(res) + '\n');
+      else {
+        if (res.summary) ctx.out(evalTable(res.summary) + '\n');
+        ctx.out(`adapter: ${res.adapterDir}\n`);
+      }
+      return 0;
+    } catch (e) {
+      if (e instanceof CancelledError) {
+        ctx.err(`\n${e.message}\n`);
+        return 130;
+      }
+      throw e;
+    } finally {
+      await backend.dispose();
+    }
+  },
+};

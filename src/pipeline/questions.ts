@@ -1,0 +1,56 @@
+// Questions from sloppy model output: numbered or bulleted lists, <question> tags, "Q:" prefixes,
+// several questions on one line, quotes and markdown emphasis. Normalised and de-duplicated.
+
+const STRIP_PREFIX = /^\s*(?:[-*•]+|\(?\d{1,3}[.):]|\(?[a-z][.)]|q(?:uestion)?\s*\d*\s*[:.)-]|#+)\s*/i;
+
+export function normaliseQuestion(q: string): string {
+  let s = q.replace(/<\/?\s*questions?\s*>/gi, ' ').replace(/\s+/g, ' ').trim();
+  for (let i = 0; i < 3; i++) s = s.replace(STRIP_PREFIX, '');
+  s = s.replace(/^[*_"'“”‘’`]+|[*_"'“”‘’`]+$/g, '').trim();
+  s = s.replace(/\s+([?.,!;:])/g, '$1');
+  if (s.length) s = s[0]!.toUpperCase() + s.slice(1);
+  return s;
+}
+
+/** A key under which near-identical questions collide. */
+export const questionKey = (q: string): string => q.toLowerCase().normalize('NFKC').replace(/[^\p{L}\p{N}]+/gu, ' ').trim();
+
+/** Every question in a piece of generated text (sentences that end with "?"), in order. */
+export function parseQuestions(text: string, opts: { minChars?: number; maxChars?: number } = {}): string[] {
+  const min = opts.minChars ?? 8;
+  const max = opts.maxChars ?? 300;
+  const tagged = [...text.matchAll(/<question>([\s\S]*?)<\/question>/gi)].map((m) => m[1]!);
+  const sources = tagged.length ? tagged : text.split(/\n+/);
+  const out: string[] = [];
+  for (const src of sources) {
+    // Several questions on one line: split after each "?".
+    for (const part of src.split(/(?<=\?)\s+/)) {
+      const q = normaliseQuestion(part);
+      if (!q.endsWith('?')) continue;
+      // Drop a leading non-question sentence ("Sure! Here is one: What …?").
+      const lastStop = Math.max(q.lastIndexOf('. ', q.length - 2), q.lastIndexOf('! ', q.length - 2), q.lastIndexOf(': ', q.length - 2));
+      const clean = normaliseQuestion(lastStop > 0 ? q.slice(lastStop + 2) : q);
+      if (clean.length >= min && clean.length <= max && /\p{L}/u.test(clean)) out.push(clean);
+    }
+  }
+  return out;
+}
+
+/** Keeps the first of each group of questions with the same key (and skips keys in `seen`). */
+export function dedupe(questions: readonly string[], seen: Set<string> = new Set()): string[] {
+  const out: string[] = [];
+  for (const q of questions) {
+    const k = questionKey(q);
+    if (!k || seen.has(k)) continue;
+    seen.add(k);
+    out.push(q);
+  }
+  return out;
+}
+
+/** A deterministic share of questions held out for evaluation, by a hash of the question and the seed. */
+export function isHeldOut(q: string, share: number, seed: number): boolean {
+  let h = 2166136261 ^ seed;
+  for (const c of questionKey(q)) h = Math.imul(h ^ c.charCodeAt(0), 16777619);
+  return ((h >>> 0) % 10000) / 10000 < share;
+}

@@ -1,0 +1,95 @@
+// The run folder: every file is written whole, through a temporary file and a rename, so a crash,
+// a kill or a cancel at any moment leaves either the old file or the new one, never half of one.
+import { existsSync, mkdirSync, readFileSync, renameSync, rmSync, writeFileSync, readdirSync } from 'node:fs';
+import { dirname, join, resolve, relative, isAbsolute, sep } from 'node:path';
+
+export class DiskFullError extends Error {
+  override name = 'DiskFullError';
+}
+
+function wrapIo(path: string, e: unknown): never {
+  const code = (e as NodeJS.ErrnoException).code;
+  if (code === 'ENOSPC' || code === 'EDQUOT') {
+    throw new DiskFullError(`the disk is full while writing ${path}; free some space and run again: the run resumes where it stopped`);
+  }
+  if (code === 'EACCES' || code === 'EPERM' || code === 'EROFS') throw new Error(`cannot write ${path} (${code}); check the folder's permissions`);
+  throw e;
+}
+
+export function writeAtomic(path: string, data: string | Uint8Array): void {
+  const tmp = `${path}.${process.pid}.tmp`;
+  try {
+    mkdirSync(dirname(path), { recursive: true });
+    writeFileSync(tmp, data);
+    renameSync(tmp, path);
+  } catch (e) {
+    rmSync(tmp, { force: true });
+    wrapIo(path, e);
+  }
+}
+
+export const writeJson = (path: string, v: unknown): void => writeAtomic(path, JSON.stringify(v, null, 2) + '\n');
+
+export function readJson<T>(path: string): T | undefined {
+  if (!existsSync(path)) return undefined;
+  try {
+    return JSON.parse(readFileSync(path, 'utf8')) as T;
+  } catch (e) {
+    throw new Error(`${path} is not valid JSON (${(e as Error).message}); delete it to start that step again`);
+  }
+}
+
+export const writeJsonl = (path: string, rows: readonly unknown[]): void => writeAtomic(path, rows.map((r) => JSON.stringify(r)).join('\n') + (rows.length ? '\n' : ''));
+
+export function readJsonl<T>(path: string): T[] {
+  if (!existsSync(path)) return [];
+  return readFileSync(path, 'utf8').split('\n').filter((l) => l.trim()).map((l, i) => {
+    try {
+      return JSON.parse(l) as T;
+    } catch {
+      throw new Error(`${path}:${i + 1} is not valid JSON; delete the file to redo that step`);
+    }
+  });
+}
+
+/** A folder name from a user-given name: letters, digits, dot, dash, underscore; no traversal. */
+export function safeName(name: string, what = 'name'): string {
+  const n = name.trim();
+  if (!/^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$/.test(n) || n.includes('..')) {
+    throw new Error(`${what} "${name}" may only have letters, digits, ".", "-" and "_" (up to 64, starting with a letter or digit)`);
+  }
+  return n;
+}
+
+/** `p` resolved, and refused unless it lies inside `root`. */
+export function insideRoot(root: string, p: string, what = 'path'): string {
+  const abs = resolve(root, p);
+  const rel = relative(resolve(root), abs);
+  if (rel === '' || (!rel.startsWith(`..${sep}`) && rel !== '..' && !isAbsolute(rel))) return abs;
+  throw new Error(`${what} ${p} is outside ${root}`);
+}
+
+export function newRunId(now = new Date()): string {
+  const t = now.toISOString().replace(/[-:]/g, '').replace(/\..*/, '').replace('T', '-');
+  return `${t}-${Math.random().toString(36).slice(2, 6)}`;
+}
+
+export function listDirs(dir: string): string[] {
+  if (!existsSync(dir)) return [];
+  return readdirSync(dir, { withFileTypes: true }).filter((d) => d.isDirectory() && !d.name.includes('.tmp')).map((d) => d.name).sort();
+}
+
+export const runPaths = (workDir: string, runId: string) => {
+  const dir = join(workDir, 'runs', runId);
+  return {
+    dir,
+    run: join(dir, 'run.json'),
+    chunks: join(dir, 'chunks.jsonl'),
+    questions: join(dir, 'questions.jsonl'),
+    answers: join(dir, 'answers.jsonl'),
+    metrics: join(dir, 'metrics.jsonl'),
+    checkpoint: join(dir, 'checkpoint'),
+    eval: join(dir, 'eval.json'),
+    log: join(dir, 'log.txt'),
+  };
+};

@@ -1,0 +1,113 @@
+// Distillation settings: defaults that suit 0.1–1.5 B models on a laptop, with every published
+// setting of the method (RECIPE.md) reachable. `PUBLISHED` lists the authors' values.
+import type { LoraTarget } from '../engine/models/llama';
+import { LORA_TARGETS } from '../engine/models/llama';
+import { DEFAULT_PROMPTS, type PromptSettings } from './prompts';
+
+export interface DistillSettings {
+  /** Question rounds per chunk, and questions asked for per round (one generation each). */
+  rounds: number;
+  questionsPerRound: number;
+  questionTemperature: number;
+  questionTopK: number;
+  questionMaxTokens: number;
+  /** Share of each chunk's questions kept out of training for evaluation. */
+  heldOutShare: number;
+  answerTemperature: number;
+  answerTopK: number;
+  answerMaxTokens: number;
+  /** The general-data guard: questions the docs do not answer, per distilled QA pair, with the base model's own answers as target. */
+  generalShare: number;
+  generalWeight: number;
+  loss: 'kl' | 'ce';
+  distillTemperature: number;
+  loraRank: number;
+  loraAlpha: number;
+  loraTargets: LoraTarget[];
+  loraDropout: number;
+  learningRate: number;
+  weightDecay: number;
+  warmupRatio: number;
+  schedule: 'cosine' | 'linear' | 'constant';
+  epochs: number;
+  batchSize: number;
+  gradAccum: number;
+  maxGradNorm: number;
+  /** Stop when the validation KL has not improved for this many epochs (0 = never). */
+  earlyStopPatience: number;
+  /** Incremental runs: QA pairs of unchanged chunks replayed per new pair, to keep what the adapter knew. */
+  replayShare: number;
+  seed: number;
+  /** Tokens a chunk may have (0 = from the model's context, leaving room for the prompt and answer). */
+  chunkTokens: number;
+  prompts: PromptSettings;
+}
+
+export const DEFAULT_SETTINGS: DistillSettings = {
+  rounds: 3,
+  questionsPerRound: 5,
+  questionTemperature: 1.5,
+  questionTopK: 50,
+  questionMaxTokens: 64,
+  heldOutShare: 0.2,
+  answerTemperature: 1.0,
+  answerTopK: 50,
+  answerMaxTokens: 128,
+  generalShare: 0.5,
+  generalWeight: 1,
+  loss: 'kl',
+  distillTemperature: 2,
+  loraRank: 16,
+  loraAlpha: 32,
+  loraTargets: [...LORA_TARGETS],
+  loraDropout: 0,
+  learningRate: 1e-3,
+  weightDecay: 0.1,
+  warmupRatio: 0.1,
+  schedule: 'cosine',
+  epochs: 5,
+  batchSize: 8,
+  gradAccum: 1,
+  maxGradNorm: 1,
+  earlyStopPatience: 2,
+  replayShare: 1,
+  seed: 0,
+  chunkTokens: 0,
+  prompts: DEFAULT_PROMPTS,
+};
+
+/** The authors' published settings (RECIPE.md), for large models and GPUs. */
+export const PUBLISHED: Partial<DistillSettings> = {
+  rounds: 6, questionsPerRound: 5, questionTemperature: 1.5, questionTopK: 50, answerTemperature: 1.5, answerTopK: 50, answerMaxTokens: 500,
+  distillTemperature: 2, loraRank: 1024, loraAlpha: 2048, loraDropout: 0.05, learningRate: 1e-5, batchSize: 4, epochs: 10, weightDecay: 0.1,
+  warmupRatio: 0.1, maxGradNorm: 1,
+};
+
+export class SettingsError extends Error {
+  override name = 'SettingsError';
+}
+
+/** Merges and validates settings; every problem is reported by name. */
+export function resolveSettings(over: Partial<DistillSettings> = {}): DistillSettings {
+  const s: DistillSettings = { ...DEFAULT_SETTINGS, ...Object.fromEntries(Object.entries(over).filter(([, v]) => v !== undefined)) } as DistillSettings;
+  const errs: string[] = [];
+  const int = (k: keyof DistillSettings, min: number) => {
+    const v = s[k] as number;
+    if (!Number.isInteger(v) || v < min) errs.push(`${k} must be a whole number ≥ ${min} (got ${v})`);
+  };
+  const num = (k: keyof DistillSettings, lo: number, hi: number) => {
+    const v = s[k] as number;
+    if (typeof v !== 'number' || !(v >= lo && v <= hi)) errs.push(`${k} must be between ${lo} and ${hi} (got ${v})`);
+  };
+  int('rounds', 1); int('questionsPerRound', 1); int('questionTopK', 0); int('questionMaxTokens', 4); int('answerTopK', 0); int('answerMaxTokens', 1);
+  int('loraRank', 1); int('epochs', 1); int('batchSize', 1); int('gradAccum', 1); int('earlyStopPatience', 0); int('seed', 0); int('chunkTokens', 0);
+  num('heldOutShare', 0, 0.9); num('questionTemperature', 0, 5); num('answerTemperature', 0, 5); num('generalShare', 0, 10); num('generalWeight', 0, 100);
+  num('distillTemperature', 0.05, 20); num('loraAlpha', 1e-6, 1e6); num('loraDropout', 0, 0.9); num('learningRate', 1e-9, 1); num('weightDecay', 0, 10);
+  num('warmupRatio', 0, 1); num('maxGradNorm', 1e-6, 1e6); num('replayShare', 0, 100);
+  if (s.loss !== 'kl' && s.loss !== 'ce') errs.push(`loss must be "kl" or "ce" (got ${String(s.loss)})`);
+  if (!['cosine', 'linear', 'constant'].includes(s.schedule)) errs.push(`schedule must be cosine, linear or constant (got ${String(s.schedule)})`);
+  const badT = s.loraTargets.filter((t) => !(LORA_TARGETS as readonly string[]).includes(t));
+  if (badT.length || s.loraTargets.length === 0) errs.push(`loraTargets must be a non-empty subset of ${LORA_TARGETS.join(', ')} (got ${s.loraTargets.join(', ')})`);
+  if (errs.length) throw new SettingsError(`invalid distillation settings: ${errs.join('; ')}`);
+  return s;
+}
