@@ -4,5 +4,7 @@ import { scoreCommand } from './score';
 import { generateCommand } from './generate';
 import { demoModelCommand } from './demoModel';
 import { makeModelCommand } from './makeModel';
+import { distillCommand } from './distill';
+import { demoCommand } from './demo';
 
-export const commands: Command[] = [scoreCommand, generateCommand, demoModelCommand, makeModelCommand];
+export const commands: Command[] = [demoCommand, distillCommand, generateCommand, scoreCommand, makeModelCommand, demoModelCommand];

@@ -3,6 +3,7 @@ import type { Command } from './command';
 import { UsageError } from './command';
 import { intOption, numOption, parse } from './modelArgs';
 import { trainDemoModel, evaluateDemo, fmtEval, DemoData } from '../pipeline/demo/trainModel';
+import { writeExampleDocs } from '../pipeline/demo/examples';
 import { makeVocab } from '../pipeline/demo/world';
 import { Backend } from '../engine/backend';
 import { CausalLM } from '../engine/models/model';
@@ -14,16 +15,19 @@ export const demoModelCommand: Command = {
   summary: 'train or evaluate the built-in demo model (synthetic micro-world)',
   usage: `Usage: docdistill demo-model train --out DIR [--minutes M] [--seed S] [--threads N]
        docdistill demo-model eval --model DIR [--per-relation N]
+       docdistill demo-model docs --out DIR [--count N] [--seed S]
 
 train   trains a small Llama from scratch on the micro-world's tasks with DocDistill's own engine,
         time-boxed (default 90 minutes), checkpointed: re-running the same command resumes.
 eval    measures, on people never seen in training: reading accuracy per relation (document in the
         prompt), closed-book "I do not know" rate, and how many written questions are valid.
+docs    writes documents about people the model has never read about (held-out names), and
+        their facts to <DIR>/../facts.json, for distillation demos and tests.
 `,
   async run(args, ctx) {
     const { values: v, positionals } = parse(args, {
       out: { type: 'string' }, model: { type: 'string' }, minutes: { type: 'string' }, seed: { type: 'string' },
-      threads: { type: 'string' }, 'per-relation': { type: 'string' }, 'eval-every': { type: 'string' },
+      threads: { type: 'string' }, 'per-relation': { type: 'string' }, 'eval-every': { type: 'string' }, count: { type: 'string' },
     });
     const sub = positionals[0];
     if (sub === 'train') {
@@ -33,6 +37,13 @@ eval    measures, on people never seen in training: reading accuracy per relatio
         threads: intOption(v.threads, 'threads'), evalEvery: intOption(v['eval-every'], 'eval-every', 1), log: (l) => ctx.err(`${l}\n`), signal: ctx.signal,
       });
       ctx.out(JSON.stringify(res) + '\n');
+      return 0;
+    }
+    if (sub === 'docs') {
+      if (!v.out) throw new UsageError('--out DIR is required');
+      const n = intOption(v.count, 'count', 1) ?? 12;
+      const files = writeExampleDocs(v.out, n, intOption(v.seed, 'seed') ?? 1);
+      ctx.out(`${files.length} documents in ${v.out}; facts in ${join(v.out, '..', 'facts.json')}\n`);
       return 0;
     }
     if (sub === 'eval') {

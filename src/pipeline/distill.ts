@@ -245,7 +245,7 @@ export class Distiller {
       await this.phase('evaluate', async () => {
         summary = await this.evaluate();
       });
-      summary ??= readJson<{ summary: EvalSummary }>(this.paths.eval)?.summary;
+      summary ??= readJson<{ summary: EvalSummary | null }>(this.paths.eval)?.summary ?? undefined;
     }
     this.publish(summary);
     this.state.finished = new Date().toISOString();
@@ -535,7 +535,8 @@ export class Distiller {
   private async evaluate(): Promise<EvalSummary | undefined> {
     const held = this.qaRows('heldout');
     if (!held.length) {
-      this.log('no held-out questions to evaluate on', 'warn');
+      this.log('no held-out questions to evaluate on (too few questions; raise rounds or the held-out share)', 'warn');
+      writeJson(this.paths.eval, { summary: null, rows: [], note: 'no held-out questions' });
       return undefined;
     }
     const adapterDir = join(this.paths.dir, 'adapter');

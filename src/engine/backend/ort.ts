@@ -1,6 +1,8 @@
 // The one place that imports onnxruntime-node. Everything else in the engine talks to ONNX
 // Runtime through the types and functions here.
 import * as ort from 'onnxruntime-node';
+import { existsSync } from 'node:fs';
+import { dirname, join } from 'node:path';
 import type { DType, TypedData } from '../graph/dtype';
 
 export type OrtTensor = ort.Tensor;
@@ -77,6 +79,31 @@ export async function runOrt(session: ort.InferenceSession, feeds: Record<string
   const res: Record<string, HostTensor> = {};
   for (const [k, v] of Object.entries(out)) res[k] = fromOrt(v);
   return res;
+}
+
+/**
+ * A reason why a provider cannot load here, found without trying it (trying prints native errors to
+ * stderr): the CUDA provider library not installed next to the binding, or no Vulkan loader for
+ * WebGPU on Linux. undefined = go ahead and probe.
+ */
+export function missingNativeLibrary(provider: string): string | undefined {
+  if (process.platform !== 'linux') return undefined;
+  if (provider === 'cuda') {
+    let dir: string;
+    try {
+      dir = join(dirname(require.resolve('onnxruntime-node/package.json')), 'bin', 'napi-v6', 'linux', process.arch);
+    } catch {
+      return undefined;
+    }
+    if (!existsSync(join(dir, 'libonnxruntime_providers_cuda.so'))) {
+      return 'the CUDA provider is not installed (reinstall onnxruntime-node with ONNXRUNTIME_NODE_INSTALL=cuda12; needs CUDA 12 and cuDNN 9)';
+    }
+  }
+  if (provider === 'webgpu') {
+    const libDirs = ['/usr/lib/x86_64-linux-gnu', '/usr/lib/aarch64-linux-gnu', '/usr/lib64', '/usr/lib', '/lib/x86_64-linux-gnu', '/usr/local/lib'];
+    if (!libDirs.some((d) => existsSync(join(d, 'libvulkan.so.1')))) return 'no Vulkan loader (libvulkan.so.1) found; install it (e.g. apt install libvulkan1) and a GPU driver';
+  }
+  return undefined;
 }
 
 /** Providers this build of onnxruntime-node can load on this platform (not yet probed). */

@@ -2,7 +2,7 @@
 // returns the right numbers on it.
 import { Graph, op } from '../graph';
 import { serializeModel } from '../graph/onnx';
-import { createOrtSession, listedProviders, runOrt } from './ort';
+import { createOrtSession, listedProviders, missingNativeLibrary, runOrt } from './ort';
 
 export const PROVIDERS = ['cpu', 'webgpu', 'cuda', 'dml', 'coreml'] as const;
 export type Provider = (typeof PROVIDERS)[number];
@@ -62,6 +62,8 @@ export async function probeProvider(provider: Provider, deviceId?: number): Prom
   if (!listedProviders().includes(provider)) {
     return { provider, ok: false, reason: 'not included in this onnxruntime-node build for ' + `${process.platform}-${process.arch}` };
   }
+  const missing = missingNativeLibrary(provider);
+  if (missing) return { provider, ok: false, reason: missing };
   try {
     const p = probeProblem();
     const s = await createOrtSession(p.model, { provider, deviceId, intraOpThreads: 1 });

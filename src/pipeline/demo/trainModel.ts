@@ -16,6 +16,7 @@ import { FullTrainer, type LmSequence } from '../../engine/train/full';
 import { Stepper } from '../../engine/generate';
 import { DEFAULT_PROMPTS, DONT_KNOW, generalQuestionMessages, questionMessages, saysDontKnow, studentMessages, teacherMessages, type ChatMessage } from '../prompts';
 import { buildVocab, tokenizerConfigJson, tokenizerJson } from './tokenizer';
+import { HELD_OUT_PEOPLE as HELD_OUT } from './examples';
 import { RELATIONS, WorldRng, answerFor, makeEntity, makeVocab, parseQuestion, question, renderDoc, type Entity, type Relation, type WorldVocab } from './world';
 
 export interface DemoTrainOptions {
@@ -30,7 +31,6 @@ export interface DemoTrainOptions {
 }
 
 export const DEMO_SHAPE = { hidden: 128, layers: 4, heads: 4, intermediate: 384 };
-const HELD_OUT = 300; // the last people of the pool are never the subject of a training document
 
 class MemWeights implements WeightSource {
   readonly t = new Map<string, { shape: number[]; data: Float32Array }>();

@@ -1,0 +1,140 @@
+// The demo: distil example documents of the micro-world into the demo model, once by prompt
+// distillation (KL to the teacher) and once by SFT on the same question/answer pairs, then grade
+// every fact against the world's ground truth: closed book (base, PD student, SFT student), with
+// the document (teacher), phrasings never seen in training, and people in no document.
+import { copyFileSync, existsSync, mkdirSync, readFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { generate } from '../../engine/generate';
+import { readAdapter } from '../../engine/lora/peft';
+import type { AdapterWeights, CausalLM } from '../../engine/models/model';
+import { Distiller, type DistillEvent } from '../distill';
+import { saysDontKnow, studentMessages, teacherMessages, type ChatMessage } from '../prompts';
+import { readJson, writeJson } from '../runFolder';
+import type { DistillSettings } from '../settings';
+import type { ExampleFacts } from './examples';
+import { QUESTIONS, RELATIONS, renderDoc, WorldRng, type Relation } from './world';
+
+export interface DemoRow {
+  who: string;
+  relation: Relation;
+  value: string;
+  question: string;
+  reserved: boolean;
+  base: string;
+  teacher: string;
+  pd: string;
+  sft: string;
+}
+
+export interface DemoScores {
+  facts: number;
+  questions: number;
+  base: number;
+  teacher: number;
+  pd: number;
+  sft: number;
+  pdReserved: number;
+  sftReserved: number;
+  /** On people in no document: share of "I do not know". */
+  unknownQuestions: number;
+  baseDontKnow: number;
+  pdDontKnow: number;
+  sftDontKnow: number;
+  perRelation: Record<string, { n: number; pd: number; sft: number; teacher: number }>;
+}
+
+export const DEMO_SETTINGS: Partial<DistillSettings> = { rounds: 4, questionsPerRound: 5, epochs: 6, learningRate: 3e-3, loraRank: 16, loraAlpha: 32, batchSize: 8 };
+
+export async function runDemo(model: CausalLM, o: { docsDir: string; facts: ExampleFacts; workRoot: string; settings?: Partial<DistillSettings>; onEvent?: (e: DistillEvent) => void; signal?: AbortSignal; log: (s: string) => void }): Promise<{ scores: DemoScores; rows: DemoRow[]; pdRun: string; sftRun: string }> {
+  const settings = { ...DEMO_SETTINGS, ...o.settings };
+  mkdirSync(join(o.workRoot, 'docs'), { recursive: true });
+  for (const d of o.facts.docs) copyFileSync(join(o.docsDir, d.file), join(o.workRoot, 'docs', d.file));
+  o.log('prompt distillation (KL to the teacher)…');
+  const pd = await new Distiller(model, { inputs: ['docs'], root: o.workRoot, name: 'demo-pd', settings: { ...settings, loss: 'kl' } }, { onEvent: o.onEvent, signal: o.signal }).run();
+  // SFT on the very same question/answer pairs: a run whose first three phases are the PD run's.
+  const runs = join(o.workRoot, '.docdistill', 'runs');
+  const sftId = `${pd.runId}-sft`;
+  const sftDir = join(runs, sftId);
+  if (!existsSync(join(sftDir, 'run.json'))) {
+    mkdirSync(sftDir, { recursive: true });
+    for (const f of ['chunks.jsonl', 'questions.jsonl', 'answers.jsonl']) copyFileSync(join(runs, pd.runId, f), join(sftDir, f));
+    const st = readJson<Record<string, unknown>>(join(runs, pd.runId, 'run.json'))!;
+    writeJson(join(sftDir, 'run.json'), { ...st, id: sftId, name: 'demo-sft', settings: { ...(st.settings as object), loss: 'ce' }, phases: { ingest: 'done', questions: 'done', answers: 'done' }, finished: undefined, baseAdapter: undefined, knownHashes: undefined });
+  }
+  o.log('SFT baseline on the same QA pairs…');
+  const sft = await new Distiller(model, { inputs: ['docs'], root: o.workRoot, name: 'demo-sft', runId: sftId, settings: { ...settings, loss: 'ce' } }, { onEvent: o.onEvent, signal: o.signal }).run();
+  const pdA = readAdapter(pd.adapterDir, model.config);
+  const sftA = readAdapter(sft.adapterDir, model.config);
+  o.log('grading every fact against the ground truth…');
+  const res = await grade(model, o.docsDir, o.facts, pdA, sftA, o.signal);
+  writeJson(join(o.workRoot, 'demo-eval.json'), res);
+  return { ...res, pdRun: pd.runId, sftRun: sftId };
+}
+
+const fill = (t: string, n: string) => t.replaceAll('{N}', n);
+
+async function answers(model: CausalLM, prompts: ChatMessage[][], adapter?: AdapterWeights, signal?: AbortSignal): Promise<string[]> {
+  const tok = model.tokenizer;
+  const ids = prompts.map((m) => tok.encode(tok.applyChatTemplate(m, { addGenerationPrompt: true }), { addSpecialTokens: false }));
+  const out: string[] = [];
+  for (let i = 0; i < ids.length; i += 32) {
+    const r = await generate(model, ids.slice(i, i + 32), { maxTokens: 24, adapter, signal });
+    out.push(...r.map((x) => x.text.trim()));
+  }
+  return out;
+}
+
+export async function grade(model: CausalLM, docsDir: string, facts: ExampleFacts, pd: AdapterWeights, sft: AdapterWeights, signal?: AbortSignal): Promise<{ scores: DemoScores; rows: DemoRow[] }> {
+  const items: { who: string; relation: Relation; value: string; question: string; reserved: boolean; doc: string }[] = [];
+  for (const d of facts.docs) {
+    const doc = readFileSync(join(docsDir, d.file), 'utf8');
+    for (const f of d.entity.facts) {
+      QUESTIONS[f.relation].forEach((q, i, all) => items.push({ who: d.entity.name, relation: f.relation, value: f.value, question: fill(q, d.entity.name), reserved: i === all.length - 1, doc }));
+    }
+  }
+  const closed = items.map((it) => studentMessages(it.question));
+  const [base, teacher, pdAns, sftAns] = [
+    await answers(model, closed, undefined, signal),
+    await answers(model, items.map((it) => teacherMessages(it.doc, it.question)), undefined, signal),
+    await answers(model, closed, pd, signal),
+    await answers(model, closed, sft, signal),
+  ];
+  const rows: DemoRow[] = items.map((it, i) => ({ who: it.who, relation: it.relation, value: it.value, question: it.question, reserved: it.reserved, base: base[i]!, teacher: teacher[i]!, pd: pdAns[i]!, sft: sftAns[i]! }));
+  // People in no document.
+  const rng = new WorldRng(facts.seed + 5);
+  const unk = facts.unknown.flatMap((e) => e.facts.map((f) => studentMessages(fill(QUESTIONS[f.relation][rng.int(QUESTIONS[f.relation].length)]!, e.name))));
+  const [ub, upd, usft] = [await answers(model, unk, undefined, signal), await answers(model, unk, pd, signal), await answers(model, unk, sft, signal)];
+  const frac = (xs: boolean[]) => (xs.length ? xs.filter(Boolean).length / xs.length : 0);
+  const ok = (k: 'base' | 'teacher' | 'pd' | 'sft', sub = rows) => frac(sub.map((r) => r[k].includes(r.value)));
+  const reserved = rows.filter((r) => r.reserved);
+  const perRelation: DemoScores['perRelation'] = {};
+  for (const rel of RELATIONS) {
+    const sub = rows.filter((r) => r.relation === rel);
+    if (sub.length) perRelation[rel] = { n: sub.length, pd: ok('pd', sub), sft: ok('sft', sub), teacher: ok('teacher', sub) };
+  }
+  return {
+    rows,
+    scores: {
+      facts: facts.docs.reduce((a, d) => a + d.entity.facts.length, 0), questions: rows.length,
+      base: ok('base'), teacher: ok('teacher'), pd: ok('pd'), sft: ok('sft'), pdReserved: ok('pd', reserved), sftReserved: ok('sft', reserved),
+      unknownQuestions: unk.length, baseDontKnow: frac(ub.map(saysDontKnow)), pdDontKnow: frac(upd.map(saysDontKnow)), sftDontKnow: frac(usft.map(saysDontKnow)), perRelation,
+    },
+  };
+}
+
+export function demoTable(s: DemoScores): string {
+  const pct = (x: number) => `${(100 * x).toFixed(1)}%`.padStart(8);
+  return [
+    `${s.facts} facts in the distilled documents, ${s.questions} questions (every phrasing), ${s.unknownQuestions} about people in no document`,
+    '',
+    `${''.padEnd(40)} correct  unseen phrasing  "don't know" on unknown people`,
+    `${'base model, closed book'.padEnd(40)}${pct(s.base)}${''.padStart(17)}${pct(s.baseDontKnow)}`,
+    `${'teacher (document in the prompt)'.padEnd(40)}${pct(s.teacher)}`,
+    `${'student, prompt distillation'.padEnd(40)}${pct(s.pd)}${pct(s.pdReserved).padStart(17)}${pct(s.pdDontKnow)}`,
+    `${'student, SFT on the same QA pairs'.padEnd(40)}${pct(s.sft)}${pct(s.sftReserved).padStart(17)}${pct(s.sftDontKnow)}`,
+    '',
+    `per relation (PD / SFT / teacher): ${Object.entries(s.perRelation).map(([r, v]) => `${r} ${Math.round(100 * v.pd)}/${Math.round(100 * v.sft)}/${Math.round(100 * v.teacher)}`).join(', ')}`,
+  ].join('\n');
+}
+
+export { renderDoc };

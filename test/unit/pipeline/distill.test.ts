@@ -1,0 +1,133 @@
+// The distillation pipeline on the built-in demo model with real files: a whole run, cancelling
+// and resuming, incremental re-distillation, and bad input.
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { cpSync, existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join, resolve } from 'node:path';
+import { Backend } from '../../../src/engine/backend';
+import { CausalLM } from '../../../src/engine/models/model';
+import { readAdapter } from '../../../src/engine/lora/peft';
+import { Distiller, CancelledError, listAdapters, staleness, type DistillEvent, type AdapterInfo } from '../../../src/pipeline/distill';
+import { chunkMarkdown } from '../../../src/pipeline/ingest';
+import type { DistillSettings } from '../../../src/pipeline/settings';
+
+const repo = resolve(__dirname, '..', '..', '..');
+const modelDir = process.env.DOCDISTILL_TEST_MODEL ?? join(repo, 'media', 'demo-model');
+const docs = join(repo, 'examples', 'docs');
+// Small settings: the tests check the machinery, `npm run demo` checks what is learned.
+const fast: Partial<DistillSettings> = { rounds: 1, questionsPerRound: 4, epochs: 2, batchSize: 8, generalShare: 0.3, seed: 3 };
+
+let modelP: Promise<CausalLM> | undefined;
+const model = () => (modelP ??= Backend.create({ device: 'cpu', threads: 2 }).then((be) => CausalLM.load(modelDir, be)));
+
+function workspace(files: string[]): string {
+  const root = mkdtempSync(join(tmpdir(), 'dd-pipe-'));
+  for (const f of files) cpSync(join(docs, f), join(root, 'docs', f));
+  return root;
+}
+
+const exampleFiles = () => readdirSync(docs).filter((f) => f.endsWith('.md')).sort();
+
+function walkFiles(dir: string): string[] {
+  return readdirSync(dir, { withFileTypes: true }).flatMap((d) => (d.isDirectory() ? walkFiles(join(dir, d.name)) : [join(dir, d.name)]));
+}
+
+test('a run goes from docs to an adapter, with every phase in the run folder', async () => {
+  const root = workspace(exampleFiles().slice(0, 3));
+  try {
+    const events: DistillEvent[] = [];
+    const res = await new Distiller(await model(), { inputs: ['docs'], root, name: 'notes', settings: fast }, { onEvent: (e) => events.push(e) }).run();
+    const run = join(root, '.docdistill', 'runs', res.runId);
+    for (const f of ['run.json', 'chunks.jsonl', 'questions.jsonl', 'answers.jsonl', 'metrics.jsonl', 'eval.json']) assert.ok(existsSync(join(run, f)), `missing ${f}`);
+    const info = JSON.parse(readFileSync(join(res.adapterDir, 'docdistill.json'), 'utf8')) as AdapterInfo;
+    assert.equal(info.chunks.length, 3);
+    assert.ok(info.chunks.every((c) => /^[0-9a-f]{64}$/.test(c.hash)));
+    const adapter = readAdapter(res.adapterDir, (await model()).config);
+    assert.equal(adapter.spec.rank, 16);
+    const phases = events.filter((e) => e.type === 'phase' && e.status === 'done').map((e) => (e as { phase: string }).phase);
+    assert.deepEqual(phases, ['ingest', 'questions', 'answers', 'train', 'evaluate']);
+    assert.ok(events.some((e) => e.type === 'train'), 'training progress events');
+    assert.ok(events.some((e) => e.type === 'validation'), 'validation events');
+    assert.ok(events.some((e) => e.type === 'eval'), 'evaluation event');
+    assert.deepEqual(listAdapters(join(root, '.docdistill')).map((a) => a.name), ['notes']);
+    assert.deepEqual(walkFiles(root).filter((f) => /\.tmp/.test(f)), [], 'no temporary files left');
+  } finally {
+    rmSync(root, { recursive: true, force: true });
+  }
+});
+
+test('a cancelled run leaves nothing half-written and resumes where it stopped', async () => {
+  const root = workspace(exampleFiles().slice(0, 2));
+  try {
+    const ac = new AbortController();
+    let trainSteps = 0;
+    const first = new Distiller(await model(), { inputs: ['docs'], root, name: 'c', settings: { ...fast, epochs: 3 } }, {
+      signal: ac.signal,
+      onEvent: (e) => {
+        if (e.type === 'train' && ++trainSteps === 2) ac.abort();
+      },
+    });
+    await assert.rejects(first.run(), CancelledError);
+    assert.deepEqual(walkFiles(root).filter((f) => /\.tmp/.test(f)), [], 'no temporary files after cancel');
+    assert.ok(!existsSync(join(root, '.docdistill', 'adapters', 'c')), 'no adapter published by a cancelled run');
+    const events: DistillEvent[] = [];
+    const res = await new Distiller(await model(), { inputs: ['docs'], root, name: 'c', settings: { ...fast, epochs: 3 } }, { onEvent: (e) => events.push(e) }).run();
+    const runEv = events.find((e) => e.type === 'run') as { resumed: boolean };
+    assert.equal(runEv.resumed, true);
+    const skipped = events.filter((e) => e.type === 'phase' && e.status === 'skipped').map((e) => (e as { phase: string }).phase);
+    assert.deepEqual(skipped, ['ingest', 'questions', 'answers']);
+    assert.ok(existsSync(join(res.adapterDir, 'adapter_model.safetensors')));
+  } finally {
+    rmSync(root, { recursive: true, force: true });
+  }
+});
+
+test('after a doc changes, only its passages get new questions and training continues from the adapter', async () => {
+  const files = exampleFiles().slice(0, 3);
+  const root = workspace(files);
+  try {
+    const m = await model();
+    const first = await new Distiller(m, { inputs: ['docs'], root, name: 'inc', settings: fast }).run();
+    const infoBefore = JSON.parse(readFileSync(join(first.adapterDir, 'docdistill.json'), 'utf8')) as AdapterInfo;
+    const changed = join(root, 'docs', files[1]!);
+    writeFileSync(changed, readFileSync(changed, 'utf8').replace(/\.\s*$/, '. It rains a lot there.\n'));
+    const count = (s: string) => s.split(/\s+/).length;
+    const cur = files.flatMap((f) => chunkMarkdown(`docs/${f}`, readFileSync(join(root, 'docs', f), 'utf8'), { maxTokens: 10_000, countTokens: count }));
+    assert.equal(staleness(infoBefore, cur).stale, true);
+    const logs: string[] = [];
+    const second = await new Distiller(m, { inputs: ['docs'], root, name: 'inc', settings: fast }, { onEvent: (e) => e.type === 'log' && logs.push(e.message) }).run();
+    const qs = readFileSync(join(root, '.docdistill', 'runs', second.runId, 'questions.jsonl'), 'utf8').trim().split('\n').map((l) => JSON.parse(l) as { source: string; split: string });
+    const sources = new Set(qs.filter((q) => q.split !== 'general').map((q) => q.source));
+    assert.deepEqual([...sources], [`docs/${files[1]}`]);
+    assert.ok(logs.some((l) => /1 new or changed/.test(l)), logs.join('\n'));
+    assert.ok(logs.some((l) => /replayed from unchanged chunks/.test(l)), logs.join('\n'));
+    const infoAfter = JSON.parse(readFileSync(join(second.adapterDir, 'docdistill.json'), 'utf8')) as AdapterInfo;
+    assert.equal(staleness(infoAfter, cur).stale, false);
+  } finally {
+    rmSync(root, { recursive: true, force: true });
+  }
+});
+
+test('bad documents are skipped with a reason; nothing usable is an error', async () => {
+  const root = workspace(exampleFiles().slice(0, 1));
+  try {
+    writeFileSync(join(root, 'docs', 'empty.md'), '');
+    writeFileSync(join(root, 'docs', 'binary.md'), Buffer.from([1, 2, 0, 3]));
+    writeFileSync(join(root, 'docs', 'latin1.md'), Buffer.from([0x23, 0x20, 0xe9, 0x0a]));
+    const warns: string[] = [];
+    await new Distiller(await model(), { inputs: ['docs'], root, name: 'bad', settings: fast, skipEval: true }, { onEvent: (e) => e.type === 'log' && e.level === 'warn' && warns.push(e.message) }).run();
+    assert.ok(warns.some((w) => /binary\.md: looks like a binary file/.test(w)), warns.join('\n'));
+    assert.ok(warns.some((w) => /latin1\.md: is not valid UTF-8/.test(w)), warns.join('\n'));
+    assert.ok(warns.some((w) => /empty\.md: empty/.test(w)), warns.join('\n'));
+    const only = mkdtempSync(join(tmpdir(), 'dd-pipe-'));
+    writeFileSync(join(only, 'x.md'), Buffer.from([0, 0, 0]));
+    await assert.rejects(new Distiller(await model(), { inputs: ['x.md'], root: only, name: 'bad' }).run(), /no usable text/);
+    await assert.rejects(new Distiller(await model(), { inputs: ['nope'], root: only, name: 'bad' }).run(), /nope: no such file or folder/);
+    assert.throws(() => new Distiller({ tokenizer: { hasChatTemplate: false }, dir: '/m' } as unknown as CausalLM, { inputs: [], root: only, name: 'x' }), /no chat template/);
+    assert.throws(() => new Distiller({ tokenizer: { hasChatTemplate: true } } as unknown as CausalLM, { inputs: [], root: only, name: '../evil' }), /may only have letters/);
+    rmSync(only, { recursive: true, force: true });
+  } finally {
+    rmSync(root, { recursive: true, force: true });
+  }
+});
