@@ -98,6 +98,8 @@ export interface AdapterInfo {
   created: string;
   runId: string;
   chunks: { source: string; hash: string }[];
+  /** The chunk size in tokens used, so a watcher can re-chunk the sources the same way. */
+  chunkBudget: number;
   settings: DistillSettings;
   summary?: EvalSummary;
 }
@@ -446,7 +448,11 @@ export class Distiller {
       const order = shuffled(samples.length, s.seed * 1009 + epoch);
       const from = epoch === firstEpoch ? stepsDone - epoch * stepsPerEpoch : 0;
       for (let k = from; k < stepsPerEpoch; k++) {
-        this.check();
+        if (this.signal?.aborted) {
+          // Stop at a step boundary with everything saved: the next run continues from this step.
+          if (trainer.step > stepsDone) this.saveCheckpoint(trainer, metrics, best, bad);
+          throw new CancelledError();
+        }
         const per = s.batchSize * s.gradAccum;
         const batch = order.slice(k * per, (k + 1) * per).map((i) => samples[i]!);
         const r = await trainer.trainStep(batch);
@@ -572,7 +578,7 @@ export class Distiller {
     const adapter = readAdapter(trained, this.model.config);
     const info: AdapterInfo = {
       name: this.req.name, model: this.modelId(), created: new Date().toISOString(), runId: this.state.id,
-      chunks: this.chunks().map((c) => ({ source: c.source, hash: c.hash })), settings: this.s, summary,
+      chunks: this.chunks().map((c) => ({ source: c.source, hash: c.hash })), chunkBudget: this.chunkBudget(), settings: this.s, summary,
     };
     const qa = readJsonl<QaRow>(join(this.paths.dir, 'adapter-qa.jsonl'));
     writeAdapter(this.adapterDir, this.model.config, adapter, { baseModel: this.modelId(), dropout: this.s.loraDropout }, { 'docdistill.json': info });

@@ -1,0 +1,316 @@
+// The worker's side of the protocol: model loading, one heavy job (distillation) at a time, chat
+// requests served between the job's steps, adapters, status, cancellation and shutdown.
+//
+// Chat while training: Node runs the job and the chats on one event loop, and every model call is
+// an asynchronous ONNX Runtime run, so a chat request is served as soon as it arrives, its decode
+// steps interleaved with the training steps (both slow down a little; neither waits for the other
+// to finish). Chat requests are queued and answered one by one in arrival order, so a burst of
+// them loses none.
+import { cpSync, existsSync, rmSync, statSync } from 'node:fs';
+import { join, resolve } from 'node:path';
+import type { Readable, Writable } from 'node:stream';
+import { createMessageConnection, StreamMessageReader, StreamMessageWriter, ResponseError, NotificationType, type MessageConnection, type CancellationToken } from 'vscode-jsonrpc/node';
+import * as P from '../protocol';
+import { Backend } from '../engine/backend';
+import { CausalLM, type AdapterWeights } from '../engine/models/model';
+import { generate } from '../engine/generate';
+import { readAdapter } from '../engine/lora/peft';
+import { mergeAdapter } from '../engine/lora/merge';
+import { Distiller, CancelledError, listAdapters, staleness, type DistillEvent } from '../pipeline/distill';
+import { chunkMarkdown, readMarkdown } from '../pipeline/ingest';
+import { safeName, insideRoot } from '../pipeline/runFolder';
+import { DEFAULT_PROMPTS } from '../pipeline/prompts';
+import { version } from '../../package.json';
+
+/** Refuses params that are not an object with the given fields of the given types. */
+function check(p: unknown, fields: Record<string, 'string' | 'array' | 'string?' | 'object?' | 'string|null'>, method: string): void {
+  const bad = (m: string): never => {
+    throw new ResponseError(P.ErrorCodes.BadInput, `${method}: ${m}`);
+  };
+  if (typeof p !== 'object' || p === null || Array.isArray(p)) bad('params must be an object');
+  const o = p as Record<string, unknown>;
+  for (const [k, t] of Object.entries(fields)) {
+    const v = o[k];
+    if (t === 'string' && typeof v !== 'string') bad(`"${k}" must be a string`);
+    if (t === 'string?' && v !== undefined && typeof v !== 'string') bad(`"${k}" must be a string`);
+    if (t === 'string|null' && v !== null && typeof v !== 'string') bad(`"${k}" must be a string or null`);
+    if (t === 'array' && !Array.isArray(v)) bad(`"${k}" must be an array`);
+    if (t === 'object?' && v !== undefined && (typeof v !== 'object' || v === null)) bad(`"${k}" must be an object`);
+  }
+}
+
+const note = <Pa>(d: P.NotificationDef<Pa>) => new NotificationType<Pa>(d.method);
+
+interface Job {
+  id: string;
+  name: string;
+  abort: AbortController;
+  phase?: string;
+  runId?: string;
+  done: Promise<unknown>;
+}
+
+export class WorkerServer {
+  private backend?: Backend;
+  private model?: CausalLM;
+  private root = process.cwd();
+  private workDir = join(process.cwd(), '.docdistill');
+  private device: P.Device = 'auto';
+  private threads?: number;
+  private job?: Job;
+  private activeAdapter?: string;
+  private readonly adapters = new Map<string, { mtime: number; w: AdapterWeights }>();
+  private chatChain: Promise<unknown> = Promise.resolve();
+  private queuedChats = 0;
+
+  constructor(readonly conn: MessageConnection, private readonly exit: (code: number) => void) {
+    this.on(P.Initialize.type, (p) => (check(p, { workspaceRoot: 'string', modelDir: 'string?' }, 'initialize'), this.initialize(p)));
+    this.on(P.SetModel.type, (p) => (check(p, { modelDir: 'string' }, 'model/set'), this.loadModel(p.modelDir, p.device)));
+    this.on(P.Status.type, () => this.status());
+    this.on(P.Distill.type, (p, token) => (check(p, { jobId: 'string', inputs: 'array', name: 'string', settings: 'object?', runId: 'string?' }, 'distill'), this.distill(p, token)));
+    this.on(P.Chat.type, (p, token) => (check(p, { streamId: 'string', messages: 'array', adapter: 'string?' }, 'chat'), this.enqueueChat(p, token)));
+    this.on(P.ListAdapters.type, () => this.listAdapters());
+    this.on(P.ActivateAdapter.type, (p) => {
+      check(p, { name: 'string|null' }, 'adapters/activate');
+      if (p.name !== null) this.adapterDir(p.name, true);
+      this.activeAdapter = p.name ?? undefined;
+    });
+    this.on(P.DeleteAdapter.type, (p) => {
+      check(p, { name: 'string' }, 'adapters/delete');
+      const dir = this.adapterDir(p.name, true);
+      if (this.job?.name === p.name) throw new ResponseError(P.ErrorCodes.JobBusy, `adapter ${p.name} is being trained; cancel the job first`);
+      rmSync(dir, { recursive: true, force: true });
+      this.adapters.delete(p.name);
+      if (this.activeAdapter === p.name) this.activeAdapter = undefined;
+    });
+    this.on(P.ExportAdapter.type, (p) => {
+      check(p, { name: 'string', dest: 'string' }, 'adapters/export');
+      const src = this.adapterDir(p.name, true);
+      const dest = resolve(this.root, p.dest);
+      if (existsSync(dest)) throw new ResponseError(P.ErrorCodes.BadInput, `${dest} exists; choose a new folder`);
+      cpSync(src, dest, { recursive: true });
+      return { dir: dest };
+    });
+    this.on(P.MergeAdapter.type, (p) => {
+      check(p, { name: 'string', dest: 'string' }, 'adapters/merge');
+      const m = this.requireModel();
+      const dest = resolve(this.root, p.dest);
+      mergeAdapter(m.dir!, this.adapterDir(p.name, true), dest);
+      return { dir: dest };
+    });
+    this.on(P.Shutdown.type, async () => {
+      const had = !!this.job;
+      if (this.job) {
+        this.job.abort.abort();
+        await this.job.done.catch(() => {});
+      }
+      setImmediate(() => void this.dispose().then(() => this.exit(0)));
+      return { checkpointed: had };
+    });
+  }
+
+  /**
+   * Registers a handler by method name, so that requests with missing or malformed params reach it
+   * (and get a JSON-RPC error) instead of being refused by a fixed parameter count.
+   */
+  private on<Pa, R>(d: P.RequestDef<Pa, R>, handler: (params: Pa, token: CancellationToken) => R | Promise<R>): void {
+    this.conn.onRequest(d.method, (...args: unknown[]) => {
+      const token = args[args.length - 1] as CancellationToken;
+      const params = args.length > 1 ? args[0] : undefined;
+      return handler(params as Pa, token);
+    });
+  }
+
+  private log(level: 'debug' | 'info' | 'warn' | 'error', message: string): void {
+    void this.conn.sendNotification(note(P.Log.type), { level, message });
+  }
+
+  private async initialize(p: P.InitializeParams): Promise<P.InitializeResult> {
+    if (p.protocolVersion !== P.PROTOCOL_VERSION) throw new ResponseError(P.ErrorCodes.BadInput, `protocol version ${p.protocolVersion} is not ${P.PROTOCOL_VERSION}; reinstall the extension`);
+    this.root = resolve(p.workspaceRoot);
+    this.workDir = p.workDir ? resolve(p.workDir) : join(this.root, '.docdistill');
+    this.device = p.device;
+    this.threads = p.threads;
+    let model: P.ModelInfo | undefined;
+    if (p.modelDir) model = await this.loadModel(p.modelDir, p.device);
+    return { protocolVersion: P.PROTOCOL_VERSION, version, pid: process.pid, provider: this.backend?.provider, model };
+  }
+
+  private async loadModel(dir: string, device?: P.Device): Promise<P.ModelInfo> {
+    if (this.job) throw new ResponseError(P.ErrorCodes.JobBusy, 'a distillation is running; change the model after it finishes or is cancelled');
+    if (device) this.device = device;
+    if (!this.backend || (device && device !== 'auto' && this.backend.provider !== device)) {
+      await this.backend?.dispose();
+      this.backend = await Backend.create({ device: this.device, threads: this.threads });
+    }
+    try {
+      this.model = await CausalLM.load(resolve(this.root, dir), this.backend);
+    } catch (e) {
+      throw new ResponseError(P.ErrorCodes.BadInput, (e as Error).message);
+    }
+    this.adapters.clear();
+    this.log('info', `model ${this.model.dir} on ${this.backend.provider} (${this.model.dtype})`);
+    return this.modelInfo();
+  }
+
+  private modelInfo(): P.ModelInfo {
+    const m = this.requireModel();
+    const c = m.config;
+    const params = c.vocabSize * c.hiddenSize * (c.tieWordEmbeddings ? 1 : 2) + c.numLayers * (c.hiddenSize * (c.numHeads + 2 * c.numKvHeads) * c.headDim + c.numHeads * c.headDim * c.hiddenSize + 3 * c.hiddenSize * c.intermediateSize);
+    return { dir: m.dir!, architecture: c.architecture, parameters: params, dtype: m.dtype, provider: m.backend.provider, vocabSize: c.vocabSize, contextLength: c.maxPositionEmbeddings, hasChatTemplate: m.tokenizer.hasChatTemplate };
+  }
+
+  private requireModel(): CausalLM {
+    if (!this.model) throw new ResponseError(P.ErrorCodes.NoModel, 'no model selected; run "DocDistill: Select Base Model" first');
+    return this.model;
+  }
+
+  private status(): P.WorkerStatus {
+    const mem = process.memoryUsage();
+    return {
+      pid: process.pid, provider: this.backend?.provider, model: this.model ? this.modelInfo() : undefined,
+      memory: { rssMB: Math.round(mem.rss / 2 ** 20), heapMB: Math.round(mem.heapUsed / 2 ** 20) },
+      job: this.job ? { id: this.job.id, kind: 'distill', name: this.job.name, phase: this.job.phase, runId: this.job.runId } : undefined,
+      queuedChats: this.queuedChats, activeAdapter: this.activeAdapter,
+    };
+  }
+
+  private adapterDir(name: string, mustExist: boolean): string {
+    try {
+      safeName(name, 'adapter name');
+    } catch (e) {
+      throw new ResponseError(P.ErrorCodes.BadInput, (e as Error).message);
+    }
+    const dir = join(this.workDir, 'adapters', name);
+    if (mustExist && !existsSync(join(dir, 'adapter_config.json'))) throw new ResponseError(P.ErrorCodes.BadInput, `no adapter named ${name}`);
+    return dir;
+  }
+
+  private async distill(p: P.DistillParams, token: CancellationToken): Promise<P.DistillResult> {
+    const model = this.requireModel();
+    if (this.job) throw new ResponseError(P.ErrorCodes.JobBusy, `a distillation (${this.job.name}) is already running; wait for it or cancel it`);
+    const abort = new AbortController();
+    token.onCancellationRequested(() => abort.abort());
+    const job: Job = { id: p.jobId, name: p.name, abort, done: Promise.resolve() };
+    this.job = job;
+    const progressToken = `job-${p.jobId}`;
+    const send = (e: DistillEvent) => {
+      if (e.type === 'run') job.runId = e.runId;
+      if (e.type === 'phase' && e.status === 'start') job.phase = e.phase;
+      void this.conn.sendNotification(note(P.JobEventNotification.type), { jobId: p.jobId, event: e as P.JobEvent });
+      const pct = e.type === 'train' ? (100 * e.step) / e.totalSteps : e.type === 'progress' && e.total ? (100 * e.done) / e.total : undefined;
+      if (e.type === 'phase' && e.status === 'start') void this.conn.sendNotification(note(P.Progress.type), { token: progressToken, value: { kind: 'report', message: e.phase } });
+      else if (pct !== undefined) void this.conn.sendNotification(note(P.Progress.type), { token: progressToken, value: { kind: 'report', percentage: Math.round(pct) } });
+    };
+    void this.conn.sendNotification(note(P.Progress.type), { token: progressToken, value: { kind: 'begin', title: `Distilling ${p.name}`, cancellable: true } });
+    const run = (async () => {
+      try {
+        const inputs = p.inputs.map((i) => insideRoot(this.root, i, 'input'));
+        const d = new Distiller(model, { inputs, root: this.root, workDir: this.workDir, name: p.name, settings: p.settings, runId: p.runId, skipEval: p.skipEval }, { onEvent: send, signal: abort.signal });
+        const res = await d.run();
+        this.adapters.delete(p.name);
+        return res;
+      } catch (e) {
+        if (e instanceof CancelledError) throw new ResponseError(P.ErrorCodes.Cancelled, e.message);
+        if (e instanceof ResponseError) throw e;
+        throw new ResponseError(P.ErrorCodes.Internal, (e as Error).message, { stack: (e as Error).stack });
+      } finally {
+        void this.conn.sendNotification(note(P.Progress.type), { token: progressToken, value: { kind: 'end' } });
+        if (this.job === job) this.job = undefined;
+      }
+    })();
+    job.done = run;
+    return run;
+  }
+
+  private enqueueChat(p: P.ChatParams, token: CancellationToken): Promise<P.ChatResult> {
+    this.queuedChats++;
+    const next = this.chatChain.then(() => this.chat(p, token)).finally(() => this.queuedChats--);
+    this.chatChain = next.catch(() => {});
+    return next;
+  }
+
+  private adapterWeights(name: string): AdapterWeights {
+    const dir = this.adapterDir(name, true);
+    const st = statSync(join(dir, 'adapter_model.safetensors'));
+    const hit = this.adapters.get(name);
+    if (hit && hit.mtime === st.mtimeMs) return hit.w;
+    const w = readAdapter(dir, this.requireModel().config);
+    this.adapters.set(name, { mtime: st.mtimeMs, w });
+    return w;
+  }
+
+  private async chat(p: P.ChatParams, token: CancellationToken): Promise<P.ChatResult> {
+    const model = this.requireModel();
+    if (!['base', 'student', 'teacher'].includes(p.mode)) throw new ResponseError(P.ErrorCodes.BadInput, `chat: mode must be base, student or teacher (got ${String(p.mode)})`);
+    if (!p.messages.length || p.messages.some((m) => !m || typeof m.content !== 'string' || !['system', 'user', 'assistant'].includes(m.role))) {
+      throw new ResponseError(P.ErrorCodes.BadInput, 'chat: messages must be a non-empty list of {role: system|user|assistant, content}');
+    }
+    if (token.isCancellationRequested) return { text: '', finishReason: 'aborted', tokens: 0, ms: 0 };
+    const abort = new AbortController();
+    token.onCancellationRequested(() => abort.abort());
+    const messages = p.messages.map((m) => ({ ...m }));
+    if (!messages.some((m) => m.role === 'system')) messages.unshift({ role: 'system', content: DEFAULT_PROMPTS.system });
+    let adapter: AdapterWeights | undefined;
+    if (p.mode === 'student') {
+      const name = p.adapter ?? this.activeAdapter;
+      if (!name) throw new ResponseError(P.ErrorCodes.BadInput, 'no adapter chosen for the student; distil some docs or pick an adapter');
+      adapter = this.adapterWeights(name);
+    } else if (p.mode === 'teacher') {
+      const docs = p.docs ?? this.adapterSources(p.adapter ?? this.activeAdapter);
+      const text = docs.map((d) => readMarkdown(insideRoot(this.root, d, 'document')).trim()).join('\n\n');
+      const firstUser = messages.find((m) => m.role === 'user');
+      if (firstUser && text) firstUser.content = DEFAULT_PROMPTS.documentBlock.replace('{doc}', () => text) + 'Question: ' + firstUser.content;
+    }
+    const tok = model.tokenizer;
+    const ids = tok.encode(tok.applyChatTemplate(messages, { addGenerationPrompt: true }), { addSpecialTokens: false });
+    const t0 = performance.now();
+    const room = model.config.maxPositionEmbeddings - ids.length;
+    if (room < 1) throw new ResponseError(P.ErrorCodes.BadInput, `the conversation (${ids.length} tokens) does not fit the model's context of ${model.config.maxPositionEmbeddings}`);
+    const [r] = await generate(model, [ids], {
+      maxTokens: Math.min(p.maxTokens ?? 256, room), temperature: p.temperature ?? 0, seed: p.seed, adapter, signal: abort.signal,
+      onText: (_, text) => void this.conn.sendNotification(note(P.ChatDelta.type), { streamId: p.streamId, text }),
+    });
+    return { text: r!.text, finishReason: r!.finishReason, tokens: r!.ids.length, ms: performance.now() - t0 };
+  }
+
+  private adapterSources(name?: string): string[] {
+    if (!name) return [];
+    const info = listAdapters(this.workDir).find((a) => a.name === name);
+    return info ? [...new Set(info.chunks.map((c) => c.source))] : [];
+  }
+
+  private listAdapters(): P.AdapterSummary[] {
+    const model = this.model;
+    return listAdapters(this.workDir).map((a) => {
+      const sources = [...new Set(a.chunks.map((c) => c.source))];
+      let st = { stale: false, changed: 0, removed: 0 };
+      if (model) {
+        const count = (t: string) => model.tokenizer.encode(t, { addSpecialTokens: false }).length;
+        const cur = sources.flatMap((s) => {
+          try {
+            return chunkMarkdown(s, readMarkdown(join(this.root, s)), { maxTokens: a.chunkBudget ?? 512, countTokens: count });
+          } catch {
+            return [];
+          }
+        });
+        st = staleness(a, cur);
+      }
+      return { name: a.name, dir: join(this.workDir, 'adapters', a.name), model: a.model, created: a.created, runId: a.runId, sources, chunks: a.chunks.length, ...st, active: a.name === this.activeAdapter, summary: a.summary };
+    });
+  }
+
+  async dispose(): Promise<void> {
+    this.job?.abort.abort();
+    await this.job?.done.catch(() => {});
+    await this.backend?.dispose();
+  }
+}
+
+/** Starts serving the protocol on a pair of streams. */
+export function serve(input: Readable, output: Writable, exit: (code: number) => void): WorkerServer {
+  const conn = createMessageConnection(new StreamMessageReader(input), new StreamMessageWriter(output));
+  const server = new WorkerServer(conn, exit);
+  conn.listen();
+  return server;
+}
