@@ -255,7 +255,7 @@ export function readGenerationConfig(dir: string, config: ModelConfig): Generati
  * tensor the architecture needs, right shape, float dtype), tokenizer.json, and
  * generation_config.json when present. Throws one ModelError naming the file and the problem.
  */
-export function loadModelFolder(dir: string): ModelFolder {
+export function loadModelFolder(dir: string, opts: { requireTokenizer?: boolean } = {}): ModelFolder {
   const abs = resolve(dir);
   let st;
   try {
@@ -267,7 +267,7 @@ export function loadModelFolder(dir: string): ModelFolder {
   const cfgPath = join(abs, 'config.json');
   if (!existsSync(cfgPath)) throw new ModelError(`${abs}: config.json is missing (is this a Hugging Face model folder?)`);
   const config = parseConfig(readJson(cfgPath), cfgPath);
-  if (!existsSync(join(abs, 'tokenizer.json'))) {
+  if ((opts.requireTokenizer ?? true) && !existsSync(join(abs, 'tokenizer.json'))) {
     const sp = existsSync(join(abs, 'tokenizer.model')) ? ' (only tokenizer.model is present: a SentencePiece file; save the fast tokenizer with tokenizer.save_pretrained to get tokenizer.json)' : '';
     throw new ModelError(`${abs}: tokenizer.json is missing${sp}`);
   }
