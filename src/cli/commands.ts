@@ -6,5 +6,6 @@ import { demoModelCommand } from './demoModel';
 import { makeModelCommand } from './makeModel';
 import { distillCommand } from './distill';
 import { demoCommand } from './demo';
+import { trainCommand, mergeCommand } from './train';
 
-export const commands: Command[] = [demoCommand, distillCommand, generateCommand, scoreCommand, makeModelCommand, demoModelCommand];
+export const commands: Command[] = [demoCommand, distillCommand, generateCommand, scoreCommand, trainCommand, mergeCommand, makeModelCommand, demoModelCommand];

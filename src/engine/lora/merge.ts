@@ -14,7 +14,7 @@ const TOKENIZER_FILES = ['tokenizer.json', 'tokenizer_config.json', 'special_tok
 
 export function mergeAdapter(modelDir: string, adapterDir: string, outDir: string): { tensors: number; merged: number } {
   if (existsSync(outDir)) throw new Error(`${outDir} exists; choose a new folder for the merged model`);
-  const folder = loadModelFolder(modelDir);
+  const folder = loadModelFolder(modelDir, { requireTokenizer: false });
   const cfg = folder.config;
   const adapter = readAdapter(adapterDir, cfg);
   const scale = adapter.spec.alpha / adapter.spec.rank;
