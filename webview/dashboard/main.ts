@@ -1,0 +1,131 @@
+// The dashboard: the model, the jobs (phase progress, loss curves, QA samples, evaluation) and
+// the adapters (stale marks). State comes from the extension; the webview only renders.
+import type { DashboardState, JobView, ToDashboard, FromDashboard } from '../../src/protocol/webview';
+import type { JobEvent } from '../../src/protocol';
+import { h, s, pct, vscode } from '../shared/dom';
+
+let state: DashboardState = (vscode.getState() as DashboardState | undefined) ?? { jobs: [], adapters: [] };
+const app = document.getElementById('app')!;
+const send = (m: FromDashboard) => vscode.postMessage(m);
+const PHASES = ['ingest', 'questions', 'answers', 'train', 'evaluate'];
+
+function lossChart(job: JobView): SVGElement {
+  const W = 560, H = 180, L = 40, B = 22, T = 8, R = 10;
+  const pts = job.loss;
+  const val = job.validation;
+  const all = [...pts.map((p) => p.loss), ...val.map((p) => p.loss)];
+  const maxStep = Math.max(1, job.totalSteps ?? 0, ...pts.map((p) => p.step));
+  const hi = all.length ? Math.max(...all) : 1;
+  const lo = all.length ? Math.min(0, ...all) : 0;
+  const x = (st: number) => L + ((W - L - R) * st) / maxStep;
+  const y = (v: number) => T + (H - T - B) * (1 - (v - lo) / (hi - lo || 1));
+  const svg = s('svg', { viewBox: `0 0 ${W} ${H}`, width: '100%', role: 'img', 'aria-label': `loss curve, ${pts.length} steps`, class: 'loss-chart' });
+  for (let i = 0; i <= 4; i++) {
+    const v = lo + ((hi - lo) * i) / 4;
+    svg.append(s('line', { x1: L, x2: W - R, y1: y(v), y2: y(v), stroke: 'var(--vscode-panel-border)', 'stroke-width': 1 }));
+    svg.append(s('text', { x: L - 4, y: y(v) + 3, 'text-anchor': 'end' }, v.toFixed(2)));
+  }
+  svg.append(s('text', { x: W - R, y: H - 4, 'text-anchor': 'end' }, `step ${maxStep}`));
+  if (pts.length > 1) svg.append(s('polyline', { points: pts.map((p) => `${x(p.step).toFixed(1)},${y(p.loss).toFixed(1)}`).join(' '), fill: 'none', stroke: 'var(--vscode-charts-blue)', 'stroke-width': 1.5, class: 'train-line' }));
+  if (val.length) {
+    svg.append(s('polyline', { points: val.map((p) => `${x(p.step).toFixed(1)},${y(p.loss).toFixed(1)}`).join(' '), fill: 'none', stroke: 'var(--vscode-charts-orange)', 'stroke-width': 1.5, 'stroke-dasharray': '4 3' }));
+    for (const p of val) svg.append(s('circle', { cx: x(p.step), cy: y(p.loss), r: 3, fill: 'var(--vscode-charts-orange)' }));
+  }
+  svg.append(s('text', { x: L + 6, y: T + 10 }, 'training loss (KL)'));
+  if (val.length) svg.append(s('text', { x: L + 120, y: T + 10, fill: 'var(--vscode-charts-orange)' }, '- - held-out loss'));
+  return svg;
+}
+
+function jobCard(job: JobView, latest: boolean): HTMLElement {
+  const i = PHASES.indexOf(job.phase ?? '');
+  const running = job.state === 'running' || job.state === 'restarting';
+  const p = job.phaseProgress;
+  const frac = p && p.total ? p.done / p.total : 0;
+  const stateText = { running: 'running', restarting: 'restarting the worker…', done: 'done', failed: 'failed', cancelled: 'cancelled (resumable)' }[job.state];
+  const card = h('section', { class: 'card job', 'data-state': job.state, 'aria-label': `job ${job.name}` },
+    h('div', { class: 'row' }, h('strong', {}, job.name), h('span', { class: 'muted' }, ` ${stateText}${job.runId ? ` · run ${job.runId}` : ''}`),
+      running ? h('vscode-button', { appearance: 'secondary', onclick: () => send({ type: 'command', command: 'cancel' }) }, 'Cancel') : null),
+    h('div', { class: 'phases', role: 'list' }, ...PHASES.map((ph, k) => h('span', { role: 'listitem', class: `phase ${job.state === 'done' || k < i ? 'done' : k === i && running ? 'now' : ''}` }, ph))),
+    running && p ? h('div', { class: 'row' }, h('div', { class: 'barbox', role: 'progressbar', 'aria-valuenow': String(Math.round(100 * frac)), 'aria-valuemin': '0', 'aria-valuemax': '100' }, h('div', { class: 'bar', style: `width:${(100 * frac).toFixed(1)}%` })), h('span', { class: 'muted' }, `${job.phase} ${p.done}/${p.total}${job.etaSec && Number.isFinite(job.etaSec) ? ` · ${Math.round(job.etaSec)} s left` : ''}`)) : null,
+    job.error ? h('p', { class: 'err' }, job.error) : null,
+  );
+  if (!latest && !running) return card;
+  if (job.loss.length || job.validation.length) {
+    card.append(h('h2', {}, 'Loss'), lossChart(job));
+    const last = job.loss.at(-1);
+    if (last) card.append(h('p', { class: 'muted' }, `step ${last.step}${job.totalSteps ? `/${job.totalSteps}` : ''} · loss ${last.loss.toFixed(4)}${job.lr !== undefined ? ` · lr ${job.lr.toExponential(2)}` : ''}${job.tokensPerSec ? ` · ${Math.round(job.tokensPerSec)} tokens/s` : ''}`));
+  }
+  if (job.eval) {
+    const e = job.eval.summary;
+    card.append(h('h2', {}, `Evaluation on ${e.n} held-out questions`), h('table', { class: 'eval-table' },
+      h('thead', {}, h('tr', {}, h('th', {}, ''), h('th', {}, 'exact'), h('th', {}, 'contains'), h('th', {}, 'token F1'))),
+      h('tbody', {}, ...([['base model (no docs)', e.base], ['teacher (docs in prompt)', e.teacher], ['student (adapter, no docs)', e.student]] as const).map(([name, m]) =>
+        h('tr', {}, h('td', {}, name), h('td', { class: 'num' }, pct(m.exact)), h('td', { class: 'num' }, pct(m.contains)), h('td', { class: 'num' }, pct(m.f1)))))));
+    card.append(h('details', {}, h('summary', {}, 'Answers side by side'), h('table', {},
+      h('thead', {}, h('tr', {}, h('th', {}, 'question'), h('th', {}, 'base'), h('th', {}, 'student'), h('th', {}, 'teacher'))),
+      h('tbody', {}, ...job.eval.rows.slice(0, 40).map((r) => h('tr', {}, h('td', {}, r.question), h('td', {}, r.base), h('td', {}, r.student), h('td', {}, r.teacher)))))));
+  }
+  if (job.samples.length) {
+    card.append(h('h2', {}, `Questions and teacher answers (${job.samples.length})`), h('table', { class: 'samples' },
+      h('thead', {}, h('tr', {}, h('th', {}, 'document'), h('th', {}, 'question'), h('th', {}, 'teacher answer'))),
+      h('tbody', {}, ...job.samples.slice(-30).reverse().map((q) => h('tr', {}, h('td', { class: 'muted' }, q.source), h('td', {}, q.question), h('td', {}, q.answer))))));
+  }
+  if (job.log.length) card.append(h('details', {}, h('summary', {}, 'Log'), h('pre', {}, job.log.slice(-30).join('\n'))));
+  return card;
+}
+
+function render(): void {
+  vscode.setState(state);
+  const jobs = [...state.jobs].reverse();
+  app.replaceChildren(
+    h('h1', {}, 'DocDistill'),
+    h('p', { class: 'muted' }, state.model ? `Base model: ${state.model.dir.split(/[\\/]/).pop()} · ${state.model.architecture} · ${(state.model.parameters / 1e6).toFixed(1)} M parameters · ${state.model.provider}/${state.model.dtype}` : 'The worker starts with the first job.'),
+    h('div', { class: 'row' },
+      h('vscode-button', { onclick: () => send({ type: 'command', command: 'distillDocs' }) }, 'Distill Docs Folder'),
+      h('vscode-button', { appearance: 'secondary', onclick: () => send({ type: 'command', command: 'chat' }) }, 'Chat'),
+      h('vscode-button', { appearance: 'secondary', onclick: () => send({ type: 'command', command: 'selectModel' }) }, 'Select Base Model'),
+      h('vscode-button', { appearance: 'secondary', onclick: () => send({ type: 'command', command: 'manageAdapters' }) }, 'Manage Adapters')),
+    h('h2', {}, 'Adapters'),
+    state.adapters.length ? h('table', { class: 'adapters' }, h('thead', {}, h('tr', {}, h('th', {}, 'name'), h('th', {}, 'docs'), h('th', {}, 'passages'), h('th', {}, 'status'))),
+      h('tbody', {}, ...state.adapters.map((a) => h('tr', {}, h('td', {}, a.name + (a.active ? ' (active)' : '')), h('td', {}, a.sources.join(', ')), h('td', { class: 'num' }, String(a.chunks)),
+        h('td', { class: a.stale ? 'stale' : '' }, a.stale ? `stale: ${a.changed} changed, ${a.removed} removed` : 'up to date'))))) : h('p', { class: 'muted' }, 'No adapters yet.'),
+    h('h2', {}, 'Runs'),
+    jobs.length ? h('div', {}, ...jobs.map((j, k) => jobCard(j, k === 0))) : h('p', { class: 'muted' }, 'Right-click Markdown files or folders in the Explorer and choose "Distill into Model".'),
+  );
+}
+
+let pending = false;
+const schedule = () => {
+  if (pending) return;
+  pending = true;
+  requestAnimationFrame(() => {
+    pending = false;
+    render();
+  });
+};
+
+function apply(jobId: string, e: JobEvent): void {
+  const job = state.jobs.find((j) => j.jobId === jobId);
+  if (!job) return;
+  if (e.type === 'train') {
+    job.loss.push({ step: e.step, loss: e.loss });
+    Object.assign(job, { lr: e.lr, tokensPerSec: e.tokensPerSec, etaSec: e.etaSec, totalSteps: e.totalSteps, phaseProgress: { done: e.step, total: e.totalSteps } });
+  } else if (e.type === 'validation') job.validation.push({ step: e.step, loss: e.loss });
+  else if (e.type === 'sample') job.samples.push({ source: e.source, question: e.question, answer: e.answer });
+  else if (e.type === 'phase' && e.status === 'start') Object.assign(job, { phase: e.phase, phaseProgress: undefined });
+  else if (e.type === 'progress') Object.assign(job, { phaseProgress: { done: e.done, total: e.total }, etaSec: e.etaSec });
+  else if (e.type === 'eval') job.eval = { summary: e.summary, rows: e.rows };
+  else if (e.type === 'run') job.runId = e.runId;
+  else if (e.type === 'log') job.log.push(e.message);
+  schedule();
+}
+
+window.addEventListener('message', (ev: MessageEvent<ToDashboard>) => {
+  const m = ev.data;
+  if (m.type === 'state') {
+    state = m.state;
+    schedule();
+  } else if (m.type === 'jobEvent') apply(m.jobId, m.event);
+});
+render();
+send({ type: 'ready' });
