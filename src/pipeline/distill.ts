@@ -264,7 +264,11 @@ export class Distiller {
   }
 
   private async ingest(): Promise<void> {
-    const files = collectMarkdown(this.req.inputs, this.req.root);
+    // Distilling into an existing adapter adds to what it knows: its earlier sources (those that
+    // still exist) are read again, so unchanged passages are recognised and replayed.
+    const earlier = (this.state.baseAdapter ? readJson<AdapterInfo>(join(this.state.baseAdapter, 'docdistill.json'))?.chunks ?? [] : [])
+      .map((c) => c.source).filter((src, i, all) => all.indexOf(src) === i && existsSync(join(this.req.root, src)));
+    const files = collectMarkdown([...this.req.inputs, ...earlier], this.req.root);
     if (!files.length) throw new IngestError(`no Markdown files in ${this.req.inputs.join(', ')}`);
     const tok = this.model.tokenizer;
     const chunks: Chunk[] = [];

@@ -22,6 +22,8 @@ import { RELATIONS, WorldRng, answerFor, makeEntity, makeVocab, parseQuestion, q
 export interface DemoTrainOptions {
   out: string;
   minutes: number;
+  /** A fixed number of steps instead of a time box (the time box still stops a run that overruns by 50 %). */
+  steps?: number;
   seed: number;
   threads?: number;
   /** Evaluate every this many steps. */
@@ -77,8 +79,13 @@ export class DemoData {
     this.imEnd = tok.tokenToId('<|im_end|>')!;
   }
 
+  /**
+   * Every name is a subject in training, each time with fresh random facts: no fact about anyone
+   * can be learned, only how to read, so every document the model is tested on is new to it.
+   * (Holding names out of training left their tokens too rare to be copied reliably.)
+   */
   get trainPeople(): string[] {
-    return this.vocab.people.slice(0, this.vocab.people.length - HELD_OUT);
+    return this.vocab.people;
   }
 
   get heldOutPeople(): string[] {
@@ -239,7 +246,7 @@ export async function trainDemoModel(o: DemoTrainOptions): Promise<DemoEval> {
   const data = new DemoData(tok, vocab);
   const batchSize = 24;
   // A step budget that fits the time box at the measured speed is fixed after the first steps.
-  const trainer = new FullTrainer(model, { lr: 3e-3, weightDecay: 0.05, beta1: 0.9, beta2: 0.98, schedule: 'cosine', warmupSteps: 200, totalSteps: 1e9, maxGradNorm: 1 });
+  const trainer = new FullTrainer(model, { lr: 3e-3, weightDecay: 0.05, beta1: 0.9, beta2: 0.98, schedule: 'cosine', warmupSteps: 200, totalSteps: o.steps ?? 1e9, maxGradNorm: 1 });
   const ckptDir = join(o.out, '.checkpoint');
   let step0 = 0;
   let dataRng = new WorldRng(o.seed * 31 + 7);
@@ -275,7 +282,7 @@ export async function trainDemoModel(o: DemoTrainOptions): Promise<DemoEval> {
   for (;;) {
     const elapsed = elapsedBefore + performance.now() - startedAt;
     if (o.signal?.aborted) break;
-    if (trainer.step >= trainer.cfg.totalSteps || elapsed > budgetMs) break;
+    if (trainer.step >= trainer.cfg.totalSteps || elapsed > (o.steps ? 1.5 : 1) * budgetMs) break;
     const batch = Array.from({ length: batchSize }, () => data.sample(dataRng));
     const r = await trainer.trainStep(batch);
     tokens += r.tokens;
