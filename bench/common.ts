@@ -1,5 +1,7 @@
 // Shared helpers for the benchmarks: timing, memory, result files.
-import { mkdirSync, writeFileSync, renameSync } from 'node:fs';
+import { mkdirSync, writeFileSync, renameSync, existsSync } from 'node:fs';
+import { spawnSync } from 'node:child_process';
+import { makeModel } from '../src/engine/models/makeModel';
 import { cpus } from 'node:os';
 import { readFileSync } from 'node:fs';
 
@@ -51,4 +53,30 @@ export function saveResult(name: string, result: unknown): void {
   writeFileSync(`${path}.tmp`, JSON.stringify({ machine: machine(), date: new Date().toISOString(), ...(result as object) }, null, 2));
   renameSync(`${path}.tmp`, path);
   console.log(`→ ${path}`);
+}
+
+/** A random SmolLM2-135M-shaped model in the Hugging Face layout (float32), made once under bench/out. */
+export function benchModel(): string {
+  const dir = 'bench/out/models/smollm2-135m';
+  if (!existsSync(`${dir}/model.safetensors`)) {
+    console.log(`making ${dir} (random weights, float32)…`);
+    makeModel({ shape: 'smollm2-135m', seed: 0, out: dir, dtype: 'float32', force: true });
+  }
+  return dir;
+}
+
+/** Runs a PyTorch baseline script (bench/torch) with Debian's python3-torch, if installed. */
+export function torchBaseline(script: string, args: string[]): Record<string, unknown> | undefined {
+  if (!existsSync('/usr/bin/python3')) return undefined;
+  const probe = spawnSync('/usr/bin/python3', ['-c', 'import torch'], { encoding: 'utf8' });
+  if (probe.status !== 0) {
+    console.log('PyTorch baseline skipped: python3-torch is not installed (bash scripts/reference/setup.sh)');
+    return undefined;
+  }
+  const r = spawnSync('/usr/bin/python3', [`bench/torch/${script}`, ...args], { encoding: 'utf8', maxBuffer: 1 << 24 });
+  if (r.status !== 0) {
+    console.log(`PyTorch baseline failed: ${r.stderr.slice(-500)}`);
+    return undefined;
+  }
+  return JSON.parse(r.stdout.trim().split('\n').pop()!) as Record<string, unknown>;
 }

@@ -1,0 +1,41 @@
+// Right-click a Markdown file in the Explorer → "Distill into Model" with the demo model: the
+// status bar shows the job; the dashboard fills with QA samples and a loss curve that grows; the
+// evaluation table appears at the end.
+export const title = 'distill from the explorer menu, status bar, dashboard';
+export const critical = true;
+
+export async function explorerMenu(h, file, item) {
+  const { page } = h;
+  await h.command('View: Show Explorer');
+  const tree = page.locator('.explorer-folders-view');
+  const fileRow = tree.locator('.monaco-list-row', { hasText: file });
+  if (!(await fileRow.count())) await tree.locator('.monaco-list-row', { hasText: 'docs' }).first().click();
+  await fileRow.first().waitFor({ timeout: 10_000 });
+  await fileRow.first().click({ button: 'right' });
+  const entry = page.locator('.context-view .action-item', { hasText: item });
+  await entry.first().waitFor({ timeout: 10_000 });
+  return entry.first();
+}
+
+export async function run(h) {
+  const { page, shot, webview, statusBar, waitFor } = h;
+  const entry = await explorerMenu(h, 'blenoubun.md', 'Distill into Model');
+  await shot('03-explorer-context-menu');
+  await entry.click();
+  await waitFor(async () => /DocDistill: (ingest|questions|answers|starting)/.test(await statusBar().innerText()), 60_000, 'the job in the status bar');
+  await shot('04-status-bar-job');
+  await h.command('DocDistill: Open Dashboard');
+  const dash = webview('DocDistill');
+  await dash.locator('table.samples tbody tr').first().waitFor({ timeout: 180_000 });
+  await shot('05-dashboard-samples');
+  const points = async () => ((await dash.locator('svg.loss-chart polyline.train-line').getAttribute('points').catch(() => '')) ?? '').trim().split(/\s+/).filter(Boolean).length;
+  await waitFor(async () => (await points()) >= 2, 180_000, 'a loss curve');
+  const first = await points();
+  await waitFor(async () => (await points()) > first, 120_000, 'the loss curve to grow');
+  await shot('06-dashboard-loss-curve');
+  await dash.locator('table.eval-table').waitFor({ timeout: 240_000 });
+  await dash.locator('.job[data-state="done"]').first().waitFor({ timeout: 60_000 });
+  await shot('07-dashboard-evaluation');
+  await waitFor(async () => !/sync~spin|DocDistill: (questions|answers|train|evaluate)/.test(await statusBar().innerText()), 30_000, 'the status bar to go idle');
+  void page;
+}

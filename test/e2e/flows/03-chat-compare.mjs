@@ -1,0 +1,26 @@
+// In the chat panel's compare mode, a question about a fact of the distilled doc is answered
+// correctly by the student (no doc in its prompt) and not by the base model.
+import { readFileSync } from 'node:fs';
+import { join, dirname } from 'node:path';
+import { fileURLToPath } from 'node:url';
+
+export const title = 'chat: student vs base vs teacher';
+
+export async function run({ command, webview, shot, waitFor }) {
+  const facts = JSON.parse(readFileSync(join(dirname(fileURLToPath(import.meta.url)), '..', '..', '..', 'examples', 'facts.json'), 'utf8'));
+  const e = facts.docs.find((d) => d.file === 'blenoubun.md').entity;
+  const f = e.facts.find((x) => x.relation === 'instrument') ?? e.facts[0];
+  const q = { instrument: `Which instrument does ${e.name} play?`, colour: `Which colour does ${e.name} like best?`, year: `In which year was ${e.name} born?`, town: `In which town does ${e.name} live?`, food: `Which food does ${e.name} like?`, job: `What is the job of ${e.name}?`, pet: `What is the pet of ${e.name} called?`, sibling: `Who is the sibling of ${e.name}?` }[f.relation];
+  await command('DocDistill: Chat with Model');
+  const chat = webview('Chat');
+  await chat.locator('#question').waitFor({ timeout: 30_000 });
+  await chat.locator('#question').fill(q);
+  await chat.locator('#send').click();
+  const answer = (mode) => chat.locator(`.msg.answer.${mode}`).last();
+  await waitFor(async () => (await chat.locator('.msg.answer .muted').count()) >= 3, 120_000, 'three answers');
+  await shot('08-chat-compare');
+  const [base, student, teacher] = await Promise.all(['base', 'student', 'teacher'].map(async (m) => (await answer(m).innerText()).replace(/\s+/g, ' ')));
+  if (!student.includes(f.value)) throw new Error(`the student did not answer "${q}" with ${f.value}: ${student}`);
+  if (base.includes(f.value)) throw new Error(`the base model knew ${f.value} without the doc: ${base}`);
+  if (!teacher.includes(f.value)) throw new Error(`the teacher (doc in the prompt) did not answer with ${f.value}: ${teacher}`);
+}
