@@ -7,5 +7,6 @@ import { makeModelCommand } from './makeModel';
 import { distillCommand } from './distill';
 import { demoCommand } from './demo';
 import { trainCommand, mergeCommand } from './train';
+import { chatCommand, evalCommand } from './chat';
 
-export const commands: Command[] = [demoCommand, distillCommand, generateCommand, scoreCommand, trainCommand, mergeCommand, makeModelCommand, demoModelCommand];
+export const commands: Command[] = [demoCommand, distillCommand, evalCommand, chatCommand, generateCommand, scoreCommand, trainCommand, mergeCommand, makeModelCommand, demoModelCommand];

@@ -256,6 +256,14 @@ export class Distiller {
     return { runId: this.state.id, adapterDir: this.adapterDir, summary };
   }
 
+  /** Evaluates an existing run (its held-out questions, its adapter) again and rewrites eval.json. */
+  async evaluateOnly(): Promise<EvalSummary | undefined> {
+    if (!this.req.runId) throw new Error('evaluateOnly needs a run id');
+    this.openRun();
+    if (this.state.phases.answers !== 'done') throw new Error(`run ${this.state.id} has no answers yet; distil it to the end first`);
+    return this.evaluate();
+  }
+
   // ── ingest ────────────────────────────────────────────────────────────────────────────────
   private chunkBudget(): number {
     if (this.s.chunkTokens) return this.s.chunkTokens;

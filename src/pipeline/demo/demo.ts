@@ -43,7 +43,7 @@ export interface DemoScores {
   perRelation: Record<string, { n: number; pd: number; sft: number; teacher: number }>;
 }
 
-export const DEMO_SETTINGS: Partial<DistillSettings> = { rounds: 4, questionsPerRound: 5, epochs: 6, learningRate: 3e-3, loraRank: 16, loraAlpha: 32, batchSize: 8 };
+export const DEMO_SETTINGS: Partial<DistillSettings> = { rounds: 6, questionsPerRound: 5, epochs: 6, learningRate: 3e-3, loraRank: 16, loraAlpha: 32, batchSize: 8 };
 
 export async function runDemo(model: CausalLM, o: { docsDir: string; facts: ExampleFacts; workRoot: string; settings?: Partial<DistillSettings>; onEvent?: (e: DistillEvent) => void; signal?: AbortSignal; log: (s: string) => void }): Promise<{ scores: DemoScores; rows: DemoRow[]; pdRun: string; sftRun: string }> {
   const settings = { ...DEMO_SETTINGS, ...o.settings };
