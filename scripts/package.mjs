@@ -87,7 +87,7 @@ const entries = zipEntries(out);
 const names = entries.map((e) => e.name);
 const otherBinaries = names.filter((n) => n.includes('/bin/napi-v6/') && !n.includes(`/bin/napi-v6/${platform}/${arch}/`));
 if (otherBinaries.length) throw new Error(`package: other platforms' binaries in the VSIX: ${otherBinaries.slice(0, 5).join(', ')}`);
-for (const need of ['extension/dist/extension.js', 'extension/dist/worker.js', `extension/node_modules/onnxruntime-node/bin/napi-v6/${platform}/${arch}/onnxruntime_binding.node`, 'extension/node_modules/onnxruntime-common/dist/cjs/index.js']) {
+for (const need of ['extension/dist/extension.js', 'extension/dist/worker.js', 'extension/node_modules/onnxruntime-common/dist/cjs/package.json', `extension/node_modules/onnxruntime-node/bin/napi-v6/${platform}/${arch}/onnxruntime_binding.node`, 'extension/node_modules/onnxruntime-common/dist/cjs/index.js']) {
   if (!names.includes(need)) throw new Error(`package: ${need} is not in the VSIX`);
 }
 if (names.some((n) => n.endsWith('.map') || n.includes('/src/') || n.includes('/test/'))) throw new Error('package: sources, tests or source maps leaked into the VSIX');

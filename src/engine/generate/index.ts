@@ -18,6 +18,11 @@ export interface GenerateOptions extends SamplingOptions {
   /** Strings that end a sequence; the output is cut before the first one. */
   stopStrings?: readonly string[];
   adapter?: AdapterWeights;
+  /**
+   * One seed per prompt (default: seed + its row index), so that identical prompts in one batch give
+   * different samples, and a prompt given the same seed alone gives the same output as in a batch.
+   */
+  seeds?: readonly number[];
   /** Called with each piece of new text of a sequence as soon as it is final. */
   onText?: (index: number, text: string) => void;
   signal?: AbortSignal;
@@ -166,7 +171,8 @@ export async function generate(model: CausalLM, prompts: number[][], opts: Gener
   const adapterFeeds = model.adapterFeeds(opts.adapter);
   const stepper = new Stepper(session, cfg, model.dtype, B, Tp + maxTokens, adapterFeeds);
   // One random stream per prompt: a prompt's output does not depend on what it is batched with.
-  const rngs = prompts.map(() => seededRandom(opts.seed ?? 0));
+  if (opts.seeds && opts.seeds.length !== B) throw new Error(`generate: ${opts.seeds.length} seeds for ${B} prompts`);
+  const rngs = prompts.map((_, b) => seededRandom(opts.seeds?.[b] ?? (opts.seed ?? 0) + b * 1_000_003));
 
   const gen: number[][] = prompts.map(() => []);
   const texts = prompts.map(() => '');

@@ -99,19 +99,22 @@ export class DemoData {
     return { prompt, answer: ans };
   }
 
-  private seq(p: { prompt: number[]; answer: number[] }): LmSequence {
+  /** Loss weights: 1 on the prompt, 2 on the answer, and `valueWeight` on the value token (the copy). */
+  private seq(p: { prompt: number[]; answer: number[] }, value?: string, valueWeight = 6): LmSequence {
     const ids = [...p.prompt, ...p.answer];
-    const weights = ids.slice(1).map((_, i) => (i + 1 >= p.prompt.length ? 2 : 1));
+    const valueId = value === undefined ? undefined : this.tok.encode(value, { addSpecialTokens: false })[0];
+    const weights = ids.slice(1).map((t, i) => (i + 1 >= p.prompt.length ? (t === valueId ? valueWeight : 2) : 1));
     return { ids, weights };
   }
 
-  entity(rng: WorldRng, pool: string[]): Entity {
-    return makeEntity(rng.pick(pool), 3 + rng.int(6), this.vocab, rng);
+  /** 3–8 facts; for training also short documents of 1–2 facts, where reading is easiest to discover. */
+  entity(rng: WorldRng, pool: string[], short = 0): Entity {
+    return makeEntity(rng.pick(pool), rng.next() < short ? 1 + rng.int(2) : 3 + rng.int(6), this.vocab, rng);
   }
 
   sample(rng: WorldRng): LmSequence {
     const r = rng.next();
-    const e = this.entity(rng, this.trainPeople);
+    const e = this.entity(rng, this.trainPeople, 0.3);
     const doc = renderDoc(e, rng);
     if (r < 0.12) {
       const ids = this.tok.encode(doc, { addSpecialTokens: false });
@@ -120,7 +123,7 @@ export class DemoData {
     if (r < 0.57) {
       const f = rng.pick(e.facts);
       const q = question(e.name, f.relation, rng, { reserved: rng.next() < 0.3 });
-      return this.seq(this.chat(teacherMessages(doc, q.text), answerFor(e.name, f)));
+      return this.seq(this.chat(teacherMessages(doc, q.text), answerFor(e.name, f)), f.value);
     }
     if (r < 0.72) {
       const f = rng.pick(e.facts);

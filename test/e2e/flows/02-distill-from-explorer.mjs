@@ -12,9 +12,23 @@ export async function explorerMenu(h, file, item) {
   if (!(await fileRow.count())) await tree.locator('.monaco-list-row', { hasText: 'docs' }).first().click();
   await fileRow.first().waitFor({ timeout: 10_000 });
   await fileRow.first().click({ button: 'right' });
-  const entry = page.locator('.context-view .action-item', { hasText: item });
-  await entry.first().waitFor({ timeout: 10_000 });
-  return entry.first();
+  const entry = page.locator('.context-view .action-item', { hasText: item }).first();
+  await entry.waitFor({ timeout: 10_000 });
+  // Clicking the menu entry's label is what the workbench listens to.
+  return { click: async () => {
+    await entry.locator('.action-menu-item, .action-label').first().click();
+    await page.locator('.context-view .monaco-menu').waitFor({ state: 'detached', timeout: 5000 }).catch(async () => {
+      await entry.hover();
+      await page.keyboard.press('Enter');
+    });
+  } };
+}
+
+/** Number of job cards in the dashboard, and the newest one's state. */
+export async function jobs(h) {
+  const dash = h.webview('DocDistill');
+  const n = await dash.locator('.job').count();
+  return { n, latest: n ? await dash.locator('.job').first().getAttribute('data-state') : undefined };
 }
 
 export async function run(h) {

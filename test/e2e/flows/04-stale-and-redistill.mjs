@@ -1,7 +1,7 @@
 // Editing the doc marks the adapter stale (status bar); re-distilling brings it up to date.
 import { readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { explorerMenu } from './02-distill-from-explorer.mjs';
+import { explorerMenu, jobs } from './02-distill-from-explorer.mjs';
 
 export const title = 'stale adapter after an edit, re-distillation';
 
@@ -11,12 +11,14 @@ export async function run(h) {
   writeFileSync(p, readFileSync(p, 'utf8').replace(/\s*$/, ' Blenoubun has a pet called Miqueth.\n'));
   await waitFor(async () => /stale adapter/.test(await statusBar().innerText()), 90_000, 'the adapter to be marked stale');
   await shot('09-stale-adapter');
+  await h.command('DocDistill: Open Dashboard');
+  const before = (await jobs(h)).n;
   await (await explorerMenu(h, 'blenoubun.md', 'Distill into Model')).click();
-  await waitFor(async () => /DocDistill: /.test(await statusBar().innerText()) && !/stale/.test(await statusBar().innerText()), 30_000, 'the re-distillation to start');
   await waitFor(async () => {
-    const t = await statusBar().innerText();
-    return !/DocDistill:/.test(t) && !/stale/.test(t);
-  }, 300_000, 'the adapter to be up to date');
+    const j = await jobs(h);
+    return j.n > before && j.latest === 'done';
+  }, 300_000, 'the re-distillation to finish');
+  await waitFor(async () => !/stale/.test(await statusBar().innerText()), 30_000, 'the stale mark to go');
   await h.command('DocDistill: Open Dashboard');
   await webview('DocDistill').locator('table.adapters td', { hasText: 'up to date' }).first().waitFor({ timeout: 30_000 });
   await shot('10-redistilled-up-to-date');

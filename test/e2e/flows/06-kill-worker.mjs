@@ -1,6 +1,8 @@
 // Killing the worker process mid-run: the extension restarts it and the job (resumed from its
 // run folder) finishes.
 import { execFileSync } from 'node:child_process';
+import { mkdirSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
 import { explorerMenu } from './02-distill-from-explorer.mjs';
 
 export const title = 'the worker is killed mid-run and the job still finishes';
@@ -14,9 +16,17 @@ function workerPids() {
 }
 
 export async function run(h) {
-  const { statusBar, shot, waitFor, webview } = h;
+  const { statusBar, shot, waitFor, webview, ws } = h;
+  // More questions and epochs, so that the job runs long enough to be killed in the middle.
+  mkdirSync(join(ws, '.vscode'), { recursive: true });
+  writeFileSync(join(ws, '.vscode', 'settings.json'), JSON.stringify({ 'docdistill.distill.rounds': 6, 'docdistill.distill.epochs': 12 }));
+  await h.page.waitForTimeout(1500);
   await (await explorerMenu(h, 'dapu.md', 'Distill into Model')).click();
-  await waitFor(async () => /DocDistill: (questions|answers|train)/.test(await statusBar().innerText()), 60_000, 'the job to run');
+  const deadline = Date.now() + 60_000;
+  while (!/DocDistill: (ingest|questions|answers|train|starting)/.test(await statusBar().innerText())) {
+    if (Date.now() > deadline) throw new Error('the job did not start');
+    await h.page.waitForTimeout(100);
+  }
   const before = workerPids();
   if (!before.length) throw new Error('no worker process found');
   for (const pid of before) process.kill(pid, 'SIGKILL');
