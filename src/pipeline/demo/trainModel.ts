@@ -32,7 +32,7 @@ export interface DemoTrainOptions {
   signal?: AbortSignal;
 }
 
-export const DEMO_SHAPE = { hidden: 128, layers: 4, heads: 4, intermediate: 384 };
+export const DEMO_SHAPE = { hidden: 128, layers: 4, heads: 8, intermediate: 384 };
 
 class MemWeights implements WeightSource {
   readonly t = new Map<string, { shape: number[]; data: Float32Array }>();

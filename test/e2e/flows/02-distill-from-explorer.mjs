@@ -49,6 +49,7 @@ export async function run(h) {
   await shot('06-dashboard-loss-curve');
   await dash.locator('table.eval-table').waitFor({ timeout: 240_000 });
   await dash.locator('.job[data-state="done"]').first().waitFor({ timeout: 60_000 });
+  await dash.locator('table.eval-table').scrollIntoViewIfNeeded();
   await shot('07-dashboard-evaluation');
   await waitFor(async () => !/sync~spin|DocDistill: (questions|answers|train|evaluate)/.test(await statusBar().innerText()), 30_000, 'the status bar to go idle');
   void page;
