@@ -51,6 +51,8 @@ export class WorkerClient extends EventEmitter {
 
   constructor(private readonly o: WorkerClientOptions) {
     super();
+    // Every pending request listens for 'exited'; a burst of chats is normal, not a leak.
+    this.setMaxListeners(0);
   }
 
   get pid(): number | undefined {

@@ -4,7 +4,7 @@
 // (each flow gets the page and helpers; screenshots go to test/e2e/out/). Closing line:
 // "e2e: N passed, N failed".
 import { execFileSync, spawn } from 'node:child_process';
-import { cpSync, existsSync, mkdirSync, mkdtempSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
+import { cpSync, existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
@@ -90,6 +90,9 @@ async function main() {
   // The fixture workspace: a few docs of the demo world.
   const ws = join(home, 'workspace');
   cpSync(join(here, 'fixtures', 'workspace'), ws, { recursive: true });
+  const exampleFacts = JSON.parse(readFileSync(join(repo, 'examples', 'facts.json'), 'utf8'));
+  mkdirSync(join(ws, 'docs'), { recursive: true });
+  for (const d of exampleFacts.docs.slice(0, 2)) cpSync(join(repo, 'examples', 'docs', d.file), join(ws, 'docs', d.file));
   mkdirSync(join(userData, 'User'), { recursive: true });
   writeFileSync(join(userData, 'User', 'settings.json'), JSON.stringify({
     'workbench.startupEditor': 'none', 'workbench.tips.enabled': false, 'security.workspace.trust.enabled': false, 'telemetry.telemetryLevel': 'off',
@@ -163,10 +166,25 @@ function makeHelpers(page, ws, home) {
     await row.waitFor({ timeout: 15_000 });
     await page.keyboard.press('Enter');
   };
-  /** The frame of a webview panel whose title contains `title`. */
-  const webview = (title) => page.frameLocator(`iframe.webview.ready[title*="${title}"], iframe.webview.ready`).last().frameLocator('#active-frame');
+  /** The content frame of the webview panel whose heading is `heading` (webviews are two iframes deep). */
+  const webview = async (heading) => {
+    const end = Date.now() + 30_000;
+    for (;;) {
+      const n = await page.locator('iframe.webview.ready').count();
+      for (let i = 0; i < n; i++) {
+        const f = page.frameLocator(`iframe.webview.ready >> nth=${i}`).frameLocator('#active-frame');
+        const h1 = await f.locator('h1').first().innerText({ timeout: 1000 }).catch(() => '');
+        if (h1.trim() === heading) return f;
+      }
+      if (Date.now() > end) throw new Error(`no webview with heading "${heading}"`);
+      await page.waitForTimeout(250);
+    }
+  };
   const statusBar = () => page.locator('#workbench\\.parts\\.statusbar');
-  return { page, ws, home, shot, command, webview, statusBar, log, waitFor };
+  // The fixture docs are the first two example documents (their names depend on the demo model's world).
+  const facts = JSON.parse(readFileSync(join(repo, 'examples', 'facts.json'), 'utf8'));
+  const docs = facts.docs.slice(0, 2).map((d) => d.file);
+  return { page, ws, home, shot, command, webview, statusBar, log, waitFor, facts, docs };
 }
 
 main().catch((e) => {

@@ -26,20 +26,20 @@ export async function explorerMenu(h, file, item) {
 
 /** Number of job cards in the dashboard, and the newest one's state. */
 export async function jobs(h) {
-  const dash = h.webview('DocDistill');
+  const dash = await h.webview('DocDistill');
   const n = await dash.locator('.job').count();
   return { n, latest: n ? await dash.locator('.job').first().getAttribute('data-state') : undefined };
 }
 
 export async function run(h) {
   const { page, shot, webview, statusBar, waitFor } = h;
-  const entry = await explorerMenu(h, 'blenoubun.md', 'Distill into Model');
+  const entry = await explorerMenu(h, h.docs[0], 'Distill into Model');
   await shot('03-explorer-context-menu');
   await entry.click();
   await waitFor(async () => /DocDistill: (ingest|questions|answers|starting)/.test(await statusBar().innerText()), 60_000, 'the job in the status bar');
   await shot('04-status-bar-job');
   await h.command('DocDistill: Open Dashboard');
-  const dash = webview('DocDistill');
+  const dash = (await webview('DocDistill'));
   await dash.locator('table.samples tbody tr').first().waitFor({ timeout: 180_000 });
   await shot('05-dashboard-samples');
   const points = async () => ((await dash.locator('svg.loss-chart polyline.train-line').getAttribute('points').catch(() => '')) ?? '').trim().split(/\s+/).filter(Boolean).length;

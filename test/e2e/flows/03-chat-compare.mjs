@@ -1,18 +1,23 @@
 // In the chat panel's compare mode, a question about a fact of the distilled doc is answered
 // correctly by the student (no doc in its prompt) and not by the base model.
-import { readFileSync } from 'node:fs';
-import { join, dirname } from 'node:path';
-import { fileURLToPath } from 'node:url';
 
 export const title = 'chat: student vs base vs teacher';
 
-export async function run({ command, webview, shot, waitFor }) {
-  const facts = JSON.parse(readFileSync(join(dirname(fileURLToPath(import.meta.url)), '..', '..', '..', 'examples', 'facts.json'), 'utf8'));
-  const e = facts.docs.find((d) => d.file === 'blenoubun.md').entity;
+export async function run(h) {
+  const { command } = h;
+  try {
+    await ask(h);
+  } finally {
+    await command('View: Close Editor').catch(() => {});
+  }
+}
+
+async function ask({ command, webview, shot, waitFor, facts }) {
+  const e = facts.docs[0].entity;
   const f = e.facts.find((x) => x.relation === 'instrument') ?? e.facts[0];
   const q = { instrument: `Which instrument does ${e.name} play?`, colour: `Which colour does ${e.name} like best?`, year: `In which year was ${e.name} born?`, town: `In which town does ${e.name} live?`, food: `Which food does ${e.name} like?`, job: `What is the job of ${e.name}?`, pet: `What is the pet of ${e.name} called?`, sibling: `Who is the sibling of ${e.name}?` }[f.relation];
   await command('DocDistill: Chat with Model');
-  const chat = webview('Chat');
+  const chat = (await webview('DocDistill Chat'));
   await chat.locator('#question').waitFor({ timeout: 30_000 });
   await chat.locator('#question').fill(q);
   await chat.locator('#send').click();

@@ -8,10 +8,10 @@ export const title = 'cancel from the status bar';
 
 export async function run(h) {
   const { ws, statusBar, shot, waitFor, webview, page } = h;
-  await (await explorerMenu(h, 'dapu.md', 'Distill into Model')).click();
+  await (await explorerMenu(h, h.docs[1], 'Distill into Model')).click();
   await waitFor(async () => /DocDistill: (questions|answers|train)/.test(await statusBar().innerText()), 60_000, 'the job to run');
   await statusBar().locator('.statusbar-item', { hasText: 'DocDistill:' }).first().click();
-  const dash = webview('DocDistill');
+  const dash = (await webview('DocDistill'));
   await dash.locator('.job[data-state="running"] vscode-button', { hasText: 'Cancel' }).first().click();
   await dash.locator('.job[data-state="cancelled"]').first().waitFor({ timeout: 60_000 });
   await shot('11-cancelled');

@@ -21,7 +21,7 @@ export async function run(h) {
   mkdirSync(join(ws, '.vscode'), { recursive: true });
   writeFileSync(join(ws, '.vscode', 'settings.json'), JSON.stringify({ 'docdistill.distill.rounds': 6, 'docdistill.distill.epochs': 12 }));
   await h.page.waitForTimeout(1500);
-  await (await explorerMenu(h, 'dapu.md', 'Distill into Model')).click();
+  await (await explorerMenu(h, h.docs[1], 'Distill into Model')).click();
   const deadline = Date.now() + 60_000;
   while (!/DocDistill: (ingest|questions|answers|train|starting)/.test(await statusBar().innerText())) {
     if (Date.now() > deadline) throw new Error('the job did not start');
@@ -35,7 +35,7 @@ export async function run(h) {
   await shot('12-worker-restarted');
   await h.command('DocDistill: Open Dashboard');
   // Jobs are listed newest first.
-  const latest = webview('DocDistill').locator('.job').first();
+  const latest = (await webview('DocDistill')).locator('.job').first();
   await waitFor(async () => (await latest.getAttribute('data-state')) === 'done', 300_000, 'the resumed job to finish');
   await shot('13-job-finished-after-kill');
 }
