@@ -13,7 +13,7 @@ import { join } from 'node:path';
 export const demoModelCommand: Command = {
   name: 'demo-model',
   summary: 'train or evaluate the built-in demo model (synthetic micro-world)',
-  usage: `Usage: docdistill demo-model train --out DIR [--minutes M | --steps N] [--seed S] [--threads N]
+  usage: `Usage: docdistill demo-model train --out DIR [--minutes M | --steps N] [--all-subjects-from STEP] [--seed S] [--threads N]
        docdistill demo-model eval --model DIR [--per-relation N]
        docdistill demo-model docs --out DIR [--count N] [--seed S]
 
@@ -27,13 +27,13 @@ docs    writes documents about people the model has never read about (held-out n
   async run(args, ctx) {
     const { values: v, positionals } = parse(args, {
       out: { type: 'string' }, model: { type: 'string' }, minutes: { type: 'string' }, seed: { type: 'string' },
-      threads: { type: 'string' }, 'per-relation': { type: 'string' }, 'eval-every': { type: 'string' }, count: { type: 'string' }, steps: { type: 'string' },
+      threads: { type: 'string' }, 'per-relation': { type: 'string' }, 'eval-every': { type: 'string' }, count: { type: 'string' }, steps: { type: 'string' }, 'all-subjects-from': { type: 'string' },
     });
     const sub = positionals[0];
     if (sub === 'train') {
       if (!v.out) throw new UsageError('--out DIR is required');
       const res = await trainDemoModel({
-        out: v.out, minutes: numOption(v.minutes, 'minutes') ?? 90, steps: intOption(v.steps, 'steps', 1), seed: intOption(v.seed, 'seed') ?? 1,
+        out: v.out, minutes: numOption(v.minutes, 'minutes') ?? 90, steps: intOption(v.steps, 'steps', 1), allSubjectsFrom: intOption(v['all-subjects-from'], 'all-subjects-from', 0), seed: intOption(v.seed, 'seed') ?? 1,
         threads: intOption(v.threads, 'threads'), evalEvery: intOption(v['eval-every'], 'eval-every', 1), log: (l) => ctx.err(`${l}\n`), signal: ctx.signal,
       });
       ctx.out(JSON.stringify(res) + '\n');

@@ -24,6 +24,8 @@ export interface DemoTrainOptions {
   minutes: number;
   /** A fixed number of steps instead of a time box (the time box still stops a run that overruns by 50 %). */
   steps?: number;
+  /** From this step on, every name is also a training subject (phase 2, see DemoData.allSubjects). */
+  allSubjectsFrom?: number;
   seed: number;
   threads?: number;
   /** Evaluate every this many steps. */
@@ -32,7 +34,7 @@ export interface DemoTrainOptions {
   signal?: AbortSignal;
 }
 
-export const DEMO_SHAPE = { hidden: 128, layers: 4, heads: 8, intermediate: 384 };
+export const DEMO_SHAPE = { hidden: 128, layers: 4, heads: 4, intermediate: 384 };
 
 class MemWeights implements WeightSource {
   readonly t = new Map<string, { shape: number[]; data: Float32Array }>();
@@ -80,12 +82,17 @@ export class DemoData {
   }
 
   /**
-   * Every name is a subject in training, each time with fresh random facts: no fact about anyone
-   * can be learned, only how to read, so every document the model is tested on is new to it.
-   * (Holding names out of training left their tokens too rare to be copied reliably.)
+   * Phase 1: the last HELD_OUT people are never the subject of a document, only values (siblings)
+   * and people asked about closed-book. In this phase the model learned to read values from a
+   * document. Phase 2 (allSubjects): every name is a subject, each time with fresh random facts —
+   * no fact about anyone can be learned, only how to read; the model then also learned to copy
+   * the subject's name into questions and answers. (Training with every name from the start
+   * learned the names first and then never learned to read values within the time box.)
    */
+  allSubjects = false;
+
   get trainPeople(): string[] {
-    return this.vocab.people;
+    return this.allSubjects ? this.vocab.people : this.vocab.people.slice(0, this.vocab.people.length - HELD_OUT);
   }
 
   get heldOutPeople(): string[] {
@@ -100,7 +107,7 @@ export class DemoData {
   }
 
   /** Loss weights: 1 on the prompt, 2 on the answer, and `valueWeight` on the value token (the copy). */
-  private seq(p: { prompt: number[]; answer: number[] }, value?: string, valueWeight = 6): LmSequence {
+  private seq(p: { prompt: number[]; answer: number[] }, value?: string, valueWeight = 2): LmSequence {
     const ids = [...p.prompt, ...p.answer];
     const valueId = value === undefined ? undefined : this.tok.encode(value, { addSpecialTokens: false })[0];
     const weights = ids.slice(1).map((t, i) => (i + 1 >= p.prompt.length ? (t === valueId ? valueWeight : 2) : 1));
@@ -109,12 +116,12 @@ export class DemoData {
 
   /** 3–8 facts; for training also short documents of 1–2 facts, where reading is easiest to discover. */
   entity(rng: WorldRng, pool: string[], short = 0): Entity {
-    return makeEntity(rng.pick(pool), rng.next() < short ? 1 + rng.int(2) : 3 + rng.int(6), this.vocab, rng);
+    return makeEntity(rng.pick(pool), short > 0 && rng.next() < short ? 1 + rng.int(2) : 3 + rng.int(6), this.vocab, rng);
   }
 
   sample(rng: WorldRng): LmSequence {
     const r = rng.next();
-    const e = this.entity(rng, this.trainPeople, 0.3);
+    const e = this.entity(rng, this.trainPeople);
     const doc = renderDoc(e, rng);
     if (r < 0.12) {
       const ids = this.tok.encode(doc, { addSpecialTokens: false });
@@ -286,6 +293,7 @@ export async function trainDemoModel(o: DemoTrainOptions): Promise<DemoEval> {
     const elapsed = elapsedBefore + performance.now() - startedAt;
     if (o.signal?.aborted) break;
     if (trainer.step >= trainer.cfg.totalSteps || elapsed > (o.steps ? 1.5 : 1) * budgetMs) break;
+    data.allSubjects = o.allSubjectsFrom !== undefined && trainer.step >= o.allSubjectsFrom;
     const batch = Array.from({ length: batchSize }, () => data.sample(dataRng));
     const r = await trainer.trainStep(batch);
     tokens += r.tokens;
@@ -309,7 +317,7 @@ export async function trainDemoModel(o: DemoTrainOptions): Promise<DemoEval> {
   const minutes = (elapsedBefore + performance.now() - startedAt) / 60000;
   o.log(`final (held-out people, ${final.n} questions): ${fmtEval(final)}`);
   writeJsonAtomic(join(o.out, 'training.json'), {
-    seed: o.seed, shape: DEMO_SHAPE, vocabSize: cfg.vocabSize, steps: trainer.step, batchSize, minutes: Number(minutes.toFixed(1)),
+    seed: o.seed, shape: DEMO_SHAPE, allSubjectsFrom: o.allSubjectsFrom, vocabSize: cfg.vocabSize, steps: trainer.step, batchSize, minutes: Number(minutes.toFixed(1)),
     wallMinutesThisRun: Number(((performance.now() - t0) / 60000).toFixed(1)), final, prompts: DEFAULT_PROMPTS,
   });
   if (!o.signal?.aborted) rmSync(ckptDir, { recursive: true, force: true });

@@ -3,9 +3,8 @@
 // as short Markdown documents with varied sentences, and questions in several phrasings.
 //
 // Reading is made learnable for a ~1 M-parameter model: every name and value is one token of the
-// demo tokenizer, and in every sentence template the value comes right after a cue word that no
-// other relation uses ("town", "title", "colour", "year", "called", "named", "eat", "instrument"),
-// while the rest of the sentence and the fact order vary.
+// demo tokenizer, and in every sentence template the value comes right after the same cue words
+// ("the town of", "works as a", …), while the rest of the sentence and the fact order vary.
 
 export const RELATIONS = ['town', 'job', 'colour', 'year', 'pet', 'sibling', 'food', 'instrument'] as const;
 export type Relation = (typeof RELATIONS)[number];
@@ -18,14 +17,14 @@ export const YEARS = Array.from({ length: 121 }, (_, i) => String(1900 + i));
 
 /** Sentence templates per relation: {N} the person, {V} the value, always right after the cue. */
 export const TEMPLATES: Record<Relation, string[]> = {
-  town: ['{N} lives in the town {V}.', 'The home of {N} is in the town {V}.', 'These days {N} stays in the town {V}.', 'For many years {N} has lived in the town {V}.'],
-  job: ['{N} has the job title {V}.', 'By trade, {N} has the job title {V}.', 'For a living {N} holds the job title {V}.', 'Most days {N} works under the job title {V}.'],
+  town: ['{N} lives in the town of {V}.', 'The home of {N} is in the town of {V}.', 'These days {N} stays in the town of {V}.', 'For many years {N} has lived in the town of {V}.'],
+  job: ['{N} works as a {V}.', 'By trade, {N} works as a {V}.', 'For a living {N} works as a {V}.', 'Most days {N} works as a {V}.'],
   colour: ['{N} likes the colour {V} best.', 'The favourite of {N} is the colour {V}.', 'Above all, {N} loves the colour {V}.', 'Of all colours {N} picks the colour {V}.'],
   year: ['{N} was born in the year {V}.', 'The birth of {N} was in the year {V}.', 'It was in the year {V} that {N} was born.', '{N} came into the world in the year {V}.'],
-  pet: ['{N} has a pet called {V}.', 'At home {N} keeps a pet called {V}.', 'A pet called {V} lives with {N}.', '{N} takes care of a pet called {V}.'],
+  pet: ['{N} has a pet named {V}.', 'At home {N} keeps a pet named {V}.', 'A pet named {V} lives with {N}.', '{N} takes care of a pet named {V}.'],
   sibling: ['{N} has a sibling named {V}.', 'A sibling named {V} often visits {N}.', '{N} grew up with a sibling named {V}.', 'The family of {N} includes a sibling named {V}.'],
   food: ['{N} likes to eat {V}.', 'Every day {N} likes to eat {V}.', 'At dinner {N} likes to eat {V}.', 'When hungry, {N} likes to eat {V}.'],
-  instrument: ['{N} plays the instrument {V}.', 'In the evening {N} plays the instrument {V}.', 'With friends {N} plays the instrument {V}.', 'Since childhood {N} plays the instrument {V}.'],
+  instrument: ['{N} plays the {V}.', 'In the evening {N} plays the {V}.', 'With friends {N} plays the {V}.', 'Since childhood {N} plays the {V}.'],
 };
 
 /**
@@ -46,14 +45,14 @@ export const QUESTIONS: Record<Relation, string[]> = {
 
 /** The one answer form per relation. */
 export const ANSWERS: Record<Relation, string> = {
-  town: '{N} lives in the town {V}.',
-  job: '{N} has the job title {V}.',
+  town: '{N} lives in the town of {V}.',
+  job: '{N} works as a {V}.',
   colour: '{N} likes the colour {V} best.',
   year: '{N} was born in the year {V}.',
-  pet: '{N} has a pet called {V}.',
+  pet: '{N} has a pet named {V}.',
   sibling: '{N} has a sibling named {V}.',
   food: '{N} likes to eat {V}.',
-  instrument: '{N} plays the instrument {V}.',
+  instrument: '{N} plays the {V}.',
 };
 
 export interface Fact {
