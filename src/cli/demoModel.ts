@@ -2,7 +2,8 @@
 import type { Command } from './command';
 import { UsageError } from './command';
 import { intOption, numOption, parse } from './modelArgs';
-import { trainDemoModel, evaluateDemo, fmtEval, DemoData } from '../pipeline/demo/trainModel';
+import { trainDemoModel, evaluateDemo, evaluateSampledQuestions, fmtEval, DemoData } from '../pipeline/demo/trainModel';
+import { DEFAULT_SETTINGS } from '../pipeline/settings';
 import { writeExampleDocs } from '../pipeline/demo/examples';
 import { makeVocab } from '../pipeline/demo/world';
 import { Backend } from '../engine/backend';
@@ -14,13 +15,14 @@ export const demoModelCommand: Command = {
   name: 'demo-model',
   summary: 'train or evaluate the built-in demo model (synthetic micro-world)',
   usage: `Usage: docdistill demo-model train --out DIR [--minutes M | --steps N] [--all-subjects-from STEP] [--seed S] [--threads N]
-       docdistill demo-model eval --model DIR [--per-relation N]
+       docdistill demo-model eval --model DIR [--per-relation N] [--count N]
        docdistill demo-model docs --out DIR [--count N] [--seed S]
 
 train   trains a small Llama from scratch on the micro-world's tasks with DocDistill's own engine,
         time-boxed (default 90 minutes), checkpointed: re-running the same command resumes.
 eval    measures, on people never seen in training: reading accuracy per relation (document in the
-        prompt), closed-book "I do not know" rate, and how many written questions are valid.
+        prompt), closed-book "I do not know" rate, and how many written questions are valid,
+        greedy and sampled as the pipeline samples them (--count of them).
 docs    writes documents about people the model has never read about (held-out names), and
         their facts to <DIR>/../facts.json, for distillation demos and tests.
 `,
@@ -51,8 +53,13 @@ docs    writes documents about people the model has never read about (held-out n
       const info = JSON.parse(readFileSync(join(v.model, 'training.json'), 'utf8')) as { seed: number };
       const backend = await Backend.create({ device: 'cpu', threads: intOption(v.threads, 'threads') });
       const model = await CausalLM.load(v.model, backend);
-      const res = await evaluateDemo(model, new DemoData(model.tokenizer, makeVocab(info.seed)), { seed: 4242, perRelation: intOption(v['per-relation'], 'per-relation', 1) ?? 24 });
-      ctx.out(fmtEval(res) + '\n');
+      const data = new DemoData(model.tokenizer, makeVocab(info.seed));
+      const res = await evaluateDemo(model, data, { seed: 4242, perRelation: intOption(v['per-relation'], 'per-relation', 1) ?? 24 });
+      ctx.out(`greedy: ${fmtEval(res)}\n`);
+      const { questionTemperature: temperature, questionTopK: topK } = DEFAULT_SETTINGS;
+      const sq = await evaluateSampledQuestions(model, data, { seed: 4243, n: intOption(v.count, 'count', 1) ?? 400, temperature, topK });
+      const pct = (x: number) => `${(100 * x).toFixed(1)} %`;
+      ctx.out(`questions sampled as the pipeline does (temperature ${temperature}, top-k ${topK}, n=${sq.n}): valid ${pct(sq.valid)}; grounded (kept by the pipeline) ${pct(sq.grounded)}; valid among the kept ${pct(sq.validAmongGrounded)}\n`);
       await backend.dispose();
       return 0;
     }

@@ -60,6 +60,7 @@ export const settingsOptions = {
   questions: { type: 'string' }, rounds: { type: 'string' }, epochs: { type: 'string' }, lr: { type: 'string' }, rank: { type: 'string' },
   alpha: { type: 'string' }, targets: { type: 'string' }, loss: { type: 'string' }, temperature: { type: 'string' }, 'batch-size': { type: 'string' },
   'held-out': { type: 'string' }, 'general-share': { type: 'string' }, seed: { type: 'string' }, dropout: { type: 'string' },
+  'keep-ungrounded': { type: 'boolean' },
 } as const;
 
 export function settingsFrom(v: Record<string, string | boolean | undefined>): Partial<DistillSettings> {
@@ -79,6 +80,7 @@ export function settingsFrom(v: Record<string, string | boolean | undefined>): P
     generalShare: numOption(s('general-share'), 'general-share'),
     seed: intOption(s('seed'), 'seed', 0),
     loraDropout: numOption(s('dropout'), 'dropout'),
+    groundQuestions: v['keep-ungrounded'] ? false : undefined,
   };
 }
 
@@ -94,6 +96,7 @@ export const settingsUsage = `  --questions N      questions per round and passa
   --held-out X       share of questions kept for evaluation (default ${DEFAULT_SETTINGS.heldOutShare})
   --general-share X  questions the docs do not answer, per QA pair (default ${DEFAULT_SETTINGS.generalShare}; 0 = off)
   --dropout P        LoRA dropout (default ${DEFAULT_SETTINGS.loraDropout})
+  --keep-ungrounded  keep questions that name something their passage does not mention
   --seed S           random seed`;
 
 export const distillCommand: Command = {

@@ -137,14 +137,21 @@ export class DocDistill implements vscode.Disposable {
   }
 
   // ── jobs ────────────────────────────────────────────────────────────────────────────────
+  /**
+   * The distillation settings the user chose (user, workspace or folder level). Unset ones are left
+   * out, so the worker applies the model's recommended defaults (the demo model's, from its
+   * training.json) and then DocDistill's; package.json shows the latter.
+   */
   private settings(): Record<string, unknown> {
     const d = this.cfg();
-    return {
-      questionsPerRound: d.get('distill.questionsPerRound'), rounds: d.get('distill.rounds'), questionTemperature: d.get('distill.questionTemperature'),
-      answerTemperature: d.get('distill.answerTemperature'), distillTemperature: d.get('distill.distillTemperature'), loss: d.get('distill.loss'),
-      loraRank: d.get('distill.loraRank'), loraAlpha: d.get('distill.loraAlpha'), loraTargets: d.get('distill.loraTargets'),
-      learningRate: d.get('distill.learningRate'), epochs: d.get('distill.epochs'), generalShare: d.get('distill.generalShare'),
-    };
+    const keys = ['questionsPerRound', 'rounds', 'questionTemperature', 'answerTemperature', 'distillTemperature', 'loss', 'loraRank', 'loraAlpha', 'loraTargets', 'learningRate', 'epochs', 'generalShare'];
+    const out: Record<string, unknown> = {};
+    for (const k of keys) {
+      const i = d.inspect(`distill.${k}`);
+      const v = i?.workspaceFolderValue ?? i?.workspaceValue ?? i?.globalValue;
+      if (v !== undefined) out[k] = v;
+    }
+    return out;
   }
 
   async distillUris(uris: vscode.Uri[]): Promise<void> {

@@ -12,9 +12,9 @@ import { LoraTrainer, type DistillSample, type TrainerState } from '../engine/tr
 import { chunkMarkdown, readMarkdown, IngestError, type Chunk } from './ingest';
 import { containsAnswer, exactMatch, tokenF1 } from './metrics';
 import { generalQuestionMessages, questionMessages, studentMessages, teacherMessages, type ChatMessage } from './prompts';
-import { dedupe, isHeldOut, parseQuestions, questionKey } from './questions';
+import { dedupe, isGrounded, isHeldOut, mentionsAny, parseQuestions, questionKey, wordSet } from './questions';
 import { listDirs, newRunId, readJson, readJsonl, runPaths, safeName, writeAtomic, writeJson, writeJsonl } from './runFolder';
-import { resolveSettings, type DistillSettings } from './settings';
+import { modelDefaults, resolveSettings, type DistillSettings } from './settings';
 
 export type Phase = 'ingest' | 'questions' | 'answers' | 'train' | 'evaluate';
 export const PHASES: readonly Phase[] = ['ingest', 'questions', 'answers', 'train', 'evaluate'];
@@ -143,7 +143,7 @@ export class Distiller {
     this.workDir = req.workDir ?? join(req.root, '.docdistill');
     this.emit = opts.onEvent ?? (() => {});
     this.signal = opts.signal;
-    this.s = resolveSettings(req.settings);
+    this.s = resolveSettings({ ...modelDefaults(model.dir), ...req.settings });
     safeName(req.name, 'adapter name');
     if (!model.tokenizer.hasChatTemplate) {
       throw new Error(`the model at ${model.dir ?? '(memory)'} has no chat template; DocDistill needs an instruct/chat model (its tokenizer_config.json must have a "chat_template")`);
@@ -324,6 +324,8 @@ export class Distiller {
     const batch = 8;
     const per = s.rounds * s.questionsPerRound;
     let seed = s.seed * 1000 + rows.length;
+    let ungrounded = 0;
+    let aboutDocs = 0;
     const t0 = performance.now();
     for (let i = 0; i < todo.length; i += batch) {
       this.check();
@@ -337,7 +339,11 @@ export class Distiller {
       }
       this.check();
       cs.forEach((c, j) => {
-        const qs = dedupe(outs.slice(j * per, (j + 1) * per).flatMap((t) => parseQuestions(t)), seen);
+        const parsed = outs.slice(j * per, (j + 1) * per).flatMap((t) => parseQuestions(t));
+        const words = wordSet(c.text);
+        const grounded = s.groundQuestions ? parsed.filter((q) => isGrounded(q, words)) : parsed;
+        ungrounded += parsed.length - grounded.length;
+        const qs = dedupe(grounded, seen);
         qs.forEach((q, n) => rows.push({ id: `${c.hash.slice(0, 12)}-${n}`, chunk: c.hash, source: c.source, question: q, split: isHeldOut(q, s.heldOutShare, s.seed) ? 'heldout' : 'train' }));
         if (!qs.length) this.log(`${c.source}: the model wrote no usable question for one passage`, 'warn');
       });
@@ -351,12 +357,17 @@ export class Distiller {
     const want = Math.round(s.generalShare * nTrain) - rows.filter((r) => r.split === 'general').length;
     if (want > 0 && s.generalShare > 0) {
       const docKeys = new Set(rows.map((r) => questionKey(r.question)));
+      const docWords = wordSet(this.chunks().map((c) => c.text).join('\n'));
       let got = 0;
       for (let tries = 0; got < want && tries < 4; tries++) {
         this.check();
         const n = Math.min(64, Math.ceil((want - got) * 1.5));
         const res = await generate(this.model, Array.from({ length: n }, () => this.chatIds(generalQuestionMessages(s.prompts))), { maxTokens: s.questionMaxTokens, temperature: s.questionTemperature, topK: s.questionTopK, seed: seed++, signal: this.signal });
-        for (const q of dedupe(res.flatMap((r) => parseQuestions(r.text)), docKeys)) {
+        // A general question must not be about the docs: its target is the base model's answer.
+        const parsed = res.flatMap((r) => parseQuestions(r.text));
+        const other = s.groundQuestions ? parsed.filter((q) => !mentionsAny(q, docWords)) : parsed;
+        aboutDocs += parsed.length - other.length;
+        for (const q of dedupe(other, docKeys)) {
           if (got >= want) break;
           rows.push({ id: `general-${rows.length}`, chunk: '', source: '', question: q, split: 'general' });
           got++;
@@ -365,7 +376,8 @@ export class Distiller {
       writeJsonl(this.paths.questions, rows);
     }
     const count = (k: QuestionRow['split']) => rows.filter((r) => r.split === k).length;
-    this.log(`questions: ${count('train')} for training, ${count('heldout')} held out, ${count('general')} general`);
+    const dropped = [ungrounded && `${ungrounded} naming something the passage does not mention`, aboutDocs && `${aboutDocs} general ones about the docs`].filter(Boolean);
+    this.log(`questions: ${count('train')} for training, ${count('heldout')} held out, ${count('general')} general${dropped.length ? `; dropped ${dropped.join(' and ')}` : ''}`);
     if (!count('train') && !this.state.knownHashes?.length) throw new Error('the model wrote no usable questions; try a larger model or more rounds');
   }
 

@@ -6,6 +6,7 @@ const STRIP_PREFIX = /^\s*(?:[-*•]+|\(?\d{1,3}[.):]|\(?[a-z][.)]|q(?:uestion)?
 export function normaliseQuestion(q: string): string {
   let s = q.replace(/<\/?\s*questions?\s*>/gi, ' ').replace(/\s+/g, ' ').trim();
   for (let i = 0; i < 3; i++) s = s.replace(STRIP_PREFIX, '');
+  s = s.replace(/(\*\*|__)(.+?)\1/g, '$2');
   s = s.replace(/^[*_"'“”‘’`]+|[*_"'“”‘’`]+$/g, '').trim();
   s = s.replace(/\s+([?.,!;:])/g, '$1');
   if (s.length) s = s[0]!.toUpperCase() + s.slice(1);
@@ -53,4 +54,30 @@ export function isHeldOut(q: string, share: number, seed: number): boolean {
   let h = 2166136261 ^ seed;
   for (const c of questionKey(q)) h = Math.imul(h ^ c.charCodeAt(0), 16777619);
   return ((h >>> 0) % 10000) / 10000 < share;
+}
+
+const WORD = /[\p{L}\p{N}][\p{L}\p{N}_'’-]*/gu;
+
+/** The capitalised words of a question after its first word (names, mostly), without a possessive "'s". */
+export function namesIn(q: string): string[] {
+  const words = [...q.matchAll(WORD)].map((m) => m[0].replace(/['’]s$/u, ''));
+  return words.slice(1).filter((w) => /^\p{Lu}/u.test(w) && w !== 'I');
+}
+
+/** The lower-cased words of a text, for `isGrounded` and `mentionsAny`. */
+export const wordSet = (text: string): Set<string> => new Set([...text.matchAll(WORD)].map((m) => m[0].replace(/['’]s$/u, '').toLowerCase()));
+
+/**
+ * A question is grounded in a passage when every name in it occurs in the passage. Question
+ * writers at a high temperature sometimes ask about someone or something the passage never
+ * mentions; the teacher then answers about the passage anyway, and a student trained on that pair
+ * learns to answer confidently about names it has never read.
+ */
+export function isGrounded(q: string, passageWords: Set<string>): boolean {
+  return namesIn(q).every((n) => passageWords.has(n.toLowerCase()));
+}
+
+/** Whether a question names anything in `words` (a general question must not be about the docs). */
+export function mentionsAny(q: string, words: Set<string>): boolean {
+  return namesIn(q).some((n) => words.has(n.toLowerCase()));
 }

@@ -1,5 +1,7 @@
 // Distillation settings: defaults that suit 0.1–1.5 B models on a laptop, with every published
 // setting of the method (RECIPE.md) reachable. `PUBLISHED` lists the authors' values.
+import { existsSync, readFileSync } from 'node:fs';
+import { join } from 'node:path';
 import type { LoraTarget } from '../engine/models/llama';
 import { LORA_TARGETS } from '../engine/models/llama';
 import { DEFAULT_PROMPTS, type PromptSettings } from './prompts';
@@ -11,6 +13,8 @@ export interface DistillSettings {
   questionTemperature: number;
   questionTopK: number;
   questionMaxTokens: number;
+  /** Drop questions that name something their passage never mentions, and general questions that name something in the docs. */
+  groundQuestions: boolean;
   /** Share of each chunk's questions kept out of training for evaluation. */
   heldOutShare: number;
   answerTemperature: number;
@@ -49,6 +53,7 @@ export const DEFAULT_SETTINGS: DistillSettings = {
   questionTemperature: 1.5,
   questionTopK: 50,
   questionMaxTokens: 64,
+  groundQuestions: true,
   heldOutShare: 0.2,
   answerTemperature: 1.0,
   answerTopK: 50,
@@ -104,10 +109,36 @@ export function resolveSettings(over: Partial<DistillSettings> = {}): DistillSet
   num('heldOutShare', 0, 0.9); num('questionTemperature', 0, 5); num('answerTemperature', 0, 5); num('generalShare', 0, 10); num('generalWeight', 0, 100);
   num('distillTemperature', 0.05, 20); num('loraAlpha', 1e-6, 1e6); num('loraDropout', 0, 0.9); num('learningRate', 1e-9, 1); num('weightDecay', 0, 10);
   num('warmupRatio', 0, 1); num('maxGradNorm', 1e-6, 1e6); num('replayShare', 0, 100);
+  if (typeof s.groundQuestions !== 'boolean') errs.push(`groundQuestions must be true or false (got ${String(s.groundQuestions)})`);
   if (s.loss !== 'kl' && s.loss !== 'ce') errs.push(`loss must be "kl" or "ce" (got ${String(s.loss)})`);
   if (!['cosine', 'linear', 'constant'].includes(s.schedule)) errs.push(`schedule must be cosine, linear or constant (got ${String(s.schedule)})`);
   const badT = s.loraTargets.filter((t) => !(LORA_TARGETS as readonly string[]).includes(t));
   if (badT.length || s.loraTargets.length === 0) errs.push(`loraTargets must be a non-empty subset of ${LORA_TARGETS.join(', ')} (got ${s.loraTargets.join(', ')})`);
   if (errs.length) throw new SettingsError(`invalid distillation settings: ${errs.join('; ')}`);
   return s;
+}
+
+/**
+ * Distillation defaults that a model folder recommends: `distillDefaults` in its `training.json`
+ * (written by `docdistill demo-model train`, so the built-in demo model carries the settings it
+ * was measured with). Plain values only; keys that are not settings, or of the wrong type, are
+ * ignored; the result is validated with everything else by `resolveSettings`. Settings the user
+ * chose explicitly override these.
+ */
+export function modelDefaults(dir: string | undefined): Partial<DistillSettings> {
+  const f = dir && join(dir, 'training.json');
+  if (!f || !existsSync(f)) return {};
+  let d: unknown;
+  try {
+    d = (JSON.parse(readFileSync(f, 'utf8')) as { distillDefaults?: unknown }).distillDefaults;
+  } catch {
+    return {};
+  }
+  if (!d || typeof d !== 'object') return {};
+  const out: Record<string, unknown> = {};
+  for (const [k, v] of Object.entries(d)) {
+    const def = (DEFAULT_SETTINGS as unknown as Record<string, unknown>)[k];
+    if (def !== undefined && k !== 'prompts' && typeof v === typeof def && Array.isArray(v) === Array.isArray(def)) out[k] = v;
+  }
+  return out as Partial<DistillSettings>;
 }

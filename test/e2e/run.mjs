@@ -97,9 +97,8 @@ async function main() {
   writeFileSync(join(userData, 'User', 'settings.json'), JSON.stringify({
     'workbench.startupEditor': 'none', 'workbench.tips.enabled': false, 'security.workspace.trust.enabled': false, 'telemetry.telemetryLevel': 'off',
     'extensions.autoCheckUpdates': false, 'extensions.autoUpdate': false, 'update.mode': 'none', 'workbench.welcomePage.walkthroughs.openOnInstall': false,
+    // No distillation settings: the demo model's recommended ones (its training.json) apply, as for a user.
     'docdistill.autoRedistill': 'off',
-    // The demo model is small: the demo's settings (more questions and epochs, a higher rate).
-    'docdistill.distill.rounds': 4, 'docdistill.distill.epochs': 8, 'docdistill.distill.learningRate': 0.003,
   }));
   const port = await freePort();
   log(`starting code-server on 127.0.0.1:${port}`);

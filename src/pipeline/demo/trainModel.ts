@@ -13,10 +13,12 @@ import { saveModelFolder, writeJsonAtomic } from '../../engine/models/save';
 import { SafetensorsFile, writeSafetensors } from '../../engine/models/safetensors';
 import { Tokenizer } from '../../engine/tokenizer';
 import { FullTrainer, type LmSequence } from '../../engine/train/full';
-import { Stepper } from '../../engine/generate';
+import { Stepper, generate } from '../../engine/generate';
+import { isGrounded, wordSet } from '../questions';
 import { DEFAULT_PROMPTS, DONT_KNOW, generalQuestionMessages, questionMessages, saysDontKnow, studentMessages, teacherMessages, type ChatMessage } from '../prompts';
 import { buildVocab, tokenizerConfigJson, tokenizerJson } from './tokenizer';
 import { HELD_OUT_PEOPLE as HELD_OUT } from './examples';
+import { DEMO_SETTINGS } from './demo';
 import { RELATIONS, WorldRng, answerFor, makeEntity, makeVocab, parseQuestion, question, renderDoc, type Entity, type Relation, type WorldVocab } from './world';
 
 export interface DemoTrainOptions {
@@ -318,9 +320,49 @@ export async function trainDemoModel(o: DemoTrainOptions): Promise<DemoEval> {
   o.log(`final (held-out people, ${final.n} questions): ${fmtEval(final)}`);
   writeJsonAtomic(join(o.out, 'training.json'), {
     seed: o.seed, shape: DEMO_SHAPE, allSubjectsFrom: o.allSubjectsFrom, vocabSize: cfg.vocabSize, steps: trainer.step, batchSize, minutes: Number(minutes.toFixed(1)),
-    wallMinutesThisRun: Number(((performance.now() - t0) / 60000).toFixed(1)), final, prompts: DEFAULT_PROMPTS,
+    wallMinutesThisRun: Number(((performance.now() - t0) / 60000).toFixed(1)), final, prompts: DEFAULT_PROMPTS, distillDefaults: DEMO_SETTINGS,
   });
   if (!o.signal?.aborted) rmSync(ckptDir, { recursive: true, force: true });
   await backend.dispose();
   return final;
+}
+
+export interface SampledQuestionsEval {
+  temperature: number;
+  topK: number;
+  n: number;
+  /** Parsed as one of the world's question forms about a fact that is in the document. */
+  valid: number;
+  /** Naming only what the document mentions (the pipeline keeps these: `isGrounded`). */
+  grounded: number;
+  /** Valid among the grounded ones: the questions the pipeline trains on. */
+  validAmongGrounded: number;
+}
+
+/**
+ * Questions sampled as the pipeline samples them (temperature and top-k, not greedy), about
+ * documents of held-out people: how many are well-formed and about a fact of the document, and
+ * how many of those the pipeline's grounding filter keeps.
+ */
+export async function evaluateSampledQuestions(model: CausalLM, data: DemoData, o: { seed: number; n: number; temperature: number; topK: number }): Promise<SampledQuestionsEval> {
+  const rng = new WorldRng(o.seed);
+  const items = Array.from({ length: o.n }, () => {
+    const e = data.entity(rng, data.heldOutPeople);
+    return { e, doc: renderDoc(e, rng) };
+  });
+  let valid = 0, grounded = 0, validGrounded = 0;
+  for (let i = 0; i < items.length; i += 32) {
+    const chunk = items.slice(i, i + 32);
+    const out = await generate(model, chunk.map((it) => data.chat(questionMessages(it.doc)).prompt), { maxTokens: 24, temperature: o.temperature, topK: o.topK, seed: o.seed + i });
+    chunk.forEach((it, j) => {
+      const q = out[j]!.text.trim();
+      const pq = parseQuestion(q, it.e.name);
+      const ok = !!pq && it.e.facts.some((f) => f.relation === pq.relation);
+      const g = isGrounded(q, wordSet(it.doc));
+      if (ok) valid++;
+      if (g) grounded++;
+      if (ok && g) validGrounded++;
+    });
+  }
+  return { temperature: o.temperature, topK: o.topK, n: o.n, valid: valid / o.n, grounded: grounded / o.n, validAmongGrounded: grounded ? validGrounded / grounded : 0 };
 }

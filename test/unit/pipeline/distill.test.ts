@@ -10,7 +10,7 @@ import { CausalLM } from '../../../src/engine/models/model';
 import { readAdapter } from '../../../src/engine/lora/peft';
 import { Distiller, CancelledError, listAdapters, staleness, type DistillEvent, type AdapterInfo } from '../../../src/pipeline/distill';
 import { chunkMarkdown } from '../../../src/pipeline/ingest';
-import type { DistillSettings } from '../../../src/pipeline/settings';
+import { DEFAULT_SETTINGS, modelDefaults, type DistillSettings } from '../../../src/pipeline/settings';
 
 const repo = resolve(__dirname, '..', '..', '..');
 const modelDir = process.env.DOCDISTILL_TEST_MODEL ?? join(repo, 'media', 'demo-model');
@@ -44,7 +44,8 @@ test('a run goes from docs to an adapter, with every phase in the run folder', a
     assert.equal(info.chunks.length, 3);
     assert.ok(info.chunks.every((c) => /^[0-9a-f]{64}$/.test(c.hash)));
     const adapter = readAdapter(res.adapterDir, (await model()).config);
-    assert.equal(adapter.spec.rank, 16);
+    // The rank the model folder recommends (the demo model's training.json), else DocDistill's default.
+    assert.equal(adapter.spec.rank, modelDefaults(modelDir).loraRank ?? DEFAULT_SETTINGS.loraRank);
     const phases = events.filter((e) => e.type === 'phase' && e.status === 'done').map((e) => (e as { phase: string }).phase);
     assert.deepEqual(phases, ['ingest', 'questions', 'answers', 'train', 'evaluate']);
     assert.ok(events.some((e) => e.type === 'train'), 'training progress events');

@@ -1,0 +1,55 @@
+// Question parsing from sloppy model output, de-duplication, the held-out split, and grounding.
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { dedupe, isGrounded, isHeldOut, mentionsAny, namesIn, parseQuestions, wordSet } from '../../../src/pipeline/questions';
+
+test('questions are parsed from lists, tags, prefixes and chatter', () => {
+  const text = [
+    'Sure! Here are some questions:',
+    '1. What colour does **Dapu** like?',
+    '- Q: Where does Dapu live?  Which pet does Dapu have?',
+    '<question>Who is the sibling of Dapu?</question>',
+    'This line is not a question.',
+  ].join('\n');
+  assert.deepEqual(parseQuestions(text), ['Who is the sibling of Dapu?']);
+  assert.deepEqual(parseQuestions(text.replace(/<\/?question>/g, '')), [
+    'What colour does Dapu like?',
+    'Where does Dapu live?',
+    'Which pet does Dapu have?',
+    'Who is the sibling of Dapu?',
+  ]);
+  assert.deepEqual(parseQuestions('Sure. What does Dapu eat?'), ['What does Dapu eat?']);
+  assert.deepEqual(parseQuestions('?? ok?'), []);
+});
+
+test('near-identical questions collide; the first is kept', () => {
+  const seen = new Set<string>();
+  assert.deepEqual(dedupe(['Where does Dapu live?', 'where does dapu live', 'Where does Dapu  live ?!'], seen), ['Where does Dapu live?']);
+  assert.deepEqual(dedupe(['Where does Dapu live?', 'What does Dapu eat?'], seen), ['What does Dapu eat?']);
+});
+
+test('the held-out split is a stable share decided by the question and the seed', () => {
+  const qs = Array.from({ length: 2000 }, (_, i) => `Question number ${i}?`);
+  const share = qs.filter((q) => isHeldOut(q, 0.2, 0)).length / qs.length;
+  assert.ok(Math.abs(share - 0.2) < 0.03, `held-out share ${share}`);
+  assert.equal(isHeldOut(qs[7]!, 0.2, 0), isHeldOut(qs[7]!.toLowerCase(), 0.2, 0));
+  assert.notDeepEqual(qs.map((q) => isHeldOut(q, 0.2, 0)), qs.map((q) => isHeldOut(q, 0.2, 1)));
+});
+
+test('a question naming something its passage never mentions is not grounded in it', () => {
+  const passage = wordSet('# Laekygeiq\n\nThe home of Laekygeiq is in the town of Koro. Laekygeiq has a pet named Thupylk.');
+  assert.deepEqual(namesIn("Where does Laekygeiq's pet Thupylk live?"), ['Laekygeiq', 'Thupylk']);
+  assert.ok(isGrounded('Where does Laekygeiq live?', passage));
+  assert.ok(isGrounded("What is Laekygeiq's pet called?", passage));
+  assert.ok(isGrounded('What is the name of the pet?', passage), 'no names: grounded');
+  assert.ok(isGrounded('Is Koro a town where I could live?', passage), '"I" is not a name');
+  assert.ok(!isGrounded('Where does Gavand live?', passage));
+  assert.ok(!isGrounded('Does Laekygeiq live in Paris?', passage));
+});
+
+test('a general question that names something in the docs is about the docs', () => {
+  const docs = wordSet('Dapu works as a carpenter. Blenoubun likes grey.');
+  assert.ok(mentionsAny('What does Dapu play?', docs));
+  assert.ok(!mentionsAny('What does Vidax play?', docs));
+  assert.ok(!mentionsAny('Write something about carpenters?', docs), 'lower-case words are not names');
+});
