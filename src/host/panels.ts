@@ -40,6 +40,9 @@ export function webviewHtml(webview: vscode.Webview, extensionUri: vscode.Uri, s
   th { color: var(--vscode-descriptionForeground); font-weight: 600; } td.num { text-align: right; font-variant-numeric: tabular-nums; }
   .stale { color: var(--vscode-editorWarning-foreground); } .err { color: var(--vscode-errorForeground); }
   svg text { fill: var(--vscode-descriptionForeground); font-size: 10px; }
+  .loss-chart { max-width: 760px; display: block; }
+  .legend { font-size: .9em; gap: 6px; } .swatch { display: inline-block; width: 18px; height: 0; border-top: 2px solid var(--vscode-charts-blue); margin-left: 6px; }
+  .swatch.val { border-top: 2px dashed var(--vscode-charts-orange); }
   .cols { display: grid; grid-template-columns: repeat(auto-fit, minmax(220px, 1fr)); gap: 10px; }
   .msg { white-space: pre-wrap; padding: 8px 10px; border-radius: 4px; margin: 6px 0; } .user { background: var(--vscode-input-background); }
   .answer { background: var(--vscode-sideBar-background); border: 1px solid var(--vscode-panel-border); }

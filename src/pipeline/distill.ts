@@ -224,7 +224,7 @@ export class Distiller {
 
   private async phase(p: Phase, fn: () => Promise<void>): Promise<void> {
     if (this.state.phases[p] === 'done') {
-      this.emit({ type: 'phase', phase: p, status: 'skipped', detail: 'done in an earlier attempt' });
+      this.emit({ type: 'phase', phase: p, status: 'skipped', detail: 'already done in this run folder' });
       return;
     }
     this.check();

@@ -31,9 +31,13 @@ function lossChart(job: JobView): SVGElement {
     svg.append(s('polyline', { points: val.map((p) => `${x(p.step).toFixed(1)},${y(p.loss).toFixed(1)}`).join(' '), fill: 'none', stroke: 'var(--vscode-charts-orange)', 'stroke-width': 1.5, 'stroke-dasharray': '4 3' }));
     for (const p of val) svg.append(s('circle', { cx: x(p.step), cy: y(p.loss), r: 3, fill: 'var(--vscode-charts-orange)' }));
   }
-  svg.append(s('text', { x: L + 6, y: T + 10 }, 'training loss (KL)'));
-  if (val.length) svg.append(s('text', { x: L + 120, y: T + 10, fill: 'var(--vscode-charts-orange)' }, '- - held-out loss'));
   return svg;
+}
+
+function lossLegend(job: JobView): HTMLElement {
+  return h('div', { class: 'row legend muted' },
+    h('span', { class: 'swatch train' }), 'training loss',
+    job.validation.length ? h('span', { class: 'swatch val' }) : null, job.validation.length ? 'held-out loss (per epoch)' : null);
 }
 
 function jobCard(job: JobView, latest: boolean): HTMLElement {
@@ -51,7 +55,7 @@ function jobCard(job: JobView, latest: boolean): HTMLElement {
   );
   if (!latest && !running) return card;
   if (job.loss.length || job.validation.length) {
-    card.append(h('h2', {}, 'Loss'), lossChart(job));
+    card.append(h('h2', {}, 'Loss'), lossLegend(job), lossChart(job));
     const last = job.loss.at(-1);
     if (last) card.append(h('p', { class: 'muted' }, `step ${last.step}${job.totalSteps ? `/${job.totalSteps}` : ''} · loss ${last.loss.toFixed(4)}${job.lr !== undefined ? ` · lr ${job.lr.toExponential(2)}` : ''}${job.tokensPerSec ? ` · ${Math.round(job.tokensPerSec)} tokens/s` : ''}`));
   }

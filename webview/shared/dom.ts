@@ -18,6 +18,8 @@ export function h(tag: string, attrs: Record<string, string | boolean | ((e: Eve
   const el = document.createElement(tag);
   for (const [k, v] of Object.entries(attrs)) {
     if (typeof v === 'function') el.addEventListener(k.replace(/^on/, '').toLowerCase(), v);
+    // Through the CSSOM: the strict CSP blocks style attributes, not style properties.
+    else if (k === 'style' && typeof v === 'string') el.style.cssText = v;
     else if (v === true) el.setAttribute(k, '');
     else if (v !== false) el.setAttribute(k, v);
   }
