@@ -15,7 +15,7 @@ export const demoModelCommand: Command = {
   name: 'demo-model',
   summary: 'train or evaluate the built-in demo model (synthetic micro-world)',
   usage: `Usage: docdistill demo-model train --out DIR [--minutes M | --steps N] [--all-subjects-from STEP] [--seed S] [--threads N]
-       docdistill demo-model eval --model DIR [--per-relation N] [--count N]
+       docdistill demo-model eval --model DIR [--per-relation N] [--count N] [--temperature T]
        docdistill demo-model docs --out DIR [--count N] [--seed S]
 
 train   trains a small Llama from scratch on the micro-world's tasks with DocDistill's own engine,
@@ -30,6 +30,7 @@ docs    writes documents about people the model has never read about (held-out n
     const { values: v, positionals } = parse(args, {
       out: { type: 'string' }, model: { type: 'string' }, minutes: { type: 'string' }, seed: { type: 'string' },
       threads: { type: 'string' }, 'per-relation': { type: 'string' }, 'eval-every': { type: 'string' }, count: { type: 'string' }, steps: { type: 'string' }, 'all-subjects-from': { type: 'string' },
+      temperature: { type: 'string' },
     });
     const sub = positionals[0];
     if (sub === 'train') {
@@ -56,7 +57,8 @@ docs    writes documents about people the model has never read about (held-out n
       const data = new DemoData(model.tokenizer, makeVocab(info.seed));
       const res = await evaluateDemo(model, data, { seed: 4242, perRelation: intOption(v['per-relation'], 'per-relation', 1) ?? 24 });
       ctx.out(`greedy: ${fmtEval(res)}\n`);
-      const { questionTemperature: temperature, questionTopK: topK } = DEFAULT_SETTINGS;
+      const temperature = numOption(v.temperature, 'temperature') ?? DEFAULT_SETTINGS.questionTemperature;
+      const topK = DEFAULT_SETTINGS.questionTopK;
       const sq = await evaluateSampledQuestions(model, data, { seed: 4243, n: intOption(v.count, 'count', 1) ?? 400, temperature, topK });
       const pct = (x: number) => `${(100 * x).toFixed(1)} %`;
       ctx.out(`questions sampled as the pipeline does (temperature ${temperature}, top-k ${topK}, n=${sq.n}): valid ${pct(sq.valid)}; grounded (kept by the pipeline) ${pct(sq.grounded)}; valid among the kept ${pct(sq.validAmongGrounded)}\n`);
