@@ -61,7 +61,7 @@ function jobCard(job: JobView, latest: boolean): HTMLElement {
   }
   if (job.eval) {
     const e = job.eval.summary;
-    card.append(h('h2', {}, `Evaluation on ${e.n} held-out questions`), h('table', { class: 'eval-table' },
+    card.append(h('h2', {}, `Evaluation on ${e.n} held-out question${e.n === 1 ? '' : 's'}`), h('table', { class: 'eval-table' },
       h('thead', {}, h('tr', {}, h('th', {}, ''), h('th', {}, 'exact'), h('th', {}, 'contains'), h('th', {}, 'token F1'))),
       h('tbody', {}, ...([['base model (no docs)', e.base], ['teacher (docs in prompt)', e.teacher], ['student (adapter, no docs)', e.student]] as const).map(([name, m]) =>
         h('tr', {}, h('td', {}, name), h('td', { class: 'num' }, pct(m.exact)), h('td', { class: 'num' }, pct(m.contains)), h('td', { class: 'num' }, pct(m.f1)))))));
