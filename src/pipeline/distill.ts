@@ -12,7 +12,7 @@ import { LoraTrainer, type DistillSample, type TrainerState } from '../engine/tr
 import { chunkMarkdown, readMarkdown, IngestError, type Chunk } from './ingest';
 import { containsAnswer, exactMatch, tokenF1 } from './metrics';
 import { generalQuestionMessages, questionMessages, studentMessages, teacherMessages, type ChatMessage } from './prompts';
-import { dedupe, isGrounded, isHeldOut, mentionsAny, parseQuestions, questionKey, wordSet } from './questions';
+import { dedupe, isGrounded, isHeldOut, mentionsAny, nameKey, parseQuestions, questionKey, wordSet } from './questions';
 import { listDirs, newRunId, readJson, readJsonl, runPaths, safeName, writeAtomic, writeJson, writeJsonl } from './runFolder';
 import { modelDefaults, resolveSettings, type DistillSettings } from './settings';
 
@@ -359,7 +359,10 @@ export class Distiller {
       const docKeys = new Set(rows.map((r) => questionKey(r.question)));
       const docWords = wordSet(this.chunks().map((c) => c.text).join('\n'));
       let got = 0;
-      for (let tries = 0; got < want && tries < 4; tries++) {
+      // One general question per name: what the guard teaches is "these names I do not know", and
+      // a model's own questions keep coming back to a few favourite names.
+      const named = new Set(rows.filter((r) => r.split === 'general').map((r) => nameKey(r.question)).filter(Boolean));
+      for (let tries = 0; got < want && tries < 8; tries++) {
         this.check();
         const n = Math.min(64, Math.ceil((want - got) * 1.5));
         const res = await generate(this.model, Array.from({ length: n }, () => this.chatIds(generalQuestionMessages(s.prompts))), { maxTokens: s.questionMaxTokens, temperature: s.questionTemperature, topK: s.questionTopK, seed: seed++, signal: this.signal });
@@ -369,6 +372,9 @@ export class Distiller {
         aboutDocs += parsed.length - other.length;
         for (const q of dedupe(other, docKeys)) {
           if (got >= want) break;
+          const k = nameKey(q);
+          if (k && named.has(k)) continue;
+          if (k) named.add(k);
           rows.push({ id: `general-${rows.length}`, chunk: '', source: '', question: q, split: 'general' });
           got++;
         }

@@ -64,6 +64,9 @@ export function namesIn(q: string): string[] {
   return words.slice(1).filter((w) => /^\p{Lu}/u.test(w) && w !== 'I');
 }
 
+/** The names of a question as one key ('' when it names nothing). */
+export const nameKey = (q: string): string => namesIn(q).map((n) => n.toLowerCase()).sort().join(' ');
+
 /** The lower-cased words of a text, for `isGrounded` and `mentionsAny`. */
 export const wordSet = (text: string): Set<string> => new Set([...text.matchAll(WORD)].map((m) => m[0].replace(/['’]s$/u, '').toLowerCase()));
 

@@ -10,6 +10,8 @@ import { CausalLM } from '../../../src/engine/models/model';
 import { readAdapter } from '../../../src/engine/lora/peft';
 import { Distiller, CancelledError, listAdapters, staleness, type DistillEvent, type AdapterInfo } from '../../../src/pipeline/distill';
 import { chunkMarkdown } from '../../../src/pipeline/ingest';
+import { isGrounded, mentionsAny, nameKey, wordSet } from '../../../src/pipeline/questions';
+import { readJsonl } from '../../../src/pipeline/runFolder';
 import { DEFAULT_SETTINGS, modelDefaults, type DistillSettings } from '../../../src/pipeline/settings';
 
 const repo = resolve(__dirname, '..', '..', '..');
@@ -51,6 +53,16 @@ test('a run goes from docs to an adapter, with every phase in the run folder', a
     assert.ok(events.some((e) => e.type === 'train'), 'training progress events');
     assert.ok(events.some((e) => e.type === 'validation'), 'validation events');
     assert.ok(events.some((e) => e.type === 'eval'), 'evaluation event');
+    // Questions name only what their passage mentions; general ones name nothing in the docs, one per name.
+    const chunks = new Map(readJsonl<{ hash: string; text: string }>(join(run, 'chunks.jsonl')).map((c) => [c.hash, wordSet(c.text)]));
+    const questions = readJsonl<{ chunk: string; question: string; split: string }>(join(run, 'questions.jsonl'));
+    for (const q of questions.filter((r) => r.split !== 'general')) assert.ok(isGrounded(q.question, chunks.get(q.chunk)!), `ungrounded: ${q.question}`);
+    const general = questions.filter((r) => r.split === 'general');
+    assert.ok(general.length > 0, 'general questions');
+    const docWords = new Set([...chunks.values()].flatMap((w) => [...w]));
+    for (const q of general) assert.ok(!mentionsAny(q.question, docWords), `general question about the docs: ${q.question}`);
+    const keys = general.map((q) => nameKey(q.question)).filter(Boolean);
+    assert.equal(new Set(keys).size, keys.length, 'one general question per name');
     assert.deepEqual(listAdapters(join(root, '.docdistill')).map((a) => a.name), ['notes']);
     assert.deepEqual(walkFiles(root).filter((f) => /\.tmp/.test(f)), [], 'no temporary files left');
   } finally {
