@@ -58,17 +58,19 @@ export function isHeldOut(q: string, share: number, seed: number): boolean {
 
 const WORD = /[\p{L}\p{N}][\p{L}\p{N}_'’-]*/gu;
 
+/** The words of a text, each without a possessive "'s". */
+const wordsOf = (text: string): string[] => [...text.matchAll(WORD)].map((m) => m[0].replace(/['’]s$/u, ''));
+
 /** The capitalised words of a question after its first word (names, mostly), without a possessive "'s". */
 export function namesIn(q: string): string[] {
-  const words = [...q.matchAll(WORD)].map((m) => m[0].replace(/['’]s$/u, ''));
-  return words.slice(1).filter((w) => /^\p{Lu}/u.test(w) && w !== 'I');
+  return wordsOf(q).slice(1).filter((w) => /^\p{Lu}/u.test(w) && w !== 'I');
 }
 
 /** The names of a question as one key ('' when it names nothing). */
 export const nameKey = (q: string): string => namesIn(q).map((n) => n.toLowerCase()).sort().join(' ');
 
 /** The lower-cased words of a text, for `isGrounded` and `mentionsAny`. */
-export const wordSet = (text: string): Set<string> => new Set([...text.matchAll(WORD)].map((m) => m[0].replace(/['’]s$/u, '').toLowerCase()));
+export const wordSet = (text: string): Set<string> => new Set(wordsOf(text).map((w) => w.toLowerCase()));
 
 /**
  * A question is grounded in a passage when every name in it occurs in the passage. Question
