@@ -6,10 +6,11 @@ import { join, resolve } from 'node:path';
 import type { Command } from './command';
 import { UsageError } from './command';
 import { intOption, parse } from './modelArgs';
-import { terminalReporter } from './distill';
+import { settingsFrom, settingsOptions, settingsUsage, terminalReporter } from './distill';
 import { Backend, PROVIDERS, type ProviderChoice } from '../engine/backend';
 import { CausalLM } from '../engine/models/model';
-import { runDemo, demoTable } from '../pipeline/demo/demo';
+import { runDemo, demoTable, spreadTable, type DemoScores } from '../pipeline/demo/demo';
+import { writeJson } from '../pipeline/runFolder';
 import type { ExampleFacts } from '../pipeline/demo/examples';
 
 /** The package root (where media/ and examples/ are), from dist/cli.js. */
@@ -18,15 +19,29 @@ export const packageRoot = (): string => resolve(__dirname, '..');
 export const demoCommand: Command = {
   name: 'demo',
   summary: 'distil the example docs into the built-in demo model and print the evaluation',
-  usage: `Usage: docdistill demo [--root DIR] [--device D] [--threads N]
+  usage: `Usage: docdistill demo [--root DIR] [--device D] [--threads N] [--seeds N] [--no-sft] [settings]
 
 Copies examples/docs into a fresh workspace (default: a temporary folder), distils them into the
 built-in demo model (media/demo-model) by prompt distillation and by SFT on the same QA pairs,
 and grades every fact: base model and students closed book, the teacher with the document,
 question phrasings never seen in training, and people in no document ("I do not know").
+
+  --seeds N          run the whole demo N times, with distillation seeds S … S+N-1 (S = --seed,
+                     default 0), and print the mean, standard deviation and range of each figure
+  --no-sft           skip the SFT baseline (about half the time)
+  --model DIR        another model folder than the built-in demo model
+Distillation settings (default: the demo model's own, from its training.json):
+${settingsUsage}
 `,
   async run(args, ctx) {
-    const { values: v } = parse(args, { root: { type: 'string' }, device: { type: 'string', default: 'cpu' }, threads: { type: 'string' }, model: { type: 'string' } });
+    const { values: v, positionals } = parse(args, {
+      ...settingsOptions, root: { type: 'string' }, device: { type: 'string', default: 'cpu' }, threads: { type: 'string' }, model: { type: 'string' },
+      seeds: { type: 'string' }, 'no-sft': { type: 'boolean', default: false },
+    });
+    if (positionals.length) throw new UsageError(`unexpected argument '${positionals[0]}' (the demo distils examples/docs)`);
+    const settings = settingsFrom(v);
+    const nSeeds = intOption(v.seeds, 'seeds', 1) ?? 1;
+    const seeds = Array.from({ length: nSeeds }, (_, i) => (settings.seed ?? 0) + i);
     const root = packageRoot();
     const modelDir = v.model ?? join(root, 'media', 'demo-model');
     const examples = join(root, 'examples');
@@ -40,8 +55,22 @@ question phrasings never seen in training, and people in no document ("I do not 
     try {
       const model = await CausalLM.load(modelDir, backend);
       ctx.err(`demo model: ${modelDir} (${backend.provider}); workspace: ${work}\n`);
-      const res = await runDemo(model, { docsDir: join(examples, 'docs'), facts, workRoot: work, onEvent: terminalReporter(ctx, !!process.stderr.isTTY), signal: ctx.signal, log: (s) => ctx.err(`\n== ${s}\n`) });
-      ctx.out(`\n${demoTable(res.scores)}\n\nfinished in ${((performance.now() - t0) / 60000).toFixed(1)} min; details in ${join(work, 'demo-eval.json')} and ${join(work, '.docdistill')}\n`);
+      const all: DemoScores[] = [];
+      for (const seed of seeds) {
+        const dir = seeds.length > 1 ? join(work, `seed-${seed}`) : work;
+        const res = await runDemo(model, {
+          docsDir: join(examples, 'docs'), facts, workRoot: dir, settings: { ...settings, seed }, sft: !v['no-sft'],
+          onEvent: terminalReporter(ctx, !!process.stderr.isTTY), signal: ctx.signal, log: (s) => ctx.err(`\n== ${seeds.length > 1 ? `seed ${seed}: ` : ''}${s}\n`),
+        });
+        all.push(res.scores);
+        ctx.out(`\n${seeds.length > 1 ? `seed ${seed}\n` : ''}${demoTable(res.scores)}\n`);
+      }
+      if (seeds.length > 1) {
+        ctx.out(`\n${spreadTable(all, seeds)}\n`);
+        writeJson(join(work, 'demo-seeds.json'), { seeds, scores: all });
+      }
+      const details = seeds.length > 1 ? join(work, 'demo-seeds.json') : join(work, 'demo-eval.json');
+      ctx.out(`\nfinished in ${((performance.now() - t0) / 60000).toFixed(1)} min; details in ${details} and ${join(work, seeds.length > 1 ? 'seed-*' : '.docdistill')}\n`);
       return 0;
     } finally {
       await backend.dispose();

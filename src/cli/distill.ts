@@ -61,9 +61,33 @@ export const settingsOptions = {
   alpha: { type: 'string' }, targets: { type: 'string' }, loss: { type: 'string' }, temperature: { type: 'string' }, 'batch-size': { type: 'string' },
   'held-out': { type: 'string' }, 'general-share': { type: 'string' }, seed: { type: 'string' }, dropout: { type: 'string' },
   'keep-ungrounded': { type: 'boolean' },
+  set: { type: 'string', multiple: true },
 } as const;
 
-export function settingsFrom(v: Record<string, string | boolean | undefined>): Partial<DistillSettings> {
+/** `--set key=value`: any setting by its name in settings.ts / the extension's docdistill.distill.*. */
+export function setOptions(pairs: string[] | undefined): Partial<DistillSettings> {
+  const out: Record<string, unknown> = {};
+  for (const p of pairs ?? []) {
+    const eq = p.indexOf('=');
+    if (eq <= 0) throw new UsageError(`--set takes key=value (got '${p}')`);
+    const k = p.slice(0, eq).trim();
+    const raw = p.slice(eq + 1).trim();
+    const def = (DEFAULT_SETTINGS as unknown as Record<string, unknown>)[k];
+    if (def === undefined || k === 'prompts') throw new UsageError(`--set: '${k}' is not a setting; one of ${Object.keys(DEFAULT_SETTINGS).filter((x) => x !== 'prompts').join(', ')}`);
+    if (typeof def === 'number') {
+      const n = Number(raw);
+      if (raw === '' || !Number.isFinite(n)) throw new UsageError(`--set ${k} must be a number (got '${raw}')`);
+      out[k] = n;
+    } else if (typeof def === 'boolean') {
+      if (raw !== 'true' && raw !== 'false') throw new UsageError(`--set ${k} must be true or false (got '${raw}')`);
+      out[k] = raw === 'true';
+    } else if (Array.isArray(def)) out[k] = raw.split(',').map((t) => t.trim()).filter(Boolean);
+    else out[k] = raw;
+  }
+  return out as Partial<DistillSettings>;
+}
+
+export function settingsFrom(v: Record<string, string | string[] | boolean | undefined>): Partial<DistillSettings> {
   const s = (k: string) => v[k] as string | undefined;
   return {
     questionsPerRound: intOption(s('questions'), 'questions', 1),
@@ -81,6 +105,7 @@ export function settingsFrom(v: Record<string, string | boolean | undefined>): P
     seed: intOption(s('seed'), 'seed', 0),
     loraDropout: numOption(s('dropout'), 'dropout'),
     groundQuestions: v['keep-ungrounded'] ? false : undefined,
+    ...setOptions(v.set as string[] | undefined),
   };
 }
 
@@ -97,7 +122,8 @@ export const settingsUsage = `  --questions N      questions per round and passa
   --general-share X  questions the docs do not answer, per QA pair (default ${DEFAULT_SETTINGS.generalShare}; 0 = off)
   --dropout P        LoRA dropout (default ${DEFAULT_SETTINGS.loraDropout})
   --keep-ungrounded  keep questions that name something their passage does not mention
-  --seed S           random seed`;
+  --seed S           random seed
+  --set KEY=VALUE    any other setting by name, e.g. --set questionTemperature=1 (repeatable)`;
 
 export const distillCommand: Command = {
   name: 'distill',

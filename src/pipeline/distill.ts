@@ -365,7 +365,7 @@ export class Distiller {
       for (let tries = 0; got < want && tries < 8; tries++) {
         this.check();
         const n = Math.min(64, Math.ceil((want - got) * 1.5));
-        const res = await generate(this.model, Array.from({ length: n }, () => this.chatIds(generalQuestionMessages(s.prompts))), { maxTokens: s.questionMaxTokens, temperature: s.questionTemperature, topK: s.questionTopK, seed: seed++, signal: this.signal });
+        const res = await generate(this.model, Array.from({ length: n }, () => this.chatIds(generalQuestionMessages(s.prompts))), { maxTokens: s.questionMaxTokens, temperature: s.generalTemperature, topK: s.generalTopK, seed: seed++, signal: this.signal });
         // A general question must not be about the docs: its target is the base model's answer.
         const parsed = res.flatMap((r) => parseQuestions(r.text));
         const other = s.groundQuestions ? parsed.filter((q) => !mentionsAny(q, docWords)) : parsed;

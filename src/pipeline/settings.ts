@@ -23,6 +23,13 @@ export interface DistillSettings {
   /** The general-data guard: questions the docs do not answer, per distilled QA pair, with the base model's own answers as target. */
   generalShare: number;
   generalWeight: number;
+  /**
+   * Sampling of the general questions: the model's own distribution (temperature 1, no top-k).
+   * They are asked without a passage, so every one starts the same way; a top-k cut then keeps
+   * the same few names and topics, and the guard would teach only those.
+   */
+  generalTemperature: number;
+  generalTopK: number;
   loss: 'kl' | 'ce';
   distillTemperature: number;
   loraRank: number;
@@ -60,6 +67,8 @@ export const DEFAULT_SETTINGS: DistillSettings = {
   answerMaxTokens: 128,
   generalShare: 0.5,
   generalWeight: 1,
+  generalTemperature: 1,
+  generalTopK: 0,
   loss: 'kl',
   distillTemperature: 2,
   loraRank: 16,
@@ -104,9 +113,9 @@ export function resolveSettings(over: Partial<DistillSettings> = {}): DistillSet
     const v = s[k] as number;
     if (typeof v !== 'number' || !(v >= lo && v <= hi)) errs.push(`${k} must be between ${lo} and ${hi} (got ${v})`);
   };
-  int('rounds', 1); int('questionsPerRound', 1); int('questionTopK', 0); int('questionMaxTokens', 4); int('answerTopK', 0); int('answerMaxTokens', 1);
+  int('rounds', 1); int('questionsPerRound', 1); int('questionTopK', 0); int('questionMaxTokens', 4); int('answerTopK', 0); int('generalTopK', 0); int('answerMaxTokens', 1);
   int('loraRank', 1); int('epochs', 1); int('batchSize', 1); int('gradAccum', 1); int('earlyStopPatience', 0); int('seed', 0); int('chunkTokens', 0);
-  num('heldOutShare', 0, 0.9); num('questionTemperature', 0, 5); num('answerTemperature', 0, 5); num('generalShare', 0, 10); num('generalWeight', 0, 100);
+  num('heldOutShare', 0, 0.9); num('questionTemperature', 0, 5); num('answerTemperature', 0, 5); num('generalShare', 0, 10); num('generalWeight', 0, 100); num('generalTemperature', 0, 5);
   num('distillTemperature', 0.05, 20); num('loraAlpha', 1e-6, 1e6); num('loraDropout', 0, 0.9); num('learningRate', 1e-9, 1); num('weightDecay', 0, 10);
   num('warmupRatio', 0, 1); num('maxGradNorm', 1e-6, 1e6); num('replayShare', 0, 100);
   if (typeof s.groundQuestions !== 'boolean') errs.push(`groundQuestions must be true or false (got ${String(s.groundQuestions)})`);

@@ -53,12 +53,20 @@ export const DEMO_SETTINGS: Partial<DistillSettings> = {
   rounds: 6, questionsPerRound: 5, epochs: 30, earlyStopPatience: 0, learningRate: 2e-3, loraRank: 64, loraAlpha: 128, batchSize: 8, generalShare: 1,
 };
 
-export async function runDemo(model: CausalLM, o: { docsDir: string; facts: ExampleFacts; workRoot: string; settings?: Partial<DistillSettings>; onEvent?: (e: DistillEvent) => void; signal?: AbortSignal; log: (s: string) => void }): Promise<{ scores: DemoScores; rows: DemoRow[]; pdRun: string; sftRun: string }> {
-  const settings = { ...DEMO_SETTINGS, ...o.settings };
+export async function runDemo(model: CausalLM, o: { docsDir: string; facts: ExampleFacts; workRoot: string; settings?: Partial<DistillSettings>; sft?: boolean; onEvent?: (e: DistillEvent) => void; signal?: AbortSignal; log: (s: string) => void }): Promise<{ scores: DemoScores; rows: DemoRow[]; pdRun: string; sftRun?: string }> {
+  const defined = Object.fromEntries(Object.entries(o.settings ?? {}).filter(([, v]) => v !== undefined));
+  const settings = { ...DEMO_SETTINGS, ...defined };
   mkdirSync(join(o.workRoot, 'docs'), { recursive: true });
   for (const d of o.facts.docs) copyFileSync(join(o.docsDir, d.file), join(o.workRoot, 'docs', d.file));
   o.log('prompt distillation (KL to the teacher)…');
   const pd = await new Distiller(model, { inputs: ['docs'], root: o.workRoot, name: 'demo-pd', settings: { ...settings, loss: 'kl' } }, { onEvent: o.onEvent, signal: o.signal }).run();
+  const pdA = readAdapter(pd.adapterDir, model.config);
+  if (o.sft === false) {
+    o.log('grading every fact against the ground truth…');
+    const res = await grade(model, o.docsDir, o.facts, pdA, undefined, o.signal);
+    writeJson(join(o.workRoot, 'demo-eval.json'), res);
+    return { ...res, pdRun: pd.runId };
+  }
   // SFT on the very same question/answer pairs: a run whose first three phases are the PD run's.
   const runs = join(o.workRoot, '.docdistill', 'runs');
   const sftId = `${pd.runId}-sft`;
@@ -71,7 +79,6 @@ export async function runDemo(model: CausalLM, o: { docsDir: string; facts: Exam
   }
   o.log('SFT baseline on the same QA pairs…');
   const sft = await new Distiller(model, { inputs: ['docs'], root: o.workRoot, name: 'demo-sft', runId: sftId, settings: { ...settings, loss: 'ce' } }, { onEvent: o.onEvent, signal: o.signal }).run();
-  const pdA = readAdapter(pd.adapterDir, model.config);
   const sftA = readAdapter(sft.adapterDir, model.config);
   o.log('grading every fact against the ground truth…');
   const res = await grade(model, o.docsDir, o.facts, pdA, sftA, o.signal);
@@ -92,7 +99,7 @@ async function answers(model: CausalLM, prompts: ChatMessage[][], adapter?: Adap
   return out;
 }
 
-export async function grade(model: CausalLM, docsDir: string, facts: ExampleFacts, pd: AdapterWeights, sft: AdapterWeights, signal?: AbortSignal): Promise<{ scores: DemoScores; rows: DemoRow[] }> {
+export async function grade(model: CausalLM, docsDir: string, facts: ExampleFacts, pd: AdapterWeights, sft: AdapterWeights | undefined, signal?: AbortSignal): Promise<{ scores: DemoScores; rows: DemoRow[] }> {
   const items: { who: string; relation: Relation; value: string; question: string; reserved: boolean; doc: string }[] = [];
   for (const d of facts.docs) {
     const doc = readFileSync(join(docsDir, d.file), 'utf8');
@@ -105,15 +112,15 @@ export async function grade(model: CausalLM, docsDir: string, facts: ExampleFact
     await answers(model, closed, undefined, signal),
     await answers(model, items.map((it) => teacherMessages(it.doc, it.question)), undefined, signal),
     await answers(model, closed, pd, signal),
-    await answers(model, closed, sft, signal),
+    sft ? await answers(model, closed, sft, signal) : closed.map(() => ''),
   ];
   const rows: DemoRow[] = items.map((it, i) => ({ who: it.who, relation: it.relation, value: it.value, question: it.question, reserved: it.reserved, base: base[i]!, teacher: teacher[i]!, pd: pdAns[i]!, sft: sftAns[i]! }));
   // People in no document.
   const rng = new WorldRng(facts.seed + 5);
   const unk = facts.unknown.flatMap((e) => e.facts.map((f) => studentMessages(fill(QUESTIONS[f.relation][rng.int(QUESTIONS[f.relation].length)]!, e.name))));
-  const [ub, upd, usft] = [await answers(model, unk, undefined, signal), await answers(model, unk, pd, signal), await answers(model, unk, sft, signal)];
+  const [ub, upd, usft] = [await answers(model, unk, undefined, signal), await answers(model, unk, pd, signal), sft ? await answers(model, unk, sft, signal) : undefined];
   const frac = (xs: boolean[]) => (xs.length ? xs.filter(Boolean).length / xs.length : 0);
-  const ok = (k: 'base' | 'teacher' | 'pd' | 'sft', sub = rows) => frac(sub.map((r) => r[k].includes(r.value)));
+  const ok = (k: 'base' | 'teacher' | 'pd' | 'sft', sub = rows) => (k === 'sft' && !sft ? NaN : frac(sub.map((r) => r[k].includes(r.value))));
   const reserved = rows.filter((r) => r.reserved);
   const perRelation: DemoScores['perRelation'] = {};
   for (const rel of RELATIONS) {
@@ -125,7 +132,7 @@ export async function grade(model: CausalLM, docsDir: string, facts: ExampleFact
     scores: {
       facts: facts.docs.reduce((a, d) => a + d.entity.facts.length, 0), questions: rows.length,
       base: ok('base'), teacher: ok('teacher'), pd: ok('pd'), sft: ok('sft'), pdReserved: ok('pd', reserved), sftReserved: ok('sft', reserved),
-      unknownQuestions: unk.length, baseDontKnow: frac(ub.map(saysDontKnow)), pdDontKnow: frac(upd.map(saysDontKnow)), sftDontKnow: frac(usft.map(saysDontKnow)), perRelation,
+      unknownQuestions: unk.length, baseDontKnow: frac(ub.map(saysDontKnow)), pdDontKnow: frac(upd.map(saysDontKnow)), sftDontKnow: usft ? frac(usft.map(saysDontKnow)) : NaN, perRelation,
     },
   };
 }
@@ -139,10 +146,43 @@ export function demoTable(s: DemoScores): string {
     `${'base model, closed book'.padEnd(40)}${pct(s.base)}${''.padStart(17)}${pct(s.baseDontKnow)}`,
     `${'teacher (document in the prompt)'.padEnd(40)}${pct(s.teacher)}`,
     `${'student, prompt distillation'.padEnd(40)}${pct(s.pd)}${pct(s.pdReserved).padStart(17)}${pct(s.pdDontKnow)}`,
-    `${'student, SFT on the same QA pairs'.padEnd(40)}${pct(s.sft)}${pct(s.sftReserved).padStart(17)}${pct(s.sftDontKnow)}`,
+    ...(Number.isNaN(s.sft) ? [] : [`${'student, SFT on the same QA pairs'.padEnd(40)}${pct(s.sft)}${pct(s.sftReserved).padStart(17)}${pct(s.sftDontKnow)}`]),
     '',
-    `per relation (PD / SFT / teacher): ${Object.entries(s.perRelation).map(([r, v]) => `${r} ${Math.round(100 * v.pd)}/${Math.round(100 * v.sft)}/${Math.round(100 * v.teacher)}`).join(', ')}`,
+    Number.isNaN(s.sft)
+      ? `per relation (PD / teacher): ${Object.entries(s.perRelation).map(([r, v]) => `${r} ${Math.round(100 * v.pd)}/${Math.round(100 * v.teacher)}`).join(', ')}`
+      : `per relation (PD / SFT / teacher): ${Object.entries(s.perRelation).map(([r, v]) => `${r} ${Math.round(100 * v.pd)}/${Math.round(100 * v.sft)}/${Math.round(100 * v.teacher)}`).join(', ')}`,
   ].join('\n');
+}
+
+/** The headline figures of several demo runs (one per seed): mean, sample standard deviation, min and max. */
+export interface DemoSpread { n: number; mean: number; sd: number; min: number; max: number }
+
+export const SPREAD_KEYS = ['teacher', 'pd', 'pdReserved', 'pdDontKnow', 'sft', 'sftReserved', 'sftDontKnow'] as const;
+
+export function demoSpread(runs: DemoScores[]): Record<(typeof SPREAD_KEYS)[number], DemoSpread> {
+  const out = {} as Record<(typeof SPREAD_KEYS)[number], DemoSpread>;
+  for (const k of SPREAD_KEYS) {
+    const xs = runs.map((r) => r[k]).filter((x) => !Number.isNaN(x));
+    const n = xs.length;
+    const mean = n ? xs.reduce((a, b) => a + b, 0) / n : NaN;
+    const sd = n > 1 ? Math.sqrt(xs.reduce((a, x) => a + (x - mean) ** 2, 0) / (n - 1)) : 0;
+    out[k] = { n, mean, sd, min: Math.min(...xs), max: Math.max(...xs) };
+  }
+  return out;
+}
+
+export function spreadTable(runs: DemoScores[], seeds: number[]): string {
+  const sp = demoSpread(runs);
+  const f = (x: DemoSpread) => (x.n ? `${(100 * x.mean).toFixed(1)} ± ${(100 * x.sd).toFixed(1)} % (${(100 * x.min).toFixed(1)}–${(100 * x.max).toFixed(1)})` : '—');
+  const lines = [
+    `over ${runs.length} seeds (${seeds.join(', ')}): mean ± standard deviation (min–max)`,
+    `  teacher, document in the prompt        ${f(sp.teacher)}`,
+    `  PD student, correct closed book        ${f(sp.pd)}`,
+    `  PD student, unseen phrasing            ${f(sp.pdReserved)}`,
+    `  PD student, "don't know" on unknowns   ${f(sp.pdDontKnow)}`,
+  ];
+  if (sp.sft.n) lines.push(`  SFT student, correct closed book       ${f(sp.sft)}`, `  SFT student, unseen phrasing           ${f(sp.sftReserved)}`, `  SFT student, "don't know" on unknowns  ${f(sp.sftDontKnow)}`);
+  return lines.join('\n');
 }
 
 export { renderDoc };
