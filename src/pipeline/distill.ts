@@ -12,7 +12,7 @@ import { LoraTrainer, type DistillSample, type TrainerState } from '../engine/tr
 import { chunkMarkdown, readMarkdown, IngestError, type Chunk } from './ingest';
 import { containsAnswer, exactMatch, tokenF1 } from './metrics';
 import { generalQuestionMessages, questionMessages, studentMessages, teacherMessages, type ChatMessage } from './prompts';
-import { dedupe, isGrounded, isHeldOut, mentionsAny, nameKey, parseQuestions, questionKey, wordSet } from './questions';
+import { chooseHeldOut, dedupe, heldOutByAnswer, isGrounded, mentionsAny, nameKey, parseQuestions, questionKey, wordSet } from './questions';
 import { listDirs, newRunId, readJson, readJsonl, runPaths, safeName, writeAtomic, writeJson, writeJsonl } from './runFolder';
 import { modelDefaults, resolveSettings, type DistillSettings } from './settings';
 
@@ -88,7 +88,10 @@ interface RunState {
   finished?: string;
 }
 
-interface QuestionRow { id: string; chunk: string; source: string; question: string; split: 'train' | 'heldout' | 'general' }
+/** general: asked without a passage (target: the base model's own answer); general-heldout: such questions kept for validation. */
+interface QuestionRow { id: string; chunk: string; source: string; question: string; split: 'train' | 'heldout' | 'general' | 'general-heldout' }
+
+const isGeneral = (split: QuestionRow['split']): boolean => split === 'general' || split === 'general-heldout';
 interface AnswerRow { id: string; answer: string }
 interface QaRow { chunk: string; source: string; doc: string; question: string; answer: string; general?: boolean }
 
@@ -344,7 +347,7 @@ export class Distiller {
         const grounded = s.groundQuestions ? parsed.filter((q) => isGrounded(q, words)) : parsed;
         ungrounded += parsed.length - grounded.length;
         const qs = dedupe(grounded, seen);
-        qs.forEach((q, n) => rows.push({ id: `${c.hash.slice(0, 12)}-${n}`, chunk: c.hash, source: c.source, question: q, split: isHeldOut(q, s.heldOutShare, s.seed) ? 'heldout' : 'train' }));
+        qs.forEach((q, n) => rows.push({ id: `${c.hash.slice(0, 12)}-${n}`, chunk: c.hash, source: c.source, question: q, split: 'train' }));  // held out later, once answers are known
         if (!qs.length) this.log(`${c.source}: the model wrote no usable question for one passage`, 'warn');
       });
       writeJsonl(this.paths.questions, rows);
@@ -354,14 +357,14 @@ export class Distiller {
     }
     // The guard against over-generalising: questions the docs do not answer, written by the model itself.
     const nTrain = rows.filter((r) => r.split === 'train').length;
-    const want = Math.round(s.generalShare * nTrain) - rows.filter((r) => r.split === 'general').length;
+    const want = Math.round(s.generalShare * nTrain) - rows.filter((r) => isGeneral(r.split)).length;
     if (want > 0 && s.generalShare > 0) {
       const docKeys = new Set(rows.map((r) => questionKey(r.question)));
       const docWords = wordSet(this.chunks().map((c) => c.text).join('\n'));
       let got = 0;
       // One general question per name: what the guard teaches is "these names I do not know", and
       // a model's own questions keep coming back to a few favourite names.
-      const named = new Set(rows.filter((r) => r.split === 'general').map((r) => nameKey(r.question)).filter(Boolean));
+      const named = new Set(rows.filter((r) => isGeneral(r.split)).map((r) => nameKey(r.question)).filter(Boolean));
       for (let tries = 0; got < want && tries < 8; tries++) {
         this.check();
         const n = Math.min(64, Math.ceil((want - got) * 1.5));
@@ -379,11 +382,16 @@ export class Distiller {
           got++;
         }
       }
+      // Some are held out too: validation then also measures how far the student drifts from the
+      // base model on questions the docs do not answer, and the best epoch is chosen for both.
+      const general = rows.filter((r) => isGeneral(r.split));
+      const held = chooseHeldOut(general.map((r) => r.question), s.heldOutShare, s.seed);
+      general.forEach((r, i) => (r.split = held.has(i) ? 'general-heldout' : 'general'));
       writeJsonl(this.paths.questions, rows);
     }
-    const count = (k: QuestionRow['split']) => rows.filter((r) => r.split === k).length;
+    const count = (...k: QuestionRow['split'][]) => rows.filter((r) => k.includes(r.split)).length;
     const dropped = [ungrounded && `${ungrounded} naming something the passage does not mention`, aboutDocs && `${aboutDocs} general ones about the docs`].filter(Boolean);
-    this.log(`questions: ${count('train')} for training, ${count('heldout')} held out, ${count('general')} general${dropped.length ? `; dropped ${dropped.join(' and ')}` : ''}`);
+    this.log(`questions: ${count('train', 'heldout')} about the docs, ${count('general', 'general-heldout')} general (${count('general-heldout')} of them held out)${dropped.length ? `; dropped ${dropped.join(' and ')}` : ''}`);
     if (!count('train') && !this.state.knownHashes?.length) throw new Error('the model wrote no usable questions; try a larger model or more rounds');
   }
 
@@ -400,7 +408,7 @@ export class Distiller {
     for (let i = 0; i < todo.length; i += 16) {
       this.check();
       const b = todo.slice(i, i + 16);
-      const prompts = b.map((q) => this.chatIds(q.split === 'general' ? studentMessages(q.question, s.prompts) : teacherMessages(chunkText.get(q.chunk) ?? '', q.question, s.prompts)));
+      const prompts = b.map((q) => this.chatIds(isGeneral(q.split) ? studentMessages(q.question, s.prompts) : teacherMessages(chunkText.get(q.chunk) ?? '', q.question, s.prompts)));
       const res = await generate(this.model, prompts, { maxTokens: s.answerMaxTokens, temperature: s.answerTemperature, topK: s.answerTopK, seed: seed++, signal: this.signal });
       this.check();
       res.forEach((r, j) => {
@@ -411,6 +419,23 @@ export class Distiller {
       const n = Math.min(todo.length, i + 16);
       this.emit({ type: 'progress', phase: 'answers', done: qs.length - todo.length + n, total: qs.length, etaSec: ((performance.now() - t0) / 1000 / n) * (todo.length - n) });
     }
+    this.splitByAnswer(qs, rows);
+  }
+
+  /** The final held-out split of the questions about the docs, per passage (see heldOutByAnswer). */
+  private splitByAnswer(qs: QuestionRow[], answers: AnswerRow[]): void {
+    const ans = new Map(answers.map((a) => [a.id, a.answer]));
+    const byChunk = new Map<string, QuestionRow[]>();
+    for (const q of qs) if (!isGeneral(q.split) && ans.get(q.id)) byChunk.set(q.chunk, [...(byChunk.get(q.chunk) ?? []), q]);
+    let held = 0;
+    for (const group of byChunk.values()) {
+      const h = heldOutByAnswer(group.map((q) => ({ question: q.question, answer: ans.get(q.id)! })), this.s.heldOutShare, this.s.seed, (a, b) => tokenF1(a, b) >= 0.8);
+      group.forEach((q, i) => (q.split = h.has(i) ? 'heldout' : 'train'));
+      held += h.size;
+    }
+    writeJsonl(this.paths.questions, qs);
+    const n = [...byChunk.values()].reduce((a, g) => a + g.length, 0);
+    this.log(`held out ${held} of ${n} questions about the docs, each with an answer that a training question also gives`);
   }
 
   /** Question/answer pairs of this run joined with their documents. */
@@ -419,7 +444,7 @@ export class Distiller {
     const ans = new Map(readJsonl<AnswerRow>(this.paths.answers).map((a) => [a.id, a.answer]));
     return readJsonl<QuestionRow>(this.paths.questions)
       .filter((q) => (split === 'all' || q.split === split) && (ans.get(q.id) ?? '').length > 0)
-      .map((q) => ({ chunk: q.chunk, source: q.source, doc: chunkText.get(q.chunk) ?? '', question: q.question, answer: ans.get(q.id)!, general: q.split === 'general' }));
+      .map((q) => ({ chunk: q.chunk, source: q.source, doc: chunkText.get(q.chunk) ?? '', question: q.question, answer: ans.get(q.id)!, general: isGeneral(q.split) }));
   }
 
   private sample(r: QaRow, weight = 1): DistillSample {
@@ -449,7 +474,11 @@ export class Distiller {
       this.log('nothing new to learn: the adapter is up to date');
       return;
     }
-    const val = this.qaRows('heldout').map((r) => this.sample(r));
+    // Validation: held-out questions about the docs (the student should match the teacher) and
+    // held-out general ones (it should still match the base model), weighted as in training.
+    const valDocs = this.qaRows('heldout').map((r) => this.sample(r));
+    const valGeneral = this.qaRows('general-heldout').map((r) => this.sample(r));
+    const val = [...valDocs, ...valGeneral];
     const stepsPerEpoch = Math.ceil(samples.length / (s.batchSize * s.gradAccum));
     const totalSteps = stepsPerEpoch * s.epochs;
     const lora = { rank: s.loraRank, alpha: s.loraAlpha, targets: s.loraTargets };
@@ -497,8 +526,12 @@ export class Distiller {
       // Validation KL on held-out questions; keep the best adapter; stop when it stops improving.
       if (val.length) {
         this.check();
-        const v = await trainer.evalLoss(val);
-        metrics.push({ step: trainer.step, epoch: epoch + 1, validationLoss: v });
+        const vDocs = valDocs.length ? await trainer.evalLoss(valDocs) : undefined;
+        const vGeneral = valGeneral.length ? await trainer.evalLoss(valGeneral) : undefined;
+        const wDocs = valDocs.reduce((a, x) => a + (x.weight ?? 1), 0);
+        const wGeneral = valGeneral.reduce((a, x) => a + (x.weight ?? 1), 0);
+        const v = ((vDocs ?? 0) * wDocs + (vGeneral ?? 0) * wGeneral) / (wDocs + wGeneral || 1);
+        metrics.push({ step: trainer.step, epoch: epoch + 1, validationLoss: v, validationDocs: vDocs, validationGeneral: vGeneral });
         this.emit({ type: 'validation', epoch: epoch + 1, step: trainer.step, loss: v });
         if (v < best.loss - 1e-6) {
           best = { loss: v, epoch: epoch + 1, params: new Map([...trainer.params].map(([k2, t]) => [k2, t.slice()])) };

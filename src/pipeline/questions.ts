@@ -50,10 +50,26 @@ export function dedupe(questions: readonly string[], seen: Set<string> = new Set
 }
 
 /** A deterministic share of questions held out for evaluation, by a hash of the question and the seed. */
-export function isHeldOut(q: string, share: number, seed: number): boolean {
+const heldOutHash = (q: string, seed: number): number => {
   let h = 2166136261 ^ seed;
   for (const c of questionKey(q)) h = Math.imul(h ^ c.charCodeAt(0), 16777619);
-  return ((h >>> 0) % 10000) / 10000 < share;
+  return ((h >>> 0) % 10000) / 10000;
+};
+
+export function isHeldOut(q: string, share: number, seed: number): boolean {
+  return heldOutHash(q, seed) < share;
+}
+
+/**
+ * Indices of the questions to hold out: exactly round(share × n), at least one when share > 0 and
+ * there are two or more, chosen by the same hash as `isHeldOut` (so the choice does not depend on
+ * the order the questions came in).
+ */
+export function chooseHeldOut(qs: string[], share: number, seed: number): Set<number> {
+  if (share <= 0 || qs.length < 2) return new Set();
+  const k = Math.min(qs.length - 1, Math.max(1, Math.round(share * qs.length)));
+  const order = qs.map((q, i) => ({ i, h: heldOutHash(q, seed) })).sort((a, b) => a.h - b.h || a.i - b.i);
+  return new Set(order.slice(0, k).map((x) => x.i));
 }
 
 const WORD = /[\p{L}\p{N}][\p{L}\p{N}_'’-]*/gu;
@@ -85,4 +101,23 @@ export function isGrounded(q: string, passageWords: Set<string>): boolean {
 /** Whether a question names anything in `words` (a general question must not be about the docs). */
 export function mentionsAny(q: string, words: Set<string>): boolean {
   return namesIn(q).some((n) => words.has(n.toLowerCase()));
+}
+
+/**
+ * The held-out split of one passage's questions, made once their answers are known: a question is
+ * held out only if a question that stays in training has (nearly) the same answer. Held-out
+ * questions then measure what validation is for, a known fact asked another way, and no fact
+ * loses the only question that would teach it (a model often asks about a fact once). At most
+ * round(share × n) are held out, chosen in the hash order of `isHeldOut`.
+ */
+export function heldOutByAnswer(items: { question: string; answer: string }[], share: number, seed: number, same: (a: string, b: string) => boolean): Set<number> {
+  const held = new Set<number>();
+  const k = Math.round(share * items.length);
+  if (share <= 0 || k === 0) return held;
+  const order = items.map((it, i) => ({ i, h: heldOutHash(it.question, seed) })).sort((a, b) => a.h - b.h || a.i - b.i);
+  for (const { i } of order) {
+    if (held.size >= k) break;
+    if (items.some((o, j) => j !== i && !held.has(j) && same(items[i]!.answer, o.answer))) held.add(i);
+  }
+  return held;
 }

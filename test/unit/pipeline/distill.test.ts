@@ -56,9 +56,13 @@ test('a run goes from docs to an adapter, with every phase in the run folder', a
     // Questions name only what their passage mentions; general ones name nothing in the docs, one per name.
     const chunks = new Map(readJsonl<{ hash: string; text: string }>(join(run, 'chunks.jsonl')).map((c) => [c.hash, wordSet(c.text)]));
     const questions = readJsonl<{ chunk: string; question: string; split: string }>(join(run, 'questions.jsonl'));
-    for (const q of questions.filter((r) => r.split !== 'general')) assert.ok(isGrounded(q.question, chunks.get(q.chunk)!), `ungrounded: ${q.question}`);
-    const general = questions.filter((r) => r.split === 'general');
-    assert.ok(general.length > 0, 'general questions');
+    for (const q of questions.filter((r) => !r.split.startsWith('general'))) assert.ok(isGrounded(q.question, chunks.get(q.chunk)!), `ungrounded: ${q.question}`);
+    const general = questions.filter((r) => r.split.startsWith('general'));
+    assert.ok(general.some((q) => q.split === 'general') && general.some((q) => q.split === 'general-heldout'), 'general questions, some held out');
+    // Validation covers both: the held-out questions about the docs and the held-out general ones.
+    const val = readJsonl<{ validationLoss?: number; validationDocs?: number; validationGeneral?: number }>(join(run, 'metrics.jsonl')).filter((m) => m.validationLoss !== undefined);
+    assert.ok(val.length > 0 && val.every((m) => Number.isFinite(m.validationDocs) && Number.isFinite(m.validationGeneral)), 'validation of both kinds');
+    assert.ok(val.every((m) => m.validationLoss! >= Math.min(m.validationDocs!, m.validationGeneral!) - 1e-9 && m.validationLoss! <= Math.max(m.validationDocs!, m.validationGeneral!) + 1e-9), 'the validation loss is their weighted mean');
     const docWords = new Set([...chunks.values()].flatMap((w) => [...w]));
     for (const q of general) assert.ok(!mentionsAny(q.question, docWords), `general question about the docs: ${q.question}`);
     const keys = general.map((q) => nameKey(q.question)).filter(Boolean);
@@ -111,7 +115,7 @@ test('after a doc changes, only its passages get new questions and training cont
     const logs: string[] = [];
     const second = await new Distiller(m, { inputs: ['docs'], root, name: 'inc', settings: fast }, { onEvent: (e) => e.type === 'log' && logs.push(e.message) }).run();
     const qs = readFileSync(join(root, '.docdistill', 'runs', second.runId, 'questions.jsonl'), 'utf8').trim().split('\n').map((l) => JSON.parse(l) as { source: string; split: string });
-    const sources = new Set(qs.filter((q) => q.split !== 'general').map((q) => q.source));
+    const sources = new Set(qs.filter((q) => !q.split.startsWith('general')).map((q) => q.source));
     assert.deepEqual([...sources], [`docs/${files[1]}`]);
     assert.ok(logs.some((l) => /1 new or changed/.test(l)), logs.join('\n'));
     assert.ok(logs.some((l) => /replayed from unchanged chunks/.test(l)), logs.join('\n'));

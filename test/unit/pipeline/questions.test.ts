@@ -1,7 +1,7 @@
 // Question parsing from sloppy model output, de-duplication, the held-out split, and grounding.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { dedupe, isGrounded, isHeldOut, mentionsAny, namesIn, parseQuestions, wordSet } from '../../../src/pipeline/questions';
+import { chooseHeldOut, dedupe, heldOutByAnswer, isGrounded, isHeldOut, mentionsAny, namesIn, parseQuestions, wordSet } from '../../../src/pipeline/questions';
 
 test('questions are parsed from lists, tags, prefixes and chatter', () => {
   const text = [
@@ -52,4 +52,40 @@ test('a general question that names something in the docs is about the docs', ()
   assert.ok(mentionsAny('What does Dapu play?', docs));
   assert.ok(!mentionsAny('What does Vidax play?', docs));
   assert.ok(!mentionsAny('Write something about carpenters?', docs), 'lower-case words are not names');
+});
+
+test('chooseHeldOut holds out exactly round(share × n), at least one, never all, whatever the order', () => {
+  const qs = Array.from({ length: 23 }, (_, i) => `Where does Person${i} live?`);
+  const held = chooseHeldOut(qs, 0.2, 0);
+  assert.equal(held.size, 5);
+  const reversed = chooseHeldOut([...qs].reverse(), 0.2, 0);
+  assert.deepEqual([...reversed].map((i) => qs[qs.length - 1 - i]).sort(), [...held].map((i) => qs[i]).sort(), 'the same questions in any order');
+  assert.equal(chooseHeldOut(qs.slice(0, 3), 0.05, 0).size, 1, 'at least one');
+  assert.equal(chooseHeldOut(qs.slice(0, 2), 0.9, 0).size, 1, 'never all');
+  assert.equal(chooseHeldOut(qs.slice(0, 1), 0.5, 0).size, 0);
+  assert.equal(chooseHeldOut(qs, 0, 0).size, 0);
+});
+
+test('heldOutByAnswer holds a question out only if a training question keeps its answer, and at most the share', () => {
+  const same = (a: string, b: string) => a === b;
+  // Three facts: the town asked three ways, the pet twice, the year once.
+  const items = [
+    { question: 'Where does Dapu live?', answer: 'Dapu lives in Koro.' },
+    { question: 'In which town does Dapu live?', answer: 'Dapu lives in Koro.' },
+    { question: 'What is the home town of Dapu?', answer: 'Dapu lives in Koro.' },
+    { question: 'What pet does Dapu have?', answer: 'Dapu has a pet named Zuk.' },
+    { question: 'What is the name of the pet of Dapu?', answer: 'Dapu has a pet named Zuk.' },
+    { question: 'When was Dapu born?', answer: 'Dapu was born in 1911.' },
+  ];
+  for (const share of [0.2, 0.5, 0.9]) {
+    for (const seed of [0, 1, 2, 3]) {
+      const held = heldOutByAnswer(items, share, seed, same);
+      assert.ok(held.size <= Math.round(share * items.length));
+      assert.ok(!held.has(5), 'the only question about the year stays in training');
+      const kept = items.filter((_, i) => !held.has(i)).map((it) => it.answer);
+      for (const it of items) assert.ok(kept.includes(it.answer), `every answer is still taught (share ${share}, seed ${seed})`);
+    }
+  }
+  assert.equal(heldOutByAnswer(items, 0.5, 0, same).size, 3, 'as many as the share allows when every fact keeps a question');
+  assert.equal(heldOutByAnswer(items, 0, 0, same).size, 0);
 });
