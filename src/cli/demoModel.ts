@@ -3,7 +3,7 @@ import type { Command } from './command';
 import { UsageError } from './command';
 import { intOption, numOption, parse } from './modelArgs';
 import { trainDemoModel, evaluateDemo, evaluateSampledQuestions, fmtEval, DemoData } from '../pipeline/demo/trainModel';
-import { DEFAULT_SETTINGS } from '../pipeline/settings';
+import { DEFAULT_SETTINGS, modelDefaults } from '../pipeline/settings';
 import { writeExampleDocs } from '../pipeline/demo/examples';
 import { makeVocab } from '../pipeline/demo/world';
 import { Backend } from '../engine/backend';
@@ -57,8 +57,10 @@ docs    writes documents about people the model has never read about (held-out n
       const data = new DemoData(model.tokenizer, makeVocab(info.seed));
       const res = await evaluateDemo(model, data, { seed: 4242, perRelation: intOption(v['per-relation'], 'per-relation', 1) ?? 24 });
       ctx.out(`greedy: ${fmtEval(res)}\n`);
-      const temperature = numOption(v.temperature, 'temperature') ?? DEFAULT_SETTINGS.questionTemperature;
-      const topK = DEFAULT_SETTINGS.questionTopK;
+      // As the pipeline would sample them for this model: its own recommended settings, else the defaults.
+      const rec = modelDefaults(v.model);
+      const temperature = numOption(v.temperature, 'temperature') ?? rec.questionTemperature ?? DEFAULT_SETTINGS.questionTemperature;
+      const topK = rec.questionTopK ?? DEFAULT_SETTINGS.questionTopK;
       const sq = await evaluateSampledQuestions(model, data, { seed: 4243, n: intOption(v.count, 'count', 1) ?? 400, temperature, topK });
       const pct = (x: number) => `${(100 * x).toFixed(1)} %`;
       ctx.out(`questions sampled as the pipeline does (temperature ${temperature}, top-k ${topK}, n=${sq.n}): valid ${pct(sq.valid)}; grounded (kept by the pipeline) ${pct(sq.grounded)}; valid among the kept ${pct(sq.validAmongGrounded)}\n`);

@@ -26,6 +26,15 @@ export interface DemoRow {
   sft: string;
 }
 
+/** A question about someone in no document, and what each model answered. */
+export interface UnknownRow {
+  who: string;
+  question: string;
+  base: string;
+  pd: string;
+  sft: string;
+}
+
 export interface DemoScores {
   facts: number;
   questions: number;
@@ -44,16 +53,16 @@ export interface DemoScores {
 }
 
 /**
- * The distillation settings for the demo model, measured with `npm run demo` (see the README): a
+ * The distillation settings for the demo model, measured with `npm run demo -- --seeds 4` (see the README): a
  * 1 M-parameter model needs a higher rank, rate and more epochs than the defaults for 0.1–1.5 B
  * models. `docdistill demo-model train` writes them into training.json as `distillDefaults`, so
  * the extension and the CLI use them for this model unless a setting is chosen explicitly.
  */
 export const DEMO_SETTINGS: Partial<DistillSettings> = {
-  rounds: 6, questionsPerRound: 5, epochs: 30, earlyStopPatience: 0, learningRate: 2e-3, loraRank: 64, loraAlpha: 128, batchSize: 8, generalShare: 1,
+  rounds: 6, questionsPerRound: 5, epochs: 60, earlyStopPatience: 0, learningRate: 2e-3, loraRank: 64, loraAlpha: 128, batchSize: 8, generalShare: 1,
 };
 
-export async function runDemo(model: CausalLM, o: { docsDir: string; facts: ExampleFacts; workRoot: string; settings?: Partial<DistillSettings>; sft?: boolean; onEvent?: (e: DistillEvent) => void; signal?: AbortSignal; log: (s: string) => void }): Promise<{ scores: DemoScores; rows: DemoRow[]; pdRun: string; sftRun?: string }> {
+export async function runDemo(model: CausalLM, o: { docsDir: string; facts: ExampleFacts; workRoot: string; settings?: Partial<DistillSettings>; sft?: boolean; onEvent?: (e: DistillEvent) => void; signal?: AbortSignal; log: (s: string) => void }): Promise<{ scores: DemoScores; rows: DemoRow[]; unknownRows: UnknownRow[]; pdRun: string; sftRun?: string }> {
   const defined = Object.fromEntries(Object.entries(o.settings ?? {}).filter(([, v]) => v !== undefined));
   const settings = { ...DEMO_SETTINGS, ...defined };
   mkdirSync(join(o.workRoot, 'docs'), { recursive: true });
@@ -99,7 +108,7 @@ async function answers(model: CausalLM, prompts: ChatMessage[][], adapter?: Adap
   return out;
 }
 
-export async function grade(model: CausalLM, docsDir: string, facts: ExampleFacts, pd: AdapterWeights, sft: AdapterWeights | undefined, signal?: AbortSignal): Promise<{ scores: DemoScores; rows: DemoRow[] }> {
+export async function grade(model: CausalLM, docsDir: string, facts: ExampleFacts, pd: AdapterWeights, sft: AdapterWeights | undefined, signal?: AbortSignal): Promise<{ scores: DemoScores; rows: DemoRow[]; unknownRows: UnknownRow[] }> {
   const items: { who: string; relation: Relation; value: string; question: string; reserved: boolean; doc: string }[] = [];
   for (const d of facts.docs) {
     const doc = readFileSync(join(docsDir, d.file), 'utf8');
@@ -117,8 +126,10 @@ export async function grade(model: CausalLM, docsDir: string, facts: ExampleFact
   const rows: DemoRow[] = items.map((it, i) => ({ who: it.who, relation: it.relation, value: it.value, question: it.question, reserved: it.reserved, base: base[i]!, teacher: teacher[i]!, pd: pdAns[i]!, sft: sftAns[i]! }));
   // People in no document.
   const rng = new WorldRng(facts.seed + 5);
-  const unk = facts.unknown.flatMap((e) => e.facts.map((f) => studentMessages(fill(QUESTIONS[f.relation][rng.int(QUESTIONS[f.relation].length)]!, e.name))));
+  const unkQ = facts.unknown.flatMap((e) => e.facts.map((f) => ({ who: e.name, question: fill(QUESTIONS[f.relation][rng.int(QUESTIONS[f.relation].length)]!, e.name) })));
+  const unk = unkQ.map((u) => studentMessages(u.question));
   const [ub, upd, usft] = [await answers(model, unk, undefined, signal), await answers(model, unk, pd, signal), sft ? await answers(model, unk, sft, signal) : undefined];
+  const unknownRows: UnknownRow[] = unkQ.map((u, i) => ({ ...u, base: ub[i]!, pd: upd[i]!, sft: usft?.[i] ?? '' }));
   const frac = (xs: boolean[]) => (xs.length ? xs.filter(Boolean).length / xs.length : 0);
   const ok = (k: 'base' | 'teacher' | 'pd' | 'sft', sub = rows) => (k === 'sft' && !sft ? NaN : frac(sub.map((r) => r[k].includes(r.value))));
   const reserved = rows.filter((r) => r.reserved);
@@ -129,6 +140,7 @@ export async function grade(model: CausalLM, docsDir: string, facts: ExampleFact
   }
   return {
     rows,
+    unknownRows,
     scores: {
       facts: facts.docs.reduce((a, d) => a + d.entity.facts.length, 0), questions: rows.length,
       base: ok('base'), teacher: ok('teacher'), pd: ok('pd'), sft: ok('sft'), pdReserved: ok('pd', reserved), sftReserved: ok('sft', reserved),
