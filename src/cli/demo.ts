@@ -42,6 +42,7 @@ ${settingsUsage}
     const settings = settingsFrom(v);
     const nSeeds = intOption(v.seeds, 'seeds', 1) ?? 1;
     const seeds = Array.from({ length: nSeeds }, (_, i) => (settings.seed ?? 0) + i);
+    const many = seeds.length > 1;
     const root = packageRoot();
     const modelDir = v.model ?? join(root, 'media', 'demo-model');
     const examples = join(root, 'examples');
@@ -57,20 +58,20 @@ ${settingsUsage}
       ctx.err(`demo model: ${modelDir} (${backend.provider}); workspace: ${work}\n`);
       const all: DemoScores[] = [];
       for (const seed of seeds) {
-        const dir = seeds.length > 1 ? join(work, `seed-${seed}`) : work;
+        const dir = many ? join(work, `seed-${seed}`) : work;
         const res = await runDemo(model, {
           docsDir: join(examples, 'docs'), facts, workRoot: dir, settings: { ...settings, seed }, sft: !v['no-sft'],
-          onEvent: terminalReporter(ctx, !!process.stderr.isTTY), signal: ctx.signal, log: (s) => ctx.err(`\n== ${seeds.length > 1 ? `seed ${seed}: ` : ''}${s}\n`),
+          onEvent: terminalReporter(ctx, !!process.stderr.isTTY), signal: ctx.signal, log: (s) => ctx.err(`\n== ${many ? `seed ${seed}: ` : ''}${s}\n`),
         });
         all.push(res.scores);
-        ctx.out(`\n${seeds.length > 1 ? `seed ${seed}\n` : ''}${demoTable(res.scores)}\n`);
+        ctx.out(`\n${many ? `seed ${seed}\n` : ''}${demoTable(res.scores)}\n`);
       }
-      if (seeds.length > 1) {
+      if (many) {
         ctx.out(`\n${spreadTable(all, seeds)}\n`);
         writeJson(join(work, 'demo-seeds.json'), { seeds, scores: all });
       }
-      const details = seeds.length > 1 ? join(work, 'demo-seeds.json') : join(work, 'demo-eval.json');
-      ctx.out(`\nfinished in ${((performance.now() - t0) / 60000).toFixed(1)} min; details in ${details} and ${join(work, seeds.length > 1 ? 'seed-*' : '.docdistill')}\n`);
+      const details = many ? `${join(work, 'demo-seeds.json')} and ${join(work, 'seed-*')}` : `${join(work, 'demo-eval.json')} and ${join(work, '.docdistill')}`;
+      ctx.out(`\nfinished in ${((performance.now() - t0) / 60000).toFixed(1)} min; details in ${details}\n`);
       return 0;
     } finally {
       await backend.dispose();

@@ -5,7 +5,7 @@ import type { Command, CommandContext } from './command';
 import { UsageError } from './command';
 import { loadFromArgs, modelOptions, modelUsage, numOption, intOption, parse } from './modelArgs';
 import { Distiller, CancelledError, type DistillEvent, type EvalSummary } from '../pipeline/distill';
-import { DEFAULT_SETTINGS, type DistillSettings } from '../pipeline/settings';
+import { DEFAULT_SETTINGS, settingDefault, type DistillSettings } from '../pipeline/settings';
 import type { LoraTarget } from '../engine/models/llama';
 
 const bar = (done: number, total: number, width = 24) => {
@@ -72,8 +72,8 @@ export function setOptions(pairs: string[] | undefined): Partial<DistillSettings
     if (eq <= 0) throw new UsageError(`--set takes key=value (got '${p}')`);
     const k = p.slice(0, eq).trim();
     const raw = p.slice(eq + 1).trim();
-    const def = (DEFAULT_SETTINGS as unknown as Record<string, unknown>)[k];
-    if (def === undefined || k === 'prompts') throw new UsageError(`--set: '${k}' is not a setting; one of ${Object.keys(DEFAULT_SETTINGS).filter((x) => x !== 'prompts').join(', ')}`);
+    const def = settingDefault(k);
+    if (def === undefined) throw new UsageError(`--set: '${k}' is not a setting; one of ${Object.keys(DEFAULT_SETTINGS).filter((x) => settingDefault(x) !== undefined).join(', ')}`);
     if (typeof def === 'number') {
       const n = Number(raw);
       if (raw === '' || !Number.isFinite(n)) throw new UsageError(`--set ${k} must be a number (got '${raw}')`);

@@ -356,8 +356,9 @@ export class Distiller {
       this.emit({ type: 'progress', phase: 'questions', done, total: all, etaSec: rate * (todo.length - i - batch) });
     }
     // The guard against over-generalising: questions the docs do not answer, written by the model itself.
-    const nTrain = rows.filter((r) => r.split === 'train').length;
-    const want = Math.round(s.generalShare * nTrain) - rows.filter((r) => isGeneral(r.split)).length;
+    // Per question about the docs (the held-out ones are chosen later, after the answers).
+    const nDocs = rows.filter((r) => !isGeneral(r.split)).length;
+    const want = Math.round(s.generalShare * nDocs) - rows.filter((r) => isGeneral(r.split)).length;
     if (want > 0 && s.generalShare > 0) {
       const docKeys = new Set(rows.map((r) => questionKey(r.question)));
       const docWords = wordSet(this.chunks().map((c) => c.text).join('\n'));
@@ -426,7 +427,12 @@ export class Distiller {
   private splitByAnswer(qs: QuestionRow[], answers: AnswerRow[]): void {
     const ans = new Map(answers.map((a) => [a.id, a.answer]));
     const byChunk = new Map<string, QuestionRow[]>();
-    for (const q of qs) if (!isGeneral(q.split) && ans.get(q.id)) byChunk.set(q.chunk, [...(byChunk.get(q.chunk) ?? []), q]);
+    for (const q of qs) {
+      if (isGeneral(q.split) || !ans.get(q.id)) continue;
+      const group = byChunk.get(q.chunk);
+      if (group) group.push(q);
+      else byChunk.set(q.chunk, [q]);
+    }
     let held = 0;
     for (const group of byChunk.values()) {
       const h = heldOutByAnswer(group.map((q) => ({ question: q.question, answer: ans.get(q.id)! })), this.s.heldOutShare, this.s.seed, (a, b) => tokenF1(a, b) >= 0.8);
@@ -478,7 +484,6 @@ export class Distiller {
     // held-out general ones (it should still match the base model), weighted as in training.
     const valDocs = this.qaRows('heldout').map((r) => this.sample(r));
     const valGeneral = this.qaRows('general-heldout').map((r) => this.sample(r));
-    const val = [...valDocs, ...valGeneral];
     const stepsPerEpoch = Math.ceil(samples.length / (s.batchSize * s.gradAccum));
     const totalSteps = stepsPerEpoch * s.epochs;
     const lora = { rank: s.loraRank, alpha: s.loraAlpha, targets: s.loraTargets };
@@ -524,7 +529,7 @@ export class Distiller {
         if (r.step % 25 === 0 && k < stepsPerEpoch - 1) this.saveCheckpoint(trainer, metrics, best, bad);
       }
       // Validation KL on held-out questions; keep the best adapter; stop when it stops improving.
-      if (val.length) {
+      if (valDocs.length || valGeneral.length) {
         this.check();
         const vDocs = valDocs.length ? await trainer.evalLoss(valDocs) : undefined;
         const vGeneral = valGeneral.length ? await trainer.evalLoss(valGeneral) : undefined;

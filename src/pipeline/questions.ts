@@ -49,13 +49,18 @@ export function dedupe(questions: readonly string[], seen: Set<string> = new Set
   return out;
 }
 
-/** A deterministic share of questions held out for evaluation, by a hash of the question and the seed. */
+/** A number in [0, 1) from a hash of the question (case and spacing aside) and the seed. */
 const heldOutHash = (q: string, seed: number): number => {
   let h = 2166136261 ^ seed;
   for (const c of questionKey(q)) h = Math.imul(h ^ c.charCodeAt(0), 16777619);
   return ((h >>> 0) % 10000) / 10000;
 };
 
+/** Indices of the questions in the order they are held out: by that hash, ties by position. */
+const heldOutOrder = (qs: readonly string[], seed: number): number[] =>
+  qs.map((q, i) => ({ i, h: heldOutHash(q, seed) })).sort((a, b) => a.h - b.h || a.i - b.i).map((x) => x.i);
+
+/** A deterministic share of questions held out for evaluation, by a hash of the question and the seed. */
 export function isHeldOut(q: string, share: number, seed: number): boolean {
   return heldOutHash(q, seed) < share;
 }
@@ -68,8 +73,7 @@ export function isHeldOut(q: string, share: number, seed: number): boolean {
 export function chooseHeldOut(qs: string[], share: number, seed: number): Set<number> {
   if (share <= 0 || qs.length < 2) return new Set();
   const k = Math.min(qs.length - 1, Math.max(1, Math.round(share * qs.length)));
-  const order = qs.map((q, i) => ({ i, h: heldOutHash(q, seed) })).sort((a, b) => a.h - b.h || a.i - b.i);
-  return new Set(order.slice(0, k).map((x) => x.i));
+  return new Set(heldOutOrder(qs, seed).slice(0, k));
 }
 
 const WORD = /[\p{L}\p{N}][\p{L}\p{N}_'’-]*/gu;
@@ -114,8 +118,7 @@ export function heldOutByAnswer(items: { question: string; answer: string }[], s
   const held = new Set<number>();
   const k = Math.round(share * items.length);
   if (share <= 0 || k === 0) return held;
-  const order = items.map((it, i) => ({ i, h: heldOutHash(it.question, seed) })).sort((a, b) => a.h - b.h || a.i - b.i);
-  for (const { i } of order) {
+  for (const i of heldOutOrder(items.map((it) => it.question), seed)) {
     if (held.size >= k) break;
     if (items.some((o, j) => j !== i && !held.has(j) && same(items[i]!.answer, o.answer))) held.add(i);
   }

@@ -101,9 +101,19 @@ export class SettingsError extends Error {
   override name = 'SettingsError';
 }
 
+/** The settings that are given (undefined ones dropped), so that merging them keeps what is below. */
+export function definedSettings(over: Partial<DistillSettings> = {}): Partial<DistillSettings> {
+  return Object.fromEntries(Object.entries(over).filter(([, v]) => v !== undefined)) as Partial<DistillSettings>;
+}
+
+/** The default of a plain setting by name (undefined for a name that is not one; `prompts` is not plain). */
+export function settingDefault(key: string): unknown {
+  return key === 'prompts' ? undefined : (DEFAULT_SETTINGS as unknown as Record<string, unknown>)[key];
+}
+
 /** Merges and validates settings; every problem is reported by name. */
 export function resolveSettings(over: Partial<DistillSettings> = {}): DistillSettings {
-  const s: DistillSettings = { ...DEFAULT_SETTINGS, ...Object.fromEntries(Object.entries(over).filter(([, v]) => v !== undefined)) } as DistillSettings;
+  const s: DistillSettings = { ...DEFAULT_SETTINGS, ...definedSettings(over) } as DistillSettings;
   const errs: string[] = [];
   const int = (k: keyof DistillSettings, min: number) => {
     const v = s[k] as number;
@@ -146,8 +156,8 @@ export function modelDefaults(dir: string | undefined): Partial<DistillSettings>
   if (!d || typeof d !== 'object') return {};
   const out: Record<string, unknown> = {};
   for (const [k, v] of Object.entries(d)) {
-    const def = (DEFAULT_SETTINGS as unknown as Record<string, unknown>)[k];
-    if (def !== undefined && k !== 'prompts' && typeof v === typeof def && Array.isArray(v) === Array.isArray(def)) out[k] = v;
+    const def = settingDefault(k);
+    if (def !== undefined && typeof v === typeof def && Array.isArray(v) === Array.isArray(def)) out[k] = v;
   }
   return out as Partial<DistillSettings>;
 }

@@ -10,7 +10,7 @@ import type { AdapterWeights, CausalLM } from '../../engine/models/model';
 import { Distiller, type DistillEvent } from '../distill';
 import { saysDontKnow, studentMessages, teacherMessages, type ChatMessage } from '../prompts';
 import { readJson, writeJson } from '../runFolder';
-import type { DistillSettings } from '../settings';
+import { definedSettings, type DistillSettings } from '../settings';
 import type { ExampleFacts } from './examples';
 import { QUESTIONS, RELATIONS, renderDoc, WorldRng, type Relation } from './world';
 
@@ -63,36 +63,33 @@ export const DEMO_SETTINGS: Partial<DistillSettings> = {
 };
 
 export async function runDemo(model: CausalLM, o: { docsDir: string; facts: ExampleFacts; workRoot: string; settings?: Partial<DistillSettings>; sft?: boolean; onEvent?: (e: DistillEvent) => void; signal?: AbortSignal; log: (s: string) => void }): Promise<{ scores: DemoScores; rows: DemoRow[]; unknownRows: UnknownRow[]; pdRun: string; sftRun?: string }> {
-  const defined = Object.fromEntries(Object.entries(o.settings ?? {}).filter(([, v]) => v !== undefined));
-  const settings = { ...DEMO_SETTINGS, ...defined };
+  const settings = { ...DEMO_SETTINGS, ...definedSettings(o.settings) };
   mkdirSync(join(o.workRoot, 'docs'), { recursive: true });
   for (const d of o.facts.docs) copyFileSync(join(o.docsDir, d.file), join(o.workRoot, 'docs', d.file));
   o.log('prompt distillation (KL to the teacher)…');
   const pd = await new Distiller(model, { inputs: ['docs'], root: o.workRoot, name: 'demo-pd', settings: { ...settings, loss: 'kl' } }, { onEvent: o.onEvent, signal: o.signal }).run();
   const pdA = readAdapter(pd.adapterDir, model.config);
-  if (o.sft === false) {
-    o.log('grading every fact against the ground truth…');
-    const res = await grade(model, o.docsDir, o.facts, pdA, undefined, o.signal);
-    writeJson(join(o.workRoot, 'demo-eval.json'), res);
-    return { ...res, pdRun: pd.runId };
-  }
-  // SFT on the very same question/answer pairs: a run whose first three phases are the PD run's.
+  const sft = o.sft === false ? undefined : await sftBaseline(model, o, settings, pd.runId);
+  o.log('grading every fact against the ground truth…');
+  const res = await grade(model, o.docsDir, o.facts, pdA, sft?.adapter, o.signal);
+  writeJson(join(o.workRoot, 'demo-eval.json'), res);
+  return { ...res, pdRun: pd.runId, sftRun: sft?.runId };
+}
+
+/** SFT on the very same question/answer pairs: a run whose first three phases are the PD run's. */
+async function sftBaseline(model: CausalLM, o: { workRoot: string; onEvent?: (e: DistillEvent) => void; signal?: AbortSignal; log: (s: string) => void }, settings: Partial<DistillSettings>, pdRun: string): Promise<{ adapter: AdapterWeights; runId: string }> {
   const runs = join(o.workRoot, '.docdistill', 'runs');
-  const sftId = `${pd.runId}-sft`;
+  const sftId = `${pdRun}-sft`;
   const sftDir = join(runs, sftId);
   if (!existsSync(join(sftDir, 'run.json'))) {
     mkdirSync(sftDir, { recursive: true });
-    for (const f of ['chunks.jsonl', 'questions.jsonl', 'answers.jsonl']) copyFileSync(join(runs, pd.runId, f), join(sftDir, f));
-    const st = readJson<Record<string, unknown>>(join(runs, pd.runId, 'run.json'))!;
+    for (const f of ['chunks.jsonl', 'questions.jsonl', 'answers.jsonl']) copyFileSync(join(runs, pdRun, f), join(sftDir, f));
+    const st = readJson<Record<string, unknown>>(join(runs, pdRun, 'run.json'))!;
     writeJson(join(sftDir, 'run.json'), { ...st, id: sftId, name: 'demo-sft', settings: { ...(st.settings as object), loss: 'ce' }, phases: { ingest: 'done', questions: 'done', answers: 'done' }, finished: undefined, baseAdapter: undefined, knownHashes: undefined });
   }
   o.log('SFT baseline on the same QA pairs…');
   const sft = await new Distiller(model, { inputs: ['docs'], root: o.workRoot, name: 'demo-sft', runId: sftId, settings: { ...settings, loss: 'ce' } }, { onEvent: o.onEvent, signal: o.signal }).run();
-  const sftA = readAdapter(sft.adapterDir, model.config);
-  o.log('grading every fact against the ground truth…');
-  const res = await grade(model, o.docsDir, o.facts, pdA, sftA, o.signal);
-  writeJson(join(o.workRoot, 'demo-eval.json'), res);
-  return { ...res, pdRun: pd.runId, sftRun: sftId };
+  return { adapter: readAdapter(sft.adapterDir, model.config), runId: sftId };
 }
 
 const fill = (t: string, n: string) => t.replaceAll('{N}', n);
@@ -151,6 +148,7 @@ export async function grade(model: CausalLM, docsDir: string, facts: ExampleFact
 
 export function demoTable(s: DemoScores): string {
   const pct = (x: number) => `${(100 * x).toFixed(1)}%`.padStart(8);
+  const withSft = !Number.isNaN(s.sft);
   return [
     `${s.facts} facts in the distilled documents, ${s.questions} questions (every phrasing), ${s.unknownQuestions} about people in no document`,
     '',
@@ -158,11 +156,9 @@ export function demoTable(s: DemoScores): string {
     `${'base model, closed book'.padEnd(40)}${pct(s.base)}${''.padStart(17)}${pct(s.baseDontKnow)}`,
     `${'teacher (document in the prompt)'.padEnd(40)}${pct(s.teacher)}`,
     `${'student, prompt distillation'.padEnd(40)}${pct(s.pd)}${pct(s.pdReserved).padStart(17)}${pct(s.pdDontKnow)}`,
-    ...(Number.isNaN(s.sft) ? [] : [`${'student, SFT on the same QA pairs'.padEnd(40)}${pct(s.sft)}${pct(s.sftReserved).padStart(17)}${pct(s.sftDontKnow)}`]),
+    ...(!withSft ? [] : [`${'student, SFT on the same QA pairs'.padEnd(40)}${pct(s.sft)}${pct(s.sftReserved).padStart(17)}${pct(s.sftDontKnow)}`]),
     '',
-    Number.isNaN(s.sft)
-      ? `per relation (PD / teacher): ${Object.entries(s.perRelation).map(([r, v]) => `${r} ${Math.round(100 * v.pd)}/${Math.round(100 * v.teacher)}`).join(', ')}`
-      : `per relation (PD / SFT / teacher): ${Object.entries(s.perRelation).map(([r, v]) => `${r} ${Math.round(100 * v.pd)}/${Math.round(100 * v.sft)}/${Math.round(100 * v.teacher)}`).join(', ')}`,
+    `per relation (PD${withSft ? ' / SFT' : ''} / teacher): ${Object.entries(s.perRelation).map(([r, v]) => `${r} ${(withSft ? [v.pd, v.sft, v.teacher] : [v.pd, v.teacher]).map((x) => Math.round(100 * x)).join('/')}`).join(', ')}`,
   ].join('\n');
 }
 
