@@ -64,6 +64,7 @@ docs    writes documents about people the model has never read about (held-out n
       const sq = await evaluateSampledQuestions(model, data, { seed: 4243, n: intOption(v.count, 'count', 1) ?? 400, temperature, topK });
       const pct = (x: number) => `${(100 * x).toFixed(1)} %`;
       ctx.out(`questions sampled as the pipeline does (temperature ${temperature}, top-k ${topK}, n=${sq.n}): valid ${pct(sq.valid)}; grounded (kept by the pipeline) ${pct(sq.grounded)}; valid among the kept ${pct(sq.validAmongGrounded)}\n`);
+      if (sq.invalidKept.length) ctx.out(`kept but not valid, e.g.:\n${sq.invalidKept.map((x) => `  ${JSON.stringify(x.question)}  (document: ${x.facts.join(', ')})`).join('\n')}\n`);
       await backend.dispose();
       return 0;
     }

@@ -11,7 +11,7 @@ import { SafetensorsFile, writeSafetensors } from '../engine/models/safetensors'
 import { LoraTrainer, type DistillSample, type TrainerState } from '../engine/train/trainer';
 import { chunkMarkdown, readMarkdown, IngestError, type Chunk } from './ingest';
 import { containsAnswer, exactMatch, tokenF1 } from './metrics';
-import { generalQuestionMessages, questionMessages, studentMessages, teacherMessages, type ChatMessage } from './prompts';
+import { generalQuestionMessages, questionMessages, saysDontKnow, studentMessages, teacherMessages, type ChatMessage } from './prompts';
 import { chooseHeldOut, dedupe, heldOutByAnswer, isGrounded, mentionsAny, nameKey, parseQuestions, questionKey, wordSet } from './questions';
 import { listDirs, newRunId, readJson, readJsonl, runPaths, safeName, writeAtomic, writeJson, writeJsonl } from './runFolder';
 import { modelDefaults, resolveSettings, type DistillSettings } from './settings';
@@ -88,8 +88,11 @@ interface RunState {
   finished?: string;
 }
 
-/** general: asked without a passage (target: the base model's own answer); general-heldout: such questions kept for validation. */
-interface QuestionRow { id: string; chunk: string; source: string; question: string; split: 'train' | 'heldout' | 'general' | 'general-heldout' }
+/**
+ * general: asked without a passage (target: the base model's own answer); general-heldout: such
+ * questions kept for validation; unanswerable: the teacher, reading the passage, said it does not tell.
+ */
+interface QuestionRow { id: string; chunk: string; source: string; question: string; split: 'train' | 'heldout' | 'general' | 'general-heldout' | 'unanswerable' }
 
 const isGeneral = (split: QuestionRow['split']): boolean => split === 'general' || split === 'general-heldout';
 interface AnswerRow { id: string; answer: string }
@@ -357,8 +360,9 @@ export class Distiller {
     }
     // The guard against over-generalising: questions the docs do not answer, written by the model itself.
     // Per question about the docs (the held-out ones are chosen later, after the answers).
+    // With a pool (generalPool > 1), more are written than one epoch trains on; see train().
     const nDocs = rows.filter((r) => !isGeneral(r.split)).length;
-    const want = Math.round(s.generalShare * nDocs) - rows.filter((r) => isGeneral(r.split)).length;
+    const want = Math.round(s.generalShare * s.generalPool * nDocs) - rows.filter((r) => isGeneral(r.split)).length;
     if (want > 0 && s.generalShare > 0) {
       const docKeys = new Set(rows.map((r) => questionKey(r.question)));
       const docWords = wordSet(this.chunks().map((c) => c.text).join('\n'));
@@ -366,7 +370,7 @@ export class Distiller {
       // One general question per name: what the guard teaches is "these names I do not know", and
       // a model's own questions keep coming back to a few favourite names.
       const named = new Set(rows.filter((r) => isGeneral(r.split)).map((r) => nameKey(r.question)).filter(Boolean));
-      for (let tries = 0; got < want && tries < 8; tries++) {
+      for (let tries = 0, maxTries = 8 + Math.ceil(want / 64); got < want && tries < maxTries; tries++) {
         this.check();
         const n = Math.min(64, Math.ceil((want - got) * 1.5));
         const res = await generate(this.model, Array.from({ length: n }, () => this.chatIds(generalQuestionMessages(s.prompts))), { maxTokens: s.questionMaxTokens, temperature: s.generalTemperature, topK: s.generalTopK, seed: seed++, signal: this.signal });
@@ -386,7 +390,8 @@ export class Distiller {
       // Some are held out too: validation then also measures how far the student drifts from the
       // base model on questions the docs do not answer, and the best epoch is chosen for both.
       const general = rows.filter((r) => isGeneral(r.split));
-      const held = chooseHeldOut(general.map((r) => r.question), s.heldOutShare, s.seed);
+      // As many as one epoch's worth of general questions would give: a larger pool is for training.
+      const held = chooseHeldOut(general.map((r) => r.question), s.heldOutShare / s.generalPool, s.seed);
       general.forEach((r, i) => (r.split = held.has(i) ? 'general-heldout' : 'general'));
       writeJsonl(this.paths.questions, rows);
     }
@@ -427,8 +432,15 @@ export class Distiller {
   private splitByAnswer(qs: QuestionRow[], answers: AnswerRow[]): void {
     const ans = new Map(answers.map((a) => [a.id, a.answer]));
     const byChunk = new Map<string, QuestionRow[]>();
+    let unanswerable = 0;
     for (const q of qs) {
       if (isGeneral(q.split) || !ans.get(q.id)) continue;
+      if (this.s.answerableOnly && saysDontKnow(ans.get(q.id)!)) {
+        q.split = 'unanswerable';
+        unanswerable++;
+        continue;
+      }
+      q.split = 'train';
       const group = byChunk.get(q.chunk);
       if (group) group.push(q);
       else byChunk.set(q.chunk, [q]);
@@ -441,7 +453,7 @@ export class Distiller {
     }
     writeJsonl(this.paths.questions, qs);
     const n = [...byChunk.values()].reduce((a, g) => a + g.length, 0);
-    this.log(`held out ${held} of ${n} questions about the docs, each with an answer that a training question also gives`);
+    this.log(`held out ${held} of ${n} questions about the docs, each with an answer that a training question also gives${unanswerable ? `; dropped ${unanswerable} that the teacher says its passage does not answer` : ''}`);
   }
 
   /** Question/answer pairs of this run joined with their documents. */
@@ -475,8 +487,15 @@ export class Distiller {
       replay = old.filter((r) => !r.general).sort(() => rng() - 0.5).slice(0, Math.max(Math.round(s.replayShare * fresh.length), Math.min(old.length, 8)));
       this.log(`incremental: ${fresh.length} new QA pairs, ${replay.length} replayed from unchanged chunks`);
     }
-    const samples = [...fresh, ...replay, ...general].map((r) => this.sample(r));
-    if (!samples.length) {
+    // The general questions: all of them in every epoch, or with a pool (generalPool > 1) the next
+    // slice of it in each epoch, so that over the run the student sees every one.
+    const docSamples = [...fresh, ...replay].map((r) => this.sample(r));
+    const pool = general.map((r) => this.sample(r));
+    const perEpoch = Math.min(pool.length, Math.ceil(pool.length / s.generalPool));
+    const poolOrder = shuffled(pool.length, s.seed * 31 + 5);
+    const epochSamples = (epoch: number): DistillSample[] =>
+      perEpoch === pool.length ? [...docSamples, ...pool] : [...docSamples, ...Array.from({ length: perEpoch }, (_, i) => pool[poolOrder[(epoch * perEpoch + i) % pool.length]!]!)];
+    if (!docSamples.length && !pool.length) {
       this.log('nothing new to learn: the adapter is up to date');
       return;
     }
@@ -484,7 +503,7 @@ export class Distiller {
     // held-out general ones (it should still match the base model), weighted as in training.
     const valDocs = this.qaRows('heldout').map((r) => this.sample(r));
     const valGeneral = this.qaRows('general-heldout').map((r) => this.sample(r));
-    const stepsPerEpoch = Math.ceil(samples.length / (s.batchSize * s.gradAccum));
+    const stepsPerEpoch = Math.ceil((docSamples.length + perEpoch) / (s.batchSize * s.gradAccum));
     const totalSteps = stepsPerEpoch * s.epochs;
     const lora = { rank: s.loraRank, alpha: s.loraAlpha, targets: s.loraTargets };
     const trainerState = this.loadCheckpoint();
@@ -509,6 +528,7 @@ export class Distiller {
     let tokens = 0;
     const firstEpoch = Math.floor(stepsDone / stepsPerEpoch);
     for (let epoch = firstEpoch; epoch < s.epochs; epoch++) {
+      const samples = epochSamples(epoch);
       const order = shuffled(samples.length, s.seed * 1009 + epoch);
       const from = epoch === firstEpoch ? stepsDone - epoch * stepsPerEpoch : 0;
       for (let k = from; k < stepsPerEpoch; k++) {

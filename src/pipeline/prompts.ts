@@ -49,5 +49,5 @@ export function generalQuestionMessages(p: PromptSettings = DEFAULT_PROMPTS): Ch
 export const DONT_KNOW = 'I do not know.';
 
 export function saysDontKnow(answer: string): boolean {
-  return /\b(i\s+do\s*n[o']t\s+know|i\s+don'?t\s+know|no\s+information|not\s+sure|cannot\s+answer|can't\s+answer|unknown)\b/i.test(answer);
+  return /\b(i\s+do\s*n[o']t\s+know|i\s+don'?t\s+know|no\s+information|not\s+sure|cannot\s+answer|can't\s+answer|unknown|(does\s+not|doesn't)\s+(say|mention|specify|state|tell)|not\s+(mentioned|stated|specified))\b/i.test(answer);
 }

@@ -17,6 +17,11 @@ export interface DistillSettings {
   groundQuestions: boolean;
   /** Share of each chunk's questions kept out of training for evaluation. */
   heldOutShare: number;
+  /**
+   * Drop questions about the docs whose teacher answer says the passage does not tell (see
+   * `saysDontKnow`): they are not answerable from it, and teach nothing of what it says.
+   */
+  answerableOnly: boolean;
   answerTemperature: number;
   answerTopK: number;
   answerMaxTokens: number;
@@ -30,6 +35,12 @@ export interface DistillSettings {
    */
   generalTemperature: number;
   generalTopK: number;
+  /**
+   * General questions written per one trained on in an epoch: each epoch takes the next slice of
+   * the pool, so the guard covers more names and topics at the same training cost (1 = every
+   * general question in every epoch).
+   */
+  generalPool: number;
   loss: 'kl' | 'ce';
   distillTemperature: number;
   loraRank: number;
@@ -62,6 +73,7 @@ export const DEFAULT_SETTINGS: DistillSettings = {
   questionMaxTokens: 64,
   groundQuestions: true,
   heldOutShare: 0.2,
+  answerableOnly: true,
   answerTemperature: 1.0,
   answerTopK: 50,
   answerMaxTokens: 128,
@@ -69,6 +81,7 @@ export const DEFAULT_SETTINGS: DistillSettings = {
   generalWeight: 1,
   generalTemperature: 1,
   generalTopK: 0,
+  generalPool: 1,
   loss: 'kl',
   distillTemperature: 2,
   loraRank: 16,
@@ -125,10 +138,10 @@ export function resolveSettings(over: Partial<DistillSettings> = {}): DistillSet
   };
   int('rounds', 1); int('questionsPerRound', 1); int('questionTopK', 0); int('questionMaxTokens', 4); int('answerTopK', 0); int('generalTopK', 0); int('answerMaxTokens', 1);
   int('loraRank', 1); int('epochs', 1); int('batchSize', 1); int('gradAccum', 1); int('earlyStopPatience', 0); int('seed', 0); int('chunkTokens', 0);
-  num('heldOutShare', 0, 0.9); num('questionTemperature', 0, 5); num('answerTemperature', 0, 5); num('generalShare', 0, 10); num('generalWeight', 0, 100); num('generalTemperature', 0, 5);
+  num('heldOutShare', 0, 0.9); num('questionTemperature', 0, 5); num('answerTemperature', 0, 5); num('generalShare', 0, 10); num('generalWeight', 0, 100); num('generalTemperature', 0, 5); num('generalPool', 1, 100);
   num('distillTemperature', 0.05, 20); num('loraAlpha', 1e-6, 1e6); num('loraDropout', 0, 0.9); num('learningRate', 1e-9, 1); num('weightDecay', 0, 10);
   num('warmupRatio', 0, 1); num('maxGradNorm', 1e-6, 1e6); num('replayShare', 0, 100);
-  if (typeof s.groundQuestions !== 'boolean') errs.push(`groundQuestions must be true or false (got ${String(s.groundQuestions)})`);
+  for (const k of ['groundQuestions', 'answerableOnly'] as const) if (typeof s[k] !== 'boolean') errs.push(`${k} must be true or false (got ${String(s[k])})`);
   if (s.loss !== 'kl' && s.loss !== 'ce') errs.push(`loss must be "kl" or "ce" (got ${String(s.loss)})`);
   if (!['cosine', 'linear', 'constant'].includes(s.schedule)) errs.push(`schedule must be cosine, linear or constant (got ${String(s.schedule)})`);
   const badT = s.loraTargets.filter((t) => !(LORA_TARGETS as readonly string[]).includes(t));

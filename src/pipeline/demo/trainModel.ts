@@ -121,24 +121,38 @@ export class DemoData {
     return makeEntity(rng.pick(pool), short > 0 && rng.next() < short ? 1 + rng.int(2) : 3 + rng.int(6), this.vocab, rng);
   }
 
+  /**
+   * One training sequence. The mix (of 100): 10 plain documents; 40 answers read from a document;
+   * 7 questions about a relation the document does not have, answered "I do not know" (so the
+   * teacher never invents a value, and the pipeline can drop questions its passage cannot answer);
+   * 20 questions written about a document; 15 closed-book questions about anyone, "I do not know";
+   * 8 questions written about anyone (the pipeline's general questions).
+   */
   sample(rng: WorldRng): LmSequence {
     const r = rng.next();
     const e = this.entity(rng, this.trainPeople);
     const doc = renderDoc(e, rng);
-    if (r < 0.12) {
+    if (r < 0.1) {
       const ids = this.tok.encode(doc, { addSpecialTokens: false });
       return { ids, weights: ids.slice(1).map(() => 1) };
     }
-    if (r < 0.57) {
+    if (r < 0.5) {
       const f = rng.pick(e.facts);
       const q = question(e.name, f.relation, rng, { reserved: rng.next() < 0.3 });
       return this.seq(this.chat(teacherMessages(doc, q.text), answerFor(e.name, f)), f.value);
     }
-    if (r < 0.72) {
+    if (r < 0.57) {
+      const absent = RELATIONS.filter((rel) => !e.facts.some((f) => f.relation === rel));
+      if (absent.length) {
+        const q = question(e.name, rng.pick(absent), rng, { reserved: rng.next() < 0.3 });
+        return this.seq(this.chat(teacherMessages(doc, q.text), DONT_KNOW));
+      }
+    }
+    if (r < 0.77) {
       const f = rng.pick(e.facts);
       return this.seq(this.chat(questionMessages(doc), question(e.name, f.relation, rng).text));
     }
-    if (r < 0.9) {
+    if (r < 0.92) {
       const who = rng.pick(this.vocab.people);
       const q = question(who, rng.pick(RELATIONS), rng, { reserved: rng.next() < 0.3 });
       return this.seq(this.chat(studentMessages(q.text), DONT_KNOW));
@@ -155,6 +169,8 @@ export interface DemoEval {
   readReserved: number;
   /** Closed book on held-out people: fraction answering "I do not know" / containing the value. */
   closedDontKnow: number;
+  /** Teacher asked about a relation its document does not have: fraction answering "I do not know". */
+  absentDontKnow: number;
   closedCorrect: number;
   /** Questions written for held-out documents that are well-formed and about a fact in the document. */
   questionsValid: number;
@@ -190,17 +206,20 @@ async function greedy(model: CausalLM, feeds: Record<string, import('../../engin
 
 export async function evaluateDemo(model: CausalLM, data: DemoData, opts: { seed: number; perRelation: number; feeds?: Record<string, import('../../engine/backend').HostTensor> }): Promise<DemoEval> {
   const rng = new WorldRng(opts.seed);
+  const absRng = new WorldRng(opts.seed + 1);  // its own stream: the other items stay as they were
   const read = Object.fromEntries(RELATIONS.map((r) => [r, 0])) as Record<Relation, number>;
-  let reservedOk = 0, reservedN = 0, closedIdk = 0, closedOk = 0, qValid = 0;
+  let reservedOk = 0, reservedN = 0, closedIdk = 0, closedOk = 0, qValid = 0, absentIdk = 0, absentN = 0;
   const batch = 16;
-  const items: { e: Entity; doc: string; rel: Relation; value: string; q: string; reserved: boolean }[] = [];
+  const items: { e: Entity; doc: string; rel: Relation; value: string; q: string; reserved: boolean; absentQ?: string }[] = [];
   for (const rel of RELATIONS) {
     for (let i = 0; i < opts.perRelation; i++) {
       let e = data.entity(rng, data.heldOutPeople);
       while (!e.facts.some((f) => f.relation === rel)) e = data.entity(rng, data.heldOutPeople);
       const f = e.facts.find((x) => x.relation === rel)!;
       const reserved = i % 3 === 2;
-      items.push({ e, doc: renderDoc(e, rng), rel, value: f.value, q: question(e.name, rel, rng, { reserved }).text, reserved });
+      const absent = RELATIONS.filter((x) => !e.facts.some((g) => g.relation === x));
+      const absentQ = absent.length ? question(e.name, absRng.pick(absent), absRng).text : undefined;
+      items.push({ e, doc: renderDoc(e, rng), rel, value: f.value, q: question(e.name, rel, rng, { reserved }).text, reserved, absentQ });
     }
   }
   for (let i = 0; i < items.length; i += batch) {
@@ -208,6 +227,10 @@ export async function evaluateDemo(model: CausalLM, data: DemoData, opts: { seed
     const teacher = await greedy(model, opts.feeds, chunk.map((it) => data.chat(teacherMessages(it.doc, it.q)).prompt), 16);
     const closed = await greedy(model, opts.feeds, chunk.map((it) => data.chat(studentMessages(it.q)).prompt), 16);
     const qs = await greedy(model, opts.feeds, chunk.map((it) => data.chat(questionMessages(it.doc)).prompt), 16);
+    const withAbsent = chunk.filter((it) => it.absentQ);
+    const abs = withAbsent.length ? await greedy(model, opts.feeds, withAbsent.map((it) => data.chat(teacherMessages(it.doc, it.absentQ!)).prompt), 16) : [];
+    absentN += abs.length;
+    absentIdk += abs.filter((a) => saysDontKnow(a)).length;
     chunk.forEach((it, j) => {
       const ok = teacher[j]!.includes(it.value);
       if (ok) read[it.rel]++;
@@ -225,13 +248,13 @@ export async function evaluateDemo(model: CausalLM, data: DemoData, opts: { seed
   for (const r of RELATIONS) read[r] /= opts.perRelation;
   return {
     read, readAll: RELATIONS.reduce((a, r) => a + read[r], 0) / RELATIONS.length, readReserved: reservedN ? reservedOk / reservedN : 0,
-    closedDontKnow: closedIdk / n, closedCorrect: closedOk / n, questionsValid: qValid / n, n,
+    closedDontKnow: closedIdk / n, closedCorrect: closedOk / n, questionsValid: qValid / n, n, absentDontKnow: absentN ? absentIdk / absentN : 0,
   };
 }
 
 export function fmtEval(e: DemoEval): string {
   const pct = (x: number) => `${Math.round(100 * x)}%`;
-  return `read ${pct(e.readAll)} [${RELATIONS.map((r) => `${r} ${pct(e.read[r])}`).join(', ')}] reserved ${pct(e.readReserved)}; closed-book "don't know" ${pct(e.closedDontKnow)}, correct ${pct(e.closedCorrect)}; questions valid ${pct(e.questionsValid)} (n=${e.n})`;
+  return `read ${pct(e.readAll)} [${RELATIONS.map((r) => `${r} ${pct(e.read[r])}`).join(', ')}] reserved ${pct(e.readReserved)}; closed-book "don't know" ${pct(e.closedDontKnow)}, correct ${pct(e.closedCorrect)}; not in the document "don't know" ${pct(e.absentDontKnow)}; questions valid ${pct(e.questionsValid)} (n=${e.n})`;
 }
 
 export function demoConfig(vocabSize: number, imEnd: number, pad: number): ModelConfig {
@@ -337,6 +360,8 @@ export interface SampledQuestionsEval {
   grounded: number;
   /** Valid among the grounded ones: the questions the pipeline trains on. */
   validAmongGrounded: number;
+  /** A few of the kept questions that are not valid, with the facts their document has. */
+  invalidKept: { question: string; facts: string[] }[];
 }
 
 /**
@@ -351,6 +376,7 @@ export async function evaluateSampledQuestions(model: CausalLM, data: DemoData, 
     return { e, doc: renderDoc(e, rng) };
   });
   let valid = 0, grounded = 0, validGrounded = 0;
+  const invalidKept: SampledQuestionsEval['invalidKept'] = [];
   for (let i = 0; i < items.length; i += 32) {
     const chunk = items.slice(i, i + 32);
     const out = await generate(model, chunk.map((it) => data.chat(questionMessages(it.doc)).prompt), { maxTokens: 24, temperature: o.temperature, topK: o.topK, seed: o.seed + i });
@@ -362,7 +388,8 @@ export async function evaluateSampledQuestions(model: CausalLM, data: DemoData, 
       if (ok) valid++;
       if (g) grounded++;
       if (ok && g) validGrounded++;
+      if (!ok && g && invalidKept.length < 12) invalidKept.push({ question: q, facts: it.e.facts.map((f) => f.relation) });
     });
   }
-  return { temperature: o.temperature, topK: o.topK, n: o.n, valid: valid / o.n, grounded: grounded / o.n, validAmongGrounded: grounded ? validGrounded / grounded : 0 };
+  return { temperature: o.temperature, topK: o.topK, n: o.n, valid: valid / o.n, grounded: grounded / o.n, validAmongGrounded: grounded ? validGrounded / grounded : 0, invalidKept };
 }

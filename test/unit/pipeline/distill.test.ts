@@ -12,6 +12,7 @@ import { Distiller, CancelledError, listAdapters, staleness, type DistillEvent, 
 import { chunkMarkdown } from '../../../src/pipeline/ingest';
 import { isGrounded, mentionsAny, nameKey, wordSet } from '../../../src/pipeline/questions';
 import { readJsonl } from '../../../src/pipeline/runFolder';
+import { saysDontKnow } from '../../../src/pipeline/prompts';
 import { DEFAULT_SETTINGS, modelDefaults, type DistillSettings } from '../../../src/pipeline/settings';
 
 const repo = resolve(__dirname, '..', '..', '..');
@@ -67,8 +68,40 @@ test('a run goes from docs to an adapter, with every phase in the run folder', a
     for (const q of general) assert.ok(!mentionsAny(q.question, docWords), `general question about the docs: ${q.question}`);
     const keys = general.map((q) => nameKey(q.question)).filter(Boolean);
     assert.equal(new Set(keys).size, keys.length, 'one general question per name');
+    // Questions the teacher says its passage does not answer are dropped (answerableOnly), and only those.
+    const answers = new Map(readJsonl<{ id: string; answer: string }>(join(run, 'answers.jsonl')).map((r) => [r.id, r.answer]));
+    for (const q of questions as { id: string; split: string; question: string }[]) {
+      if (q.split === 'train' || q.split === 'heldout') assert.ok(!saysDontKnow(answers.get(q.id) ?? ''), `kept, though the teacher does not know: ${q.question}`);
+      if (q.split === 'unanswerable') assert.ok(saysDontKnow(answers.get(q.id) ?? ''), `dropped, though the teacher answered: ${q.question}`);
+    }
     assert.deepEqual(listAdapters(join(root, '.docdistill')).map((a) => a.name), ['notes']);
     assert.deepEqual(walkFiles(root).filter((f) => /\.tmp/.test(f)), [], 'no temporary files left');
+  } finally {
+    rmSync(root, { recursive: true, force: true });
+  }
+});
+
+test('a general pool: more general questions written, one slice of them per epoch, as many held out', async () => {
+  const root = workspace(exampleFiles().slice(0, 2));
+  try {
+    const m = await model();
+    const runOnce = async (name: string, generalPool: number) => {
+      const events: DistillEvent[] = [];
+      const res = await new Distiller(m, { inputs: ['docs'], root, name, settings: { ...fast, generalShare: 0.5, generalPool } }, { onEvent: (e) => events.push(e) }).run();
+      const qs = readJsonl<{ split: string }>(join(root, '.docdistill', 'runs', res.runId, 'questions.jsonl'));
+      const n = (k: string) => qs.filter((q) => q.split === k).length;
+      const steps = (events.find((e) => e.type === 'train') as { totalSteps: number }).totalSteps;
+      return { docs: n('train'), general: n('general'), held: n('general-heldout'), steps };
+    };
+    const one = await runOnce('p1', 1);
+    const three = await runOnce('p3', 3);
+    assert.equal(three.docs, one.docs, 'same questions about the docs (same seed)');
+    assert.ok(three.general + three.held >= 2.5 * (one.general + one.held), `a pool about 3× as large (${three.general + three.held} vs ${one.general + one.held})`);
+    assert.ok(Math.abs(three.held - one.held) <= 1, `held out as if there were no pool (${three.held} vs ${one.held})`);
+    // Training cost follows one slice per epoch, not the whole pool.
+    const perEpoch = (r: { docs: number; general: number }, pool: number) => Math.ceil((r.docs + Math.ceil(r.general / pool)) / fast.batchSize!);
+    assert.equal(three.steps, perEpoch(three, 3) * fast.epochs!);
+    assert.equal(one.steps, perEpoch(one, 1) * fast.epochs!);
   } finally {
     rmSync(root, { recursive: true, force: true });
   }

@@ -2,6 +2,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { chooseHeldOut, dedupe, heldOutByAnswer, isGrounded, isHeldOut, mentionsAny, namesIn, parseQuestions, wordSet } from '../../../src/pipeline/questions';
+import { saysDontKnow } from '../../../src/pipeline/prompts';
 
 test('questions are parsed from lists, tags, prefixes and chatter', () => {
   const text = [
@@ -88,4 +89,11 @@ test('heldOutByAnswer holds a question out only if a training question keeps its
   }
   assert.equal(heldOutByAnswer(items, 0.5, 0, same).size, 3, 'as many as the share allows when every fact keeps a question');
   assert.equal(heldOutByAnswer(items, 0, 0, same).size, 0);
+});
+
+test('saysDontKnow: abstentions in the demo model\'s words and in common instruct-model words, not answers', () => {
+  for (const a of ['I do not know.', "I don't know who that is.", 'The document does not mention her job.', "The passage doesn't say.", 'That is not stated in the text.', 'I have no information about Brosaesk.'])
+    assert.ok(saysDontKnow(a), a);
+  for (const a of ['Dapu works as a carpenter.', 'Quute has a pet named Zuklyl.', 'She knows the town well.', 'It is mentioned twice.'])
+    assert.ok(!saysDontKnow(a), a);
 });

@@ -12,6 +12,7 @@ test('every bad setting is reported by name', () => {
   assert.throws(() => resolveSettings({ epochs: 0, loraRank: 1.5, groundQuestions: 'yes' as unknown as boolean }), (e: Error) =>
     e instanceof SettingsError && /epochs/.test(e.message) && /loraRank/.test(e.message) && /groundQuestions/.test(e.message));
   assert.deepEqual(resolveSettings({ epochs: undefined }), DEFAULT_SETTINGS);
+  assert.throws(() => resolveSettings({ generalPool: 0.5, answerableOnly: 1 as unknown as boolean }), (e: Error) => /generalPool/.test(e.message) && /answerableOnly/.test(e.message));
 });
 
 test('a model folder recommends defaults in training.json; only plain settings of the right type are taken', () => {
