@@ -61,9 +61,10 @@ docs    writes documents about people the model has never read about (held-out n
       const rec = modelDefaults(v.model);
       const temperature = numOption(v.temperature, 'temperature') ?? rec.questionTemperature ?? DEFAULT_SETTINGS.questionTemperature;
       const topK = rec.questionTopK ?? DEFAULT_SETTINGS.questionTopK;
-      const sq = await evaluateSampledQuestions(model, data, { seed: 4243, n: intOption(v.count, 'count', 1) ?? 400, temperature, topK });
+      const d = { ...DEFAULT_SETTINGS, ...rec };
+      const sq = await evaluateSampledQuestions(model, data, { seed: 4243, n: intOption(v.count, 'count', 1) ?? 400, temperature, topK, answerTemperature: d.answerTemperature, answerTopK: d.answerTopK, answerableOnly: d.answerableOnly });
       const pct = (x: number) => `${(100 * x).toFixed(1)} %`;
-      ctx.out(`questions sampled as the pipeline does (temperature ${temperature}, top-k ${topK}, n=${sq.n}): valid ${pct(sq.valid)}; grounded (kept by the pipeline) ${pct(sq.grounded)}; valid among the kept ${pct(sq.validAmongGrounded)}\n`);
+      ctx.out(`questions sampled as the pipeline does (temperature ${temperature}, top-k ${topK}, n=${sq.n}): valid ${pct(sq.valid)}; grounded ${pct(sq.grounded)}; kept by the pipeline (grounded, and the teacher answers) ${pct(sq.kept)}; valid among the kept ${pct(sq.validAmongKept)}\n`);
       if (sq.invalidKept.length) ctx.out(`kept but not valid, e.g.:\n${sq.invalidKept.map((x) => `  ${JSON.stringify(x.question)}  (document: ${x.facts.join(', ')})`).join('\n')}\n`);
       await backend.dispose();
       return 0;

@@ -49,6 +49,11 @@ export interface DemoScores {
   baseDontKnow: number;
   pdDontKnow: number;
   sftDontKnow: number;
+  /** On the distilled people, about relations their document does not have: share of "I do not know". */
+  absentQuestions: number;
+  teacherAbsentDontKnow: number;
+  pdAbsentDontKnow: number;
+  sftAbsentDontKnow: number;
   perRelation: Record<string, { n: number; pd: number; sft: number; teacher: number }>;
 }
 
@@ -105,7 +110,7 @@ async function answers(model: CausalLM, prompts: ChatMessage[][], adapter?: Adap
   return out;
 }
 
-export async function grade(model: CausalLM, docsDir: string, facts: ExampleFacts, pd: AdapterWeights, sft: AdapterWeights | undefined, signal?: AbortSignal): Promise<{ scores: DemoScores; rows: DemoRow[]; unknownRows: UnknownRow[] }> {
+export async function grade(model: CausalLM, docsDir: string, facts: ExampleFacts, pd: AdapterWeights, sft: AdapterWeights | undefined, signal?: AbortSignal): Promise<{ scores: DemoScores; rows: DemoRow[]; unknownRows: UnknownRow[]; absentRows: { question: string; teacher: string; pd: string; sft: string }[] }> {
   const items: { who: string; relation: Relation; value: string; question: string; reserved: boolean; doc: string }[] = [];
   for (const d of facts.docs) {
     const doc = readFileSync(join(docsDir, d.file), 'utf8');
@@ -127,6 +132,13 @@ export async function grade(model: CausalLM, docsDir: string, facts: ExampleFact
   const unk = unkQ.map((u) => studentMessages(u.question));
   const [ub, upd, usft] = [await answers(model, unk, undefined, signal), await answers(model, unk, pd, signal), sft ? await answers(model, unk, sft, signal) : undefined];
   const unknownRows: UnknownRow[] = unkQ.map((u, i) => ({ ...u, base: ub[i]!, pd: upd[i]!, sft: usft?.[i] ?? '' }));
+  // The distilled people, about what their documents do not say.
+  const absQ = facts.docs.flatMap((d) => {
+    const doc = readFileSync(join(docsDir, d.file), 'utf8');
+    return RELATIONS.filter((r) => !d.entity.facts.some((f) => f.relation === r)).map((r) => ({ doc, question: fill(QUESTIONS[r][rng.int(QUESTIONS[r].length)]!, d.entity.name) }));
+  });
+  const absClosed = absQ.map((a) => studentMessages(a.question));
+  const [at, apd, asft] = [await answers(model, absQ.map((a) => teacherMessages(a.doc, a.question)), undefined, signal), await answers(model, absClosed, pd, signal), sft ? await answers(model, absClosed, sft, signal) : undefined];
   const frac = (xs: boolean[]) => (xs.length ? xs.filter(Boolean).length / xs.length : 0);
   const ok = (k: 'base' | 'teacher' | 'pd' | 'sft', sub = rows) => (k === 'sft' && !sft ? NaN : frac(sub.map((r) => r[k].includes(r.value))));
   const reserved = rows.filter((r) => r.reserved);
@@ -135,13 +147,16 @@ export async function grade(model: CausalLM, docsDir: string, facts: ExampleFact
     const sub = rows.filter((r) => r.relation === rel);
     if (sub.length) perRelation[rel] = { n: sub.length, pd: ok('pd', sub), sft: ok('sft', sub), teacher: ok('teacher', sub) };
   }
+  const absentRows = absQ.map((a, i) => ({ question: a.question, teacher: at[i]!, pd: apd[i]!, sft: asft?.[i] ?? '' }));
   return {
     rows,
     unknownRows,
+    absentRows,
     scores: {
       facts: facts.docs.reduce((a, d) => a + d.entity.facts.length, 0), questions: rows.length,
       base: ok('base'), teacher: ok('teacher'), pd: ok('pd'), sft: ok('sft'), pdReserved: ok('pd', reserved), sftReserved: ok('sft', reserved),
-      unknownQuestions: unk.length, baseDontKnow: frac(ub.map(saysDontKnow)), pdDontKnow: frac(upd.map(saysDontKnow)), sftDontKnow: usft ? frac(usft.map(saysDontKnow)) : NaN, perRelation,
+      unknownQuestions: unk.length, baseDontKnow: frac(ub.map(saysDontKnow)), pdDontKnow: frac(upd.map(saysDontKnow)), sftDontKnow: usft ? frac(usft.map(saysDontKnow)) : NaN,
+      absentQuestions: absQ.length, teacherAbsentDontKnow: frac(at.map(saysDontKnow)), pdAbsentDontKnow: frac(apd.map(saysDontKnow)), sftAbsentDontKnow: asft ? frac(asft.map(saysDontKnow)) : NaN, perRelation,
     },
   };
 }
@@ -158,6 +173,7 @@ export function demoTable(s: DemoScores): string {
     `${'student, prompt distillation'.padEnd(40)}${pct(s.pd)}${pct(s.pdReserved).padStart(17)}${pct(s.pdDontKnow)}`,
     ...(!withSft ? [] : [`${'student, SFT on the same QA pairs'.padEnd(40)}${pct(s.sft)}${pct(s.sftReserved).padStart(17)}${pct(s.sftDontKnow)}`]),
     '',
+    ...(s.absentQuestions ? [`not in their document (${s.absentQuestions} questions about the distilled people): "don't know" teacher ${pct(s.teacherAbsentDontKnow).trim()}, PD ${pct(s.pdAbsentDontKnow).trim()}${withSft ? `, SFT ${pct(s.sftAbsentDontKnow).trim()}` : ''}`] : []),
     `per relation (PD${withSft ? ' / SFT' : ''} / teacher): ${Object.entries(s.perRelation).map(([r, v]) => `${r} ${(withSft ? [v.pd, v.sft, v.teacher] : [v.pd, v.teacher]).map((x) => Math.round(100 * x)).join('/')}`).join(', ')}`,
   ].join('\n');
 }
@@ -165,7 +181,7 @@ export function demoTable(s: DemoScores): string {
 /** The headline figures of several demo runs (one per seed): mean, sample standard deviation, min and max. */
 export interface DemoSpread { n: number; mean: number; sd: number; min: number; max: number }
 
-export const SPREAD_KEYS = ['teacher', 'pd', 'pdReserved', 'pdDontKnow', 'sft', 'sftReserved', 'sftDontKnow'] as const;
+export const SPREAD_KEYS = ['teacher', 'pd', 'pdReserved', 'pdDontKnow', 'pdAbsentDontKnow', 'sft', 'sftReserved', 'sftDontKnow'] as const;
 
 export function demoSpread(runs: DemoScores[]): Record<(typeof SPREAD_KEYS)[number], DemoSpread> {
   const out = {} as Record<(typeof SPREAD_KEYS)[number], DemoSpread>;
@@ -188,6 +204,7 @@ export function spreadTable(runs: DemoScores[], seeds: number[]): string {
     `  PD student, correct closed book        ${f(sp.pd)}`,
     `  PD student, unseen phrasing            ${f(sp.pdReserved)}`,
     `  PD student, "don't know" on unknowns   ${f(sp.pdDontKnow)}`,
+    `  PD student, "don't know" not in doc    ${f(sp.pdAbsentDontKnow)}`,
   ];
   if (sp.sft.n) lines.push(`  SFT student, correct closed book       ${f(sp.sft)}`, `  SFT student, unseen phrasing           ${f(sp.sftReserved)}`, `  SFT student, "don't know" on unknowns  ${f(sp.sftDontKnow)}`);
   return lines.join('\n');

@@ -356,40 +356,47 @@ export interface SampledQuestionsEval {
   n: number;
   /** Parsed as one of the world's question forms about a fact that is in the document. */
   valid: number;
-  /** Naming only what the document mentions (the pipeline keeps these: `isGrounded`). */
+  /** Naming only what the document mentions (the pipeline's `isGrounded` filter). */
   grounded: number;
-  /** Valid among the grounded ones: the questions the pipeline trains on. */
-  validAmongGrounded: number;
-  /** A few of the kept questions that are not valid, with the facts their document has. */
+  /** Grounded, and the teacher's sampled answer is not "I do not know" (the `answerableOnly` filter): what the pipeline trains on. */
+  kept: number;
+  /** Valid among the kept ones. */
+  validAmongKept: number;
+  /** A few of the kept questions that are not valid, with the relations their document has. */
   invalidKept: { question: string; facts: string[] }[];
 }
 
 /**
  * Questions sampled as the pipeline samples them (temperature and top-k, not greedy), about
  * documents of held-out people: how many are well-formed and about a fact of the document, and
- * how many of those the pipeline's grounding filter keeps.
+ * how many of them pass the pipeline's filters: grounded in the document, and answered by the
+ * teacher (its answer sampled as the pipeline samples answers).
  */
-export async function evaluateSampledQuestions(model: CausalLM, data: DemoData, o: { seed: number; n: number; temperature: number; topK: number }): Promise<SampledQuestionsEval> {
+export async function evaluateSampledQuestions(model: CausalLM, data: DemoData, o: { seed: number; n: number; temperature: number; topK: number; answerTemperature: number; answerTopK: number; answerableOnly: boolean }): Promise<SampledQuestionsEval> {
   const rng = new WorldRng(o.seed);
   const items = Array.from({ length: o.n }, () => {
     const e = data.entity(rng, data.heldOutPeople);
     return { e, doc: renderDoc(e, rng) };
   });
-  let valid = 0, grounded = 0, validGrounded = 0;
+  let valid = 0, grounded = 0, kept = 0, validKept = 0;
   const invalidKept: SampledQuestionsEval['invalidKept'] = [];
   for (let i = 0; i < items.length; i += 32) {
     const chunk = items.slice(i, i + 32);
     const out = await generate(model, chunk.map((it) => data.chat(questionMessages(it.doc)).prompt), { maxTokens: 24, temperature: o.temperature, topK: o.topK, seed: o.seed + i });
+    const qs = out.map((r) => r.text.trim());
+    const answers = await generate(model, chunk.map((it, j) => data.chat(teacherMessages(it.doc, qs[j]!)).prompt), { maxTokens: 32, temperature: o.answerTemperature, topK: o.answerTopK, seed: o.seed + i + 1 });
     chunk.forEach((it, j) => {
-      const q = out[j]!.text.trim();
+      const q = qs[j]!;
       const pq = parseQuestion(q, it.e.name);
       const ok = !!pq && it.e.facts.some((f) => f.relation === pq.relation);
       const g = isGrounded(q, wordSet(it.doc));
+      const k = g && !(o.answerableOnly && saysDontKnow(answers[j]!.text));
       if (ok) valid++;
       if (g) grounded++;
-      if (ok && g) validGrounded++;
-      if (!ok && g && invalidKept.length < 12) invalidKept.push({ question: q, facts: it.e.facts.map((f) => f.relation) });
+      if (k) kept++;
+      if (ok && k) validKept++;
+      if (!ok && k && invalidKept.length < 12) invalidKept.push({ question: q, facts: it.e.facts.map((f) => f.relation) });
     });
   }
-  return { temperature: o.temperature, topK: o.topK, n: o.n, valid: valid / o.n, grounded: grounded / o.n, validAmongGrounded: grounded ? validGrounded / grounded : 0, invalidKept };
+  return { temperature: o.temperature, topK: o.topK, n: o.n, valid: valid / o.n, grounded: grounded / o.n, kept: kept / o.n, validAmongKept: kept ? validKept / kept : 0, invalidKept };
 }

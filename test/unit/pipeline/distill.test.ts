@@ -56,7 +56,7 @@ test('a run goes from docs to an adapter, with every phase in the run folder', a
     assert.ok(events.some((e) => e.type === 'eval'), 'evaluation event');
     // Questions name only what their passage mentions; general ones name nothing in the docs, one per name.
     const chunks = new Map(readJsonl<{ hash: string; text: string }>(join(run, 'chunks.jsonl')).map((c) => [c.hash, wordSet(c.text)]));
-    const questions = readJsonl<{ chunk: string; question: string; split: string }>(join(run, 'questions.jsonl'));
+    const questions = readJsonl<{ id: string; chunk: string; question: string; split: string }>(join(run, 'questions.jsonl'));
     for (const q of questions.filter((r) => !r.split.startsWith('general'))) assert.ok(isGrounded(q.question, chunks.get(q.chunk)!), `ungrounded: ${q.question}`);
     const general = questions.filter((r) => r.split.startsWith('general'));
     assert.ok(general.some((q) => q.split === 'general') && general.some((q) => q.split === 'general-heldout'), 'general questions, some held out');
@@ -70,7 +70,7 @@ test('a run goes from docs to an adapter, with every phase in the run folder', a
     assert.equal(new Set(keys).size, keys.length, 'one general question per name');
     // Questions the teacher says its passage does not answer are dropped (answerableOnly), and only those.
     const answers = new Map(readJsonl<{ id: string; answer: string }>(join(run, 'answers.jsonl')).map((r) => [r.id, r.answer]));
-    for (const q of questions as { id: string; split: string; question: string }[]) {
+    for (const q of questions) {
       if (q.split === 'train' || q.split === 'heldout') assert.ok(!saysDontKnow(answers.get(q.id) ?? ''), `kept, though the teacher does not know: ${q.question}`);
       if (q.split === 'unanswerable') assert.ok(saysDontKnow(answers.get(q.id) ?? ''), `dropped, though the teacher answered: ${q.question}`);
     }
