@@ -28,6 +28,8 @@ export interface DemoTrainOptions {
   steps?: number;
   /** From this step on, every name is also a training subject (phase 2, see DemoData.allSubjects). */
   allSubjectsFrom?: number;
+  /** The task mix (DemoData.MIXES); 1 unless given. */
+  mix?: keyof typeof DemoData.MIXES;
   seed: number;
   threads?: number;
   /** Evaluate every this many steps. */
@@ -122,37 +124,47 @@ export class DemoData {
   }
 
   /**
-   * One training sequence. The mix (of 100): 10 plain documents; 40 answers read from a document;
-   * 7 questions about a relation the document does not have, answered "I do not know" (so the
-   * teacher never invents a value, and the pipeline can drop questions its passage cannot answer);
-   * 20 questions written about a document; 15 closed-book questions about anyone, "I do not know";
-   * 8 questions written about anyone (the pipeline's general questions).
+   * The task mix (shares of 100), by version. 1, the committed model's: 12 plain documents; 45
+   * answers read from a document; 15 questions written about a document; 18 closed-book questions
+   * about anyone, answered "I do not know"; 10 questions written about anyone (the pipeline's
+   * general questions). 2 also teaches the teacher to abstain: 10 documents; 40 answers; 7
+   * questions about a relation the document does not have, answered "I do not know" (version 1's
+   * teacher invents a value for those); 20 questions written; 15 closed-book; 8 general.
    */
+  static readonly MIXES = {
+    1: { doc: 12, answer: 45, absent: 0, write: 15, closed: 18, general: 10 },
+    2: { doc: 10, answer: 40, absent: 7, write: 20, closed: 15, general: 8 },
+  } as const;
+
+  mix: keyof typeof DemoData.MIXES = 1;
+
   sample(rng: WorldRng): LmSequence {
-    const r = rng.next();
+    const m = DemoData.MIXES[this.mix];
+    const r = rng.next() * 100;
     const e = this.entity(rng, this.trainPeople);
     const doc = renderDoc(e, rng);
-    if (r < 0.1) {
+    let edge = m.doc;
+    if (r < edge) {
       const ids = this.tok.encode(doc, { addSpecialTokens: false });
       return { ids, weights: ids.slice(1).map(() => 1) };
     }
-    if (r < 0.5) {
+    if (r < (edge += m.answer)) {
       const f = rng.pick(e.facts);
       const q = question(e.name, f.relation, rng, { reserved: rng.next() < 0.3 });
       return this.seq(this.chat(teacherMessages(doc, q.text), answerFor(e.name, f)), f.value);
     }
-    if (r < 0.57) {
+    if (r < (edge += m.absent)) {
       const absent = RELATIONS.filter((rel) => !e.facts.some((f) => f.relation === rel));
       if (absent.length) {
         const q = question(e.name, rng.pick(absent), rng, { reserved: rng.next() < 0.3 });
         return this.seq(this.chat(teacherMessages(doc, q.text), DONT_KNOW));
       }
     }
-    if (r < 0.77) {
+    if (r < (edge += m.write)) {
       const f = rng.pick(e.facts);
       return this.seq(this.chat(questionMessages(doc), question(e.name, f.relation, rng).text));
     }
-    if (r < 0.92) {
+    if (r < (edge += m.closed)) {
       const who = rng.pick(this.vocab.people);
       const q = question(who, rng.pick(RELATIONS), rng, { reserved: rng.next() < 0.3 });
       return this.seq(this.chat(studentMessages(q.text), DONT_KNOW));
@@ -319,6 +331,7 @@ export async function trainDemoModel(o: DemoTrainOptions): Promise<DemoEval> {
     if (o.signal?.aborted) break;
     if (trainer.step >= trainer.cfg.totalSteps || elapsed > (o.steps ? 1.5 : 1) * budgetMs) break;
     data.allSubjects = o.allSubjectsFrom !== undefined && trainer.step >= o.allSubjectsFrom;
+    data.mix = o.mix ?? 1;
     const batch = Array.from({ length: batchSize }, () => data.sample(dataRng));
     const r = await trainer.trainStep(batch);
     tokens += r.tokens;
@@ -342,7 +355,7 @@ export async function trainDemoModel(o: DemoTrainOptions): Promise<DemoEval> {
   const minutes = (elapsedBefore + performance.now() - startedAt) / 60000;
   o.log(`final (held-out people, ${final.n} questions): ${fmtEval(final)}`);
   writeJsonAtomic(join(o.out, 'training.json'), {
-    seed: o.seed, shape: DEMO_SHAPE, allSubjectsFrom: o.allSubjectsFrom, vocabSize: cfg.vocabSize, steps: trainer.step, batchSize, minutes: Number(minutes.toFixed(1)),
+    seed: o.seed, shape: DEMO_SHAPE, mix: o.mix ?? 1, allSubjectsFrom: o.allSubjectsFrom, vocabSize: cfg.vocabSize, steps: trainer.step, batchSize, minutes: Number(minutes.toFixed(1)),
     wallMinutesThisRun: Number(((performance.now() - t0) / 60000).toFixed(1)), final, prompts: DEFAULT_PROMPTS, distillDefaults: DEMO_SETTINGS,
   });
   if (!o.signal?.aborted) rmSync(ckptDir, { recursive: true, force: true });
