@@ -6,10 +6,11 @@ import { join, resolve } from 'node:path';
 import type { Command } from './command';
 import { UsageError } from './command';
 import { intOption, parse } from './modelArgs';
-import { settingsFrom, settingsOptions, settingsUsage, terminalReporter } from './distill';
+import { settingsFrom, settingsOptions, settingsUsageFor, terminalReporter } from './distill';
 import { Backend, PROVIDERS, type ProviderChoice } from '../engine/backend';
 import { CausalLM } from '../engine/models/model';
-import { runDemo, demoTable, spreadTable, type DemoScores } from '../pipeline/demo/demo';
+import { DEMO_SETTINGS, runDemo, demoTable, spreadTable, type DemoScores } from '../pipeline/demo/demo';
+import { DEFAULT_SETTINGS } from '../pipeline/settings';
 import { writeJson } from '../pipeline/runFolder';
 import type { ExampleFacts } from '../pipeline/demo/examples';
 
@@ -30,8 +31,8 @@ question phrasings never seen in training, and people in no document ("I do not 
                      default 0), and print the mean, standard deviation and range of each figure
   --no-sft           skip the SFT baseline (about half the time)
   --model DIR        another model folder than the built-in demo model
-Distillation settings (default: the demo model's own, from its training.json):
-${settingsUsage}
+Distillation settings (defaults: the demo model's own, from its training.json):
+${settingsUsageFor({ ...DEFAULT_SETTINGS, ...DEMO_SETTINGS })}
 `,
   async run(args, ctx) {
     const { values: v, positionals } = parse(args, {

@@ -109,21 +109,26 @@ export function settingsFrom(v: Record<string, string | string[] | boolean | und
   };
 }
 
-export const settingsUsage = `  --questions N      questions per round and passage (default ${DEFAULT_SETTINGS.questionsPerRound})
-  --rounds N         question rounds (default ${DEFAULT_SETTINGS.rounds})
-  --epochs N         training epochs (default ${DEFAULT_SETTINGS.epochs}; early stopping on held-out KL)
-  --lr X             learning rate (default ${DEFAULT_SETTINGS.learningRate})
-  --rank R --alpha A LoRA rank and alpha (default ${DEFAULT_SETTINGS.loraRank}, ${DEFAULT_SETTINGS.loraAlpha})
-  --targets LIST     LoRA targets (default ${DEFAULT_SETTINGS.loraTargets.join(',')})
+/** The settings options, with the defaults `d` in force. */
+export function settingsUsageFor(d: DistillSettings): string {
+  return `  --questions N      questions per round and passage (default ${d.questionsPerRound})
+  --rounds N         question rounds (default ${d.rounds})
+  --epochs N         training epochs (default ${d.epochs}; ${d.earlyStopPatience ? 'early stopping on' : 'the best epoch by'} held-out KL)
+  --lr X             learning rate (default ${d.learningRate})
+  --rank R --alpha A LoRA rank and alpha (default ${d.loraRank}, ${d.loraAlpha})
+  --targets LIST     LoRA targets (default ${d.loraTargets.join(',')})
   --loss kl|ce       distillation (default) or the SFT baseline
-  --temperature T    distillation temperature (default ${DEFAULT_SETTINGS.distillTemperature})
-  --batch-size N     samples per step (default ${DEFAULT_SETTINGS.batchSize})
-  --held-out X       share of questions kept for evaluation (default ${DEFAULT_SETTINGS.heldOutShare})
-  --general-share X  questions the docs do not answer, per QA pair (default ${DEFAULT_SETTINGS.generalShare}; 0 = off)
-  --dropout P        LoRA dropout (default ${DEFAULT_SETTINGS.loraDropout})
+  --temperature T    distillation temperature (default ${d.distillTemperature})
+  --batch-size N     samples per step (default ${d.batchSize})
+  --held-out X       share of questions kept for evaluation (default ${d.heldOutShare})
+  --general-share X  questions the docs do not answer, per QA pair (default ${d.generalShare}; 0 = off)
+  --dropout P        LoRA dropout (default ${d.loraDropout})
   --keep-ungrounded  keep questions that name something their passage does not mention
   --seed S           random seed
   --set KEY=VALUE    any other setting by name, e.g. --set questionTemperature=1 (repeatable)`;
+}
+
+export const settingsUsage = settingsUsageFor(DEFAULT_SETTINGS);
 
 export const distillCommand: Command = {
   name: 'distill',

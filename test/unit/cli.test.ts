@@ -15,6 +15,17 @@ test('docdistill --help lists the commands and exits 0', () => {
   assert.match(r.stdout, /Usage: docdistill <command>/);
 });
 
+test('demo --help shows the demo model\'s own defaults, distill --help DocDistill\'s', () => {
+  const demo = run('demo', '--help');
+  assert.equal(demo.status, 0, demo.stderr);
+  assert.match(demo.stdout, /--epochs N .*default 60; the best epoch by held-out KL/);
+  assert.match(demo.stdout, /--rank R --alpha A .*default 64, 128/);
+  const distill = run('distill', '--help');
+  assert.equal(distill.status, 0, distill.stderr);
+  assert.match(distill.stdout, /--epochs N .*default 5; early stopping on held-out KL/);
+  assert.match(distill.stdout, /--rank R --alpha A .*default 16, 32/);
+});
+
 test('docdistill with an unknown command says so and exits 2', () => {
   const r = run('frobnicate');
   assert.equal(r.status, 2);
