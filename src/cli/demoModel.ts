@@ -66,10 +66,9 @@ docs    writes documents about people the model has never read about (held-out n
       const res = await evaluateDemo(model, data, { seed: 4242, perRelation: intOption(v['per-relation'], 'per-relation', 1) ?? 24 });
       ctx.out(`greedy: ${fmtEval(res)}\n`);
       // As the pipeline would sample them for this model: its own recommended settings, else the defaults.
-      const rec = modelDefaults(v.model);
-      const temperature = numOption(v.temperature, 'temperature') ?? rec.questionTemperature ?? DEFAULT_SETTINGS.questionTemperature;
-      const topK = rec.questionTopK ?? DEFAULT_SETTINGS.questionTopK;
-      const d = { ...DEFAULT_SETTINGS, ...rec };
+      const d = { ...DEFAULT_SETTINGS, ...modelDefaults(v.model) };
+      const temperature = numOption(v.temperature, 'temperature') ?? d.questionTemperature;
+      const topK = d.questionTopK;
       const sq = await evaluateSampledQuestions(model, data, { seed: 4243, n: intOption(v.count, 'count', 1) ?? 400, temperature, topK, answerTemperature: d.answerTemperature, answerTopK: d.answerTopK, answerableOnly: d.answerableOnly });
       const pct = (x: number) => `${(100 * x).toFixed(1)} %`;
       ctx.out(`questions sampled as the pipeline does (temperature ${temperature}, top-k ${topK}, n=${sq.n}): valid ${pct(sq.valid)}; grounded ${pct(sq.grounded)}; kept by the pipeline (grounded, and the teacher answers) ${pct(sq.kept)}; valid among the kept ${pct(sq.validAmongKept)}\n`);

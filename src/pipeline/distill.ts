@@ -434,13 +434,13 @@ export class Distiller {
     const byChunk = new Map<string, QuestionRow[]>();
     let unanswerable = 0;
     for (const q of qs) {
-      if (isGeneral(q.split) || !ans.get(q.id)) continue;
-      if (this.s.answerableOnly && saysDontKnow(ans.get(q.id)!)) {
+      const a = ans.get(q.id);
+      if (isGeneral(q.split) || !a) continue;
+      if (this.s.answerableOnly && saysDontKnow(a)) {
         q.split = 'unanswerable';
         unanswerable++;
         continue;
       }
-      q.split = 'train';
       const group = byChunk.get(q.chunk);
       if (group) group.push(q);
       else byChunk.set(q.chunk, [q]);

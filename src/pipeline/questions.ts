@@ -60,15 +60,10 @@ const heldOutHash = (q: string, seed: number): number => {
 const heldOutOrder = (qs: readonly string[], seed: number): number[] =>
   qs.map((q, i) => ({ i, h: heldOutHash(q, seed) })).sort((a, b) => a.h - b.h || a.i - b.i).map((x) => x.i);
 
-/** A deterministic share of questions held out for evaluation, by a hash of the question and the seed. */
-export function isHeldOut(q: string, share: number, seed: number): boolean {
-  return heldOutHash(q, seed) < share;
-}
-
 /**
  * Indices of the questions to hold out: exactly round(share × n), at least one when share > 0 and
- * there are two or more, chosen by the same hash as `isHeldOut` (so the choice does not depend on
- * the order the questions came in).
+ * there are two or more, chosen in the order of a hash of each question and the seed (so the
+ * choice does not depend on the order the questions came in).
  */
 export function chooseHeldOut(qs: string[], share: number, seed: number): Set<number> {
   if (share <= 0 || qs.length < 2) return new Set();
@@ -112,7 +107,7 @@ export function mentionsAny(q: string, words: Set<string>): boolean {
  * held out only if a question that stays in training has (nearly) the same answer. Held-out
  * questions then measure what validation is for, a known fact asked another way, and no fact
  * loses the only question that would teach it (a model often asks about a fact once). At most
- * round(share × n) are held out, chosen in the hash order of `isHeldOut`.
+ * round(share × n) are held out, chosen in the hash order of `chooseHeldOut`.
  */
 export function heldOutByAnswer(items: { question: string; answer: string }[], share: number, seed: number, same: (a: string, b: string) => boolean): Set<number> {
   const held = new Set<number>();

@@ -12,7 +12,7 @@ import { saysDontKnow, studentMessages, teacherMessages, type ChatMessage } from
 import { readJson, writeJson } from '../runFolder';
 import { definedSettings, type DistillSettings } from '../settings';
 import type { ExampleFacts } from './examples';
-import { QUESTIONS, RELATIONS, renderDoc, WorldRng, type Relation } from './world';
+import { QUESTIONS, RELATIONS, absentRelations, renderDoc, WorldRng, type Relation } from './world';
 
 export interface DemoRow {
   who: string;
@@ -21,6 +21,14 @@ export interface DemoRow {
   question: string;
   reserved: boolean;
   base: string;
+  teacher: string;
+  pd: string;
+  sft: string;
+}
+
+/** A question about a distilled person's relation that their document does not have, and what each model answered. */
+export interface AbsentRow {
+  question: string;
   teacher: string;
   pd: string;
   sft: string;
@@ -113,10 +121,13 @@ async function answers(model: CausalLM, prompts: ChatMessage[][], adapter?: Adap
   return out;
 }
 
-export async function grade(model: CausalLM, docsDir: string, facts: ExampleFacts, pd: AdapterWeights, sft: AdapterWeights | undefined, signal?: AbortSignal): Promise<{ scores: DemoScores; rows: DemoRow[]; unknownRows: UnknownRow[]; absentRows: { question: string; teacher: string; pd: string; sft: string }[] }> {
+export async function grade(model: CausalLM, docsDir: string, facts: ExampleFacts, pd: AdapterWeights, sft: AdapterWeights | undefined, signal?: AbortSignal): Promise<{ scores: DemoScores; rows: DemoRow[]; unknownRows: UnknownRow[]; absentRows: AbsentRow[] }> {
+  const docText = new Map(facts.docs.map((d) => [d.file, readFileSync(join(docsDir, d.file), 'utf8')]));
+  // The SFT student's answers, when there is an SFT baseline.
+  const sftAnswers = async (prompts: ChatMessage[][]) => (sft ? await answers(model, prompts, sft, signal) : undefined);
   const items: { who: string; relation: Relation; value: string; question: string; reserved: boolean; doc: string }[] = [];
   for (const d of facts.docs) {
-    const doc = readFileSync(join(docsDir, d.file), 'utf8');
+    const doc = docText.get(d.file)!;
     for (const f of d.entity.facts) {
       QUESTIONS[f.relation].forEach((q, i, all) => items.push({ who: d.entity.name, relation: f.relation, value: f.value, question: fill(q, d.entity.name), reserved: i === all.length - 1, doc }));
     }
@@ -126,22 +137,19 @@ export async function grade(model: CausalLM, docsDir: string, facts: ExampleFact
     await answers(model, closed, undefined, signal),
     await answers(model, items.map((it) => teacherMessages(it.doc, it.question)), undefined, signal),
     await answers(model, closed, pd, signal),
-    sft ? await answers(model, closed, sft, signal) : closed.map(() => ''),
+    await sftAnswers(closed),
   ];
-  const rows: DemoRow[] = items.map((it, i) => ({ who: it.who, relation: it.relation, value: it.value, question: it.question, reserved: it.reserved, base: base[i]!, teacher: teacher[i]!, pd: pdAns[i]!, sft: sftAns[i]! }));
+  const rows: DemoRow[] = items.map((it, i) => ({ who: it.who, relation: it.relation, value: it.value, question: it.question, reserved: it.reserved, base: base[i]!, teacher: teacher[i]!, pd: pdAns[i]!, sft: sftAns?.[i] ?? '' }));
   // People in no document.
   const rng = new WorldRng(facts.seed + 5);
   const unkQ = facts.unknown.flatMap((e) => e.facts.map((f) => ({ who: e.name, question: fill(QUESTIONS[f.relation][rng.int(QUESTIONS[f.relation].length)]!, e.name) })));
   const unk = unkQ.map((u) => studentMessages(u.question));
-  const [ub, upd, usft] = [await answers(model, unk, undefined, signal), await answers(model, unk, pd, signal), sft ? await answers(model, unk, sft, signal) : undefined];
+  const [ub, upd, usft] = [await answers(model, unk, undefined, signal), await answers(model, unk, pd, signal), await sftAnswers(unk)];
   const unknownRows: UnknownRow[] = unkQ.map((u, i) => ({ ...u, base: ub[i]!, pd: upd[i]!, sft: usft?.[i] ?? '' }));
   // The distilled people, about what their documents do not say.
-  const absQ = facts.docs.flatMap((d) => {
-    const doc = readFileSync(join(docsDir, d.file), 'utf8');
-    return RELATIONS.filter((r) => !d.entity.facts.some((f) => f.relation === r)).map((r) => ({ doc, question: fill(QUESTIONS[r][rng.int(QUESTIONS[r].length)]!, d.entity.name) }));
-  });
+  const absQ = facts.docs.flatMap((d) => absentRelations(d.entity).map((r) => ({ doc: docText.get(d.file)!, question: fill(QUESTIONS[r][rng.int(QUESTIONS[r].length)]!, d.entity.name) })));
   const absClosed = absQ.map((a) => studentMessages(a.question));
-  const [at, apd, asft] = [await answers(model, absQ.map((a) => teacherMessages(a.doc, a.question)), undefined, signal), await answers(model, absClosed, pd, signal), sft ? await answers(model, absClosed, sft, signal) : undefined];
+  const [at, apd, asft] = [await answers(model, absQ.map((a) => teacherMessages(a.doc, a.question)), undefined, signal), await answers(model, absClosed, pd, signal), await sftAnswers(absClosed)];
   const frac = (xs: boolean[]) => (xs.length ? xs.filter(Boolean).length / xs.length : 0);
   const ok = (k: 'base' | 'teacher' | 'pd' | 'sft', sub = rows) => (k === 'sft' && !sft ? NaN : frac(sub.map((r) => r[k].includes(r.value))));
   const reserved = rows.filter((r) => r.reserved);
@@ -150,7 +158,7 @@ export async function grade(model: CausalLM, docsDir: string, facts: ExampleFact
     const sub = rows.filter((r) => r.relation === rel);
     if (sub.length) perRelation[rel] = { n: sub.length, pd: ok('pd', sub), sft: ok('sft', sub), teacher: ok('teacher', sub) };
   }
-  const absentRows = absQ.map((a, i) => ({ question: a.question, teacher: at[i]!, pd: apd[i]!, sft: asft?.[i] ?? '' }));
+  const absentRows: AbsentRow[] = absQ.map((a, i) => ({ question: a.question, teacher: at[i]!, pd: apd[i]!, sft: asft?.[i] ?? '' }));
   return {
     rows,
     unknownRows,

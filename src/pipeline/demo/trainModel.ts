@@ -19,7 +19,7 @@ import { DEFAULT_PROMPTS, DONT_KNOW, generalQuestionMessages, questionMessages, 
 import { buildVocab, tokenizerConfigJson, tokenizerJson } from './tokenizer';
 import { HELD_OUT_PEOPLE as HELD_OUT } from './examples';
 import { DEMO_SETTINGS } from './demo';
-import { RELATIONS, WorldRng, answerFor, makeEntity, makeVocab, parseQuestion, question, renderDoc, type Entity, type Relation, type WorldVocab } from './world';
+import { RELATIONS, WorldRng, absentRelations, answerFor, makeEntity, makeVocab, parseQuestion, question, renderDoc, type Entity, type Relation, type WorldVocab } from './world';
 
 export interface DemoTrainOptions {
   out: string;
@@ -154,7 +154,7 @@ export class DemoData {
       return this.seq(this.chat(teacherMessages(doc, q.text), answerFor(e.name, f)), f.value);
     }
     if (r < (edge += m.absent)) {
-      const absent = RELATIONS.filter((rel) => !e.facts.some((f) => f.relation === rel));
+      const absent = absentRelations(e);
       if (absent.length) {
         const q = question(e.name, rng.pick(absent), rng, { reserved: rng.next() < 0.3 });
         return this.seq(this.chat(teacherMessages(doc, q.text), DONT_KNOW));
@@ -229,7 +229,7 @@ export async function evaluateDemo(model: CausalLM, data: DemoData, opts: { seed
       while (!e.facts.some((f) => f.relation === rel)) e = data.entity(rng, data.heldOutPeople);
       const f = e.facts.find((x) => x.relation === rel)!;
       const reserved = i % 3 === 2;
-      const absent = RELATIONS.filter((x) => !e.facts.some((g) => g.relation === x));
+      const absent = absentRelations(e);
       const absentQ = absent.length ? question(e.name, absRng.pick(absent), absRng).text : undefined;
       items.push({ e, doc: renderDoc(e, rng), rel, value: f.value, q: question(e.name, rel, rng, { reserved }).text, reserved, absentQ });
     }
@@ -291,6 +291,7 @@ export async function trainDemoModel(o: DemoTrainOptions): Promise<DemoEval> {
   const rng = new WorldRng(o.seed * 7919 + 1);
   const model = CausalLM.fromWeights(cfg, initWeights(cfg, rng), backend, { id: `demo-${o.seed}`, tokenizer: tok });
   const data = new DemoData(tok, vocab);
+  data.mix = o.mix ?? 1;
   const batchSize = 24;
   // A step budget that fits the time box at the measured speed is fixed after the first steps.
   const trainer = new FullTrainer(model, { lr: 3e-3, weightDecay: 0.05, beta1: 0.9, beta2: 0.98, schedule: 'cosine', warmupSteps: 200, totalSteps: o.steps ?? 1e9, maxGradNorm: 1 });
@@ -331,7 +332,6 @@ export async function trainDemoModel(o: DemoTrainOptions): Promise<DemoEval> {
     if (o.signal?.aborted) break;
     if (trainer.step >= trainer.cfg.totalSteps || elapsed > (o.steps ? 1.5 : 1) * budgetMs) break;
     data.allSubjects = o.allSubjectsFrom !== undefined && trainer.step >= o.allSubjectsFrom;
-    data.mix = o.mix ?? 1;
     const batch = Array.from({ length: batchSize }, () => data.sample(dataRng));
     const r = await trainer.trainStep(batch);
     tokens += r.tokens;

@@ -174,6 +174,9 @@ export function makeEntity(name: string, nFacts: number, v: WorldVocab, rng: Wor
   return { name, facts: rels.map((relation) => ({ relation, value: valueFor(relation, v, rng, name) })) };
 }
 
+/** The relations an entity has no fact for (what its document does not say). */
+export const absentRelations = (e: Entity): Relation[] => RELATIONS.filter((r) => !e.facts.some((f) => f.relation === r));
+
 const fill = (t: string, n: string, v = ''): string => t.replaceAll('{N}', n).replaceAll('{V}', v);
 
 /** The entity's Markdown document: a heading and its facts in random order and wording. */
