@@ -5,7 +5,7 @@ import type { Command, CommandContext } from './command';
 import { UsageError } from './command';
 import { loadFromArgs, modelOptions, modelUsage, numOption, intOption, parse } from './modelArgs';
 import { Distiller, CancelledError, type DistillEvent, type EvalSummary } from '../pipeline/distill';
-import { DEFAULT_SETTINGS, settingDefault, type DistillSettings } from '../pipeline/settings';
+import { DEFAULT_SETTINGS, definedSettings, settingDefault, type DistillSettings } from '../pipeline/settings';
 import type { LoraTarget } from '../engine/models/llama';
 
 const bar = (done: number, total: number, width = 24) => {
@@ -87,9 +87,10 @@ export function setOptions(pairs: string[] | undefined): Partial<DistillSettings
   return out as Partial<DistillSettings>;
 }
 
+/** The settings the user gave on the command line, and only those (no undefined entries). */
 export function settingsFrom(v: Record<string, string | string[] | boolean | undefined>): Partial<DistillSettings> {
   const s = (k: string) => v[k] as string | undefined;
-  return {
+  return definedSettings({
     questionsPerRound: intOption(s('questions'), 'questions', 1),
     rounds: intOption(s('rounds'), 'rounds', 1),
     epochs: intOption(s('epochs'), 'epochs', 1),
@@ -106,7 +107,7 @@ export function settingsFrom(v: Record<string, string | string[] | boolean | und
     loraDropout: numOption(s('dropout'), 'dropout'),
     groundQuestions: v['keep-ungrounded'] ? false : undefined,
     ...setOptions(v.set as string[] | undefined),
-  };
+  });
 }
 
 /** The settings options, with the defaults `d` in force. */

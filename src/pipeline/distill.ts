@@ -14,7 +14,7 @@ import { containsAnswer, exactMatch, tokenF1 } from './metrics';
 import { generalQuestionMessages, questionMessages, saysDontKnow, studentMessages, teacherMessages, type ChatMessage } from './prompts';
 import { chooseHeldOut, dedupe, heldOutByAnswer, isGrounded, mentionsAny, nameKey, parseQuestions, questionKey, wordSet } from './questions';
 import { listDirs, newRunId, readJson, readJsonl, runPaths, safeName, writeAtomic, writeJson, writeJsonl } from './runFolder';
-import { modelDefaults, resolveSettings, type DistillSettings } from './settings';
+import { definedSettings, modelDefaults, resolveSettings, type DistillSettings } from './settings';
 
 export type Phase = 'ingest' | 'questions' | 'answers' | 'train' | 'evaluate';
 export const PHASES: readonly Phase[] = ['ingest', 'questions', 'answers', 'train', 'evaluate'];
@@ -149,7 +149,8 @@ export class Distiller {
     this.workDir = req.workDir ?? join(req.root, '.docdistill');
     this.emit = opts.onEvent ?? (() => {});
     this.signal = opts.signal;
-    this.s = resolveSettings({ ...modelDefaults(model.dir), ...req.settings });
+    // Undefined entries (options the user did not give) must not mask the model's recommendations.
+    this.s = resolveSettings({ ...modelDefaults(model.dir), ...definedSettings(req.settings) });
     safeName(req.name, 'adapter name');
     if (!model.tokenizer.hasChatTemplate) {
       throw new Error(`the model at ${model.dir ?? '(memory)'} has no chat template; DocDistill needs an instruct/chat model (its tokenizer_config.json must have a "chat_template")`);

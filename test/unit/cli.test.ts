@@ -1,9 +1,10 @@
 // The docdistill command, run as a user runs it: a real child process.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { spawnSync } from 'node:child_process';
+import { spawn, spawnSync } from 'node:child_process';
 import { join, resolve } from 'node:path';
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { modelDefaults, resolveSettings } from '../../src/pipeline/settings';
 import { tmpdir } from 'node:os';
 
 const bin = resolve(__dirname, '..', '..', 'bin', 'docdistill.js');
@@ -75,4 +76,46 @@ test('make-model, score, generate, train and merge work from the command line on
   } finally {
     rmSync(dir, { recursive: true, force: true });
   }
+});
+
+/**
+ * Starts `docdistill distill` as a user would, waits for the run folder's run.json, stops it with
+ * Ctrl-C (SIGINT) and returns the settings the run recorded.
+ */
+async function recordedSettings(extra: string[]): Promise<Record<string, unknown>> {
+  const dir = mkdtempSync(join(tmpdir(), 'dd-cli-settings-'));
+  try {
+    const repo = resolve(__dirname, '..', '..');
+    const child = spawn(process.execPath, [bin, 'distill', join(repo, 'examples', 'docs', 'dapu.md'), '--model', join(repo, 'media', 'demo-model'),
+      '--root', dir, '--device', 'cpu', '--no-eval', ...extra], { stdio: ['ignore', 'ignore', 'pipe'] });
+    let stderr = '';
+    child.stderr.on('data', (d: Buffer) => (stderr += d.toString()));
+    const exited = new Promise<number | null>((res) => child.on('exit', (code) => res(code)));
+    const runs = join(dir, '.docdistill', 'runs');
+    const deadline = Date.now() + 60_000;
+    let runJson: string | undefined;
+    while (!runJson && Date.now() < deadline && child.exitCode === null) {
+      await new Promise((r) => setTimeout(r, 50));
+      const id = existsSync(runs) ? readdirSync(runs)[0] : undefined;
+      if (id && existsSync(join(runs, id, 'run.json'))) runJson = join(runs, id, 'run.json');
+    }
+    child.kill('SIGINT');
+    const code = await exited;
+    assert.ok(runJson, `no run.json appeared; the CLI said:\n${stderr}`);
+    assert.ok(code === 130 || code === 0, `exit ${code}: ${stderr}`);
+    return (JSON.parse(readFileSync(runJson, 'utf8')) as { settings: Record<string, unknown> }).settings;
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+}
+
+test('distill from the command line trains with the model folder\'s recommended settings when the user sets none', async () => {
+  const model = resolve(__dirname, '..', '..', 'media', 'demo-model');
+  const recommended = modelDefaults(model);
+  assert.ok(Object.keys(recommended).length >= 3, 'the demo model recommends settings');
+  const s = await recordedSettings([]);
+  assert.deepEqual(s, { ...resolveSettings(recommended) });
+  // An option the user gives wins; the other recommendations stay.
+  const s2 = await recordedSettings(['--epochs', '3', '--set', 'questionTemperature=0.7']);
+  assert.deepEqual(s2, { ...resolveSettings({ ...recommended, epochs: 3, questionTemperature: 0.7 }) });
 });
