@@ -20,14 +20,17 @@ function mixOption(v: string | undefined): keyof typeof DemoData.MIXES | undefin
 export const demoModelCommand: Command = {
   name: 'demo-model',
   summary: 'train or evaluate the built-in demo model (synthetic micro-world)',
-  usage: `Usage: docdistill demo-model train --out DIR [--minutes M | --steps N] [--all-subjects-from STEP] [--mix 1|2] [--seed S] [--threads N]
+  usage: `Usage: docdistill demo-model train --out DIR [--minutes M | --steps N] [--all-subjects-from STEP] [--mix 1|2|3]
+                              [--from DIR --lr X --warmup N] [--seed S] [--threads N]
        docdistill demo-model eval --model DIR [--per-relation N] [--count N] [--temperature T]
        docdistill demo-model docs --out DIR [--count N] [--seed S]
 
 train   trains a small Llama from scratch on the micro-world's tasks with DocDistill's own engine,
         time-boxed (default 90 minutes), checkpointed: re-running the same command resumes.
         --mix picks the task mix (see DemoData.MIXES): 1, the built-in model's; 2 also teaches
-        the teacher to say "I do not know" about what its document does not say.
+        the teacher to say "I do not know" about what its document does not say; 3 adds documents
+        about 1–4 people under ## headings. --from DIR starts from a demo model's weights (made
+        with the same --seed) instead of random ones: a fine-tune, usually with a lower --lr.
 eval    measures, on people never seen in training: reading accuracy per relation (document in the
         prompt), closed-book "I do not know" rate, and how many written questions are valid,
         greedy and sampled as the pipeline samples them (--count of them).
@@ -38,14 +41,14 @@ docs    writes documents about people the model has never read about (held-out n
     const { values: v, positionals } = parse(args, {
       out: { type: 'string' }, model: { type: 'string' }, minutes: { type: 'string' }, seed: { type: 'string' },
       threads: { type: 'string' }, 'per-relation': { type: 'string' }, 'eval-every': { type: 'string' }, count: { type: 'string' }, steps: { type: 'string' }, 'all-subjects-from': { type: 'string' },
-      temperature: { type: 'string' }, mix: { type: 'string' },
+      temperature: { type: 'string' }, mix: { type: 'string' }, from: { type: 'string' }, lr: { type: 'string' }, warmup: { type: 'string' },
     });
     const sub = positionals[0];
     if (sub === 'train') {
       if (!v.out) throw new UsageError('--out DIR is required');
       const res = await trainDemoModel({
         out: v.out, minutes: numOption(v.minutes, 'minutes') ?? 90, steps: intOption(v.steps, 'steps', 1), allSubjectsFrom: intOption(v['all-subjects-from'], 'all-subjects-from', 0), seed: intOption(v.seed, 'seed') ?? 1,
-        threads: intOption(v.threads, 'threads'), mix: mixOption(v.mix), evalEvery: intOption(v['eval-every'], 'eval-every', 1), log: (l) => ctx.err(`${l}\n`), signal: ctx.signal,
+        threads: intOption(v.threads, 'threads'), mix: mixOption(v.mix), from: v.from, lr: numOption(v.lr, 'lr'), warmup: intOption(v.warmup, 'warmup', 0), evalEvery: intOption(v['eval-every'], 'eval-every', 1), log: (l) => ctx.err(`${l}\n`), signal: ctx.signal,
       });
       ctx.out(JSON.stringify(res) + '\n');
       return 0;

@@ -12,7 +12,7 @@ import { LoraTrainer, type DistillSample, type TrainerState } from '../engine/tr
 import { chunkMarkdown, readMarkdown, IngestError, type Chunk } from './ingest';
 import { containsAnswer, exactMatch, tokenF1 } from './metrics';
 import { generalQuestionMessages, questionMessages, saysDontKnow, studentMessages, teacherMessages, type ChatMessage } from './prompts';
-import { chooseHeldOut, dedupe, heldOutByAnswer, isGrounded, mentionsAny, nameKey, parseQuestions, questionKey, wordSet } from './questions';
+import { chooseHeldOut, crossQuestions, dedupe, heldOutByAnswer, isGrounded, mentionsAny, nameKey, namesIn, parseQuestions, questionKey, wordSet } from './questions';
 import { listDirs, newRunId, readJson, readJsonl, runPaths, safeName, writeAtomic, writeJson, writeJsonl } from './runFolder';
 import { definedSettings, modelDefaults, resolveSettings, type DistillSettings } from './settings';
 
@@ -90,9 +90,19 @@ interface RunState {
 
 /**
  * general: asked without a passage (target: the base model's own answer); general-heldout: such
- * questions kept for validation; unanswerable: the teacher, reading the passage, said it does not tell.
+ * questions kept for validation; unanswerable: the teacher, reading the passage, said it does not
+ * tell, and the question names nothing in the passage (dropped with answerableOnly); absent: about
+ * the passage's subjects, and the teacher says the passage does not tell (trained: the student
+ * learns where its knowledge ends); absent-answered: a cross question (see crossQuestions) that
+ * the teacher answered from the passage after all (dropped: it may be an invented value).
  */
-interface QuestionRow { id: string; chunk: string; source: string; question: string; split: 'train' | 'heldout' | 'general' | 'general-heldout' | 'unanswerable' }
+interface QuestionRow {
+  id: string;
+  chunk: string;
+  source: string;
+  question: string;
+  split: 'train' | 'heldout' | 'general' | 'general-heldout' | 'unanswerable' | 'absent' | 'absent-answered';
+}
 
 const isGeneral = (split: QuestionRow['split']): boolean => split === 'general' || split === 'general-heldout';
 interface AnswerRow { id: string; answer: string }
@@ -359,10 +369,19 @@ export class Distiller {
       const rate = (performance.now() - t0) / 1000 / Math.min(todo.length, i + batch);
       this.emit({ type: 'progress', phase: 'questions', done, total: all, etaSec: rate * (todo.length - i - batch) });
     }
+    // Questions about the passages' subjects that the passages may not answer (kept only where the
+    // teacher says so; see splitByAnswer). Made once, from the questions of this run's passages.
+    if (s.absentShare > 0 && !rows.some((r) => r.split === 'absent' || r.split === 'absent-answered')) {
+      const text = new Map(this.freshChunks().map((c) => [c.hash, c]));
+      const passages = [...text.values()].map((c) => ({ id: c.hash, text: c.text, questions: rows.filter((r) => r.chunk === c.hash && r.split === 'train').map((r) => r.question) }));
+      const cross = crossQuestions(passages, s.absentShare, s.seed, new Set(rows.map((r) => questionKey(r.question))));
+      cross.forEach((x, n) => rows.push({ id: `${x.id.slice(0, 12)}-x${n}`, chunk: x.id, source: text.get(x.id)!.source, question: x.question, split: 'absent' }));
+      writeJsonl(this.paths.questions, rows);
+    }
     // The guard against over-generalising: questions the docs do not answer, written by the model itself.
     // Per question about the docs (the held-out ones are chosen later, after the answers).
     // With a pool (generalPool > 1), more are written than one epoch trains on; see train().
-    const nDocs = rows.filter((r) => !isGeneral(r.split)).length;
+    const nDocs = rows.filter((r) => r.split === 'train').length;
     const want = Math.round(s.generalShare * s.generalPool * nDocs) - rows.filter((r) => isGeneral(r.split)).length;
     if (want > 0 && s.generalShare > 0) {
       const docKeys = new Set(rows.map((r) => questionKey(r.question)));
@@ -398,7 +417,7 @@ export class Distiller {
     }
     const count = (...k: QuestionRow['split'][]) => rows.filter((r) => k.includes(r.split)).length;
     const dropped = [ungrounded && `${ungrounded} naming something the passage does not mention`, aboutDocs && `${aboutDocs} general ones about the docs`].filter(Boolean);
-    this.log(`questions: ${count('train', 'heldout')} about the docs, ${count('general', 'general-heldout')} general (${count('general-heldout')} of them held out)${dropped.length ? `; dropped ${dropped.join(' and ')}` : ''}`);
+    this.log(`questions: ${count('train', 'heldout')} about the docs, ${count('absent')} about their subjects that they may not answer, ${count('general', 'general-heldout')} general (${count('general-heldout')} of them held out)${dropped.length ? `; dropped ${dropped.join(' and ')}` : ''}`);
     if (!count('train') && !this.state.knownHashes?.length) throw new Error('the model wrote no usable questions; try a larger model or more rounds');
   }
 
@@ -433,14 +452,30 @@ export class Distiller {
   private splitByAnswer(qs: QuestionRow[], answers: AnswerRow[]): void {
     const ans = new Map(answers.map((a) => [a.id, a.answer]));
     const byChunk = new Map<string, QuestionRow[]>();
-    let unanswerable = 0;
+    const chunkWords = new Map(this.chunks().map((c) => [c.hash, c.text]));
+    let unanswerable = 0, abstained = 0, answeredCross = 0;
     for (const q of qs) {
       const a = ans.get(q.id);
       if (isGeneral(q.split) || !a) continue;
-      if (this.s.answerableOnly && saysDontKnow(a)) {
-        q.split = 'unanswerable';
-        unanswerable++;
+      if (q.split === 'absent' || q.split === 'absent-answered') {
+        q.split = saysDontKnow(a) ? 'absent' : 'absent-answered';
+        if (q.split === 'absent') abstained++;
+        else answeredCross++;
         continue;
+      }
+      if (saysDontKnow(a)) {
+        // About the passage's subjects: "the document does not say" is the answer to learn.
+        const words = wordSet(chunkWords.get(q.chunk) ?? '');
+        if (namesIn(q.question).some((n) => words.has(n.toLowerCase()))) {
+          q.split = 'absent';
+          abstained++;
+          continue;
+        }
+        if (this.s.answerableOnly) {
+          q.split = 'unanswerable';
+          unanswerable++;
+          continue;
+        }
       }
       const group = byChunk.get(q.chunk);
       if (group) group.push(q);
@@ -454,7 +489,8 @@ export class Distiller {
     }
     writeJsonl(this.paths.questions, qs);
     const n = [...byChunk.values()].reduce((a, g) => a + g.length, 0);
-    this.log(`held out ${held} of ${n} questions about the docs, each with an answer that a training question also gives${unanswerable ? `; dropped ${unanswerable} that the teacher says its passage does not answer` : ''}`);
+    this.log(`held out ${held} of ${n} questions about the docs, each with an answer that a training question also gives${unanswerable ? `; dropped ${unanswerable} that name nothing in their passage, which the teacher says it does not answer` : ''}`);
+    if (abstained || answeredCross) this.log(`about the passages' subjects, the teacher says ${abstained} are not answered by the passage (trained so), and answered ${answeredCross} cross questions after all (dropped)`);
   }
 
   /** Question/answer pairs of this run joined with their documents. */
@@ -478,7 +514,7 @@ export class Distiller {
   private async train(): Promise<void> {
     const s = this.s;
     const current = new Set(this.chunks().map((c) => c.hash));
-    const fresh = this.qaRows('train');
+    const fresh = [...this.qaRows('train'), ...this.qaRows('absent')];
     const general = this.qaRows('general');
     // Incremental: replay QA pairs of chunks that are unchanged, so the adapter keeps them.
     let replay: QaRow[] = [];

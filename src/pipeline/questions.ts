@@ -119,3 +119,36 @@ export function heldOutByAnswer(items: { question: string; answer: string }[], s
   }
   return held;
 }
+
+/**
+ * Questions about a passage's subjects that the passage may not answer: a question written about
+ * another passage, with its one name swapped for a name that this passage's own questions ask
+ * about ("What is the job of Dapu?" → "What is the job of Louzourn?"). The teacher then answers
+ * with the passage in its prompt; where it says the passage does not tell, the pair teaches the
+ * student where its knowledge ends (without it, a student asked about a relation its documents
+ * lack invents a value). Per passage, at most round(share × its own questions), chosen in a hash
+ * order of the candidate and the seed; keys in `seen` are skipped and the new ones added.
+ */
+export function crossQuestions(passages: { id: string; text: string; questions: string[] }[], share: number, seed: number, seen: Set<string>): { id: string; question: string }[] {
+  const out: { id: string; question: string }[] = [];
+  if (share <= 0) return out;
+  // Templates: questions that name exactly one thing.
+  const templates = passages.flatMap((p) => p.questions.filter((q) => namesIn(q).length === 1).map((q) => ({ from: p.id, q, name: namesIn(q)[0]! })));
+  for (const p of passages) {
+    const words = wordSet(p.text);
+    const subjects = [...new Set(p.questions.flatMap((q) => namesIn(q)).filter((n) => words.has(n.toLowerCase())))];
+    const k = Math.round(share * p.questions.length);
+    if (!k || !subjects.length) continue;
+    const candidates = dedupe(
+      templates.filter((t) => t.from !== p.id).flatMap((t) => subjects.map((s) => t.q.replace(new RegExp(`(?<![\\p{L}\\p{N}])${t.name.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')}(?![\\p{L}\\p{N}])`, 'gu'), () => s))),
+      new Set(seen),
+    );
+    for (const i of heldOutOrder(candidates, seed).slice(0, k)) {
+      const q = candidates[i]!;
+      if (seen.has(questionKey(q))) continue;
+      seen.add(questionKey(q));
+      out.push({ id: p.id, question: q });
+    }
+  }
+  return out;
+}

@@ -57,6 +57,12 @@ export interface DistillSettings {
   maxGradNorm: number;
   /** Stop when the validation KL has not improved for this many epochs (0 = never). */
   earlyStopPatience: number;
+  /**
+   * Questions about a passage's subjects that it may not answer (another passage's question about
+   * this passage's subject), per question written; those the teacher says the passage does not
+   * answer are trained, so the student learns to say so too. 0 = off.
+   */
+  absentShare: number;
   /** Incremental runs: QA pairs of unchanged chunks replayed per new pair, to keep what the adapter knew. */
   replayShare: number;
   seed: number;
@@ -82,6 +88,7 @@ export const DEFAULT_SETTINGS: DistillSettings = {
   generalTemperature: 1,
   generalTopK: 0,
   generalPool: 1,
+  absentShare: 0.5,
   loss: 'kl',
   distillTemperature: 2,
   loraRank: 16,
@@ -138,7 +145,7 @@ export function resolveSettings(over: Partial<DistillSettings> = {}): DistillSet
   };
   int('rounds', 1); int('questionsPerRound', 1); int('questionTopK', 0); int('questionMaxTokens', 4); int('answerTopK', 0); int('generalTopK', 0); int('answerMaxTokens', 1);
   int('loraRank', 1); int('epochs', 1); int('batchSize', 1); int('gradAccum', 1); int('earlyStopPatience', 0); int('seed', 0); int('chunkTokens', 0);
-  num('heldOutShare', 0, 0.9); num('questionTemperature', 0, 5); num('answerTemperature', 0, 5); num('generalShare', 0, 10); num('generalWeight', 0, 100); num('generalTemperature', 0, 5); num('generalPool', 1, 100);
+  num('heldOutShare', 0, 0.9); num('questionTemperature', 0, 5); num('answerTemperature', 0, 5); num('generalShare', 0, 10); num('generalWeight', 0, 100); num('generalTemperature', 0, 5); num('generalPool', 1, 100); num('absentShare', 0, 10);
   num('distillTemperature', 0.05, 20); num('loraAlpha', 1e-6, 1e6); num('loraDropout', 0, 0.9); num('learningRate', 1e-9, 1); num('weightDecay', 0, 10);
   num('warmupRatio', 0, 1); num('maxGradNorm', 1e-6, 1e6); num('replayShare', 0, 100);
   for (const k of ['groundQuestions', 'answerableOnly'] as const) if (typeof s[k] !== 'boolean') errs.push(`${k} must be true or false (got ${String(s[k])})`);

@@ -19,7 +19,7 @@ import { DEFAULT_PROMPTS, DONT_KNOW, generalQuestionMessages, questionMessages, 
 import { buildVocab, tokenizerConfigJson, tokenizerJson } from './tokenizer';
 import { HELD_OUT_PEOPLE as HELD_OUT } from './examples';
 import { DEMO_SETTINGS } from './demo';
-import { RELATIONS, WorldRng, absentRelations, answerFor, makeEntity, makeVocab, parseQuestion, question, renderDoc, type Entity, type Relation, type WorldVocab } from './world';
+import { RELATIONS, WorldRng, absentRelations, answerFor, makeEntity, makeVocab, parseQuestion, question, renderDoc, renderPeopleDoc, type Entity, type Relation, type WorldVocab } from './world';
 
 export interface DemoTrainOptions {
   out: string;
@@ -30,6 +30,12 @@ export interface DemoTrainOptions {
   allSubjectsFrom?: number;
   /** The task mix (DemoData.MIXES); 1 unless given. */
   mix?: keyof typeof DemoData.MIXES;
+  /** Start from this demo model folder's weights (same seed, so the same vocabulary) instead of random ones. */
+  from?: string;
+  /** Peak learning rate (3e-3 from scratch). */
+  lr?: number;
+  /** Warmup steps (200 from scratch). */
+  warmup?: number;
   seed: number;
   threads?: number;
   /** Evaluate every this many steps. */
@@ -70,6 +76,23 @@ function initWeights(c: ModelConfig, rng: WorldRng): MemWeights {
     put(`${p}.mlp.gate_proj.weight`, [I, D], 0.02);
     put(`${p}.mlp.up_proj.weight`, [I, D], 0.02);
     put(`${p}.mlp.down_proj.weight`, [D, I], outStd);
+  }
+  return w;
+}
+
+/** The weights of a demo model folder, checked against the configuration that the seed gives. */
+function fromFolder(dir: string, c: ModelConfig): MemWeights {
+  const w = new MemWeights();
+  const f = SafetensorsFile.open(join(dir, 'model.safetensors'));
+  try {
+    const init = initWeights(c, new WorldRng(0));
+    for (const [name, t] of init.t) {
+      const got = f.float32(name);
+      if (got.length !== t.data.length) throw new Error(`--from ${dir}: ${name} has ${got.length} values, this seed's model needs ${t.data.length} (train with the seed that made it)`);
+      w.t.set(name, { shape: t.shape, data: Float32Array.from(got) });
+    }
+  } finally {
+    f.close();
   }
   return w;
 }
@@ -129,20 +152,36 @@ export class DemoData {
    * about anyone, answered "I do not know"; 10 questions written about anyone (the pipeline's
    * general questions). 2 also teaches the teacher to abstain: 10 documents; 40 answers; 7
    * questions about a relation the document does not have, answered "I do not know" (version 1's
-   * teacher invents a value for those); 20 questions written; 15 closed-book; 8 general.
+   * teacher invents a value for those); 20 questions written; 15 closed-book; 8 general. 3 is mix 2
+   * on documents about 1–4 people under `##` headings (`multi`: the share of documents with more
+   * than one), as real notes are written, and asks about relations that the person's own section
+   * lacks even when another person's section has them.
    */
   static readonly MIXES = {
-    1: { doc: 12, answer: 45, absent: 0, write: 15, closed: 18, general: 10 },
-    2: { doc: 10, answer: 40, absent: 7, write: 20, closed: 15, general: 8 },
+    1: { doc: 12, answer: 45, absent: 0, write: 15, closed: 18, general: 10, multi: 0 },
+    2: { doc: 10, answer: 40, absent: 7, write: 20, closed: 15, general: 8, multi: 0 },
+    3: { doc: 8, answer: 42, absent: 10, write: 17, closed: 15, general: 8, multi: 0.6 },
   } as const;
 
   mix: keyof typeof DemoData.MIXES = 1;
+
+  /** `e` alone, or (with probability `multi`) with 1–3 other people, in random order. */
+  company(e: Entity, rng: WorldRng, multi: number, pool = this.trainPeople): Entity[] {
+    if (rng.next() >= multi) return [e];
+    const es = [e];
+    const k = 2 + rng.int(3);
+    while (es.length < k) {
+      const o = this.entity(rng, pool);
+      if (!es.some((x) => x.name === o.name)) es.push(o);
+    }
+    return rng.shuffle(es);
+  }
 
   sample(rng: WorldRng): LmSequence {
     const m = DemoData.MIXES[this.mix];
     const r = rng.next() * 100;
     const e = this.entity(rng, this.trainPeople);
-    const doc = renderDoc(e, rng);
+    const doc = m.multi ? renderPeopleDoc(this.company(e, rng, m.multi), rng) : renderDoc(e, rng);
     let edge = m.doc;
     if (r < edge) {
       const ids = this.tok.encode(doc, { addSpecialTokens: false });
@@ -184,6 +223,11 @@ export interface DemoEval {
   /** Teacher asked about a relation its document does not have: fraction answering "I do not know". */
   absentDontKnow: number;
   closedCorrect: number;
+  /** Teacher reading documents of 2–4 people under `##` headings, per relation (the asked person is held out). */
+  readMulti: Record<Relation, number>;
+  readMultiAll: number;
+  /** Teacher asked, with a document of 2–4 people, about a relation the person's own section lacks. */
+  absentMultiDontKnow: number;
   /** Questions written for held-out documents that are well-formed and about a fact in the document. */
   questionsValid: number;
   n: number;
@@ -234,6 +278,33 @@ export async function evaluateDemo(model: CausalLM, data: DemoData, opts: { seed
       items.push({ e, doc: renderDoc(e, rng), rel, value: f.value, q: question(e.name, rel, rng, { reserved }).text, reserved, absentQ });
     }
   }
+  // Documents about several people: the asked one held out, the others anyone.
+  const multiRng = new WorldRng(opts.seed + 2);
+  const readMulti = Object.fromEntries(RELATIONS.map((r) => [r, 0])) as Record<Relation, number>;
+  const multi: { doc: string; q: string; value: string; rel: Relation; absentQ?: string }[] = [];
+  for (const rel of RELATIONS) {
+    for (let i = 0; i < opts.perRelation; i++) {
+      let e = data.entity(multiRng, data.heldOutPeople);
+      while (!e.facts.some((f) => f.relation === rel)) e = data.entity(multiRng, data.heldOutPeople);
+      const es = data.company(e, multiRng, 1, data.vocab.people);
+      const absent = absentRelations(e);
+      multi.push({
+        doc: renderPeopleDoc(es, multiRng), rel, value: e.facts.find((x) => x.relation === rel)!.value, q: question(e.name, rel, multiRng).text,
+        absentQ: absent.length ? question(e.name, multiRng.pick(absent), multiRng).text : undefined,
+      });
+    }
+  }
+  let absentMultiIdk = 0, absentMultiN = 0;
+  for (let i = 0; i < multi.length; i += batch) {
+    const chunk = multi.slice(i, i + batch);
+    const ans = await greedy(model, opts.feeds, chunk.map((it) => data.chat(teacherMessages(it.doc, it.q)).prompt), 16);
+    chunk.forEach((it, j) => ans[j]!.includes(it.value) && readMulti[it.rel]++);
+    const withAbsent = chunk.filter((it) => it.absentQ);
+    const abs = withAbsent.length ? await greedy(model, opts.feeds, withAbsent.map((it) => data.chat(teacherMessages(it.doc, it.absentQ!)).prompt), 16) : [];
+    absentMultiN += abs.length;
+    absentMultiIdk += abs.filter((a) => saysDontKnow(a)).length;
+  }
+  for (const r of RELATIONS) readMulti[r] /= opts.perRelation;
   for (let i = 0; i < items.length; i += batch) {
     const chunk = items.slice(i, i + batch);
     const teacher = await greedy(model, opts.feeds, chunk.map((it) => data.chat(teacherMessages(it.doc, it.q)).prompt), 16);
@@ -261,12 +332,13 @@ export async function evaluateDemo(model: CausalLM, data: DemoData, opts: { seed
   return {
     read, readAll: RELATIONS.reduce((a, r) => a + read[r], 0) / RELATIONS.length, readReserved: reservedN ? reservedOk / reservedN : 0,
     closedDontKnow: closedIdk / n, closedCorrect: closedOk / n, questionsValid: qValid / n, n, absentDontKnow: absentN ? absentIdk / absentN : 0,
+    readMulti, readMultiAll: RELATIONS.reduce((a, r) => a + readMulti[r], 0) / RELATIONS.length, absentMultiDontKnow: absentMultiN ? absentMultiIdk / absentMultiN : 0,
   };
 }
 
 export function fmtEval(e: DemoEval): string {
   const pct = (x: number) => `${Math.round(100 * x)}%`;
-  return `read ${pct(e.readAll)} [${RELATIONS.map((r) => `${r} ${pct(e.read[r])}`).join(', ')}] reserved ${pct(e.readReserved)}; closed-book "don't know" ${pct(e.closedDontKnow)}, correct ${pct(e.closedCorrect)}; not in the document "don't know" ${pct(e.absentDontKnow)}; questions valid ${pct(e.questionsValid)} (n=${e.n})`;
+  return `read ${pct(e.readAll)} [${RELATIONS.map((r) => `${r} ${pct(e.read[r])}`).join(', ')}] reserved ${pct(e.readReserved)}; closed-book "don't know" ${pct(e.closedDontKnow)}, correct ${pct(e.closedCorrect)}; not in the document "don't know" ${pct(e.absentDontKnow)}; 2–4 people: read ${pct(e.readMultiAll ?? 0)} [${RELATIONS.map((r) => `${r} ${pct(e.readMulti?.[r] ?? 0)}`).join(', ')}], not in their section "don't know" ${pct(e.absentMultiDontKnow ?? 0)}; questions valid ${pct(e.questionsValid)} (n=${e.n})`;
 }
 
 export function demoConfig(vocabSize: number, imEnd: number, pad: number): ModelConfig {
@@ -289,12 +361,12 @@ export async function trainDemoModel(o: DemoTrainOptions): Promise<DemoEval> {
   const cfg = demoConfig(words.length, tok.tokenToId('<|im_end|>')!, tok.tokenToId('<|endoftext|>')!);
   const backend = await Backend.create({ device: 'cpu', threads: o.threads });
   const rng = new WorldRng(o.seed * 7919 + 1);
-  const model = CausalLM.fromWeights(cfg, initWeights(cfg, rng), backend, { id: `demo-${o.seed}`, tokenizer: tok });
+  const model = CausalLM.fromWeights(cfg, o.from ? fromFolder(o.from, cfg) : initWeights(cfg, rng), backend, { id: `demo-${o.seed}`, tokenizer: tok });
   const data = new DemoData(tok, vocab);
   data.mix = o.mix ?? 1;
   const batchSize = 24;
   // A step budget that fits the time box at the measured speed is fixed after the first steps.
-  const trainer = new FullTrainer(model, { lr: 3e-3, weightDecay: 0.05, beta1: 0.9, beta2: 0.98, schedule: 'cosine', warmupSteps: 200, totalSteps: o.steps ?? 1e9, maxGradNorm: 1 });
+  const trainer = new FullTrainer(model, { lr: o.lr ?? 3e-3, weightDecay: 0.05, beta1: 0.9, beta2: 0.98, schedule: 'cosine', warmupSteps: o.warmup ?? 200, totalSteps: o.steps ?? 1e9, maxGradNorm: 1 });
   const ckptDir = join(o.out, '.checkpoint');
   let step0 = 0;
   let dataRng = new WorldRng(o.seed * 31 + 7);
@@ -355,7 +427,7 @@ export async function trainDemoModel(o: DemoTrainOptions): Promise<DemoEval> {
   const minutes = (elapsedBefore + performance.now() - startedAt) / 60000;
   o.log(`final (held-out people, ${final.n} questions): ${fmtEval(final)}`);
   writeJsonAtomic(join(o.out, 'training.json'), {
-    seed: o.seed, shape: DEMO_SHAPE, mix: o.mix ?? 1, allSubjectsFrom: o.allSubjectsFrom, vocabSize: cfg.vocabSize, steps: trainer.step, batchSize, minutes: Number(minutes.toFixed(1)),
+    seed: o.seed, shape: DEMO_SHAPE, mix: o.mix ?? 1, from: o.from, lr: o.lr, allSubjectsFrom: o.allSubjectsFrom, vocabSize: cfg.vocabSize, steps: trainer.step, batchSize, minutes: Number(minutes.toFixed(1)),
     wallMinutesThisRun: Number(((performance.now() - t0) / 60000).toFixed(1)), final, prompts: DEFAULT_PROMPTS, distillDefaults: DEMO_SETTINGS,
   });
   if (!o.signal?.aborted) rmSync(ckptDir, { recursive: true, force: true });

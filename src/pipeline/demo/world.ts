@@ -188,6 +188,15 @@ export function renderDoc(e: Entity, rng: WorldRng): string {
   return `# ${e.name}\n\n${paras.join('\n\n')}\n`;
 }
 
+/**
+ * A document about several people, each under a `##` heading, the way real notes are written; one
+ * person alone gets the `#` heading of `renderDoc` half of the time.
+ */
+export function renderPeopleDoc(es: Entity[], rng: WorldRng): string {
+  if (es.length === 1 && rng.next() < 0.5) return renderDoc(es[0]!, rng);
+  return es.map((e) => renderDoc(e, rng).replace(/^# /, '## ')).join('\n');
+}
+
 export function question(e: string, rel: Relation, rng: WorldRng, opts: { reserved?: boolean } = {}): { text: string; reserved: boolean } {
   const qs = QUESTIONS[rel];
   if (opts.reserved) return { text: fill(qs[qs.length - 1]!, e), reserved: true };

@@ -68,12 +68,21 @@ test('a run goes from docs to an adapter, with every phase in the run folder', a
     for (const q of general) assert.ok(!mentionsAny(q.question, docWords), `general question about the docs: ${q.question}`);
     const keys = general.map((q) => nameKey(q.question)).filter(Boolean);
     assert.equal(new Set(keys).size, keys.length, 'one general question per name');
-    // Questions the teacher says its passage does not answer are dropped (answerableOnly), and only those.
+    // Where the teacher says its passage does not tell: about the passage's subjects, trained as
+    // such ('absent'); naming nothing in the passage, dropped (answerableOnly). Cross questions (another
+    // passage's question about this passage's subject) that the teacher answers are dropped.
     const answers = new Map(readJsonl<{ id: string; answer: string }>(join(run, 'answers.jsonl')).map((r) => [r.id, r.answer]));
+    const namesSubject = (q: { chunk: string; question: string }) => mentionsAny(q.question, chunks.get(q.chunk)!);
     for (const q of questions) {
-      if (q.split === 'train' || q.split === 'heldout') assert.ok(!saysDontKnow(answers.get(q.id) ?? ''), `kept, though the teacher does not know: ${q.question}`);
-      if (q.split === 'unanswerable') assert.ok(saysDontKnow(answers.get(q.id) ?? ''), `dropped, though the teacher answered: ${q.question}`);
+      const dk = saysDontKnow(answers.get(q.id) ?? '');
+      if (q.split === 'train' || q.split === 'heldout') assert.ok(!dk, `kept, though the teacher does not know: ${q.question}`);
+      if (q.split === 'unanswerable') assert.ok(dk && !namesSubject(q), `dropped: ${q.question} → ${answers.get(q.id)}`);
+      if (q.split === 'absent') assert.ok(dk && namesSubject(q), `trained as "not in the passage": ${q.question} → ${answers.get(q.id)}`);
+      if (q.split === 'absent-answered') assert.ok(!dk && /-x\d+$/.test(q.id), `cross question answered: ${q.question}`);
     }
+    assert.ok(questions.some((q) => /-x\d+$/.test(q.id)), 'cross questions about the passages\' subjects were asked');
+    const trained = readJsonl<{ question: string }>(join(res.adapterDir, 'docdistill-qa.jsonl')).map((r) => r.question);
+    for (const q of questions.filter((r) => r.split === 'absent')) assert.ok(trained.includes(q.question), `"not in the passage" pair trained: ${q.question}`);
     assert.deepEqual(listAdapters(join(root, '.docdistill')).map((a) => a.name), ['notes']);
     assert.deepEqual(walkFiles(root).filter((f) => /\.tmp/.test(f)), [], 'no temporary files left');
   } finally {

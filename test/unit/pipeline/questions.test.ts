@@ -1,7 +1,7 @@
 // Question parsing from sloppy model output, de-duplication, the held-out split, and grounding.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { chooseHeldOut, dedupe, heldOutByAnswer, isGrounded, mentionsAny, namesIn, parseQuestions, wordSet } from '../../../src/pipeline/questions';
+import { chooseHeldOut, crossQuestions, dedupe, heldOutByAnswer, isGrounded, mentionsAny, namesIn, parseQuestions, questionKey, wordSet } from '../../../src/pipeline/questions';
 import { saysDontKnow } from '../../../src/pipeline/prompts';
 
 test('questions are parsed from lists, tags, prefixes and chatter', () => {
@@ -97,4 +97,28 @@ test('saysDontKnow: abstentions in the demo model\'s words and in common instruc
     assert.ok(saysDontKnow(a), a);
   for (const a of ['Dapu works as a carpenter.', 'Quute has a pet named Zuklyl.', 'She knows the town well.', 'It is mentioned twice.'])
     assert.ok(!saysDontKnow(a), a);
+});
+
+test('crossQuestions asks about each passage\'s subjects what other passages were asked, swapping the one name', () => {
+  const passages = [
+    { id: 'a', text: '# Dapu\n\nDapu works as a baker. Dapu has a pet named Zorn.', questions: ['What is the job of Dapu?', 'What pet does Dapu have?'] },
+    { id: 'b', text: '# Louzourn\n\nLouzourn plays the harp.', questions: ['What does Louzourn play?', "Where is Louzourn's house?"] },
+    { id: 'c', text: 'Nothing with a name.', questions: ['What is this about?'] },
+  ];
+  const seen = new Set(passages.flatMap((p) => p.questions.map(questionKey)));
+  const out = crossQuestions(passages, 1, 7, seen);
+  const forA = out.filter((x) => x.id === 'a').map((x) => x.question);
+  const forB = out.filter((x) => x.id === 'b').map((x) => x.question);
+  // At most round(share × own questions) per passage, each about the passage's own subject, taken
+  // from another passage's question (possessives too), never one the passage already had.
+  assert.equal(forA.length, 2);
+  assert.equal(forB.length, 2);
+  for (const q of forA) assert.ok(['What does Dapu play?', "Where is Dapu's house?"].includes(q), q);
+  for (const q of forB) assert.ok(['What is the job of Louzourn?', 'What pet does Louzourn have?'].includes(q), q);
+  assert.equal(out.filter((x) => x.id === 'c').length, 0, 'a passage whose questions name nothing of it has no subject');
+  for (const x of out) assert.ok(seen.has(questionKey(x.question)), 'new keys are added to seen');
+  // Deterministic for a seed, off at share 0, and nothing twice.
+  assert.deepEqual(crossQuestions(passages, 1, 7, new Set(passages.flatMap((p) => p.questions.map(questionKey)))), out);
+  assert.deepEqual(crossQuestions(passages, 0, 7, new Set()), []);
+  assert.equal(new Set(out.map((x) => questionKey(x.question))).size, out.length);
 });
