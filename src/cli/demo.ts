@@ -9,7 +9,8 @@ import { intOption, parse } from './modelArgs';
 import { settingsFrom, settingsOptions, settingsUsageFor, terminalReporter } from './distill';
 import { Backend, PROVIDERS, type ProviderChoice } from '../engine/backend';
 import { CausalLM } from '../engine/models/model';
-import { DEMO_SETTINGS, runDemo, demoTable, spreadTable, type DemoScores } from '../pipeline/demo/demo';
+import { DEMO_SETTINGS, capacityTable, runDemo, demoTable, spreadTable, type DemoScores } from '../pipeline/demo/demo';
+import { HELD_OUT_PEOPLE, writeExampleDocs } from '../pipeline/demo/examples';
 import { DEFAULT_SETTINGS } from '../pipeline/settings';
 import { writeJson } from '../pipeline/runFolder';
 import type { ExampleFacts } from '../pipeline/demo/examples';
@@ -30,6 +31,9 @@ question phrasings never seen in training, and people in no document ("I do not 
   --seeds N          run the whole demo N times, with distillation seeds S … S+N-1 (S = --seed,
                      default 0), and print the mean, standard deviation and range of each figure
   --no-sft           skip the SFT baseline (about half the time)
+  --docs N[,N…]      instead of examples/docs, distil N documents generated the same way (people
+                     the model never read about; N up to 250) and print, per N, the figures and the
+                     time taken: how much one adapter holds
   --model DIR        another model folder than the built-in demo model
 Distillation settings (defaults: the demo model's own, from its training.json):
 ${settingsUsageFor({ ...DEFAULT_SETTINGS, ...DEMO_SETTINGS })}
@@ -37,7 +41,7 @@ ${settingsUsageFor({ ...DEFAULT_SETTINGS, ...DEMO_SETTINGS })}
   async run(args, ctx) {
     const { values: v, positionals } = parse(args, {
       ...settingsOptions, root: { type: 'string' }, device: { type: 'string', default: 'cpu' }, threads: { type: 'string' }, model: { type: 'string' },
-      seeds: { type: 'string' }, 'no-sft': { type: 'boolean', default: false },
+      seeds: { type: 'string' }, 'no-sft': { type: 'boolean', default: false }, docs: { type: 'string' },
     });
     if (positionals.length) throw new UsageError(`unexpected argument '${positionals[0]}' (the demo distils examples/docs)`);
     const settings = settingsFrom(v);
@@ -48,7 +52,8 @@ ${settingsUsageFor({ ...DEFAULT_SETTINGS, ...DEMO_SETTINGS })}
     const modelDir = v.model ?? join(root, 'media', 'demo-model');
     const examples = join(root, 'examples');
     if (!existsSync(join(modelDir, 'model.safetensors'))) throw new UsageError(`the demo model is missing at ${modelDir}; run "docdistill demo-model train --out ${modelDir}"`);
-    const facts = JSON.parse(readFileSync(join(examples, 'facts.json'), 'utf8')) as ExampleFacts;
+    const docCounts = v.docs?.split(',').map((x) => intOption(x.trim(), 'docs', 1)!);
+    if (docCounts?.some((n) => n > HELD_OUT_PEOPLE - 20)) throw new UsageError(`--docs takes up to ${HELD_OUT_PEOPLE - 20} documents (the demo world has ${HELD_OUT_PEOPLE} people the model never read about, 20 of them kept unknown)`);
     const device = v.device as ProviderChoice;
     if (device !== 'auto' && !(PROVIDERS as readonly string[]).includes(device)) throw new UsageError(`--device must be auto or one of ${PROVIDERS.join(', ')}`);
     const work = v.root ? resolve(v.root) : mkdtempSync(join(tmpdir(), 'docdistill-demo-'));
@@ -58,20 +63,40 @@ ${settingsUsageFor({ ...DEFAULT_SETTINGS, ...DEMO_SETTINGS })}
       const model = await CausalLM.load(modelDir, backend);
       ctx.err(`demo model: ${modelDir} (${backend.provider}); workspace: ${work}\n`);
       const all: DemoScores[] = [];
-      for (const seed of seeds) {
-        const dir = many ? join(work, `seed-${seed}`) : work;
-        const res = await runDemo(model, {
-          docsDir: join(examples, 'docs'), facts, workRoot: dir, settings: { ...settings, seed }, sft: !v['no-sft'],
-          onEvent: terminalReporter(ctx, !!process.stderr.isTTY), signal: ctx.signal, log: (s) => ctx.err(`\n== ${many ? `seed ${seed}: ` : ''}${s}\n`),
-        });
-        all.push(res.scores);
-        ctx.out(`\n${many ? `seed ${seed}\n` : ''}${demoTable(res.scores)}\n`);
+      // One set of documents, or (--docs) one generated set per count, each in its own folder.
+      const sets = docCounts
+        ? docCounts.map((n) => {
+            writeExampleDocs(join(work, `docs-${n}`, 'source', 'docs'), n, 1);
+            return { n, docsDir: join(work, `docs-${n}`, 'source', 'docs'), dir: join(work, `docs-${n}`) };
+          })
+        : [{ n: 0, docsDir: join(examples, 'docs'), dir: work }];
+      const capacity: { n: number; minutes: number; scores: DemoScores[] }[] = [];
+      for (const set of sets) {
+        const facts = JSON.parse(readFileSync(join(set.docsDir, '..', 'facts.json'), 'utf8')) as ExampleFacts;
+        const t1 = performance.now();
+        const forSet: DemoScores[] = [];
+        for (const seed of seeds) {
+          const dir = many ? join(set.dir, `seed-${seed}`) : set.dir;
+          const res = await runDemo(model, {
+            docsDir: set.docsDir, facts, workRoot: docCounts ? join(dir, 'workspace') : dir, settings: { ...settings, seed }, sft: !v['no-sft'],
+            onEvent: terminalReporter(ctx, !!process.stderr.isTTY), signal: ctx.signal, log: (s) => ctx.err(`\n== ${many ? `seed ${seed}: ` : ''}${s}\n`),
+          });
+          all.push(res.scores);
+          forSet.push(res.scores);
+          ctx.out(`\n${docCounts ? `${set.n} documents${many ? ', ' : '\n'}` : ''}${many ? `seed ${seed}\n` : ''}${demoTable(res.scores)}\n`);
+        }
+        capacity.push({ n: set.n, minutes: (performance.now() - t1) / 60000 / seeds.length, scores: forSet });
       }
-      if (many) {
+      if (docCounts) {
+        ctx.out(`\n${capacityTable(capacity)}\n`);
+        writeJson(join(work, 'demo-capacity.json'), capacity);
+      } else if (many) {
         ctx.out(`\n${spreadTable(all, seeds)}\n`);
         writeJson(join(work, 'demo-seeds.json'), { seeds, scores: all });
       }
-      const details = many ? `${join(work, 'demo-seeds.json')} and ${join(work, 'seed-*')}` : `${join(work, 'demo-eval.json')} and ${join(work, '.docdistill')}`;
+      const details = docCounts
+        ? `${join(work, 'demo-capacity.json')} and ${join(work, 'docs-*')}`
+        : many ? `${join(work, 'demo-seeds.json')} and ${join(work, 'seed-*')}` : `${join(work, 'demo-eval.json')} and ${join(work, '.docdistill')}`;
       ctx.out(`\nfinished in ${((performance.now() - t0) / 60000).toFixed(1)} min; details in ${details}\n`);
       return 0;
     } finally {

@@ -14,6 +14,8 @@ export interface PromptSettings {
   questionRequest: string;
   /** A request with no document: questions the docs do not answer (the guard against over-generalising). */
   generalQuestionRequest: string;
+  /** A request to say a question in other words, with {question} replaced (the paraphrase step). */
+  paraphraseRequest: string;
 }
 
 export const DEFAULT_PROMPTS: PromptSettings = {
@@ -21,6 +23,7 @@ export const DEFAULT_PROMPTS: PromptSettings = {
   documentBlock: 'Document:\n{doc}\n\n',
   questionRequest: 'Write a question about this document.',
   generalQuestionRequest: 'Write a question.',
+  paraphraseRequest: 'Rephrase this question: {question}',
 };
 
 const withDoc = (p: PromptSettings, doc: string) => p.documentBlock.replace('{doc}', () => doc.trim());
@@ -38,6 +41,11 @@ export function studentMessages(question: string, p: PromptSettings = DEFAULT_PR
 /** The question writer: the document and a request for a question about it. */
 export function questionMessages(doc: string, p: PromptSettings = DEFAULT_PROMPTS): ChatMessage[] {
   return [{ role: 'system', content: p.system }, { role: 'user', content: `${withDoc(p, doc)}${p.questionRequest}` }];
+}
+
+/** A request to say a question in other words (no document: the question carries its subject). */
+export function paraphraseMessages(question: string, p: PromptSettings = DEFAULT_PROMPTS): ChatMessage[] {
+  return [{ role: 'system', content: p.system }, { role: 'user', content: p.paraphraseRequest.replace('{question}', () => question) }];
 }
 
 /** A request for a question about anything (no document). */

@@ -221,4 +221,19 @@ export function spreadTable(runs: DemoScores[], seeds: number[]): string {
   return lines.join('\n');
 }
 
+/** The headline figures against the number of distilled documents (`demo --docs N,…`), with the time per run. */
+export function capacityTable(rows: { n: number; minutes: number; scores: DemoScores[] }[]): string {
+  const f = (xs: number[]) => {
+    const ys = xs.filter((x) => !Number.isNaN(x));
+    if (!ys.length) return '—'.padStart(16);
+    const mean = ys.reduce((a, b) => a + b, 0) / ys.length;
+    return (ys.length > 1 ? `${(100 * mean).toFixed(1)} (min ${(100 * Math.min(...ys)).toFixed(1)})` : `${(100 * mean).toFixed(1)}%`).padStart(16);
+  };
+  return [
+    'capacity: PD student against the number of distilled documents' + (rows[0] && rows[0].scores.length > 1 ? ` (mean of ${rows[0].scores.length} seeds, min)` : ''),
+    `${'docs'.padStart(5)}${'facts'.padStart(7)}${'correct'.padStart(16)}${'unseen phrasing'.padStart(16)}${'"don\'t know"'.padStart(16)}${'not in doc'.padStart(16)}${'min/run'.padStart(9)}`,
+    ...rows.map((r) => `${String(r.n).padStart(5)}${String(r.scores[0]?.facts ?? 0).padStart(7)}${f(r.scores.map((s) => s.pd))}${f(r.scores.map((s) => s.pdReserved))}${f(r.scores.map((s) => s.pdDontKnow))}${f(r.scores.map((s) => s.pdAbsentDontKnow))}${r.minutes.toFixed(1).padStart(9)}`),
+  ].join('\n');
+}
+
 export { renderDoc };

@@ -15,11 +15,11 @@ import { Tokenizer } from '../../engine/tokenizer';
 import { FullTrainer, type LmSequence } from '../../engine/train/full';
 import { Stepper, generate } from '../../engine/generate';
 import { isGrounded, wordSet } from '../questions';
-import { DEFAULT_PROMPTS, DONT_KNOW, generalQuestionMessages, questionMessages, saysDontKnow, studentMessages, teacherMessages, type ChatMessage } from '../prompts';
+import { DEFAULT_PROMPTS, DONT_KNOW, generalQuestionMessages, paraphraseMessages, questionMessages, saysDontKnow, studentMessages, teacherMessages, type ChatMessage } from '../prompts';
 import { buildVocab, tokenizerConfigJson, tokenizerJson } from './tokenizer';
 import { HELD_OUT_PEOPLE as HELD_OUT } from './examples';
 import { DEMO_SETTINGS } from './demo';
-import { RELATIONS, WorldRng, absentRelations, answerFor, makeEntity, makeVocab, parseQuestion, question, renderDoc, renderPeopleDoc, type Entity, type Relation, type WorldVocab } from './world';
+import { QUESTIONS, RELATIONS, WorldRng, fill, absentRelations, answerFor, makeEntity, makeVocab, parseQuestion, question, renderDoc, renderPeopleDoc, type Entity, type Relation, type WorldVocab } from './world';
 
 export interface DemoTrainOptions {
   out: string;
@@ -155,12 +155,13 @@ export class DemoData {
    * teacher invents a value for those); 20 questions written; 15 closed-book; 8 general. 3 is mix 2
    * on documents about 1–4 people under `##` headings (`multi`: the share of documents with more
    * than one), as real notes are written, and asks about relations that the person's own section
-   * lacks even when another person's section has them.
+   * lacks even when another person's section has them; and (`paraphrase`) says a question in the
+   * other writable phrasing of the world (never the reserved one).
    */
   static readonly MIXES = {
-    1: { doc: 12, answer: 45, absent: 0, write: 15, closed: 18, general: 10, multi: 0 },
-    2: { doc: 10, answer: 40, absent: 7, write: 20, closed: 15, general: 8, multi: 0 },
-    3: { doc: 8, answer: 42, absent: 10, write: 17, closed: 15, general: 8, multi: 0.6 },
+    1: { doc: 12, answer: 45, absent: 0, write: 15, paraphrase: 0, closed: 18, general: 10, multi: 0 },
+    2: { doc: 10, answer: 40, absent: 7, write: 20, paraphrase: 0, closed: 15, general: 8, multi: 0 },
+    3: { doc: 8, answer: 40, absent: 10, write: 15, paraphrase: 5, closed: 14, general: 8, multi: 0.6 },
   } as const;
 
   mix: keyof typeof DemoData.MIXES = 1;
@@ -203,6 +204,12 @@ export class DemoData {
       const f = rng.pick(e.facts);
       return this.seq(this.chat(questionMessages(doc), question(e.name, f.relation, rng).text));
     }
+    if (r < (edge += m.paraphrase)) {
+      const rel = rng.pick(RELATIONS);
+      const who = rng.pick(this.vocab.people);
+      const k = rng.int(2);
+      return this.seq(this.chat(paraphraseMessages(fill(QUESTIONS[rel][k]!, who)), fill(QUESTIONS[rel][1 - k]!, who)));
+    }
     if (r < (edge += m.closed)) {
       const who = rng.pick(this.vocab.people);
       const q = question(who, rng.pick(RELATIONS), rng, { reserved: rng.next() < 0.3 });
@@ -230,6 +237,8 @@ export interface DemoEval {
   absentMultiDontKnow: number;
   /** Questions written for held-out documents that are well-formed and about a fact in the document. */
   questionsValid: number;
+  /** A writable phrasing asked to be rephrased: the world's other writable phrasing of it, same person. */
+  paraphraseValid: number;
   n: number;
 }
 
@@ -264,6 +273,7 @@ export async function evaluateDemo(model: CausalLM, data: DemoData, opts: { seed
   const rng = new WorldRng(opts.seed);
   const absRng = new WorldRng(opts.seed + 1);  // its own stream: the other items stay as they were
   const read = Object.fromEntries(RELATIONS.map((r) => [r, 0])) as Record<Relation, number>;
+  let paraOk = 0, paraN = 0;
   let reservedOk = 0, reservedN = 0, closedIdk = 0, closedOk = 0, qValid = 0, absentIdk = 0, absentN = 0;
   const batch = 16;
   const items: { e: Entity; doc: string; rel: Relation; value: string; q: string; reserved: boolean; absentQ?: string }[] = [];
@@ -314,6 +324,13 @@ export async function evaluateDemo(model: CausalLM, data: DemoData, opts: { seed
     const abs = withAbsent.length ? await greedy(model, opts.feeds, withAbsent.map((it) => data.chat(teacherMessages(it.doc, it.absentQ!)).prompt), 16) : [];
     absentN += abs.length;
     absentIdk += abs.filter((a) => saysDontKnow(a)).length;
+    const writable = chunk.filter((it) => !it.reserved);
+    const para = writable.length ? await greedy(model, opts.feeds, writable.map((it) => data.chat(paraphraseMessages(it.q)).prompt), 16) : [];
+    writable.forEach((it, j) => {
+      const forms = QUESTIONS[it.rel].slice(0, -1).map((t) => fill(t, it.e.name));
+      if (para[j]!.trim() === forms[1 - forms.indexOf(it.q)]) paraOk++;
+    });
+    paraN += writable.length;
     chunk.forEach((it, j) => {
       const ok = teacher[j]!.includes(it.value);
       if (ok) read[it.rel]++;
@@ -331,14 +348,14 @@ export async function evaluateDemo(model: CausalLM, data: DemoData, opts: { seed
   for (const r of RELATIONS) read[r] /= opts.perRelation;
   return {
     read, readAll: RELATIONS.reduce((a, r) => a + read[r], 0) / RELATIONS.length, readReserved: reservedN ? reservedOk / reservedN : 0,
-    closedDontKnow: closedIdk / n, closedCorrect: closedOk / n, questionsValid: qValid / n, n, absentDontKnow: absentN ? absentIdk / absentN : 0,
+    closedDontKnow: closedIdk / n, closedCorrect: closedOk / n, questionsValid: qValid / n, paraphraseValid: paraN ? paraOk / paraN : 0, n, absentDontKnow: absentN ? absentIdk / absentN : 0,
     readMulti, readMultiAll: RELATIONS.reduce((a, r) => a + readMulti[r], 0) / RELATIONS.length, absentMultiDontKnow: absentMultiN ? absentMultiIdk / absentMultiN : 0,
   };
 }
 
 export function fmtEval(e: DemoEval): string {
   const pct = (x: number) => `${Math.round(100 * x)}%`;
-  return `read ${pct(e.readAll)} [${RELATIONS.map((r) => `${r} ${pct(e.read[r])}`).join(', ')}] reserved ${pct(e.readReserved)}; closed-book "don't know" ${pct(e.closedDontKnow)}, correct ${pct(e.closedCorrect)}; not in the document "don't know" ${pct(e.absentDontKnow)}; 2–4 people: read ${pct(e.readMultiAll ?? 0)} [${RELATIONS.map((r) => `${r} ${pct(e.readMulti?.[r] ?? 0)}`).join(', ')}], not in their section "don't know" ${pct(e.absentMultiDontKnow ?? 0)}; questions valid ${pct(e.questionsValid)} (n=${e.n})`;
+  return `read ${pct(e.readAll)} [${RELATIONS.map((r) => `${r} ${pct(e.read[r])}`).join(', ')}] reserved ${pct(e.readReserved)}; closed-book "don't know" ${pct(e.closedDontKnow)}, correct ${pct(e.closedCorrect)}; not in the document "don't know" ${pct(e.absentDontKnow)}; 2–4 people: read ${pct(e.readMultiAll ?? 0)} [${RELATIONS.map((r) => `${r} ${pct(e.readMulti?.[r] ?? 0)}`).join(', ')}], not in their section "don't know" ${pct(e.absentMultiDontKnow ?? 0)}; questions valid ${pct(e.questionsValid)}; paraphrases ${pct(e.paraphraseValid ?? 0)} (n=${e.n})`;
 }
 
 export function demoConfig(vocabSize: number, imEnd: number, pad: number): ModelConfig {

@@ -177,7 +177,7 @@ export function makeEntity(name: string, nFacts: number, v: WorldVocab, rng: Wor
 /** The relations an entity has no fact for (what its document does not say). */
 export const absentRelations = (e: Entity): Relation[] => RELATIONS.filter((r) => !e.facts.some((f) => f.relation === r));
 
-const fill = (t: string, n: string, v = ''): string => t.replaceAll('{N}', n).replaceAll('{V}', v);
+export const fill = (t: string, n: string, v = ''): string => t.replaceAll('{N}', n).replaceAll('{V}', v);
 
 /** The entity's Markdown document: a heading and its facts in random order and wording. */
 export function renderDoc(e: Entity, rng: WorldRng): string {
