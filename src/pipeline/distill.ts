@@ -11,7 +11,7 @@ import { SafetensorsFile, writeSafetensors } from '../engine/models/safetensors'
 import { LoraTrainer, type DistillSample, type TrainerState } from '../engine/train/trainer';
 import { chunkMarkdown, readMarkdown, IngestError, type Chunk } from './ingest';
 import { containsAnswer, exactMatch, tokenF1 } from './metrics';
-import { generalQuestionMessages, questionMessages, saysDontKnow, studentMessages, teacherMessages, type ChatMessage } from './prompts';
+import { generalQuestionMessages, paraphraseMessages, questionMessages, saysDontKnow, studentMessages, teacherMessages, type ChatMessage } from './prompts';
 import { chooseHeldOut, crossQuestions, dedupe, heldOutByAnswer, isGrounded, mentionsAny, nameKey, namesIn, parseQuestions, questionKey, wordSet } from './questions';
 import { listDirs, newRunId, readJson, readJsonl, runPaths, safeName, writeAtomic, writeJson, writeJsonl } from './runFolder';
 import { definedSettings, modelDefaults, resolveSettings, type DistillSettings } from './settings';
@@ -368,6 +368,28 @@ export class Distiller {
       const done = all - todo.length + Math.min(todo.length, i + batch);
       const rate = (performance.now() - t0) / 1000 / Math.min(todo.length, i + batch);
       this.emit({ type: 'progress', phase: 'questions', done, total: all, etaSec: rate * (todo.length - i - batch) });
+    }
+    // The paraphrase step: the model says each of its questions in other words, so that a fact is
+    // trained under more than the phrasing the question writer happened to pick.
+    if (s.paraphrases > 0 && !rows.some((r) => /-p\d+$/.test(r.id))) {
+      const own = rows.filter((r) => r.split === 'train');
+      const words = new Map(this.freshChunks().map((c) => [c.hash, wordSet(c.text)]));
+      let made = 0;
+      for (let i = 0; i < own.length; i += 16) {
+        this.check();
+        const b = own.slice(i, i + 16);
+        const prompts = b.flatMap((r) => Array.from({ length: s.paraphrases }, () => this.chatIds(paraphraseMessages(r.question, s.prompts))));
+        const res = await generate(this.model, prompts, { maxTokens: s.questionMaxTokens, temperature: s.questionTemperature, topK: s.questionTopK, seed: seed++, signal: this.signal });
+        b.forEach((r, j) => {
+          const parsed = res.slice(j * s.paraphrases, (j + 1) * s.paraphrases).flatMap((x) => parseQuestions(x.text));
+          // Same subject as the original, and nothing the passage does not mention.
+          const same = parsed.filter((q) => isGrounded(q, words.get(r.chunk)!) && nameKey(q) === nameKey(r.question));
+          for (const q of dedupe(same, seen)) rows.push({ id: `${r.chunk.slice(0, 12)}-p${made++}`, chunk: r.chunk, source: r.source, question: q, split: 'train' });
+        });
+        this.emit({ type: 'progress', phase: 'questions', done: Math.min(own.length, i + 16), total: own.length });
+      }
+      writeJsonl(this.paths.questions, rows);
+      this.log(`paraphrases: ${made} new phrasings of ${own.length} questions`);
     }
     // Questions about the passages' subjects that the passages may not answer (kept only where the
     // teacher says so; see splitByAnswer). Made once, from the questions of this run's passages.

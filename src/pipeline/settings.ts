@@ -63,6 +63,8 @@ export interface DistillSettings {
    * answer are trained, so the student learns to say so too. 0 = off.
    */
   absentShare: number;
+  /** Rephrasings the model writes of each of its questions (the paraphrase step). 0 = off. */
+  paraphrases: number;
   /** Incremental runs: QA pairs of unchanged chunks replayed per new pair, to keep what the adapter knew. */
   replayShare: number;
   seed: number;
@@ -89,6 +91,7 @@ export const DEFAULT_SETTINGS: DistillSettings = {
   generalTopK: 0,
   generalPool: 1,
   absentShare: 0.5,
+  paraphrases: 0,
   loss: 'kl',
   distillTemperature: 2,
   loraRank: 16,
@@ -145,7 +148,7 @@ export function resolveSettings(over: Partial<DistillSettings> = {}): DistillSet
   };
   int('rounds', 1); int('questionsPerRound', 1); int('questionTopK', 0); int('questionMaxTokens', 4); int('answerTopK', 0); int('generalTopK', 0); int('answerMaxTokens', 1);
   int('loraRank', 1); int('epochs', 1); int('batchSize', 1); int('gradAccum', 1); int('earlyStopPatience', 0); int('seed', 0); int('chunkTokens', 0);
-  num('heldOutShare', 0, 0.9); num('questionTemperature', 0, 5); num('answerTemperature', 0, 5); num('generalShare', 0, 10); num('generalWeight', 0, 100); num('generalTemperature', 0, 5); num('generalPool', 1, 100); num('absentShare', 0, 10);
+  num('heldOutShare', 0, 0.9); num('questionTemperature', 0, 5); num('answerTemperature', 0, 5); num('generalShare', 0, 10); num('generalWeight', 0, 100); num('generalTemperature', 0, 5); num('generalPool', 1, 100); num('absentShare', 0, 10); int('paraphrases', 0);
   num('distillTemperature', 0.05, 20); num('loraAlpha', 1e-6, 1e6); num('loraDropout', 0, 0.9); num('learningRate', 1e-9, 1); num('weightDecay', 0, 10);
   num('warmupRatio', 0, 1); num('maxGradNorm', 1e-6, 1e6); num('replayShare', 0, 100);
   for (const k of ['groundQuestions', 'answerableOnly'] as const) if (typeof s[k] !== 'boolean') errs.push(`${k} must be true or false (got ${String(s[k])})`);

@@ -190,3 +190,25 @@ test('bad documents are skipped with a reason; nothing usable is an error', asyn
     rmSync(root, { recursive: true, force: true });
   }
 });
+
+test('the paraphrase step adds rephrasings of the model\'s own questions, about the same subject and grounded', async () => {
+  const root = workspace(exampleFiles().slice(0, 2));
+  try {
+    const events: DistillEvent[] = [];
+    const res = await new Distiller(await model(), { inputs: ['docs'], root, name: 'para', settings: { ...fast, epochs: 1, paraphrases: 2 }, skipEval: true }, { onEvent: (e) => events.push(e) }).run();
+    const run = join(root, '.docdistill', 'runs', res.runId);
+    const chunks = new Map(readJsonl<{ hash: string; text: string }>(join(run, 'chunks.jsonl')).map((c) => [c.hash, wordSet(c.text)]));
+    const questions = readJsonl<{ id: string; chunk: string; question: string; split: string }>(join(run, 'questions.jsonl'));
+    const para = questions.filter((q) => /-p\d+$/.test(q.id));
+    const own = questions.filter((q) => /-\d+$/.test(q.id));
+    assert.ok(events.some((e) => e.type === 'log' && /paraphrases: \d+ new phrasings of \d+ questions/.test(e.message)), 'the step reports what it made');
+    for (const p of para) {
+      assert.ok(isGrounded(p.question, chunks.get(p.chunk)!), `ungrounded paraphrase: ${p.question}`);
+      assert.ok(own.some((q) => q.chunk === p.chunk && nameKey(q.question) === nameKey(p.question)), `paraphrase about another subject: ${p.question}`);
+    }
+    const keys = questions.map((q) => q.question.toLowerCase());
+    assert.equal(new Set(keys).size, keys.length, 'no question twice');
+  } finally {
+    rmSync(root, { recursive: true, force: true });
+  }
+});
