@@ -32,7 +32,7 @@ question phrasings never seen in training, and people in no document ("I do not 
                      default 0), and print the mean, standard deviation and range of each figure
   --no-sft           skip the SFT baseline (about half the time)
   --docs N[,N…]      instead of examples/docs, distil N documents generated the same way (people
-                     the model never read about; N up to 250) and print, per N, the figures and the
+                     the model never read about, one in five files about several; N up to 100) and print, per N, the figures and the
                      time taken: how much one adapter holds
   --model DIR        another model folder than the built-in demo model
 Distillation settings (defaults: the demo model's own, from its training.json):
@@ -53,7 +53,7 @@ ${settingsUsageFor({ ...DEFAULT_SETTINGS, ...DEMO_SETTINGS })}
     const examples = join(root, 'examples');
     if (!existsSync(join(modelDir, 'model.safetensors'))) throw new UsageError(`the demo model is missing at ${modelDir}; run "docdistill demo-model train --out ${modelDir}"`);
     const docCounts = v.docs?.split(',').map((x) => intOption(x.trim(), 'docs', 1)!);
-    if (docCounts?.some((n) => n > HELD_OUT_PEOPLE - 20)) throw new UsageError(`--docs takes up to ${HELD_OUT_PEOPLE - 20} documents (the demo world has ${HELD_OUT_PEOPLE} people the model never read about, 20 of them kept unknown)`);
+    if (docCounts?.some((n) => n > 100)) throw new UsageError(`--docs takes up to 100 documents (the demo world has ${HELD_OUT_PEOPLE} people the model never read about, 20 of them kept unknown)`);
     const device = v.device as ProviderChoice;
     if (device !== 'auto' && !(PROVIDERS as readonly string[]).includes(device)) throw new UsageError(`--device must be auto or one of ${PROVIDERS.join(', ')}`);
     const work = v.root ? resolve(v.root) : mkdtempSync(join(tmpdir(), 'docdistill-demo-'));
@@ -66,7 +66,9 @@ ${settingsUsageFor({ ...DEFAULT_SETTINGS, ...DEMO_SETTINGS })}
       // One set of documents, or (--docs) one generated set per count, each in its own folder.
       const sets = docCounts
         ? docCounts.map((n) => {
-            writeExampleDocs(join(work, `docs-${n}`, 'source', 'docs'), n, 1);
+            // As examples/docs: one in five about several people.
+            const multi = Math.round(n / 5);
+            writeExampleDocs(join(work, `docs-${n}`, 'source', 'docs'), n - multi, 1, multi);
             return { n, docsDir: join(work, `docs-${n}`, 'source', 'docs'), dir: join(work, `docs-${n}`) };
           })
         : [{ n: 0, docsDir: join(examples, 'docs'), dir: work }];

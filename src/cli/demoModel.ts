@@ -23,7 +23,7 @@ export const demoModelCommand: Command = {
   usage: `Usage: docdistill demo-model train --out DIR [--minutes M | --steps N] [--all-subjects-from STEP] [--mix 1|2|3]
                               [--from DIR --lr X --warmup N] [--seed S] [--threads N]
        docdistill demo-model eval --model DIR [--per-relation N] [--count N] [--temperature T]
-       docdistill demo-model docs --out DIR [--count N] [--seed S]
+       docdistill demo-model docs --out DIR [--count N] [--multi M] [--seed S]
 
 train   trains a small Llama from scratch on the micro-world's tasks with DocDistill's own engine,
         time-boxed (default 90 minutes), checkpointed: re-running the same command resumes.
@@ -35,13 +35,14 @@ eval    measures, on people never seen in training: reading accuracy per relatio
         prompt), closed-book "I do not know" rate, and how many written questions are valid,
         greedy and sampled as the pipeline samples them (--count of them).
 docs    writes documents about people the model has never read about (held-out names), and
-        their facts to <DIR>/../facts.json, for distillation demos and tests.
+        their facts to <DIR>/../facts.json, for distillation demos and tests; --multi M more
+        documents about 2–4 people each, under ## headings.
 `,
   async run(args, ctx) {
     const { values: v, positionals } = parse(args, {
       out: { type: 'string' }, model: { type: 'string' }, minutes: { type: 'string' }, seed: { type: 'string' },
       threads: { type: 'string' }, 'per-relation': { type: 'string' }, 'eval-every': { type: 'string' }, count: { type: 'string' }, steps: { type: 'string' }, 'all-subjects-from': { type: 'string' },
-      temperature: { type: 'string' }, mix: { type: 'string' }, from: { type: 'string' }, lr: { type: 'string' }, warmup: { type: 'string' },
+      temperature: { type: 'string' }, mix: { type: 'string' }, multi: { type: 'string' }, from: { type: 'string' }, lr: { type: 'string' }, warmup: { type: 'string' },
     });
     const sub = positionals[0];
     if (sub === 'train') {
@@ -56,7 +57,7 @@ docs    writes documents about people the model has never read about (held-out n
     if (sub === 'docs') {
       if (!v.out) throw new UsageError('--out DIR is required');
       const n = intOption(v.count, 'count', 1) ?? 12;
-      const files = writeExampleDocs(v.out, n, intOption(v.seed, 'seed') ?? 1);
+      const files = writeExampleDocs(v.out, n, intOption(v.seed, 'seed') ?? 1, intOption(v.multi, 'multi', 0) ?? 0);
       ctx.out(`${files.length} documents in ${v.out}; facts in ${join(v.out, '..', 'facts.json')}\n`);
       return 0;
     }
