@@ -6,7 +6,7 @@ import type { Graph } from '../graph/graph';
 import { bytesOf } from '../graph/dtype';
 import { graphHash, serializeModel, writeModel } from '../graph/onnx';
 import { createOrtSession, runOrt, type HostTensor, type OrtSession } from './ort';
-import { resolveProvider, type ProbeResult, type Provider, type ProviderChoice } from './providers';
+import { describeResolution, resolveProvider, type ProbeResult, type Provider, type ProviderChoice } from './providers';
 
 export interface BackendOptions {
   device?: ProviderChoice;
@@ -62,6 +62,11 @@ export class Backend {
   static async create(opts: BackendOptions = {}): Promise<Backend> {
     const { provider, tried } = await resolveProvider(opts.device ?? 'auto', opts.deviceId);
     return new Backend(provider, tried, opts);
+  }
+
+  /** For the log: the device chosen and why each other candidate was not. */
+  describeDevice(): string {
+    return describeResolution(this.opts.device ?? 'auto', { provider: this.provider, tried: [...this.tried] });
   }
 
   /** A session for the graph, shared with any earlier graph of the same hash. */
