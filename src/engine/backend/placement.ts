@@ -16,8 +16,8 @@ export interface Placement {
   nodes: number;
   /** provider (e.g. WebGpuExecutionProvider, CPUExecutionProvider) → operator → stats */
   byProvider: Record<string, Record<string, OpStats>>;
-  /** Nodes on the CPU provider, by name (excluding ONNX Runtime's own Memcpy nodes). */
-  cpuNodes: { name: string; op: string; outBytes: number }[];
+  /** Nodes on the CPU provider, by name (excluding ONNX Runtime's own Memcpy nodes), with their output types. */
+  cpuNodes: { name: string; op: string; outBytes: number; inTypes: string[]; types: string[] }[];
   /** ONNX Runtime's Memcpy nodes: host↔device copies inside the graph. */
   copies: { op: string; count: number; bytes: number };
 }
@@ -26,7 +26,7 @@ interface ProfileEvent {
   cat?: string;
   name?: string;
   dur?: number;
-  args?: { op_name?: string; provider?: string; output_size?: string };
+  args?: { op_name?: string; provider?: string; output_size?: string; output_type_shape?: Record<string, unknown>[]; input_type_shape?: Record<string, unknown>[] };
 }
 
 export function placementFromProfile(graph: string, events: unknown[]): Placement {
@@ -47,7 +47,9 @@ export function placementFromProfile(graph: string, events: unknown[]): Placemen
       p.copies.count++;
       p.copies.bytes += outBytes;
     } else if (provider === 'CPUExecutionProvider') {
-      p.cpuNodes.push({ name: e.name.slice(0, -'_kernel_time'.length), op, outBytes });
+      const types = (e.args.output_type_shape ?? []).flatMap((o) => Object.keys(o));
+      const inTypes = (e.args.input_type_shape ?? []).flatMap((o) => Object.keys(o));
+      p.cpuNodes.push({ name: e.name.slice(0, -'_kernel_time'.length), op, outBytes, inTypes, types });
     }
   }
   return p;

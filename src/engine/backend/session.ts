@@ -74,6 +74,12 @@ export class Session {
   }
 }
 
+/**
+ * Operators each provider lacks a kernel for, written as simpler ones for it (graph/onnx.ts
+ * LOWERINGS), so that they do not fall back to the CPU in the middle of a device graph.
+ */
+const LOWER: Partial<Record<Provider, readonly string[]>> = { webgpu: ['LogSoftmax', 'ConstantOfShape'] };
+
 export class Backend {
   private readonly cache = new Map<string, Promise<Session>>();
   /** Bytes that crossed host↔device through session inputs and outputs (GPU providers only). */
@@ -97,7 +103,7 @@ export class Backend {
 
   /** A session for the graph, shared with any earlier graph of the same hash (and options). */
   session(graph: Graph, o: SessionOptions = {}): Promise<Session> {
-    const hash = graphHash(graph);
+    const hash = graphHash(graph, undefined, LOWER[this.provider]);
     const key = o.deviceOutputs?.length ? `${hash}|dev:${o.deviceOutputs.join(',')}` : hash;
     let s = this.cache.get(key);
     if (!s) {
@@ -110,12 +116,13 @@ export class Backend {
 
   private modelPathOrBytes(graph: Graph, hash: string): string | Uint8Array {
     const weightBytes = graph.initializers.reduce((n, i) => n + bytesOf(i.data).byteLength, 0);
-    if (weightBytes <= (this.opts.fileThreshold ?? 16 * 2 ** 20)) return serializeModel(graph).model;
+    const lower = LOWER[this.provider];
+    if (weightBytes <= (this.opts.fileThreshold ?? 16 * 2 ** 20)) return serializeModel(graph, { lower }).model;
     // Through a file with external data: ONNX Runtime maps the weights instead of copying a buffer.
     const dir = this.opts.cacheDir ?? join(tmpdir(), `docdistill-graphs-${process.getuid?.() ?? 'user'}`);
     mkdirSync(dir, { recursive: true });
     const path = join(dir, `${hash}.onnx`);
-    if (!existsSync(path)) writeModel(graph, path);
+    if (!existsSync(path)) writeModel(graph, path, { lower });
     return path;
   }
 
@@ -158,7 +165,7 @@ export class Backend {
   async placement(graph: Graph, feeds: Record<string, Feed>, o: SessionOptions = {}): Promise<Placement> {
     const dir = mkdtempSync(join(tmpdir(), 'docdistill-profile-'));
     try {
-      const s = await createOrtSession(this.modelPathOrBytes(graph, graphHash(graph)), { ...this.baseOptions(), deviceOutputs: o.deviceOutputs, profilePrefix: join(dir, 'p') });
+      const s = await createOrtSession(this.modelPathOrBytes(graph, graphHash(graph, undefined, LOWER[this.provider])), { ...this.baseOptions(), deviceOutputs: o.deviceOutputs, profilePrefix: join(dir, 'p') });
       try {
         const r = await runOrtMixed(s, feeds, undefined, new Set(o.deviceOutputs ?? []));
         for (const t of Object.values(r.device)) t.dispose();
