@@ -66,6 +66,21 @@ if (tests.length > 0) {
   });
 }
 
+// The GPU suite (npm run test:gpu): the same engine on the WebGPU provider, against the CPU and the
+// PyTorch fixtures. Separate from the unit tests: it needs a WebGPU adapter (a software one in CI).
+const gpuTests = walk('test/gpu', (p) => p.endsWith('.test.ts'));
+if (gpuTests.length > 0) {
+  rmSync('out/gpu', { recursive: true, force: true });
+  builds.push({
+    ...nodeCommon,
+    entryPoints: gpuTests,
+    outdir: 'out/gpu',
+    outbase: 'test/gpu',
+    outExtension: { '.js': '.cjs' },
+    sourcemap: 'inline',
+  });
+}
+
 const benches = walk('bench', (p) => p.endsWith('.bench.ts'));
 if (benches.length > 0) {
   builds.push({ ...nodeCommon, entryPoints: benches, outdir: 'out/bench', outbase: 'bench', outExtension: { '.js': '.cjs' } });

@@ -25,7 +25,7 @@ ${modelUsage}
 `,
   async run(args, ctx) {
     const { values: v } = parse(args, { ...modelOptions, system: { type: 'string' }, 'max-tokens': { type: 'string' }, temperature: { type: 'string' } });
-    const { backend, model, adapter } = await loadFromArgs(v);
+    const { backend, model, adapter } = await loadFromArgs(v, ctx.err);
     const tok = model.tokenizer;
     if (!tok.hasChatTemplate) throw new UsageError('this model has no chat template; use "docdistill generate" instead');
     const rl = createInterface({ input: process.stdin, output: process.stderr, terminal: !!process.stdin.isTTY });
@@ -79,7 +79,7 @@ latest run of the adapter --name, or the latest run).
     }
     if (!runId) throw new UsageError(`no run found in ${workDir}${v.name ? ` for adapter ${v.name}` : ''}; known adapters: ${listAdapters(workDir).map((a) => a.name).join(', ') || 'none'}`);
     const name = readJson<{ name: string }>(join(workDir, 'runs', runId, 'run.json'))?.name ?? 'docs';
-    const { backend, model } = await loadFromArgs(v);
+    const { backend, model } = await loadFromArgs(v, ctx.err);
     try {
       const s = await new Distiller(model, { inputs: [], root, name, runId }).evaluateOnly();
       if (!s) throw new Error('the run has no held-out questions');

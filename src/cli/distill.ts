@@ -155,7 +155,7 @@ ${settingsUsage}
     });
     if (!positionals.length) throw new UsageError('give at least one Markdown file or folder');
     const settings = settingsFrom(v);
-    const { backend, model } = await loadFromArgs(v);
+    const { backend, model } = await loadFromArgs(v, ctx.err);
     try {
       const d = new Distiller(model, { inputs: positionals, root: resolve(v.root ?? '.'), name: v.name!, settings, skipEval: v['no-eval'] }, {
         onEvent: terminalReporter(ctx, !!process.stderr.isTTY), signal: ctx.signal,

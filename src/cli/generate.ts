@@ -49,7 +49,7 @@ ${modelUsage}
       seed: intOption(v.seed, 'seed', 0) ?? 0,
       stopStrings: v.stop,
     };
-    const { backend, model, adapter } = await loadFromArgs(v);
+    const { backend, model, adapter } = await loadFromArgs(v, ctx.err);
     try {
       const tok = model.tokenizer;
       const ids = prompts.map((p) => {

@@ -50,13 +50,15 @@ export interface LoadedModel {
   adapter?: AdapterWeights;
 }
 
-export async function loadFromArgs(v: { model?: string; adapter?: string; device?: string; threads?: string; dtype?: string }): Promise<LoadedModel> {
+/** `log` gets one line saying which device was chosen and why the others were not. */
+export async function loadFromArgs(v: { model?: string; adapter?: string; device?: string; threads?: string; dtype?: string }, log?: (text: string) => void): Promise<LoadedModel> {
   if (!v.model) throw new UsageError('--model DIR is required');
   if (!existsSync(v.model)) throw new UsageError(`--model: no such folder '${v.model}'`);
   const device = (v.device ?? 'auto') as ProviderChoice;
   if (device !== 'auto' && !(PROVIDERS as readonly string[]).includes(device)) throw new UsageError(`--device must be auto, ${PROVIDERS.join(', ')} (got '${device}')`);
   if (v.dtype !== undefined && v.dtype !== 'float32' && v.dtype !== 'float16') throw new UsageError(`--dtype must be float32 or float16 (got '${v.dtype}')`);
   const backend = await Backend.create({ device, threads: intOption(v.threads, 'threads', 0) });
+  log?.(`${backend.describeDevice()}\n`);
   const model = await CausalLM.load(v.model, backend, { dtype: v.dtype as ComputeDtype | undefined });
   const adapter = v.adapter ? readAdapter(v.adapter, model.config) : undefined;
   return { backend, model, adapter };

@@ -28,7 +28,7 @@ ${modelUsage}
       });
       if (ids.length === 0) throw new UsageError('--ids: no token ids given');
     }
-    const { backend, model, adapter } = await loadFromArgs(v);
+    const { backend, model, adapter } = await loadFromArgs(v, ctx.err);
     try {
       ids ??= model.tokenizer.encode(v.text!);
       const [logprobs] = await model.score([ids], adapter);

@@ -142,6 +142,7 @@ export class WorkerServer {
     if (!this.backend || (device && device !== 'auto' && this.backend.provider !== device)) {
       await this.backend?.dispose();
       this.backend = await Backend.create({ device: this.device, threads: this.threads });
+      this.log('info', this.backend.describeDevice());
     }
     try {
       this.model = await CausalLM.load(resolve(this.root, dir), this.backend);

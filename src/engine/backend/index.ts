@@ -1,4 +1,8 @@
-export { Backend, Session, type BackendOptions } from './session';
-export { PROVIDERS, autoOrder, probeProvider, resolveProvider, NoProviderError, type Provider, type ProviderChoice, type ProbeResult } from './providers';
-export type { HostTensor } from './ort';
-export { listedProviders } from './ort';
+export { Backend, Session, type BackendOptions, type SessionOptions } from './session';
+export {
+  PROVIDERS, SPEED_PROBE, autoOrder, probeProvider, resolveProvider, describeResolution, judgeSpeed, timeSpeedProbe, NoProviderError,
+  type Provider, type ProviderChoice, type ProbeResult, type ProviderResolution,
+} from './providers';
+export type { HostTensor, Feed, TransferStats } from './ort';
+export { DeviceTensor, listedProviders, keepsOutputsOnDevice } from './ort';
+export { formatPlacement, type Placement } from './placement';

@@ -23,6 +23,47 @@ export function toOrt(t: HostTensor): ort.Tensor {
   return new ort.Tensor(ortType[t.dtype], t.data as never, t.dims as number[]);
 }
 
+/**
+ * A tensor that ONNX Runtime holds: in device memory on the WebGPU provider (ORT's 'gpu-buffer'
+ * location), in host memory elsewhere. Fed back to a session it does not cross to the host, which
+ * is how the KV cache and the adapter stay on the device between steps. Its values cannot be read
+ * from JavaScript (onnxruntime-node 1.30 does not implement downloading a GPU buffer): a graph that
+ * needs to show them outputs a host copy. dispose() frees the device memory now rather than at GC.
+ */
+export class DeviceTensor {
+  constructor(
+    /** @internal */ readonly ort: ort.Tensor,
+    readonly dtype: DType,
+  ) {}
+
+  get dims(): readonly number[] {
+    return this.ort.dims;
+  }
+
+  get onDevice(): boolean {
+    return this.ort.location === 'gpu-buffer';
+  }
+
+  get byteLength(): number {
+    return this.ort.dims.reduce((n, d) => n * d, 1) * bytesPerElement[this.dtype];
+  }
+
+  dispose(): void {
+    if (this.onDevice) this.ort.dispose();
+  }
+}
+
+export type Feed = HostTensor | DeviceTensor;
+
+const bytesPerElement: Record<DType, number> = { float32: 4, float64: 8, float16: 2, bfloat16: 2, int64: 8, int32: 4, bool: 1, uint8: 1 };
+
+/** Bytes that crossed between host and device memory through session inputs and outputs. */
+export interface TransferStats {
+  toDevice: number;
+  toHost: number;
+  runs: number;
+}
+
 export function fromOrt(t: ort.Tensor): HostTensor {
   const dtype = (Object.keys(ortType) as DType[]).find((k) => ortType[k] === t.type);
   if (!dtype) throw new Error(`ONNX Runtime returned a tensor of unsupported type ${t.type}`);
@@ -43,7 +84,14 @@ export interface SessionCreateOptions {
   logLevel?: 'verbose' | 'info' | 'warning' | 'error' | 'fatal';
   /** ONNX Runtime's graph optimisation level (default 'all'). */
   optimization?: 'disabled' | 'basic' | 'extended' | 'all';
+  /** Outputs left in device memory on a GPU provider (ignored on the CPU). */
+  deviceOutputs?: readonly string[];
+  /** Records a profile (every node run, with its provider) to files starting with this path. */
+  profilePrefix?: string;
 }
+
+/** Whether a provider can keep outputs in device memory through onnxruntime-node (its 'gpu-buffer' location). */
+export const keepsOutputsOnDevice = (provider: string): boolean => provider === 'webgpu';
 
 function ortProvider(name: string, deviceId?: number): ort.InferenceSession.ExecutionProviderConfig {
   switch (name) {
@@ -69,16 +117,68 @@ export async function createOrtSession(model: string | Uint8Array, o: SessionCre
     executionMode: 'sequential',
     logSeverityLevel: ({ verbose: 0, info: 1, warning: 2, error: 3, fatal: 4 } as const)[o.logLevel ?? 'error'],
   };
+  if (o.deviceOutputs?.length && keepsOutputsOnDevice(o.provider)) {
+    options.preferredOutputLocation = Object.fromEntries(o.deviceOutputs.map((n) => [n, 'gpu-buffer' as const]));
+  }
+  if (o.profilePrefix) {
+    options.enableProfiling = true;
+    options.profileFilePrefix = o.profilePrefix;
+  }
   return typeof model === 'string' ? ort.InferenceSession.create(model, options) : ort.InferenceSession.create(model, options);
 }
 
 export async function runOrt(session: ort.InferenceSession, feeds: Record<string, HostTensor>, fetches?: readonly string[]): Promise<Record<string, HostTensor>> {
+  return (await runOrtMixed(session, feeds, fetches)).host;
+}
+
+/**
+ * Runs a session. Outputs named in `keep` come back as DeviceTensors (in device memory when the
+ * session was created with them as deviceOutputs on a GPU provider), the others as host tensors.
+ * `stats` counts the bytes of host inputs (uploaded) and of host outputs (downloaded).
+ */
+export async function runOrtMixed(
+  session: ort.InferenceSession,
+  feeds: Record<string, Feed>,
+  fetches?: readonly string[],
+  keep: ReadonlySet<string> = new Set(),
+  stats?: TransferStats,
+): Promise<{ host: Record<string, HostTensor>; device: Record<string, DeviceTensor> }> {
   const f: Record<string, ort.Tensor> = {};
-  for (const [k, v] of Object.entries(feeds)) f[k] = toOrt(v);
+  for (const [k, v] of Object.entries(feeds)) {
+    if (v instanceof DeviceTensor) {
+      f[k] = v.ort;
+      if (stats && !v.onDevice) stats.toDevice += v.byteLength;
+    } else {
+      f[k] = toOrt(v);
+      if (stats) stats.toDevice += v.data.byteLength;
+    }
+  }
   const out = fetches ? await session.run(f, fetches as string[]) : await session.run(f);
-  const res: Record<string, HostTensor> = {};
-  for (const [k, v] of Object.entries(out)) res[k] = fromOrt(v);
-  return res;
+  const host: Record<string, HostTensor> = {};
+  const device: Record<string, DeviceTensor> = {};
+  for (const [k, v] of Object.entries(out)) {
+    if (v.location === 'gpu-buffer' || keep.has(k)) {
+      const t = new DeviceTensor(v, dtypeOf(v));
+      device[k] = t;
+      if (stats && !t.onDevice) stats.toHost += t.byteLength;
+    } else {
+      host[k] = fromOrt(v);
+      if (stats) stats.toHost += host[k].data.byteLength;
+    }
+  }
+  if (stats) stats.runs++;
+  return { host, device };
+}
+
+function dtypeOf(t: ort.Tensor): DType {
+  const dtype = (Object.keys(ortType) as DType[]).find((k) => ortType[k] === t.type);
+  if (!dtype) throw new Error(`ONNX Runtime returned a tensor of unsupported type ${t.type}`);
+  return dtype;
+}
+
+/** Ends a profiling session's recording; the profile is the newest file starting with its prefix. */
+export function endOrtProfiling(session: ort.InferenceSession): void {
+  (session as unknown as { endProfiling(): void }).endProfiling();
 }
 
 /**

@@ -8,7 +8,10 @@ export const PROVIDERS = ['cpu', 'webgpu', 'cuda', 'dml', 'coreml'] as const;
 export type Provider = (typeof PROVIDERS)[number];
 export type ProviderChoice = Provider | 'auto';
 
-/** Order tried by `auto`: dedicated GPU runtimes first, then WebGPU, then the CPU. */
+/**
+ * Order tried by `auto`: dedicated GPU runtimes first, then WebGPU, then the CPU. Each accelerator
+ * must also beat the CPU on the speed probe (resolveProvider).
+ */
 export function autoOrder(platform: NodeJS.Platform = process.platform): Provider[] {
   if (platform === 'win32') return ['cuda', 'dml', 'webgpu', 'cpu'];
   if (platform === 'darwin') return ['coreml', 'webgpu', 'cpu'];
@@ -18,8 +21,14 @@ export function autoOrder(platform: NodeJS.Platform = process.platform): Provide
 export interface ProbeResult {
   provider: Provider;
   ok: boolean;
+  /** Why it was not chosen (or cannot be used). */
   reason?: string;
   maxError?: number;
+  /** `auto` only: the speed probe's median time on this provider and on the CPU (ms). */
+  probeMs?: number;
+  cpuProbeMs?: number;
+  /** `auto` only: why it was fast enough to choose. */
+  speed?: string;
 }
 
 export class NoProviderError extends Error {
@@ -88,23 +97,114 @@ export async function probeProvider(provider: Provider, deviceId?: number): Prom
 
 const firstLine = (e: unknown): string => String(e instanceof Error ? e.message : e).split('\n')[0]!.slice(0, 300);
 
-const chosen = new Map<string, Promise<{ provider: Provider; tried: ProbeResult[] }>>();
+/**
+ * The speed probe: a MatMul of the shape of a small model's projection over a short batch of
+ * tokens, x [64, 1024] @ w [1024, 1024] (134 MFLOP), the weight resident as an initializer as
+ * model weights are. A real GPU does it in well under a millisecond, 2 CPU cores in 1–3 ms, a
+ * software adapter (llvmpipe, WARP, SwiftShader) in tens of milliseconds.
+ */
+export const SPEED_PROBE = { M: 64, K: 1024, N: 1024 } as const;
+
+function speedProbeProblem() {
+  const { M, K, N } = SPEED_PROBE;
+  const g = new Graph('speed_probe');
+  const x = g.input('x', 'float32', [M, K]);
+  const w = g.initializer('w', 'float32', [K, N], Float32Array.from({ length: K * N }, (_, i) => Math.sin(i * 0.37) * 0.03));
+  g.output(op.matmul(x, w), 'y');
+  const xs = Float32Array.from({ length: M * K }, (_, i) => Math.cos(i * 0.11));
+  return { model: serializeModel(g).model, x: xs };
+}
+
+/** Median wall time (ms) of the speed probe on a provider, after warm-up runs (shader compilation). */
+export async function timeSpeedProbe(provider: Provider, deviceId?: number, runs = 5): Promise<number> {
+  const p = speedProbeProblem();
+  const s = await createOrtSession(p.model, { provider, deviceId, intraOpThreads: 0 });
+  try {
+    const feeds = { x: { dtype: 'float32' as const, dims: [SPEED_PROBE.M, SPEED_PROBE.K], data: p.x } };
+    for (let i = 0; i < 2; i++) await runOrt(s, feeds);
+    const times: number[] = [];
+    for (let i = 0; i < runs; i++) {
+      const t0 = performance.now();
+      await runOrt(s, feeds);
+      times.push(performance.now() - t0);
+    }
+    return times.sort((a, b) => a - b)[Math.floor(times.length / 2)]!;
+  } finally {
+    await s.release();
+  }
+}
 
 /**
- * Resolves a device setting to a working provider: `auto` tries autoOrder() in turn; a named
- * provider must pass its probe. Cached per choice for the life of the process.
+ * `auto` takes an accelerator only when it beats the CPU on the speed probe. A software adapter
+ * (Mesa's llvmpipe/lavapipe, Windows' WARP / Microsoft Basic Render Driver, SwiftShader) passes the
+ * correctness probe, so names and correctness alone would pick it and make everything 3–20× slower.
+ * ONNX Runtime's Node binding exposes no adapter name or type, so the decision rests on the timing.
  */
-export function resolveProvider(choice: ProviderChoice, deviceId?: number): Promise<{ provider: Provider; tried: ProbeResult[] }> {
+export function judgeSpeed(provider: Provider, ms: number, cpuMs: number): { ok: boolean; reason?: string } {
+  const ratio = ms / cpuMs;
+  const figures = `${fmtMs(ms)} against ${fmtMs(cpuMs)} for a ${SPEED_PROBE.M}×${SPEED_PROBE.K} @ ${SPEED_PROBE.K}×${SPEED_PROBE.N} MatMul`;
+  if (ratio <= 1) return { ok: true, reason: `${(1 / ratio).toFixed(1)}× faster than the CPU on the probe (${figures})` };
+  return {
+    ok: false,
+    reason:
+      `${ratio.toFixed(1)}× slower than the CPU on the probe (${figures}): a software adapter ` +
+      `(llvmpipe, WARP, SwiftShader) or a GPU too weak to help; set the device to "${provider}" to use it anyway`,
+  };
+}
+
+const fmtMs = (ms: number): string => (ms < 10 ? `${ms.toFixed(2)} ms` : `${ms.toFixed(0)} ms`);
+
+export interface ProviderResolution {
+  provider: Provider;
+  tried: ProbeResult[];
+}
+
+/** One line for the log: the device chosen and why each other candidate was not. */
+export function describeResolution(choice: ProviderChoice, r: ProviderResolution): string {
+  const why = r.tried.find((t) => t.provider === r.provider)?.speed;
+  const others = r.tried.filter((t) => t.provider !== r.provider).map((t) => `${t.provider}: ${t.reason ?? 'not tried'}`);
+  return `device ${r.provider} (setting: ${choice}${why ? `; ${why}` : ''})${others.length ? `; not chosen: ${others.join('; ')}` : ''}`;
+}
+
+const chosen = new Map<string, Promise<ProviderResolution>>();
+
+/**
+ * Resolves a device setting to a working provider: `auto` tries autoOrder() in turn and takes the
+ * first accelerator that passes its probe and is faster than the CPU on the speed probe, else the
+ * CPU; a named provider must pass its probe, however slow it is. Cached per choice for the life of
+ * the process.
+ */
+export function resolveProvider(choice: ProviderChoice, deviceId?: number): Promise<ProviderResolution> {
   const key = `${choice}:${deviceId ?? 0}`;
   let p = chosen.get(key);
   if (!p) {
     p = (async () => {
       const order = choice === 'auto' ? autoOrder() : [choice];
       const tried: ProbeResult[] = [];
+      let cpuMs: number | undefined;
       for (const prov of order) {
         const r = await probeProvider(prov, deviceId);
         tried.push(r);
-        if (r.ok) return { provider: prov, tried };
+        if (!r.ok) continue;
+        if (choice === 'auto' && prov !== 'cpu') {
+          try {
+            cpuMs ??= await timeSpeedProbe('cpu');
+            r.probeMs = await timeSpeedProbe(prov, deviceId);
+            r.cpuProbeMs = cpuMs;
+            const v = judgeSpeed(prov, r.probeMs, cpuMs);
+            if (!v.ok) {
+              r.ok = false;
+              r.reason = v.reason;
+              continue;
+            }
+            r.speed = v.reason;
+          } catch (e) {
+            r.ok = false;
+            r.reason = `speed probe failed: ${firstLine(e)}`;
+            continue;
+          }
+        }
+        return { provider: prov, tried };
       }
       throw new NoProviderError(tried);
     })();

@@ -1,12 +1,13 @@
 // Sessions from built graphs, on a verified provider, cached by graph hash.
-import { existsSync, mkdirSync } from 'node:fs';
+import { existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import type { Graph } from '../graph/graph';
+import { Graph } from '../graph/graph';
 import { bytesOf } from '../graph/dtype';
 import { graphHash, serializeModel, writeModel } from '../graph/onnx';
-import { createOrtSession, runOrt, type HostTensor, type OrtSession } from './ort';
-import { resolveProvider, type ProbeResult, type Provider, type ProviderChoice } from './providers';
+import { createOrtSession, endOrtProfiling, runOrtMixed, type DeviceTensor, type Feed, type HostTensor, type OrtSession, type TransferStats } from './ort';
+import { placementFromProfile, type Placement } from './placement';
+import { describeResolution, resolveProvider, type ProbeResult, type Provider, type ProviderChoice } from './providers';
 
 export interface BackendOptions {
   device?: ProviderChoice;
@@ -25,12 +26,27 @@ export interface BackendOptions {
   optimization?: 'disabled' | 'basic' | 'extended' | 'all';
 }
 
+export interface SessionOptions {
+  /**
+   * Outputs to leave in device memory on a GPU provider (the KV cache, the adapter), returned by
+   * runMixed() as DeviceTensors for the next run; on the CPU they stay where they are anyway.
+   */
+  deviceOutputs?: readonly string[];
+}
+
 export class Session {
+  private readonly keep: ReadonlySet<string>;
+
   constructor(
     private readonly ort: OrtSession,
     readonly hash: string,
     readonly provider: Provider,
-  ) {}
+    /** Host↔device traffic, counted on GPU providers only (on the CPU nothing crosses). */
+    private readonly stats: TransferStats | undefined,
+    deviceOutputs: readonly string[] = [],
+  ) {
+    this.keep = new Set(deviceOutputs);
+  }
 
   get inputNames(): readonly string[] {
     return this.ort.inputNames;
@@ -41,8 +57,16 @@ export class Session {
   }
 
   /** Runs the graph. Inputs are passed without copying; every output is copied into a new buffer. */
-  run(feeds: Record<string, HostTensor>, fetches?: readonly string[]): Promise<Record<string, HostTensor>> {
-    return runOrt(this.ort, feeds, fetches);
+  async run(feeds: Record<string, Feed>, fetches?: readonly string[]): Promise<Record<string, HostTensor>> {
+    const r = await runOrtMixed(this.ort, feeds, fetches, new Set(), this.stats);
+    for (const t of Object.values(r.device)) t.dispose();
+    if (Object.keys(r.device).length) throw new Error('Session.run: this session keeps outputs on the device; use runMixed()');
+    return r.host;
+  }
+
+  /** Runs the graph; the session's deviceOutputs come back as DeviceTensors, the rest as host tensors. */
+  runMixed(feeds: Record<string, Feed>, fetches?: readonly string[]): Promise<{ host: Record<string, HostTensor>; device: Record<string, DeviceTensor> }> {
+    return runOrtMixed(this.ort, feeds, fetches, this.keep, this.stats);
   }
 
   release(): Promise<void> {
@@ -50,8 +74,16 @@ export class Session {
   }
 }
 
+/**
+ * Operators each provider lacks a kernel for, written as simpler ones for it (graph/onnx.ts
+ * LOWERINGS), so that they do not fall back to the CPU in the middle of a device graph.
+ */
+const LOWER: Partial<Record<Provider, readonly string[]>> = { webgpu: ['LogSoftmax', 'ConstantOfShape'] };
+
 export class Backend {
   private readonly cache = new Map<string, Promise<Session>>();
+  /** Bytes that crossed host↔device through session inputs and outputs (GPU providers only). */
+  readonly transfers: TransferStats = { toDevice: 0, toHost: 0, runs: 0 };
 
   private constructor(
     readonly provider: Provider,
@@ -64,38 +96,89 @@ export class Backend {
     return new Backend(provider, tried, opts);
   }
 
-  /** A session for the graph, shared with any earlier graph of the same hash. */
-  session(graph: Graph): Promise<Session> {
-    const hash = graphHash(graph);
-    let s = this.cache.get(hash);
+  /** For the log: the device chosen and why each other candidate was not. */
+  describeDevice(): string {
+    return describeResolution(this.opts.device ?? 'auto', { provider: this.provider, tried: [...this.tried] });
+  }
+
+  /** A session for the graph, shared with any earlier graph of the same hash (and options). */
+  session(graph: Graph, o: SessionOptions = {}): Promise<Session> {
+    const hash = graphHash(graph, undefined, LOWER[this.provider]);
+    const key = o.deviceOutputs?.length ? `${hash}|dev:${o.deviceOutputs.join(',')}` : hash;
+    let s = this.cache.get(key);
     if (!s) {
-      s = this.createSession(graph, hash);
-      this.cache.set(hash, s);
-      s.catch(() => this.cache.delete(hash));
+      s = this.createSession(graph, hash, o);
+      this.cache.set(key, s);
+      s.catch(() => this.cache.delete(key));
     }
     return s;
   }
 
-  private async createSession(graph: Graph, hash: string): Promise<Session> {
+  private modelPathOrBytes(graph: Graph, hash: string): string | Uint8Array {
     const weightBytes = graph.initializers.reduce((n, i) => n + bytesOf(i.data).byteLength, 0);
-    const base = { provider: this.provider, deviceId: this.opts.deviceId, intraOpThreads: this.opts.threads ?? 0, optimization: this.opts.optimization };
+    const lower = LOWER[this.provider];
+    if (weightBytes <= (this.opts.fileThreshold ?? 16 * 2 ** 20)) return serializeModel(graph, { lower }).model;
+    // Through a file with external data: ONNX Runtime maps the weights instead of copying a buffer.
+    const dir = this.opts.cacheDir ?? join(tmpdir(), `docdistill-graphs-${process.getuid?.() ?? 'user'}`);
+    mkdirSync(dir, { recursive: true });
+    const path = join(dir, `${hash}.onnx`);
+    if (!existsSync(path)) writeModel(graph, path, { lower });
+    return path;
+  }
+
+  private baseOptions() {
+    return { provider: this.provider, deviceId: this.opts.deviceId, intraOpThreads: this.opts.threads ?? 0, optimization: this.opts.optimization };
+  }
+
+  private async createSession(graph: Graph, hash: string, o: SessionOptions): Promise<Session> {
     let ortSession: OrtSession;
     try {
-      if (weightBytes > (this.opts.fileThreshold ?? 16 * 2 ** 20)) {
-        // Through a file with external data: ONNX Runtime maps the weights instead of copying a buffer.
-        const dir = this.opts.cacheDir ?? join(tmpdir(), `docdistill-graphs-${process.getuid?.() ?? 'user'}`);
-        mkdirSync(dir, { recursive: true });
-        const path = join(dir, `${hash}.onnx`);
-        if (!existsSync(path)) writeModel(graph, path);
-        ortSession = await createOrtSession(path, base);
-      } else {
-        ortSession = await createOrtSession(serializeModel(graph).model, base);
-      }
+      ortSession = await createOrtSession(this.modelPathOrBytes(graph, hash), { ...this.baseOptions(), deviceOutputs: o.deviceOutputs });
     } catch (e) {
       const msg = e instanceof Error ? e.message : String(e);
       throw new Error(`ONNX Runtime could not load graph '${graph.name}' (${graph.nodes.length} nodes) on ${this.provider}: ${msg}`);
     }
-    return new Session(ortSession, hash, this.provider);
+    return new Session(ortSession, hash, this.provider, this.provider === 'cpu' ? undefined : this.transfers, o.deviceOutputs);
+  }
+
+  /**
+   * Copies host tensors to the device once, for feeding to many runs (on the CPU they are wrapped
+   * as they are). Through an Identity graph whose outputs stay on the device.
+   */
+  async upload(tensors: Record<string, HostTensor>): Promise<Record<string, DeviceTensor>> {
+    const names = Object.keys(tensors).sort();
+    if (names.length === 0) return {};
+    const g = new Graph('upload');
+    names.forEach((n, i) => {
+      const t = tensors[n]!;
+      g.output(g.input(`in${i}`, t.dtype, t.dims.map((_, d) => `d${i}_${d}`)), `out${i}`);
+    });
+    const s = await this.session(g, { deviceOutputs: names.map((_, i) => `out${i}`) });
+    const r = await s.runMixed(Object.fromEntries(names.map((n, i) => [`in${i}`, tensors[n]!])));
+    return Object.fromEntries(names.map((n, i) => [n, r.device[`out${i}`]!]));
+  }
+
+  /**
+   * Where each node of a graph runs on this backend: one profiled run with the given feeds (a
+   * separate, uncached session), nodes grouped by provider and operator.
+   */
+  async placement(graph: Graph, feeds: Record<string, Feed>, o: SessionOptions = {}): Promise<Placement> {
+    const dir = mkdtempSync(join(tmpdir(), 'docdistill-profile-'));
+    try {
+      const s = await createOrtSession(this.modelPathOrBytes(graph, graphHash(graph, undefined, LOWER[this.provider])), { ...this.baseOptions(), deviceOutputs: o.deviceOutputs, profilePrefix: join(dir, 'p') });
+      try {
+        const r = await runOrtMixed(s, feeds, undefined, new Set(o.deviceOutputs ?? []));
+        for (const t of Object.values(r.device)) t.dispose();
+        endOrtProfiling(s);
+      } finally {
+        await s.release();
+      }
+      const file = readdirSync(dir).find((f) => f.endsWith('.json'));
+      if (!file) throw new Error(`ONNX Runtime wrote no profile into ${dir}`);
+      return placementFromProfile(graph.name, JSON.parse(readFileSync(join(dir, file), 'utf8')) as unknown[]);
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
   }
 
   async dispose(): Promise<void> {

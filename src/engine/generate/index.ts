@@ -2,7 +2,7 @@
 // decode step per new token. The cache lives in preallocated buffers laid out [position, batch,
 // kv head, head dim], so the cache so far is a prefix of each buffer, fed to the step graph
 // without copying; a step returns only the last logits and the new rows, which are appended.
-import type { HostTensor, Session } from '../backend';
+import { DeviceTensor, keepsOutputsOnDevice, type Feed, type HostTensor, type Session } from '../backend';
 import type { ModelConfig } from '../models/config';
 import type { TypedData } from '../graph';
 import type { AdapterWeights, CausalLM } from '../models/model';
@@ -26,6 +26,12 @@ export interface GenerateOptions extends SamplingOptions {
   /** Called with each piece of new text of a sequence as soon as it is final. */
   onText?: (index: number, text: string) => void;
   signal?: AbortSignal;
+  /**
+   * Keep the KV cache (and the adapter) in device memory between decode steps (default: on
+   * providers that can, i.e. WebGPU). false = the cache crosses host↔device every step, as on
+   * the CPU; for measuring the difference.
+   */
+  cacheOnDevice?: boolean;
 }
 
 export interface Generation {
@@ -34,7 +40,15 @@ export interface Generation {
   finishReason: 'stop' | 'length' | 'aborted';
 }
 
-class KvCache {
+interface Cache {
+  len: number;
+  feeds(): Record<string, Feed>;
+  append(out: { host: Record<string, HostTensor>; device: Record<string, DeviceTensor> }, T: number): void;
+  dispose(): void;
+}
+
+/** The cache in preallocated host buffers; a step returns only its new rows (new_k/new_v). */
+class HostKvCache implements Cache {
   readonly k: TypedData[] = [];
   readonly v: TypedData[] = [];
   len = 0;
@@ -67,7 +81,7 @@ class KvCache {
     return f;
   }
 
-  append(out: Record<string, HostTensor>, T: number): void {
+  append({ host: out }: { host: Record<string, HostTensor> }, T: number): void {
     if (this.len + T > this.capacity) throw new Error(`KV cache overflow: ${this.len} + ${T} > ${this.capacity}`);
     const off = this.len * this.row;
     for (let l = 0; l < this.k.length; l++) {
@@ -76,6 +90,44 @@ class KvCache {
     }
     this.len += T;
   }
+
+  dispose(): void {}
+}
+
+/**
+ * The cache in device memory: a step takes the whole cache as past and returns it with its rows
+ * appended (present_k/present_v), which stays on the device for the next step.
+ */
+class DeviceKvCache implements Cache {
+  private k: Feed[];
+  private v: Feed[];
+  len = 0;
+
+  constructor(layers: number, B: number, K: number, E: number, dtype: 'float32' | 'float16' | 'float64') {
+    const empty = (): HostTensor => ({ dtype, dims: [0, B, K, E], data: dtype === 'float32' ? new Float32Array(0) : dtype === 'float16' ? new Uint16Array(0) : new Float64Array(0) });
+    this.k = Array.from({ length: layers }, empty);
+    this.v = Array.from({ length: layers }, empty);
+  }
+
+  feeds(): Record<string, Feed> {
+    const f: Record<string, Feed> = {};
+    this.k.forEach((t, l) => {
+      f[`past_k.${l}`] = t;
+      f[`past_v.${l}`] = this.v[l]!;
+    });
+    return f;
+  }
+
+  append({ device }: { device: Record<string, DeviceTensor> }, T: number): void {
+    this.dispose();
+    this.k = this.k.map((_, l) => device[`present_k.${l}`]!);
+    this.v = this.v.map((_, l) => device[`present_v.${l}`]!);
+    this.len += T;
+  }
+
+  dispose(): void {
+    for (const t of [...this.k, ...this.v]) if (t instanceof DeviceTensor) t.dispose();
+  }
 }
 
 /**
@@ -83,7 +135,7 @@ class KvCache {
  * per row, with the KV cache in preallocated buffers.
  */
 export class Stepper {
-  private readonly cache: KvCache;
+  private readonly cache: Cache;
   private mask = new BigInt64Array(0);
   private S = 0;
   private readonly lengths: number[] = [];
@@ -94,9 +146,18 @@ export class Stepper {
     dtype: 'float32' | 'float16' | 'float64',
     readonly batch: number,
     capacity: number,
-    private readonly extraFeeds: Record<string, HostTensor> = {},
+    private readonly extraFeeds: Record<string, Feed> = {},
+    /** The session is a step graph with cacheOnDevice (present_k/v kept on the device). */
+    cacheOnDevice = false,
   ) {
-    this.cache = new KvCache(cfg.numLayers, batch, cfg.numKvHeads, cfg.headDim, capacity, dtype);
+    this.cache = cacheOnDevice
+      ? new DeviceKvCache(cfg.numLayers, batch, cfg.numKvHeads, cfg.headDim, dtype)
+      : new HostKvCache(cfg.numLayers, batch, cfg.numKvHeads, cfg.headDim, capacity, dtype);
+  }
+
+  /** Frees the device memory of the cache now (it is freed at GC otherwise). */
+  dispose(): void {
+    this.cache.dispose();
   }
 
   /** Prefills the prompts (one per row); returns the logits of each row's last token, [B × V]. */
@@ -139,7 +200,7 @@ export class Stepper {
 
   private async run(ids: BigInt64Array, pos: BigInt64Array, T: number): Promise<Float32Array> {
     const B = this.batch;
-    const out = await this.session.run({
+    const out = await this.session.runMixed({
       ids: { dtype: 'int64', dims: [B, T], data: ids },
       mask: { dtype: 'int64', dims: [B, this.S], data: this.mask },
       positions: { dtype: 'int64', dims: [B, T], data: pos },
@@ -147,7 +208,7 @@ export class Stepper {
       ...this.extraFeeds,
     });
     this.cache.append(out, T);
-    const l = out.logits!.data;
+    const l = out.host.logits!.data;
     return l instanceof Float32Array ? l : Float32Array.from(l as Float64Array);
   }
 }
@@ -167,9 +228,29 @@ export async function generate(model: CausalLM, prompts: number[][], opts: Gener
   if (Tp + maxTokens > cfg.maxPositionEmbeddings) {
     throw new Error(`prompt (${Tp} tokens) + max tokens (${maxTokens}) exceed the model's context of ${cfg.maxPositionEmbeddings}`);
   }
-  const session = await model.session('step', opts.adapter?.spec);
-  const adapterFeeds = model.adapterFeeds(opts.adapter);
-  const stepper = new Stepper(session, cfg, model.dtype, B, Tp + maxTokens, adapterFeeds);
+  const onDevice = opts.cacheOnDevice ?? keepsOutputsOnDevice(model.backend.provider);
+  const session = await model.session(onDevice ? 'step-device' : 'step', opts.adapter?.spec);
+  const adapterFeeds = onDevice ? await model.residentAdapterFeeds(opts.adapter) : model.adapterFeeds(opts.adapter);
+  const stepper = new Stepper(session, cfg, model.dtype, B, Tp + maxTokens, adapterFeeds, onDevice);
+  try {
+    return await decodeLoop(model, stepper, prompts, opts, maxTokens, stopTokens, stopStrings, holdBack);
+  } finally {
+    stepper.dispose();
+    for (const t of Object.values(adapterFeeds)) if (t instanceof DeviceTensor) t.dispose();
+  }
+}
+
+async function decodeLoop(
+  model: CausalLM,
+  stepper: Stepper,
+  prompts: number[][],
+  opts: GenerateOptions,
+  maxTokens: number,
+  stopTokens: ReadonlySet<number>,
+  stopStrings: readonly string[],
+  holdBack: number,
+): Promise<Generation[]> {
+  const B = prompts.length;
   // One random stream per prompt: a prompt's output does not depend on what it is batched with.
   if (opts.seeds && opts.seeds.length !== B) throw new Error(`generate: ${opts.seeds.length} seeds for ${B} prompts`);
   const rngs = prompts.map((_, b) => seededRandom(opts.seeds?.[b] ?? (opts.seed ?? 0) + b * 1_000_003));

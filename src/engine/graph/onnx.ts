@@ -5,7 +5,7 @@ import { createHash } from 'node:crypto';
 import { closeSync, fsyncSync, openSync, renameSync, rmSync, writeSync } from 'node:fs';
 import { basename } from 'node:path';
 import { bytesOf, onnxTypeCode } from './dtype';
-import type { Attr, Graph, Initializer, Tensor } from './graph';
+import type { Attr, Graph, Initializer, Node, Tensor } from './graph';
 import { ProtoWriter } from './protobuf';
 
 export const IR_VERSION = 10;
@@ -16,7 +16,47 @@ export interface SerializeOptions {
   opset?: number;
   /** Put initializers of at least `threshold` bytes into a separate file named `fileName`. */
   externalData?: { fileName: string; threshold?: number };
+  /**
+   * Operators to write as an equivalent of simpler ones, for a provider that lacks a kernel for
+   * them (see LOWERINGS). Gradients are unaffected: this happens after autodiff, in the file only.
+   */
+  lower?: readonly string[];
 }
+
+type NodeOut = (name: string, op: string, inputs: string[], outputs: string[], attrs?: Record<string, Attr>) => void;
+
+/**
+ * Equivalents of operators in others. LogSoftmax: the WebGPU provider of onnxruntime 1.30 has no
+ * kernel, and a CPU LogSoftmax over [B, T, V] logits in the middle of a GPU graph copies
+ * them to the host and back every run. y = (x − max x) − log Σ exp(x − max x), in five kernels
+ * that it has.
+ */
+const LOWERINGS: Record<string, (n: Node, out: NodeOut) => void> = {
+  LogSoftmax: (n, out) => {
+    const x = n.inputs[0]!.name;
+    const y = n.outputs[0]!.name;
+    const a = n.attrs.axis;
+    const axis = a?.kind === 'int' ? a.value : -1;
+    const p = `${n.name}__lower`;
+    out(`${p}_axes`, 'Constant', [], [`${p}_axes`], { value: { kind: 'tensor', dtype: 'int64', shape: [1], data: BigInt64Array.of(BigInt(axis)) } });
+    out(`${p}_max`, 'ReduceMax', [x, `${p}_axes`], [`${p}_max`], { keepdims: { kind: 'int', value: 1 } });
+    out(`${p}_shift`, 'Sub', [x, `${p}_max`], [`${p}_shift`]);
+    out(`${p}_exp`, 'Exp', [`${p}_shift`], [`${p}_exp`]);
+    out(`${p}_sum`, 'ReduceSum', [`${p}_exp`, `${p}_axes`], [`${p}_sum`], { keepdims: { kind: 'int', value: 1 } });
+    out(`${p}_lse`, 'Log', [`${p}_sum`], [`${p}_lse`]);
+    out(n.name, 'Sub', [`${p}_shift`, `${p}_lse`], [y]);
+  },
+  // ConstantOfShape (the zeros that gradients are scattered into, [B, T, D]-sized) has no WebGPU
+  // kernel: made on the CPU, it is copied to the device every step. Expand of the one value does
+  // the same on the device.
+  ConstantOfShape: (n, out) => {
+    const v = n.attrs.value;
+    const value = v?.kind === 'tensor' ? v : { kind: 'tensor' as const, dtype: 'float32' as const, shape: [1], data: Float32Array.of(0) };
+    const p = `${n.name}__lower`;
+    out(`${p}_value`, 'Constant', [], [`${p}_value`], { value: { ...value, shape: [1] } });
+    out(n.name, 'Expand', [`${p}_value`, n.inputs[0]!.name], [n.outputs[0]!.name]);
+  },
+};
 
 export interface ExternalPiece {
   offset: number;
@@ -76,7 +116,20 @@ function attribute(name: string, a: Attr): ProtoWriter {
 
 export function serializeModel(graph: Graph, opts: SerializeOptions = {}): SerializedModel {
   const g = new ProtoWriter();
+  const emit: NodeOut = (name, op, inputs, outputs, attrs = {}) => {
+    const nw = new ProtoWriter();
+    for (const i of inputs) nw.string(1, i);
+    for (const o of outputs) nw.string(2, o);
+    nw.string(3, name).string(4, op);
+    for (const [k, a] of Object.entries(attrs)) nw.message(5, attribute(k, a));
+    g.message(1, nw);
+  };
   for (const n of graph.nodes) {
+    const lowering = opts.lower?.includes(n.op) && !n.domain ? LOWERINGS[n.op] : undefined;
+    if (lowering) {
+      lowering(n, emit);
+      continue;
+    }
     const nw = new ProtoWriter();
     for (const i of n.inputs) nw.string(1, i ? i.name : '');
     for (const o of n.outputs) nw.string(2, o.name);
@@ -118,9 +171,9 @@ export function serializeModel(graph: Graph, opts: SerializeOptions = {}): Seria
  * A content hash of a graph: its structure, and each initializer by its key (or its bytes when it
  * has none). Two graphs with the same hash run the same computation.
  */
-export function graphHash(graph: Graph, opset = DEFAULT_OPSET): string {
+export function graphHash(graph: Graph, opset = DEFAULT_OPSET, lower?: readonly string[]): string {
   const h = createHash('sha256');
-  const { model } = serializeModel(graph, { opset, externalData: { fileName: 'x', threshold: 256 } });
+  const { model } = serializeModel(graph, { opset, lower, externalData: { fileName: 'x', threshold: 256 } });
   h.update(model);
   for (const init of graph.initializers) {
     const raw = bytesOf(init.data);
@@ -139,9 +192,9 @@ function writeAll(fd: number, data: Uint8Array, position: number): void {
  * Writes `<path>` and, if any initializer is large, `<path>.data` beside it, each through a
  * temporary file and a rename, so a crash never leaves a half-written model behind.
  */
-export function writeModel(graph: Graph, path: string, opts: { opset?: number; threshold?: number } = {}): { modelBytes: number; dataBytes: number } {
+export function writeModel(graph: Graph, path: string, opts: { opset?: number; threshold?: number; lower?: readonly string[] } = {}): { modelBytes: number; dataBytes: number } {
   const dataPath = `${path}.data`;
-  const s = serializeModel(graph, { opset: opts.opset, externalData: { fileName: basename(dataPath), threshold: opts.threshold ?? 1024 } });
+  const s = serializeModel(graph, { opset: opts.opset, lower: opts.lower, externalData: { fileName: basename(dataPath), threshold: opts.threshold ?? 1024 } });
   const tmpSuffix = `.tmp-${process.pid}-${Date.now()}`;
   if (s.external.length) {
     const fd = openSync(dataPath + tmpSuffix, 'w');

@@ -215,10 +215,12 @@ export class LlamaGraphs {
    * Step graph: prefill (P = 0) or decode. Inputs ids [B, T], mask [B, S], positions [B, T],
    * past_k.<l>/past_v.<l> [P, B, K, E]; outputs `logits` [B, V] of the last position and
    * new_k.<l>/new_v.<l> [T, B, K, E] — only the new rows, for the caller to append to its cache.
+   * With cacheOnDevice: present_k.<l>/present_v.<l> [P+T, B, K, E] instead, the whole cache, for a
+   * GPU provider to keep in device memory and feed back as the next past.
    */
-  stepGraph(opts: BuildOptions = {}): Graph {
+  stepGraph(opts: BuildOptions & { cacheOnDevice?: boolean } = {}): Graph {
     const c = this.cfg;
-    const g = new Graph(`step_${c.architecture}_${loraSpecKey(opts.lora)}`);
+    const g = new Graph(`step_${c.architecture}_${loraSpecKey(opts.lora)}${opts.cacheOnDevice ? '_devcache' : ''}`);
     const inp = this.inputs(g, 'P+T');
     const past = Array.from({ length: c.numLayers }, (_, l) => ({
       k: g.input(`past_k.${l}`, this.dtype, ['P', 'B', c.numKvHeads, c.headDim]),
@@ -229,8 +231,17 @@ export class LlamaGraphs {
     const logits = this.logits(g, last, opts); // [B, 1, V]
     g.output(op.squeeze(logits, [1]), 'logits');
     for (let l = 0; l < c.numLayers; l++) {
-      g.output(op.transpose(dec.k[l]!, [2, 0, 1, 3]), `new_k.${l}`);
-      g.output(op.transpose(dec.v[l]!, [2, 0, 1, 3]), `new_v.${l}`);
+      const k = op.transpose(dec.k[l]!, [2, 0, 1, 3]); // [T, B, K, E]
+      const v = op.transpose(dec.v[l]!, [2, 0, 1, 3]);
+      if (opts.cacheOnDevice) {
+        // The whole cache comes out, to stay in device memory as the next step's past: appending
+        // on the device costs a copy there, instead of the cache crossing the bus every token.
+        g.output(op.concat([past[l]!.k, k], 0), `present_k.${l}`); // [P+T, B, K, E]
+        g.output(op.concat([past[l]!.v, v], 0), `present_v.${l}`);
+      } else {
+        g.output(k, `new_k.${l}`);
+        g.output(v, `new_v.${l}`);
+      }
     }
     return g;
   }

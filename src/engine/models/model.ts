@@ -3,7 +3,7 @@
 import { readdirSync, statSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { createHash } from 'node:crypto';
-import type { Backend, HostTensor, Session } from '../backend';
+import { keepsOutputsOnDevice, type Backend, type Feed, type HostTensor, type Session } from '../backend';
 import { Tokenizer } from '../tokenizer';
 import { loadModelFolder, type ModelFolder } from './folder';
 import type { ModelConfig } from './config';
@@ -65,18 +65,37 @@ export class CausalLM {
     return this.tok;
   }
 
-  /** The session of the score or step graph, with or without LoRA inputs of a given shape. */
-  session(kind: 'score' | 'step', lora?: LoraSpec, weightsAsInputs = false): Promise<Session> {
+  /**
+   * The session of the score or step graph, with or without LoRA inputs of a given shape.
+   * 'step-device' is the step graph whose KV cache stays in device memory (present_k/v outputs).
+   */
+  session(kind: 'score' | 'step' | 'step-device', lora?: LoraSpec, weightsAsInputs = false): Promise<Session> {
     const key = `${kind}:${loraSpecKey(lora)}:${weightsAsInputs ? 'winputs' : 'winit'}`;
     let s = this.sessions.get(key);
     if (!s) {
       const o = { lora, weightsAsInputs };
-      const g = kind === 'score' ? this.graphs.scoreGraph(o) : this.graphs.stepGraph(o);
-      s = this.backend.session(g);
+      if (kind === 'score') {
+        s = this.backend.session(this.graphs.scoreGraph(o));
+      } else if (kind === 'step') {
+        s = this.backend.session(this.graphs.stepGraph(o));
+      } else {
+        const names = Array.from({ length: this.config.numLayers }, (_, l) => [`present_k.${l}`, `present_v.${l}`]).flat();
+        s = this.backend.session(this.graphs.stepGraph({ ...o, cacheOnDevice: true }), { deviceOutputs: names });
+      }
       this.sessions.set(key, s);
       s.catch(() => this.sessions.delete(key));
     }
     return s;
+  }
+
+  /**
+   * An adapter's tensors as feeds that stay on the device for many runs (one generation), on
+   * providers that keep tensors there; host feeds elsewhere. Not cached across calls: training
+   * changes the tensors in place. Dispose the device copies with disposeFeeds() when done.
+   */
+  async residentAdapterFeeds(adapter: AdapterWeights | undefined): Promise<Record<string, Feed>> {
+    if (!adapter || !keepsOutputsOnDevice(this.backend.provider)) return this.adapterFeeds(adapter);
+    return this.backend.upload(this.adapterFeeds(adapter));
   }
 
   /** Feeds for an adapter's tensors, checked against its spec. */

@@ -5,7 +5,7 @@ import assert from 'node:assert/strict';
 import { mkdtempSync, readFileSync, rmSync, statSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { Backend, NoProviderError, probeProvider, resolveProvider } from '../../../src/engine/backend';
+import { Backend, NoProviderError, describeResolution, judgeSpeed, probeProvider, resolveProvider } from '../../../src/engine/backend';
 import { Graph, op, serializeModel, writeModel, floatToHalf, halfToFloat } from '../../../src/engine/graph';
 import { attentionBias, decoderLayer, ropeTables, type LayerWeights } from '../../../src/engine/models/layers';
 import { rng } from '../helpers/random';
@@ -36,8 +36,41 @@ test('auto falls back through the providers to one that works', async () => {
   assert.equal(tried.at(-1)!.provider, provider);
   assert.equal(tried.at(-1)!.ok, true);
   for (const t of tried.slice(0, -1)) assert.equal(t.ok, false, `${t.provider} passed but was not chosen`);
+  for (const t of tried.slice(0, -1)) assert.match(t.reason!, /\S/, `${t.provider} was passed over without a reason`);
   assert.ok(tried.some((t) => t.provider === 'cuda'), 'cuda is tried first on Linux');
-  console.log(`auto: ${tried.map((t) => `${t.provider}=${t.ok ? 'ok' : 'failed'}`).join(', ')} → ${provider}`);
+  console.log(`auto: ${describeResolution('auto', { provider, tried })}`);
+});
+
+test('auto keeps an accelerator only when it beats the CPU on the timed probe, and says by how much', () => {
+  const slow = judgeSpeed('webgpu', 45, 1.5);
+  assert.equal(slow.ok, false);
+  assert.match(slow.reason!, /30\.0× slower than the CPU/);
+  assert.match(slow.reason!, /set the device to "webgpu"/);
+  const fast = judgeSpeed('cuda', 0.2, 1.5);
+  assert.equal(fast.ok, true);
+  assert.match(fast.reason!, /7\.5× faster than the CPU/);
+  assert.equal(judgeSpeed('dml', 1.6, 1.5).ok, false, 'slower at all is not chosen: auto must never slow users down');
+});
+
+// With Mesa's software Vulkan driver installed (CI installs it; see .ci/run), WebGPU has an adapter
+// that computes right numbers but is a CPU pretending to be a GPU.
+test('auto does not choose WebGPU on a software adapter (lavapipe); an explicit webgpu setting still uses it', async (t) => {
+  const probe = await probeProvider('webgpu');
+  if (!probe.ok) {
+    t.skip(`no WebGPU adapter here (${probe.reason}); install the lavapipe driver as .ci/run does`);
+    return;
+  }
+  const auto = await resolveProvider('auto');
+  assert.equal(auto.provider, 'cpu');
+  const webgpu = auto.tried.find((r) => r.provider === 'webgpu')!;
+  assert.equal(webgpu.ok, false);
+  assert.ok(webgpu.probeMs! > webgpu.cpuProbeMs!, `timed probe: webgpu ${webgpu.probeMs} ms, cpu ${webgpu.cpuProbeMs} ms`);
+  assert.match(webgpu.reason!, /× slower than the CPU on the probe/);
+  const line = describeResolution('auto', auto);
+  assert.match(line, /^device cpu \(setting: auto\); not chosen: .*webgpu: \d+\.\d× slower than the CPU/);
+  console.log(line);
+  const explicit = await resolveProvider('webgpu');
+  assert.equal(explicit.provider, 'webgpu');
 });
 
 function mlpGraph(name: string, weights: Float32Array, n: number): Graph {
