@@ -11,6 +11,7 @@ import { DocsWatcher } from './watcher';
 import { DashboardPanel, ChatPanel } from './panels';
 import { downloadFromHub, looksLikeHubId } from './hub';
 import { registerViews } from './views';
+import { registerChatParticipant } from './chatParticipant';
 
 export class DocDistill implements vscode.Disposable {
   readonly log: vscode.LogOutputChannel;
@@ -70,7 +71,7 @@ export class DocDistill implements vscode.Disposable {
       if (e.affectsConfiguration('docdistill.docsGlob')) this.startWatcher();
       if (e.affectsConfiguration('docdistill.model') || e.affectsConfiguration('docdistill.device') || e.affectsConfiguration('docdistill.threads')) void this.restartWorker();
     }));
-    this.disposables.push(registerViews(this));
+    this.disposables.push(registerViews(this), registerChatParticipant(this));
     this.updateStatus();
     this.startWatcher();
   }
