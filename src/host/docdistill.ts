@@ -12,6 +12,7 @@ import { DashboardPanel, ChatPanel } from './panels';
 import { downloadFromHub, looksLikeHubId } from './hub';
 import { registerViews } from './views';
 import { registerChatParticipant } from './chatParticipant';
+import { ensureGitignore, hfToken, registerHousekeeping } from './housekeeping';
 
 export class DocDistill implements vscode.Disposable {
   readonly log: vscode.LogOutputChannel;
@@ -71,7 +72,7 @@ export class DocDistill implements vscode.Disposable {
       if (e.affectsConfiguration('docdistill.docsGlob')) this.startWatcher();
       if (e.affectsConfiguration('docdistill.model') || e.affectsConfiguration('docdistill.device') || e.affectsConfiguration('docdistill.threads')) void this.restartWorker();
     }));
-    this.disposables.push(registerViews(this), registerChatParticipant(this));
+    this.disposables.push(registerViews(this), registerChatParticipant(this), registerHousekeeping(this.ctx));
     this.updateStatus();
     this.startWatcher();
   }
@@ -197,6 +198,7 @@ export class DocDistill implements vscode.Disposable {
       void vscode.window.showWarningMessage(`DocDistill: "${this.running.job.name}" is still running. Cancel it first, or wait.`, 'Cancel Job').then((a) => a && this.cancel());
       return undefined;
     }
+    if (this.root && ensureGitignore(this.root)) this.log.info('wrote .docdistill/.gitignore (run folders stay out of git)');
     const jobId = `${Date.now().toString(36)}-${Math.random().toString(36).slice(2, 6)}`;
     const job: JobView = { jobId, name, state: 'running', started: Date.now(), loss: [], validation: [], samples: [], log: [] };
     this.jobs.push(job);
@@ -363,7 +365,7 @@ export class DocDistill implements vscode.Disposable {
         token.onCancellationRequested(() => ac.abort());
         let last = 0;
         await downloadFromHub(id.trim(), dest, {
-          endpoint: process.env.HF_ENDPOINT, token: process.env.HF_TOKEN, signal: ac.signal,
+          endpoint: process.env.HF_ENDPOINT, token: await hfToken(this.ctx.secrets), signal: ac.signal,
           onProgress: (done, total, file) => {
             const pc = total ? Math.floor((100 * done) / total) : 0;
             if (pc > last) progress.report({ increment: pc - last, message: `${file} — ${(done / 2 ** 20).toFixed(0)}/${(total / 2 ** 20).toFixed(0)} MB` });
