@@ -10,6 +10,9 @@ import { checkModelFolder } from './modelFolder';
 import { DocsWatcher } from './watcher';
 import { DashboardPanel, ChatPanel } from './panels';
 import { downloadFromHub, looksLikeHubId } from './hub';
+import { registerViews } from './views';
+import { registerChatParticipant } from './chatParticipant';
+import { ensureGitignore, hfToken, registerHousekeeping } from './housekeeping';
 
 export class DocDistill implements vscode.Disposable {
   readonly log: vscode.LogOutputChannel;
@@ -69,6 +72,7 @@ export class DocDistill implements vscode.Disposable {
       if (e.affectsConfiguration('docdistill.docsGlob')) this.startWatcher();
       if (e.affectsConfiguration('docdistill.model') || e.affectsConfiguration('docdistill.device') || e.affectsConfiguration('docdistill.threads')) void this.restartWorker();
     }));
+    this.disposables.push(registerViews(this), registerChatParticipant(this), registerHousekeeping(this.ctx));
     this.updateStatus();
     this.startWatcher();
   }
@@ -184,7 +188,7 @@ export class DocDistill implements vscode.Disposable {
     }
     if (this.cfg().get<string>('model', '')) {
       const use = await vscode.window.showInformationMessage('The demo docs are about the demo model\'s world. Use the built-in demo model for this workspace?', 'Use Demo Model', 'Keep My Model');
-      if (use === 'Use Demo Model') await this.cfg().update('model', '', vscode.ConfigurationTarget.Workspace);
+      if (use === 'Use Demo Model') await this.cfg().update('model', '', vscode.ConfigurationTarget.Global);
     }
     await this.runJob(['docdistill-demo'], 'demo');
   }
@@ -194,6 +198,7 @@ export class DocDistill implements vscode.Disposable {
       void vscode.window.showWarningMessage(`DocDistill: "${this.running.job.name}" is still running. Cancel it first, or wait.`, 'Cancel Job').then((a) => a && this.cancel());
       return undefined;
     }
+    if (this.root && ensureGitignore(this.root)) this.log.info('wrote .docdistill/.gitignore (run folders stay out of git)');
     const jobId = `${Date.now().toString(36)}-${Math.random().toString(36).slice(2, 6)}`;
     const job: JobView = { jobId, name, state: 'running', started: Date.now(), loss: [], validation: [], samples: [], log: [] };
     this.jobs.push(job);
@@ -235,7 +240,7 @@ export class DocDistill implements vscode.Disposable {
       if (abort.signal.aborted || err.code === P.ErrorCodes.Cancelled) {
         job.state = 'cancelled';
         this.log.info(`job ${name} cancelled; run it again to resume`);
-        void vscode.window.showInformationMessage(`DocDistill: "${name}" cancelled. Distil again to resume where it stopped.`);
+        void vscode.window.showInformationMessage(`DocDistill: "${name}" cancelled. Distill again to resume where it stopped.`);
       } else {
         job.state = 'failed';
         job.error = err.message;
@@ -329,7 +334,7 @@ export class DocDistill implements vscode.Disposable {
     const mode = this.cfg().get<string>('autoRedistill', 'ask');
     for (const a of stale) {
       if (mode === 'off') continue;
-      const go = mode === 'on' || (await vscode.window.showInformationMessage(`DocDistill: ${a.changed + a.removed} passage(s) of the docs behind "${a.name}" changed. Re-distil what changed?`, 'Re-distil', 'Not Now')) === 'Re-distil';
+      const go = mode === 'on' || (await vscode.window.showInformationMessage(`DocDistill: ${a.changed + a.removed} passage(s) of the docs behind "${a.name}" changed. Re-distill what changed?`, 'Re-distill', 'Not Now')) === 'Re-distill';
       if (go) await this.runJob(a.sources, a.name);
     }
   }
@@ -360,7 +365,7 @@ export class DocDistill implements vscode.Disposable {
         token.onCancellationRequested(() => ac.abort());
         let last = 0;
         await downloadFromHub(id.trim(), dest, {
-          endpoint: process.env.HF_ENDPOINT, token: process.env.HF_TOKEN, signal: ac.signal,
+          endpoint: process.env.HF_ENDPOINT, token: await hfToken(this.ctx.secrets), signal: ac.signal,
           onProgress: (done, total, file) => {
             const pc = total ? Math.floor((100 * done) / total) : 0;
             if (pc > last) progress.report({ increment: pc - last, message: `${file} — ${(done / 2 ** 20).toFixed(0)}/${(total / 2 ** 20).toFixed(0)} MB` });
@@ -377,7 +382,8 @@ export class DocDistill implements vscode.Disposable {
       if (problem) return void vscode.window.showErrorMessage(`DocDistill: ${problem}`);
       value = id.trim();
     }
-    await this.cfg().update('model', value, vscode.ConfigurationTarget.Workspace);
+    // Machine-scoped: a local path belongs in the user's settings, never in a shared .vscode/settings.json.
+    await this.cfg().update('model', value, vscode.ConfigurationTarget.Global);
     this.log.info(`base model: ${value || 'built-in demo model'}`);
     await this.restartWorker();
     void vscode.window.showInformationMessage(`DocDistill: base model set to ${value || 'the built-in demo model'}.`);
@@ -385,13 +391,13 @@ export class DocDistill implements vscode.Disposable {
 
   async manageAdapters(): Promise<void> {
     await this.refreshAdapters();
-    if (!this.adapters.length) return void vscode.window.showInformationMessage('DocDistill: no adapters yet. Distil some docs first.', 'Distill Docs Folder').then((a) => a && this.distillDocsFolder());
+    if (!this.adapters.length) return void vscode.window.showInformationMessage('DocDistill: no adapters yet. Distill some docs first.', 'Distill Docs Folder').then((a) => a && this.distillDocsFolder());
     const a = await vscode.window.showQuickPick(this.adapters.map((x) => ({
       label: `${x.active ? '$(check) ' : ''}${x.name}`, description: `${x.sources.length} doc(s), ${x.chunks} passages${x.stale ? ' — $(warning) stale' : ''}`, detail: x.sources.join(', '), x,
     })), { title: 'DocDistill: Manage Adapters' });
     if (!a) return;
     const action = await vscode.window.showQuickPick([
-      { label: '$(check) Activate for chat', id: 'activate' }, { label: '$(refresh) Re-distil its docs', id: 'redistill' },
+      { label: '$(check) Activate for chat', id: 'activate' }, { label: '$(refresh) Re-distill its docs', id: 'redistill' },
       { label: '$(export) Export (PEFT folder)…', id: 'export' }, { label: '$(merge) Merge into a model folder…', id: 'merge' }, { label: '$(trash) Delete', id: 'delete' },
     ], { title: `Adapter ${a.x.name}` });
     if (!action) return;

@@ -39,8 +39,10 @@ export function webviewHtml(webview: vscode.Webview, extensionUri: vscode.Uri, s
   table { border-collapse: collapse; width: 100%; } th, td { text-align: left; padding: 4px 8px; border-bottom: 1px solid var(--vscode-panel-border); vertical-align: top; }
   th { color: var(--vscode-descriptionForeground); font-weight: 600; } td.num { text-align: right; font-variant-numeric: tabular-nums; }
   .stale { color: var(--vscode-editorWarning-foreground); } .err { color: var(--vscode-errorForeground); }
-  svg text { fill: var(--vscode-descriptionForeground); font-size: 10px; }
-  .loss-chart { max-width: 760px; display: block; }
+  svg text { fill: var(--vscode-descriptionForeground); font-size: 11px; } svg text.axis-title { font-weight: 600; }
+  .loss-chart { max-width: 100%; display: block; } caption { text-align: left; color: var(--vscode-descriptionForeground); padding: 2px 0 6px; }
+  ol.phases { list-style: none; padding: 0; flex-wrap: wrap; } .phase[aria-current="step"] { font-weight: 600; }
+  .samples, .eval-table { table-layout: auto; } td, th { overflow-wrap: anywhere; }
   .legend { font-size: .9em; gap: 6px; } .swatch { display: inline-block; width: 18px; height: 0; border-top: 2px solid var(--vscode-charts-blue); margin-left: 6px; }
   .swatch.val { border-top: 2px dashed var(--vscode-charts-orange); }
   .cols { display: grid; grid-template-columns: repeat(auto-fit, minmax(220px, 1fr)); gap: 10px; }
@@ -60,6 +62,7 @@ export function webviewHtml(webview: vscode.Webview, extensionUri: vscode.Uri, s
 
 const panelOptions = (uri: vscode.Uri): vscode.WebviewPanelOptions & vscode.WebviewOptions => ({
   enableScripts: true,
+  enableFindWidget: true,
   retainContextWhenHidden: true,
   localResourceRoots: [vscode.Uri.joinPath(uri, 'dist', 'webview')],
 });

@@ -99,6 +99,8 @@ async function main() {
     'extensions.autoCheckUpdates': false, 'extensions.autoUpdate': false, 'update.mode': 'none', 'workbench.welcomePage.walkthroughs.openOnInstall': false,
     // No distillation settings: the demo model's recommended ones (its training.json) apply, as for a user.
     'docdistill.autoRedistill': 'off',
+    // A software WebGPU adapter (Mesa lavapipe) would be picked by 'auto' and is 3-20x slower.
+    'docdistill.device': 'cpu',
   }));
   const port = await freePort();
   log(`starting code-server on 127.0.0.1:${port}`);
@@ -116,7 +118,7 @@ async function main() {
     const page = await browser.newPage({ viewport: { width: 1440, height: 900 } });
     await page.goto(`http://127.0.0.1:${port}/?folder=${encodeURIComponent(ws)}`);
     await page.waitForSelector('.monaco-workbench', { timeout: 60_000 });
-    // The extension has activated once its status bar item is there (activation: onStartupFinished).
+    // The extension has activated once its status bar item is there (activation: workspaceContains Markdown).
     await page.locator('#workbench\\.parts\\.statusbar', { hasText: 'DocDistill' }).waitFor({ timeout: 60_000 });
     await page.waitForTimeout(1000);
     const helpers = makeHelpers(page, ws, home);

@@ -3,40 +3,72 @@
 import type { DashboardState, JobView, ToDashboard, FromDashboard } from '../../src/protocol/webview';
 import type { JobEvent } from '../../src/protocol';
 import { h, s, pct, vscode } from '../shared/dom';
+import { morphChildren } from '../shared/morph';
 
 let state: DashboardState = (vscode.getState() as DashboardState | undefined) ?? { jobs: [], adapters: [] };
 const app = document.getElementById('app')!;
 const send = (m: FromDashboard) => vscode.postMessage(m);
 const PHASES = ['ingest', 'questions', 'answers', 'train', 'evaluate'];
 
+/** Exponential moving average (TensorBoard-style, debiased), to see the trend through the noise. */
+export function smooth(values: number[], weight = 0.8): number[] {
+  let m = 0;
+  return values.map((v, i) => {
+    m = weight * m + (1 - weight) * v;
+    return m / (1 - weight ** (i + 1));
+  });
+}
+
 function lossChart(job: JobView): SVGElement {
-  const W = 560, H = 180, L = 40, B = 22, T = 8, R = 10;
+  // Drawn at the card's own width, so the text stays 11 px in a 400 px editor as in a wide one.
+  const W = Math.max(300, Math.min(760, (app.clientWidth || 560) - 40)), H = 200, L = 48, B = 34, T = 8, R = 12;
   const pts = job.loss;
   const val = job.validation;
+  const sm = smooth(pts.map((p) => p.loss));
   const all = [...pts.map((p) => p.loss), ...val.map((p) => p.loss)];
   const maxStep = Math.max(1, job.totalSteps ?? 0, ...pts.map((p) => p.step));
   const hi = all.length ? Math.max(...all) : 1;
   const lo = all.length ? Math.min(0, ...all) : 0;
   const x = (st: number) => L + ((W - L - R) * st) / maxStep;
   const y = (v: number) => T + (H - T - B) * (1 - (v - lo) / (hi - lo || 1));
-  const svg = s('svg', { viewBox: `0 0 ${W} ${H}`, width: '100%', role: 'img', 'aria-label': `loss curve, ${pts.length} steps`, class: 'loss-chart' });
+  const last = pts.at(-1);
+  const svg = s('svg', { viewBox: `0 0 ${W} ${H}`, width: W, height: H, role: 'img', 'aria-label': `loss curve, ${pts.length} steps${last ? `, last step ${last.step}: loss ${last.loss.toFixed(3)}, smoothed ${sm.at(-1)!.toFixed(3)}` : ''}`, class: 'loss-chart' });
   for (let i = 0; i <= 4; i++) {
     const v = lo + ((hi - lo) * i) / 4;
     svg.append(s('line', { x1: L, x2: W - R, y1: y(v), y2: y(v), stroke: 'var(--vscode-panel-border)', 'stroke-width': 1 }));
-    svg.append(s('text', { x: L - 4, y: y(v) + 3, 'text-anchor': 'end' }, v.toFixed(2)));
+    svg.append(s('text', { x: L - 4, y: y(v) + 4, 'text-anchor': 'end' }, v.toFixed(2)));
   }
-  svg.append(s('text', { x: W - R, y: H - 4, 'text-anchor': 'end' }, `step ${maxStep}`));
-  if (pts.length > 1) svg.append(s('polyline', { points: pts.map((p) => `${x(p.step).toFixed(1)},${y(p.loss).toFixed(1)}`).join(' '), fill: 'none', stroke: 'var(--vscode-charts-blue)', 'stroke-width': 1.5, class: 'train-line' }));
+  const ticks = Math.min(5, maxStep);
+  for (let i = 0; i <= ticks; i++) {
+    const st = Math.round((maxStep * i) / ticks);
+    svg.append(s('text', { x: x(st), y: H - B + 14, 'text-anchor': i === 0 ? 'start' : i === ticks ? 'end' : 'middle' }, String(st)));
+  }
+  svg.append(s('text', { x: L + (W - L - R) / 2, y: H - 4, 'text-anchor': 'middle', class: 'axis-title' }, 'step'));
+  svg.append(s('text', { x: 12, y: T + (H - T - B) / 2, 'text-anchor': 'middle', transform: `rotate(-90 12 ${T + (H - T - B) / 2})`, class: 'axis-title' }, 'loss'));
+  const line = (xs: { step: number }[], ys: number[]) => xs.map((p, k) => `${x(p.step).toFixed(1)},${y(ys[k]!).toFixed(1)}`).join(' ');
+  if (pts.length > 1) {
+    svg.append(s('polyline', { points: line(pts, pts.map((p) => p.loss)), fill: 'none', stroke: 'var(--vscode-charts-blue)', 'stroke-width': 1, 'stroke-opacity': 0.35, class: 'train-line' }));
+    svg.append(s('polyline', { points: line(pts, sm), fill: 'none', stroke: 'var(--vscode-charts-blue)', 'stroke-width': 2, class: 'smooth-line' }));
+  }
   if (val.length) {
-    svg.append(s('polyline', { points: val.map((p) => `${x(p.step).toFixed(1)},${y(p.loss).toFixed(1)}`).join(' '), fill: 'none', stroke: 'var(--vscode-charts-orange)', 'stroke-width': 1.5, 'stroke-dasharray': '4 3' }));
-    for (const p of val) svg.append(s('circle', { cx: x(p.step), cy: y(p.loss), r: 3, fill: 'var(--vscode-charts-orange)' }));
+    svg.append(s('polyline', { points: line(val, val.map((p) => p.loss)), fill: 'none', stroke: 'var(--vscode-charts-orange)', 'stroke-width': 1.5, 'stroke-dasharray': '4 3' }));
+    for (const p of val) svg.append(s('circle', { cx: x(p.step), cy: y(p.loss), r: 3.5, fill: 'var(--vscode-charts-orange)' }, s('title', {}, `step ${p.step}: held-out loss ${p.loss.toFixed(4)}`)));
+  }
+  // Hover targets: one band per slice of steps, its tooltip the values there.
+  const bands = Math.min(pts.length, 80);
+  for (let b = 0; b < bands; b++) {
+    const k = Math.min(pts.length - 1, Math.round(((b + 0.5) * pts.length) / bands));
+    const p = pts[k]!;
+    const x0 = L + ((W - L - R) * b) / bands;
+    svg.append(s('rect', { x: x0, y: T, width: (W - L - R) / bands, height: H - T - B, fill: 'transparent', class: 'hover-band' },
+      s('title', {}, `step ${p.step}: loss ${p.loss.toFixed(4)}, smoothed ${sm[k]!.toFixed(4)}`)));
   }
   return svg;
 }
 
 function lossLegend(job: JobView): HTMLElement {
   return h('div', { class: 'row legend muted' },
-    h('span', { class: 'swatch train' }), 'training loss',
+    h('span', { class: 'swatch train' }), 'training loss (smoothed; raw faint)',
     job.validation.length ? h('span', { class: 'swatch val' }) : null, job.validation.length ? 'held-out loss (per epoch)' : null);
 }
 
@@ -46,10 +78,15 @@ function jobCard(job: JobView, latest: boolean): HTMLElement {
   const p = job.phaseProgress;
   const frac = p && p.total ? p.done / p.total : 0;
   const stateText = { running: 'running', restarting: 'restarting the worker…', done: 'done', failed: 'failed', cancelled: 'cancelled (resumable)' }[job.state];
-  const card = h('section', { class: 'card job', 'data-state': job.state, 'aria-label': `job ${job.name}` },
+  const card = h('section', { class: 'card job', 'data-key': job.jobId, 'data-state': job.state, 'aria-label': `job ${job.name}` },
     h('div', { class: 'row' }, h('strong', {}, job.name), h('span', { class: 'muted' }, ` ${stateText}${job.runId ? ` · run ${job.runId}` : ''}`),
       running ? h('vscode-button', { appearance: 'secondary', onclick: () => send({ type: 'command', command: 'cancel' }) }, 'Cancel') : null),
-    h('div', { class: 'phases', role: 'list' }, ...PHASES.map((ph, k) => h('span', { role: 'listitem', class: `phase ${job.state === 'done' || k < i ? 'done' : k === i && running ? 'now' : ''}` }, ph))),
+    h('ol', { class: 'phases', 'aria-label': 'phases' }, ...PHASES.map((ph, k) => {
+      // Not colour alone: a mark and the state in words for screen readers.
+      const st = job.state === 'done' || k < i ? 'done' : k === i && running ? 'now' : 'todo';
+      return h('li', { class: `phase ${st === 'todo' ? '' : st}`, 'aria-current': st === 'now' ? 'step' : false, title: `${ph}: ${st === 'done' ? 'done' : st === 'now' ? 'in progress' : 'to do'}` },
+        st === 'done' ? '✓ ' : st === 'now' ? '▶ ' : '○ ', ph);
+    })),
     running && p ? h('div', { class: 'row' }, h('div', { class: 'barbox', role: 'progressbar', 'aria-valuenow': String(Math.round(100 * frac)), 'aria-valuemin': '0', 'aria-valuemax': '100' }, h('div', { class: 'bar', style: `width:${(100 * frac).toFixed(1)}%` })), h('span', { class: 'muted' }, `${job.phase} ${p.done}/${p.total}${job.etaSec && Number.isFinite(job.etaSec) ? ` · ${Math.round(job.etaSec)} s left` : ''}`)) : null,
     job.error ? h('p', { class: 'err' }, job.error) : null,
   );
@@ -62,26 +99,29 @@ function jobCard(job: JobView, latest: boolean): HTMLElement {
   if (job.eval) {
     const e = job.eval.summary;
     card.append(h('h2', {}, `Evaluation on ${e.n} held-out question${e.n === 1 ? '' : 's'}`), h('table', { class: 'eval-table' },
-      h('thead', {}, h('tr', {}, h('th', {}, ''), h('th', {}, 'exact'), h('th', {}, 'contains'), h('th', {}, 'token F1'))),
+      h('caption', {}, 'Held-out answers scored against the reference'),
+      h('thead', {}, h('tr', {}, h('th', { scope: 'col' }, 'model'), h('th', { scope: 'col' }, 'exact'), h('th', { scope: 'col' }, 'contains'), h('th', { scope: 'col' }, 'token F1'))),
       h('tbody', {}, ...([['base model (no docs)', e.base], ['teacher (docs in prompt)', e.teacher], ['student (adapter, no docs)', e.student]] as const).map(([name, m]) =>
-        h('tr', {}, h('td', {}, name), h('td', { class: 'num' }, pct(m.exact)), h('td', { class: 'num' }, pct(m.contains)), h('td', { class: 'num' }, pct(m.f1)))))));
-    card.append(h('details', {}, h('summary', {}, 'Answers side by side'), h('table', {},
-      h('thead', {}, h('tr', {}, h('th', {}, 'question'), h('th', {}, 'base'), h('th', {}, 'student'), h('th', {}, 'teacher'))),
+        h('tr', {}, h('th', { scope: 'row' }, name), h('td', { class: 'num' }, pct(m.exact)), h('td', { class: 'num' }, pct(m.contains)), h('td', { class: 'num' }, pct(m.f1)))))));
+    card.append(h('details', { class: 'answers' }, h('summary', {}, 'Answers side by side'), h('table', {},
+      h('caption', {}, 'Held-out questions: the answers of each model'),
+      h('thead', {}, h('tr', {}, h('th', { scope: 'col' }, 'question'), h('th', { scope: 'col' }, 'base'), h('th', { scope: 'col' }, 'student'), h('th', { scope: 'col' }, 'teacher'))),
       h('tbody', {}, ...job.eval.rows.slice(0, 40).map((r) => h('tr', {}, h('td', {}, r.question), h('td', {}, r.base), h('td', {}, r.student), h('td', {}, r.teacher)))))));
   }
   if (job.samples.length) {
     card.append(h('h2', {}, `Questions and teacher answers (${job.samples.length})`), h('table', { class: 'samples' },
-      h('thead', {}, h('tr', {}, h('th', {}, 'document'), h('th', {}, 'question'), h('th', {}, 'teacher answer'))),
+      h('caption', {}, 'The newest questions the teacher wrote, with its answers'),
+      h('thead', {}, h('tr', {}, h('th', { scope: 'col' }, 'document'), h('th', { scope: 'col' }, 'question'), h('th', { scope: 'col' }, 'teacher answer'))),
       h('tbody', {}, ...job.samples.slice(-30).reverse().map((q) => h('tr', {}, h('td', { class: 'muted' }, q.source), h('td', {}, q.question), h('td', {}, q.answer))))));
   }
-  if (job.log.length) card.append(h('details', {}, h('summary', {}, 'Log'), h('pre', {}, job.log.slice(-30).join('\n'))));
+  if (job.log.length) card.append(h('details', { class: 'log' }, h('summary', {}, 'Log'), h('pre', {}, job.log.slice(-30).join('\n'))));
   return card;
 }
 
 function render(): void {
   vscode.setState(state);
   const jobs = [...state.jobs].reverse();
-  app.replaceChildren(
+  morphChildren(app, h('div', {},
     h('h1', {}, 'DocDistill'),
     h('p', { class: 'muted' }, state.model ? `Base model: ${state.model.dir.split(/[\\/]/).pop()} · ${state.model.architecture} · ${(state.model.parameters / 1e6).toFixed(1)} M parameters · ${state.model.provider}/${state.model.dtype}` : 'The worker starts with the first job.'),
     h('div', { class: 'row' },
@@ -90,12 +130,12 @@ function render(): void {
       h('vscode-button', { appearance: 'secondary', onclick: () => send({ type: 'command', command: 'selectModel' }) }, 'Select Base Model'),
       h('vscode-button', { appearance: 'secondary', onclick: () => send({ type: 'command', command: 'manageAdapters' }) }, 'Manage Adapters')),
     h('h2', {}, 'Adapters'),
-    state.adapters.length ? h('table', { class: 'adapters' }, h('thead', {}, h('tr', {}, h('th', {}, 'name'), h('th', {}, 'docs'), h('th', {}, 'passages'), h('th', {}, 'status'))),
+    state.adapters.length ? h('table', { class: 'adapters' }, h('caption', {}, 'Adapters in this workspace'), h('thead', {}, h('tr', {}, h('th', { scope: 'col' }, 'name'), h('th', { scope: 'col' }, 'docs'), h('th', { scope: 'col' }, 'passages'), h('th', { scope: 'col' }, 'status'))),
       h('tbody', {}, ...state.adapters.map((a) => h('tr', {}, h('td', {}, a.name + (a.active ? ' (active)' : '')), h('td', {}, a.sources.join(', ')), h('td', { class: 'num' }, String(a.chunks)),
         h('td', { class: a.stale ? 'stale' : '' }, a.stale ? `stale: ${a.changed} changed, ${a.removed} removed` : 'up to date'))))) : h('p', { class: 'muted' }, 'No adapters yet.'),
     h('h2', {}, 'Runs'),
     jobs.length ? h('div', {}, ...jobs.map((j, k) => jobCard(j, k === 0))) : h('p', { class: 'muted' }, 'Right-click Markdown files or folders in the Explorer and choose "Distill into Model".'),
-  );
+  ));
 }
 
 let pending = false;
@@ -131,5 +171,12 @@ window.addEventListener('message', (ev: MessageEvent<ToDashboard>) => {
     schedule();
   } else if (m.type === 'jobEvent') apply(m.jobId, m.event);
 });
+let lastWidth = 0;
+new ResizeObserver(() => {
+  if (Math.abs(app.clientWidth - lastWidth) > 20) {
+    lastWidth = app.clientWidth;
+    schedule();
+  }
+}).observe(app);
 render();
 send({ type: 'ready' });

@@ -47,6 +47,22 @@ export async function run(h) {
   const first = await points();
   await waitFor(async () => (await points()) > first, 120_000, 'the loss curve to grow');
   await shot('06-dashboard-loss-curve');
+  // An open section stays open while job events arrive (the dashboard updates in place).
+  await dash.locator('details.log summary').first().click();
+  const n0 = await points();
+  await waitFor(async () => (await points()) > n0 + 1, 120_000, 'more training steps');
+  if (!(await dash.locator('details.log').first().evaluate((d) => d.open))) throw new Error('the open Log section collapsed when job events arrived');
+  // The same dashboard mid-training in a narrow (~400 px) editor, dark theme.
+  if (!(await dash.locator('body.vscode-dark').count())) throw new Error('expected the default dark theme');
+  await h.command('View: Close Primary Side Bar');
+  await page.setViewportSize({ width: 460, height: 900 });
+  await page.waitForTimeout(1500);
+  await dash.locator('svg.loss-chart').scrollIntoViewIfNeeded();
+  const w = await dash.locator('svg.loss-chart').evaluate((e) => e.getBoundingClientRect().width);
+  h.log(`  chart width in the narrow editor: ${w.toFixed(0)} px`);
+  await shot('06b-dashboard-narrow-dark');
+  await page.setViewportSize({ width: 1440, height: 900 });
+  await h.command('View: Toggle Primary Side Bar Visibility');
   await dash.locator('table.eval-table').waitFor({ timeout: 240_000 });
   await dash.locator('.job[data-state="done"]').first().waitFor({ timeout: 60_000 });
   await dash.locator('table.eval-table').scrollIntoViewIfNeeded();
