@@ -46,7 +46,9 @@ export function webviewHtml(webview: vscode.Webview, extensionUri: vscode.Uri, s
   .legend { font-size: .9em; gap: 6px; } .swatch { display: inline-block; width: 18px; height: 0; border-top: 2px solid var(--vscode-charts-blue); margin-left: 6px; }
   .swatch.val { border-top: 2px dashed var(--vscode-charts-orange); }
   .cols { display: grid; grid-template-columns: repeat(auto-fit, minmax(220px, 1fr)); gap: 10px; }
-  .msg { white-space: pre-wrap; padding: 8px 10px; border-radius: 4px; margin: 6px 0; } .user { background: var(--vscode-input-background); }
+  .msg.user { white-space: pre-wrap; } .md > :first-child { margin-top: 0; } .md > :last-child { margin-bottom: 0; }
+  .md pre { background: var(--vscode-textCodeBlock-background); padding: 6px 8px; overflow-x: auto; } .md code { font-family: var(--vscode-editor-font-family); }
+  .msg { padding: 8px 10px; border-radius: 4px; margin: 6px 0; } .user { background: var(--vscode-input-background); }
   .answer { background: var(--vscode-sideBar-background); border: 1px solid var(--vscode-panel-border); }
   .label { font-size: .8em; text-transform: uppercase; letter-spacing: .04em; color: var(--vscode-descriptionForeground); }
   textarea { width: 100%; box-sizing: border-box; color: var(--vscode-input-foreground); background: var(--vscode-input-background); border: 1px solid var(--vscode-input-border, transparent); font-family: inherit; font-size: inherit; padding: 6px; }

@@ -53,7 +53,14 @@ export async function run(h) {
   await waitFor(async () => (await points()) > n0 + 1, 120_000, 'more training steps');
   if (!(await dash.locator('details.log').first().evaluate((d) => d.open))) throw new Error('the open Log section collapsed when job events arrived');
   // The same dashboard mid-training in a narrow (~400 px) editor, dark theme.
-  if (!(await dash.locator('body.vscode-dark').count())) throw new Error('expected the default dark theme');
+  const theme = async (name) => {
+    await h.command('Preferences: Color Theme');
+    await page.locator('.quick-input-widget input').fill(name);
+    await page.locator('.quick-input-list .monaco-list-row', { hasText: name }).first().waitFor({ timeout: 10_000 });
+    await page.keyboard.press('Enter');
+  };
+  await theme('Dark Modern');
+  await waitFor(async () => (await dash.locator('body.vscode-dark').count()) > 0, 10_000, 'the dashboard in the dark theme');
   await h.command('View: Close Primary Side Bar');
   await page.setViewportSize({ width: 460, height: 900 });
   await page.waitForTimeout(1500);
@@ -62,6 +69,7 @@ export async function run(h) {
   h.log(`  chart width in the narrow editor: ${w.toFixed(0)} px`);
   await shot('06b-dashboard-narrow-dark');
   await page.setViewportSize({ width: 1440, height: 900 });
+  await theme('Light Modern');
   await h.command('View: Toggle Primary Side Bar Visibility');
   await dash.locator('table.eval-table').waitFor({ timeout: 240_000 });
   await dash.locator('.job[data-state="done"]').first().waitFor({ timeout: 60_000 });
