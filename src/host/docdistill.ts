@@ -42,7 +42,8 @@ export class DocDistill implements vscode.Disposable {
   }
 
   private cfg() {
-    return vscode.workspace.getConfiguration('docdistill');
+    // With the folder as resource, so folder-level settings (multi-root) are read, not skipped.
+    return vscode.workspace.getConfiguration('docdistill', vscode.workspace.workspaceFolders?.[0]?.uri);
   }
 
   /** The configured model folder (empty setting = the built-in demo model). */
