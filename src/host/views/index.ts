@@ -67,18 +67,23 @@ export function registerViews(dd: DocDistill): vscode.Disposable {
     adapters.refresh();
     runs.refresh();
   });
-  c('docdistill.adapter.activate', (a: AdapterRow) => withWorker((w) => w.request(P.ActivateAdapter.type, { name: a.name })));
+  // An adapter belongs to its workspace folder: act on it there (multi-root).
+  const inFolder = (a: AdapterRow) => !a.folder || dd.useFolder(a.folder);
+  c('docdistill.adapter.activate', (a: AdapterRow) => inFolder(a) && withWorker((w) => w.request(P.ActivateAdapter.type, { name: a.name })));
   c('docdistill.adapter.chat', async (a: AdapterRow) => {
+    if (!inFolder(a)) return;
     await withWorker((w) => w.request(P.ActivateAdapter.type, { name: a.name }));
     ChatPanel.show(dd);
   });
-  c('docdistill.adapter.redistill', (a: AdapterRow) => dd.runJob(a.sources, a.name));
+  c('docdistill.adapter.redistill', (a: AdapterRow) => inFolder(a) && dd.runJob(a.sources, a.name));
   c('docdistill.adapter.delete', async (a: AdapterRow) => {
+    if (!inFolder(a)) return;
     if ((await vscode.window.showWarningMessage(t('Delete adapter "{0}"?', a.name), { modal: true }, t('Delete'))) !== t('Delete')) return;
     await withWorker((w) => w.request(P.DeleteAdapter.type, { name: a.name }));
   });
   for (const kind of ['export', 'merge'] as const) {
     c(`docdistill.adapter.${kind}`, async (a: AdapterRow) => {
+      if (!inFolder(a)) return;
       const root = a.folder?.uri.fsPath ?? dd.root;
       if (!root) return;
       const to = await vscode.window.showSaveDialog({ defaultUri: vscode.Uri.file(join(root, `${a.name}-${kind === 'merge' ? 'merged' : 'adapter'}`)), saveLabel: kind === 'merge' ? t('Merge Here') : t('Export Here') });
