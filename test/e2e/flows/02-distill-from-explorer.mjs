@@ -1,9 +1,6 @@
 // Right-click a Markdown file in the Explorer → "Distill into Model" with the demo model: the
 // status bar shows the job; the dashboard fills with QA samples and a loss curve that grows; the
 // evaluation table appears at the end.
-import { readFileSync, writeFileSync } from 'node:fs';
-import { join } from 'node:path';
-
 export const title = 'distill from the explorer menu, status bar, dashboard';
 export const critical = true;
 
@@ -56,11 +53,7 @@ export async function run(h) {
   await waitFor(async () => (await points()) > n0 + 1, 120_000, 'more training steps');
   if (!(await dash.locator('details.log').first().evaluate((d) => d.open))) throw new Error('the open Log section collapsed when job events arrived');
   // The same dashboard mid-training in a narrow (~400 px) editor, dark theme.
-  // The theme through the user settings file, as a user editing settings.json would (the theme
-  // picker in code-server falls through to the marketplace when offline).
-  const settingsFile = join(h.home, 'user-data', 'User', 'settings.json');
-  const theme = (name) => writeFileSync(settingsFile, JSON.stringify({ ...JSON.parse(readFileSync(settingsFile, 'utf8')), 'workbench.colorTheme': name }));
-  theme('Default Dark Modern');
+  await h.command('Preferences: Toggle between Light/Dark Themes');
   await waitFor(async () => (await dash.locator('body.vscode-dark').count()) > 0, 10_000, 'the dashboard in the dark theme');
   await h.command('View: Close Primary Side Bar');
   await page.setViewportSize({ width: 460, height: 900 });
@@ -70,7 +63,7 @@ export async function run(h) {
   h.log(`  chart width in the narrow editor: ${w.toFixed(0)} px`);
   await shot('06b-dashboard-narrow-dark');
   await page.setViewportSize({ width: 1440, height: 900 });
-  theme('Default Light Modern');
+  await h.command('Preferences: Toggle between Light/Dark Themes');
   await h.command('View: Toggle Primary Side Bar Visibility');
   await dash.locator('table.eval-table').waitFor({ timeout: 240_000 });
   await dash.locator('.job[data-state="done"]').first().waitFor({ timeout: 60_000 });
