@@ -65,6 +65,8 @@ export class DocsIndex implements vscode.Disposable {
       next.push({ folder, glob, adapters, docs });
     }
     this.folders = next;
+    // Palette entries and welcome content follow these, whether or not the view is open.
+    void vscode.commands.executeCommand('setContext', 'docdistill.hasAdapters', next.some((f) => f.adapters.length > 0));
     void vscode.commands.executeCommand('setContext', 'docdistill.hasDocs', next.some((f) => [...f.docs.values()].some((d) => d.state !== 'excluded')));
     this.changed.fire(undefined);
   }

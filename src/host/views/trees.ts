@@ -51,11 +51,7 @@ export class AdaptersTree implements vscode.TreeDataProvider<AdapterRow | { doc:
   }
 
   getChildren(el?: AdapterRow | { doc: string; adapter: AdapterRow }): (AdapterRow | { doc: string; adapter: AdapterRow })[] {
-    if (!el) {
-      const rows = this.rows();
-      void vscode.commands.executeCommand('setContext', 'docdistill.hasAdapters', rows.length > 0);
-      return rows;
-    }
+    if (!el) return this.rows();
     return 'sources' in el ? el.sources.map((doc) => ({ doc, adapter: el })) : [];
   }
 
