@@ -55,7 +55,7 @@ function turnNode(t: Turn): HTMLElement {
   return h('div', { class: 'turn', 'data-turn': t.id }, h('div', { class: 'msg user' }, t.question),
     h('div', { class: modes.length > 1 ? 'cols' : '' }, ...modes.map((m) => {
       const a = t.answers[m]!;
-      return h('div', { class: `msg answer ${m}`, 'data-mode': m }, h('div', { class: 'label' }, LABEL[m]), answerBody(a), h('div', { class: 'muted meta' }, a.meta ?? ''));
+      return h('div', { class: `msg answer ${m}`, 'data-mode': m }, h('div', { class: 'label' }, LABEL[m]), answerBody(a), h('div', { class: a.meta ? 'muted meta' : 'meta' }, a.meta ?? ''));
     })));
 }
 
@@ -73,7 +73,9 @@ function updateAnswer(tid: string, mode: ChatMode): void {
   const follow = atBottom();
   const a = t.answers[mode]!;
   el.querySelector('.md')!.replaceWith(answerBody(a));
-  el.querySelector('.meta')!.textContent = a.meta ?? '';
+  const meta = el.querySelector('.meta')!;
+  meta.textContent = a.meta ?? '';
+  meta.className = a.meta ? 'muted meta' : 'meta'; // .muted appears once the answer is complete
   if (follow) window.scrollTo(0, document.body.scrollHeight);
 }
 
