@@ -99,9 +99,12 @@ async function main() {
     'extensions.autoCheckUpdates': false, 'extensions.autoUpdate': false, 'update.mode': 'none', 'workbench.welcomePage.walkthroughs.openOnInstall': false,
     // No distillation settings: the demo model's recommended ones (its training.json) apply, as for a user.
     'docdistill.autoRedistill': 'off',
-    // A software WebGPU adapter (Mesa lavapipe) would be picked by 'auto' and is 3-20x slower.
-    'docdistill.device': 'cpu',
   }));
+  // A software WebGPU adapter (Mesa lavapipe) would be picked by 'auto' and is 3-20x slower.
+  // docdistill.device is machine-scoped: code-server (a remote) reads it from the machine settings,
+  // not from the user settings once it has read the extension's schema.
+  mkdirSync(join(userData, 'Machine'), { recursive: true });
+  writeFileSync(join(userData, 'Machine', 'settings.json'), JSON.stringify({ 'docdistill.device': 'cpu' }));
   const port = await freePort();
   log(`starting code-server on 127.0.0.1:${port}`);
   const server = spawn(codeServer, ['--bind-addr', `127.0.0.1:${port}`, '--auth', 'none', '--disable-telemetry', '--disable-update-check', '--disable-workspace-trust', '--user-data-dir', userData, '--extensions-dir', extDir, ws], { env, detached: true, stdio: ['ignore', 'pipe', 'pipe'] });
