@@ -43,7 +43,7 @@ export function webviewHtml(webview: vscode.Webview, extensionUri: vscode.Uri, s
   .loss-chart { max-width: 100%; display: block; } caption { text-align: left; color: var(--vscode-descriptionForeground); padding: 2px 0 6px; }
   ol.phases { list-style: none; padding: 0; flex-wrap: wrap; } .phase[aria-current="step"] { font-weight: 600; }
   .samples, .eval-table { table-layout: auto; } td, th { overflow-wrap: anywhere; }
-  .legend { font-size: .9em; gap: 6px; } .swatch { display: inline-block; width: 18px; height: 0; border-top: 2px solid var(--vscode-charts-blue); margin-left: 6px; }
+  .legend { font-size: .9em; gap: 6px 14px; } .nowrap { white-space: nowrap; } .swatch { display: inline-block; width: 18px; height: 0; border-top: 2px solid var(--vscode-charts-blue); margin-left: 6px; }
   .swatch.val { border-top: 2px dashed var(--vscode-charts-orange); }
   .cols { display: grid; grid-template-columns: repeat(auto-fit, minmax(220px, 1fr)); gap: 10px; }
   .msg.user { white-space: pre-wrap; } .md > :first-child { margin-top: 0; } .md > :last-child { margin-bottom: 0; }

@@ -68,8 +68,9 @@ function lossChart(job: JobView): SVGElement {
 
 function lossLegend(job: JobView): HTMLElement {
   return h('div', { class: 'row legend muted' },
-    h('span', { class: 'swatch train' }), 'training loss (smoothed; raw faint)',
-    job.validation.length ? h('span', { class: 'swatch val' }) : null, job.validation.length ? 'held-out loss (per epoch)' : null);
+    // Each swatch stays with its words when the legend wraps in a narrow editor.
+    h('span', { class: 'nowrap' }, h('span', { class: 'swatch train' }), ' training loss (smoothed; raw faint)'),
+    job.validation.length ? h('span', { class: 'nowrap' }, h('span', { class: 'swatch val' }), ' held-out loss') : null);
 }
 
 function jobCard(job: JobView, latest: boolean): HTMLElement {
