@@ -14,7 +14,7 @@ const t = vscode.l10n.t;
 
 export function registerViews(dd: DocDistill): vscode.Disposable {
   const subs: vscode.Disposable[] = [];
-  const index = new DocsIndex();
+  const index = new DocsIndex((m) => dd.log.debug(m));
   const adapters = new AdaptersTree(dd, index);
   const runs = new RunsTree(dd);
   const docs = new DocsTree(index);
