@@ -86,10 +86,18 @@ export class DashboardPanel {
     });
   }
 
-  static show(dd: DocDistill): void {
-    if (DashboardPanel.current) return DashboardPanel.current.panel.reveal();
+  /** A job to reveal once the webview has its state. */
+  private pendingReveal?: string;
+
+  static show(dd: DocDistill, jobId?: string): void {
+    if (DashboardPanel.current) {
+      DashboardPanel.current.panel.reveal();
+      if (jobId) DashboardPanel.current.post({ type: 'reveal', jobId });
+      return;
+    }
     const panel = vscode.window.createWebviewPanel(DashboardPanel.viewType, 'DocDistill', vscode.ViewColumn.Active, panelOptions(dd.ctx.extensionUri));
     DashboardPanel.current = new DashboardPanel(dd, panel);
+    DashboardPanel.current.pendingReveal = jobId;
     void dd.refreshAdapters().catch(() => {});
   }
 
@@ -106,7 +114,12 @@ export class DashboardPanel {
   }
 
   private onMessage(m: FromDashboard): void {
-    if (m.type === 'ready') return this.sendState();
+    if (m.type === 'ready') {
+      this.sendState();
+      if (this.pendingReveal) this.post({ type: 'reveal', jobId: this.pendingReveal });
+      this.pendingReveal = undefined;
+      return;
+    }
     const cmd = { cancel: 'docdistill.cancelJob', distillDocs: 'docdistill.distillDocsFolder', chat: 'docdistill.chat', selectModel: 'docdistill.selectModel', manageAdapters: 'docdistill.manageAdapters' }[m.command];
     if (cmd) void vscode.commands.executeCommand(cmd);
   }

@@ -94,6 +94,6 @@ export function registerViews(dd: DocDistill): vscode.Disposable {
       });
     });
   }
-  c('docdistill.run.open', () => DashboardPanel.show(dd));
+  c('docdistill.run.open', (j?: { jobId: string }) => DashboardPanel.show(dd, j?.jobId));
   return vscode.Disposable.from(...subs);
 }
