@@ -164,21 +164,22 @@ function makeHelpers(page, ws, home) {
   /** Runs a command from the palette by its full title. */
   const command = async (title) => {
     const input = page.locator('.quick-input-widget input');
-    // F1 can be swallowed while a webview has just been resized or re-focused: give the workbench
-    // the focus and press it again.
+    // F1 can be swallowed, or the palette closed again, while a webview has just been resized or
+    // re-themed: give the workbench the focus and open it again.
     for (let attempt = 0; ; attempt++) {
       await page.keyboard.press('Escape');
       await page.keyboard.press('F1');
       try {
         await input.waitFor({ state: 'visible', timeout: attempt < 2 ? 3000 : 10_000 });
+        await input.fill(`>${title}`, { timeout: 3000 });
         break;
       } catch (e) {
         if (attempt >= 2) throw e;
         const bar = await page.locator('#workbench\\.parts\\.statusbar').boundingBox();
         if (bar) await page.mouse.click(bar.x + bar.width * 0.55, bar.y + bar.height / 2); // an empty stretch of the status bar
+        await page.waitForTimeout(500);
       }
     }
-    await input.fill(`>${title}`);
     const row = page.locator('.quick-input-list .monaco-list-row', { hasText: title }).first();
     await row.waitFor({ timeout: 15_000 });
     await page.keyboard.press('Enter');

@@ -63,8 +63,10 @@ export async function run(h) {
   h.log(`  chart width in the narrow editor: ${w.toFixed(0)} px`);
   await shot('06b-dashboard-narrow-dark');
   await page.setViewportSize({ width: 1440, height: 900 });
+  await page.waitForTimeout(1000);
   await h.command('Preferences: Toggle between Light/Dark Themes');
-  await h.command('View: Toggle Primary Side Bar Visibility');
+  await waitFor(async () => (await dash.locator('body.vscode-light').count()) > 0, 10_000, 'the light theme again');
+  await h.command('View: Show Explorer');
   await dash.locator('table.eval-table').waitFor({ timeout: 240_000 });
   await dash.locator('.job[data-state="done"]').first().waitFor({ timeout: 60_000 });
   await dash.locator('table.eval-table').scrollIntoViewIfNeeded();
