@@ -36,7 +36,7 @@ function walk(dir, acc = []) {
   }
   return acc;
 }
-const roots = ['package.json', 'README.md', 'CHANGELOG.md', 'LICENSE', 'dist', 'media', 'examples', 'node_modules/onnxruntime-node', 'node_modules/onnxruntime-common'];
+const roots = ['package.json', 'package.nls.json', 'l10n', 'README.md', 'CHANGELOG.md', 'LICENSE', 'dist', 'media', 'examples', 'node_modules/onnxruntime-node', 'node_modules/onnxruntime-common'];
 const files = roots.flatMap((r) => (existsSync(r) ? (statSync(r).isDirectory() ? walk(join(root, r)) : [r]) : [])).filter((f) => allow.some((re) => re.test(f)));
 for (const need of ['dist/extension.js', 'dist/worker.js', 'dist/webview/dashboard.js', 'dist/webview/chat.js', `node_modules/onnxruntime-node/bin/napi-v6/${platform}/${arch}/onnxruntime_binding.node`, 'media/demo-model/model.safetensors']) {
   if (!files.includes(need)) throw new Error(`package: ${need} is missing (build first, or the allow-list misses it)`);

@@ -37,12 +37,37 @@ export class DocDistill implements vscode.Disposable {
     this.jobs.push(...(ctx.workspaceState.get<JobView[]>('docdistill.jobs') ?? []).map((j) => (j.state === 'running' || j.state === 'restarting' ? { ...j, state: 'cancelled' as const } : j)));
   }
 
+  /** The workspace folder DocDistill works in: the one of the last docs distilled, else the first. */
+  private folderUri?: vscode.Uri;
+
+  get folder(): vscode.WorkspaceFolder | undefined {
+    return (this.folderUri && vscode.workspace.getWorkspaceFolder(this.folderUri)) || vscode.workspace.workspaceFolders?.[0];
+  }
+
   get root(): string | undefined {
-    return vscode.workspace.workspaceFolders?.[0]?.uri.fsPath;
+    return this.folder?.uri.fsPath;
+  }
+
+  /**
+   * Multi-root: each folder has its own docs, .docdistill/ and settings. Switching folder restarts
+   * the worker on the next request (its key holds the root) and the watcher now.
+   */
+  useFolder(f: vscode.WorkspaceFolder): boolean {
+    if (this.folder?.uri.toString() === f.uri.toString()) return true;
+    if (this.running) {
+      void vscode.window.showWarningMessage(vscode.l10n.t('DocDistill: "{0}" is still running in another folder. Cancel it first, or wait.', this.running.job.name));
+      return false;
+    }
+    this.folderUri = f.uri;
+    this.adapters = [];
+    this.startWatcher();
+    this.changed.fire({});
+    return true;
   }
 
   private cfg() {
-    return vscode.workspace.getConfiguration('docdistill');
+    // With the folder as resource, so folder-level settings (multi-root) are read, not skipped.
+    return vscode.workspace.getConfiguration('docdistill', this.folder?.uri);
   }
 
   /** The configured model folder (empty setting = the built-in demo model). */
@@ -159,6 +184,10 @@ export class DocDistill implements vscode.Disposable {
   }
 
   async distillUris(uris: vscode.Uri[]): Promise<void> {
+    const folders = new Set(uris.map((u) => vscode.workspace.getWorkspaceFolder(u)?.uri.toString()));
+    if (folders.size > 1) return void vscode.window.showErrorMessage(vscode.l10n.t('DocDistill: pick docs of one workspace folder at a time (each folder has its own adapters).'));
+    const target = uris[0] && vscode.workspace.getWorkspaceFolder(uris[0]);
+    if (target && !this.useFolder(target)) return;
     const root = this.root;
     if (!root) return void vscode.window.showErrorMessage('DocDistill: open a folder first.');
     if (!uris.length) {
@@ -172,8 +201,12 @@ export class DocDistill implements vscode.Disposable {
   }
 
   async distillDocsFolder(): Promise<void> {
+    const all = vscode.workspace.workspaceFolders ?? [];
+    const picked = all.length > 1 ? await vscode.window.showWorkspaceFolderPick({ placeHolder: vscode.l10n.t('Distill the docs of which folder?') }) : all[0];
+    if (!picked) return;
+    if (!this.useFolder(picked)) return;
     const glob = this.cfg().get<string>('docsGlob', 'docs/**/*.md');
-    const files = await vscode.workspace.findFiles(glob, '**/{node_modules,.docdistill}/**');
+    const files = await vscode.workspace.findFiles(new vscode.RelativePattern(picked, glob), '**/{node_modules,.docdistill}/**');
     if (!files.length) return void vscode.window.showWarningMessage(`DocDistill: no Markdown files match "${glob}" (setting docdistill.docsGlob).`, 'Open Settings').then((a) => a && vscode.commands.executeCommand('workbench.action.openSettings', 'docdistill.docsGlob'));
     await this.distillUris(files);
   }

@@ -43,10 +43,12 @@ export function webviewHtml(webview: vscode.Webview, extensionUri: vscode.Uri, s
   .loss-chart { max-width: 100%; display: block; } caption { text-align: left; color: var(--vscode-descriptionForeground); padding: 2px 0 6px; }
   ol.phases { list-style: none; padding: 0; flex-wrap: wrap; } .phase[aria-current="step"] { font-weight: 600; }
   .samples, .eval-table { table-layout: auto; } td, th { overflow-wrap: anywhere; }
-  .legend { font-size: .9em; gap: 6px; } .swatch { display: inline-block; width: 18px; height: 0; border-top: 2px solid var(--vscode-charts-blue); margin-left: 6px; }
+  .legend { font-size: .9em; gap: 6px 14px; } .nowrap { white-space: nowrap; } .swatch { display: inline-block; width: 18px; height: 0; border-top: 2px solid var(--vscode-charts-blue); margin-left: 6px; }
   .swatch.val { border-top: 2px dashed var(--vscode-charts-orange); }
   .cols { display: grid; grid-template-columns: repeat(auto-fit, minmax(220px, 1fr)); gap: 10px; }
-  .msg { white-space: pre-wrap; padding: 8px 10px; border-radius: 4px; margin: 6px 0; } .user { background: var(--vscode-input-background); }
+  .msg.user { white-space: pre-wrap; } .md > :first-child { margin-top: 0; } .md > :last-child { margin-bottom: 0; }
+  .md pre { background: var(--vscode-textCodeBlock-background); padding: 6px 8px; overflow-x: auto; } .md code { font-family: var(--vscode-editor-font-family); }
+  .msg { padding: 8px 10px; border-radius: 4px; margin: 6px 0; } .user { background: var(--vscode-input-background); }
   .answer { background: var(--vscode-sideBar-background); border: 1px solid var(--vscode-panel-border); }
   .label { font-size: .8em; text-transform: uppercase; letter-spacing: .04em; color: var(--vscode-descriptionForeground); }
   textarea { width: 100%; box-sizing: border-box; color: var(--vscode-input-foreground); background: var(--vscode-input-background); border: 1px solid var(--vscode-input-border, transparent); font-family: inherit; font-size: inherit; padding: 6px; }
@@ -84,10 +86,18 @@ export class DashboardPanel {
     });
   }
 
-  static show(dd: DocDistill): void {
-    if (DashboardPanel.current) return DashboardPanel.current.panel.reveal();
+  /** A job to reveal once the webview has its state. */
+  private pendingReveal?: string;
+
+  static show(dd: DocDistill, jobId?: string): void {
+    if (DashboardPanel.current) {
+      DashboardPanel.current.panel.reveal();
+      if (jobId) DashboardPanel.current.post({ type: 'reveal', jobId });
+      return;
+    }
     const panel = vscode.window.createWebviewPanel(DashboardPanel.viewType, 'DocDistill', vscode.ViewColumn.Active, panelOptions(dd.ctx.extensionUri));
     DashboardPanel.current = new DashboardPanel(dd, panel);
+    DashboardPanel.current.pendingReveal = jobId;
     void dd.refreshAdapters().catch(() => {});
   }
 
@@ -104,7 +114,12 @@ export class DashboardPanel {
   }
 
   private onMessage(m: FromDashboard): void {
-    if (m.type === 'ready') return this.sendState();
+    if (m.type === 'ready') {
+      this.sendState();
+      if (this.pendingReveal) this.post({ type: 'reveal', jobId: this.pendingReveal });
+      this.pendingReveal = undefined;
+      return;
+    }
     const cmd = { cancel: 'docdistill.cancelJob', distillDocs: 'docdistill.distillDocsFolder', chat: 'docdistill.chat', selectModel: 'docdistill.selectModel', manageAdapters: 'docdistill.manageAdapters' }[m.command];
     if (cmd) void vscode.commands.executeCommand(cmd);
   }

@@ -3,7 +3,7 @@
 import { watch, type FSWatcher } from 'chokidar';
 import { join, relative, sep } from 'node:path';
 
-/** A glob (**, *, ?, {a,b}) as a RegExp over '/'-separated relative paths. */
+/** A glob (**, *, ?, [a-z], [!a-z], {a,b}) as a RegExp over '/'-separated relative paths. */
 export function globToRegExp(glob: string): RegExp {
   let re = '';
   for (let i = 0; i < glob.length; i++) {
@@ -17,7 +17,18 @@ export function globToRegExp(glob: string): RegExp {
         } else re += '.*';
       } else re += '[^/]*';
     } else if (c === '?') re += '[^/]';
-    else if (c === '{') {
+    else if (c === '[') {
+      // A character class, as workspace.findFiles reads it: [abc], [a-z], [!a-z] (negated).
+      const end = glob.indexOf(']', i + 2);
+      if (end < 0) re += '\\[';
+      else {
+        let body = glob.slice(i + 1, end);
+        const neg = body.startsWith('!') || body.startsWith('^');
+        if (neg) body = body.slice(1);
+        re += `[${neg ? '^/' : ''}${body.replace(/[\\\]^]/g, '\\$&')}]`;
+        i = end;
+      }
+    } else if (c === '{') {
       const end = glob.indexOf('}', i);
       if (end < 0) re += '\\{';
       else {

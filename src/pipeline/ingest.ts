@@ -5,6 +5,7 @@
 // and a hash of its content, which is what adapters record and the watcher compares.
 import { createHash } from 'node:crypto';
 import { readFileSync, statSync } from 'node:fs';
+import { headingsOf, sentencesOf } from './markdownBlocks';
 
 export interface Chunk {
   /** Stable within a run: `<source>#<n>`. */
@@ -122,26 +123,26 @@ interface Section {
   level: number;
   headings: string[];
   lines: Line[];
+  /** Lines the section's own heading takes at its start (0: none, 1: ATX, 2: setext). */
+  headingLines?: number;
 }
 
 function sections(lines: Line[]): Section[] {
   const out: Section[] = [];
   let path: { level: number; text: string }[] = [];
   let cur: Section = { level: 0, headings: [], lines: [] };
-  let fence: string | undefined;
-  for (const l of lines) {
-    const f = /^\s{0,3}(`{3,}|~{3,})/.exec(l.text);
-    if (f) fence = fence ? (l.text.trim() === f[1] && f[1]!.startsWith(fence[0]!) ? undefined : fence) : f[1];
-    const h = !fence && !f ? /^\s{0,3}(#{1,6})\s+(.*?)\s*#*\s*$/.exec(l.text) : null;
+  // Headings as CommonMark sees them (ATX and setext), by index into `lines`.
+  const heads = new Map(headingsOf(lines.map((l) => l.text).join('\n')).map((h) => [h.line, h]));
+  lines.forEach((l, i) => {
+    const h = heads.get(i);
     if (h) {
       if (cur.lines.some((x) => x.text.trim())) out.push(cur);
-      const level = h[1]!.length;
-      path = [...path.filter((p) => p.level < level), { level, text: h[2]! }];
-      cur = { level, headings: path.map((p) => p.text), lines: [l] };
+      path = [...path.filter((p) => p.level < h.level), { level: h.level, text: h.text }];
+      cur = { level: h.level, headings: path.map((p) => p.text), lines: [l], headingLines: h.lines };
     } else {
       cur.lines.push(l);
     }
-  }
+  });
   if (cur.lines.some((x) => x.text.trim())) out.push(cur);
   return out;
 }
@@ -191,7 +192,7 @@ function splitToFit(ls: Line[], o: IngestOptions, prefix: string): Line[][] {
 }
 
 function splitLine(l: Line): Line[][] {
-  const sentences = l.text.match(/[^.!?]+[.!?]+["')\]]*\s*|[^.!?]+$/g) ?? [l.text];
+  const sentences = sentencesOf(l.text);
   if (sentences.length > 1) return sentences.map((s) => [{ text: s.trim(), n: l.n }]);
   const words = l.text.split(/(?<=\s)/);
   const half = Math.ceil(words.length / 2);
@@ -208,14 +209,18 @@ export function chunkMarkdown(source: string, md: string, o: IngestOptions): Chu
   if (!(o.maxTokens > 0)) throw new IngestError(`maxTokens must be positive (got ${o.maxTokens})`);
   const minTokens = o.minTokens ?? Math.floor(o.maxTokens / 4);
   const secs = sections(cleanLines(md));
-  type Piece = { headings: string[]; lines: Line[]; level: number };
+  type Piece = { headings: string[]; lines: Line[]; level: number; startsWithHeading: boolean };
   const pieces: Piece[] = [];
   for (const s of secs) {
     const body = trimBlank(s.lines);
     if (!body.length) continue;
     // Parent headings give a split section its context.
     const parents = s.headings.length > 1 ? `${s.headings.join(' › ')}\n\n` : '';
-    for (const part of splitToFit(body, o, parents)) pieces.push({ headings: s.headings, lines: trimBlank(part), level: s.level });
+    const headLine = s.headingLines ? s.lines[0]!.n : -1;
+    for (const part of splitToFit(body, o, parents)) {
+      const ls = trimBlank(part);
+      pieces.push({ headings: s.headings, lines: ls, level: s.level, startsWithHeading: ls[0]?.n === headLine });
+    }
   }
   // Merge small neighbours that share a parent, while they fit.
   const merged: Piece[] = [];
@@ -225,7 +230,7 @@ export function chunkMarkdown(source: string, md: string, o: IngestOptions): Chu
     const parentOfP = p.headings.slice(0, -1).join('\0');
     const related = last && (last.headings.slice(0, -1).join('\0') === parentOfP || last.headings.join('\0') === parentOfP);
     if (last && related && o.countTokens(textOf(last)) < minTokens) {
-      const joined: Piece = { headings: last.headings, level: last.level, lines: [...last.lines, { text: '', n: p.lines[0]!.n }, ...p.lines] };
+      const joined: Piece = { headings: last.headings, level: last.level, startsWithHeading: last.startsWithHeading, lines: [...last.lines, { text: '', n: p.lines[0]!.n }, ...p.lines] };
       if (o.countTokens(textOf(joined)) <= o.maxTokens) {
         merged[merged.length - 1] = joined;
         continue;
@@ -236,8 +241,7 @@ export function chunkMarkdown(source: string, md: string, o: IngestOptions): Chu
   return merged.map((p, i) => {
     const own = textOf(p);
     // A chunk that does not start with its own heading gets its heading path as context.
-    const startsWithHeading = /^\s{0,3}#{1,6}\s/.test(p.lines[0]!.text);
-    const ctx = startsWithHeading ? p.headings.slice(0, -1) : p.headings;
+    const ctx = p.startsWithHeading ? p.headings.slice(0, -1) : p.headings;
     const text = (ctx.length ? `${ctx.join(' › ')}\n\n` : '') + own;
     return { id: `${source}#${i}`, source, headings: p.headings, text, hash: chunkHash(source, text), tokens: o.countTokens(text), line: p.lines[0]!.n };
   });

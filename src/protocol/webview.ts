@@ -28,7 +28,11 @@ export interface DashboardState {
   adapters: AdapterSummary[];
 }
 
-export type ToDashboard = { type: 'state'; state: DashboardState } | { type: 'jobEvent'; jobId: string; event: JobEvent };
+export type ToDashboard =
+  | { type: 'state'; state: DashboardState }
+  | { type: 'jobEvent'; jobId: string; event: JobEvent }
+  /** Scroll a job's card into view and focus it (the Runs view's "Open in Dashboard"). */
+  | { type: 'reveal'; jobId: string };
 export type FromDashboard = { type: 'ready' } | { type: 'command'; command: 'cancel' | 'distillDocs' | 'chat' | 'selectModel' | 'manageAdapters' };
 
 export type ToChat =

@@ -99,9 +99,12 @@ async function main() {
     'extensions.autoCheckUpdates': false, 'extensions.autoUpdate': false, 'update.mode': 'none', 'workbench.welcomePage.walkthroughs.openOnInstall': false,
     // No distillation settings: the demo model's recommended ones (its training.json) apply, as for a user.
     'docdistill.autoRedistill': 'off',
-    // A software WebGPU adapter (Mesa lavapipe) would be picked by 'auto' and is 3-20x slower.
-    'docdistill.device': 'cpu',
   }));
+  // A software WebGPU adapter (Mesa lavapipe) would be picked by 'auto' and is 3-20x slower.
+  // docdistill.device is machine-scoped: code-server (a remote) reads it from the machine settings,
+  // not from the user settings once it has read the extension's schema.
+  mkdirSync(join(userData, 'Machine'), { recursive: true });
+  writeFileSync(join(userData, 'Machine', 'settings.json'), JSON.stringify({ 'docdistill.device': 'cpu' }));
   const port = await freePort();
   log(`starting code-server on 127.0.0.1:${port}`);
   const server = spawn(codeServer, ['--bind-addr', `127.0.0.1:${port}`, '--auth', 'none', '--disable-telemetry', '--disable-update-check', '--disable-workspace-trust', '--user-data-dir', userData, '--extensions-dir', extDir, ws], { env, detached: true, stdio: ['ignore', 'pipe', 'pipe'] });
@@ -160,11 +163,23 @@ function makeHelpers(page, ws, home) {
   };
   /** Runs a command from the palette by its full title. */
   const command = async (title) => {
-    await page.keyboard.press('Escape');
-    await page.keyboard.press('F1');
     const input = page.locator('.quick-input-widget input');
-    await input.waitFor({ state: 'visible', timeout: 10_000 });
-    await input.fill(`>${title}`);
+    // F1 can be swallowed, or the palette closed again, while a webview has just been resized or
+    // re-themed: give the workbench the focus and open it again.
+    for (let attempt = 0; ; attempt++) {
+      await page.keyboard.press('Escape');
+      await page.keyboard.press('F1');
+      try {
+        await input.waitFor({ state: 'visible', timeout: attempt < 2 ? 3000 : 10_000 });
+        await input.fill(`>${title}`, { timeout: 3000 });
+        break;
+      } catch (e) {
+        if (attempt >= 2) throw e;
+        const bar = await page.locator('#workbench\\.parts\\.statusbar').boundingBox();
+        if (bar) await page.mouse.click(bar.x + bar.width * 0.55, bar.y + bar.height / 2); // an empty stretch of the status bar
+        await page.waitForTimeout(500);
+      }
+    }
     const row = page.locator('.quick-input-list .monaco-list-row', { hasText: title }).first();
     await row.waitFor({ timeout: 15_000 });
     await page.keyboard.press('Enter');

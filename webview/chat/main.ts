@@ -3,6 +3,7 @@
 import type { FromChat, ToChat } from '../../src/protocol/webview';
 import type { ChatMode } from '../../src/protocol';
 import { h, vscode } from '../shared/dom';
+import { renderMarkdown } from '../shared/markdown';
 
 interface Turn { id: string; question: string; answers: Partial<Record<ChatMode, { text: string; done: boolean; error?: string; meta?: string }>> }
 interface State { turns: Turn[]; compare: boolean; adapter?: string }
@@ -38,16 +39,44 @@ function renderPicker(): void {
   picker.replaceChildren(...(adapters.length ? adapters : ['(no adapter yet)']).map((a) => h('vscode-option', { value: a, ...(a === st.adapter ? { selected: true } : {}) }, a)));
 }
 
+/** True when the user reads the bottom of the conversation (then new text keeps it in view). */
+const atBottom = () => window.innerHeight + window.scrollY >= document.body.scrollHeight - 40;
+
+function answerBody(a: NonNullable<Turn['answers'][ChatMode]>): HTMLElement {
+  const body = h('div', { class: 'md' });
+  if (a.error) body.append(h('span', { class: 'err' }, a.error));
+  else if (a.text) body.innerHTML = renderMarkdown(a.text); // markdown-it with HTML, links and images off
+  else body.textContent = a.done ? '(no answer)' : '…';
+  return body;
+}
+
+function turnNode(t: Turn): HTMLElement {
+  const modes = Object.keys(t.answers) as ChatMode[];
+  return h('div', { class: 'turn', 'data-turn': t.id }, h('div', { class: 'msg user' }, t.question),
+    h('div', { class: modes.length > 1 ? 'cols' : '' }, ...modes.map((m) => {
+      const a = t.answers[m]!;
+      return h('div', { class: `msg answer ${m}`, 'data-mode': m }, h('div', { class: 'label' }, LABEL[m]), answerBody(a), h('div', { class: a.meta ? 'muted meta' : 'meta' }, a.meta ?? ''));
+    })));
+}
+
+/** Full render: on start and for a new question (scrolls to the new question). */
 function renderTurns(): void {
-  convo.replaceChildren(...st.turns.map((t) => {
-    const modes = Object.keys(t.answers) as ChatMode[];
-    return h('div', { class: 'turn' }, h('div', { class: 'msg user' }, t.question),
-      h('div', { class: modes.length > 1 ? 'cols' : '' }, ...modes.map((m) => {
-        const a = t.answers[m]!;
-        return h('div', { class: `msg answer ${m}`, 'data-mode': m }, h('div', { class: 'label' }, LABEL[m]), a.error ? h('span', { class: 'err' }, a.error) : a.text || (a.done ? '(no answer)' : '…'), a.meta ? h('div', { class: 'muted' }, a.meta) : null);
-      })));
-  }));
+  convo.replaceChildren(...st.turns.map(turnNode));
   window.scrollTo(0, document.body.scrollHeight);
+}
+
+/** Streaming: only the one answer changes, and the view follows only if the user was at the bottom. */
+function updateAnswer(tid: string, mode: ChatMode): void {
+  const t = st.turns.find((x) => x.id === tid);
+  const el = convo.querySelector(`[data-turn="${tid}"] .msg.answer.${mode}`);
+  if (!t || !el) return renderTurns();
+  const follow = atBottom();
+  const a = t.answers[mode]!;
+  el.querySelector('.md')!.replaceWith(answerBody(a));
+  const meta = el.querySelector('.meta')!;
+  meta.textContent = a.meta ?? '';
+  meta.className = a.meta ? 'muted meta' : 'meta'; // .muted appears once the answer is complete
+  if (follow) window.scrollTo(0, document.body.scrollHeight);
 }
 
 function ask(): void {
@@ -89,7 +118,7 @@ window.addEventListener('message', (ev: MessageEvent<ToChat>) => {
   if (m.type === 'delta') a.text += m.text;
   if (m.type === 'done') Object.assign(a, { text: m.text, done: true, meta: `${m.tokens} tokens · ${(m.ms / 1000).toFixed(1)} s${m.finishReason === 'aborted' ? ' · stopped' : ''}` });
   if (m.type === 'error') Object.assign(a, { done: true, error: m.message });
-  renderTurns();
+  updateAnswer(tid, mode);
   finishIfDone();
 });
 

@@ -68,8 +68,9 @@ function lossChart(job: JobView): SVGElement {
 
 function lossLegend(job: JobView): HTMLElement {
   return h('div', { class: 'row legend muted' },
-    h('span', { class: 'swatch train' }), 'training loss (smoothed; raw faint)',
-    job.validation.length ? h('span', { class: 'swatch val' }) : null, job.validation.length ? 'held-out loss (per epoch)' : null);
+    // Each swatch stays with its words when the legend wraps in a narrow editor.
+    h('span', { class: 'nowrap' }, h('span', { class: 'swatch train' }), ' training loss (smoothed; raw faint)'),
+    job.validation.length ? h('span', { class: 'nowrap' }, h('span', { class: 'swatch val' }), ' held-out loss') : null);
 }
 
 function jobCard(job: JobView, latest: boolean): HTMLElement {
@@ -78,7 +79,7 @@ function jobCard(job: JobView, latest: boolean): HTMLElement {
   const p = job.phaseProgress;
   const frac = p && p.total ? p.done / p.total : 0;
   const stateText = { running: 'running', restarting: 'restarting the worker…', done: 'done', failed: 'failed', cancelled: 'cancelled (resumable)' }[job.state];
-  const card = h('section', { class: 'card job', 'data-key': job.jobId, 'data-state': job.state, 'aria-label': `job ${job.name}` },
+  const card = h('section', { class: 'card job', 'data-key': job.jobId, tabindex: '-1', 'data-state': job.state, 'aria-label': `job ${job.name}` },
     h('div', { class: 'row' }, h('strong', {}, job.name), h('span', { class: 'muted' }, ` ${stateText}${job.runId ? ` · run ${job.runId}` : ''}`),
       running ? h('vscode-button', { appearance: 'secondary', onclick: () => send({ type: 'command', command: 'cancel' }) }, 'Cancel') : null),
     h('ol', { class: 'phases', 'aria-label': 'phases' }, ...PHASES.map((ph, k) => {
@@ -170,6 +171,12 @@ window.addEventListener('message', (ev: MessageEvent<ToDashboard>) => {
     state = m.state;
     schedule();
   } else if (m.type === 'jobEvent') apply(m.jobId, m.event);
+  else if (m.type === 'reveal') {
+    render(); // the card of a job that just started may not be drawn yet
+    const card = app.querySelector<HTMLElement>(`.job[data-key="${CSS.escape(m.jobId)}"]`);
+    card?.scrollIntoView({ block: 'start' });
+    card?.focus();
+  }
 });
 let lastWidth = 0;
 new ResizeObserver(() => {

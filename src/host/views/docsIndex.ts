@@ -21,7 +21,7 @@ export class DocsIndex implements vscode.Disposable {
   private readonly subs: vscode.Disposable[] = [];
   private timer?: NodeJS.Timeout;
 
-  constructor() {
+  constructor(private readonly log: (m: string) => void = () => {}) {
     const w = vscode.workspace.createFileSystemWatcher('**/*.{md,markdown}');
     const a = vscode.workspace.createFileSystemWatcher('**/.docdistill/adapters/*/docdistill.json');
     for (const x of [w, a]) this.subs.push(x, x.onDidChange(() => this.schedule()), x.onDidCreate(() => this.schedule()), x.onDidDelete(() => this.schedule()));
@@ -63,8 +63,12 @@ export class DocsIndex implements vscode.Disposable {
         if (!docs.has(rel)) docs.set(rel, docStatus(rel, globbed.has(u.fsPath), mtimeOf(u.fsPath), adapters));
       }
       next.push({ folder, glob, adapters, docs });
+      const by = (st: string) => [...docs.values()].filter((d) => d.state === st).length;
+      this.log(`docs index: ${folder.name}: ${inGlob.length} under ${glob} (${by('distilled')} distilled, ${by('stale')} stale), ${by('excluded')} other Markdown, ${adapters.length} adapter(s)`);
     }
     this.folders = next;
+    // Palette entries and welcome content follow these, whether or not the view is open.
+    void vscode.commands.executeCommand('setContext', 'docdistill.hasAdapters', next.some((f) => f.adapters.length > 0));
     void vscode.commands.executeCommand('setContext', 'docdistill.hasDocs', next.some((f) => [...f.docs.values()].some((d) => d.state !== 'excluded')));
     this.changed.fire(undefined);
   }

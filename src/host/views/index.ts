@@ -14,7 +14,7 @@ const t = vscode.l10n.t;
 
 export function registerViews(dd: DocDistill): vscode.Disposable {
   const subs: vscode.Disposable[] = [];
-  const index = new DocsIndex();
+  const index = new DocsIndex((m) => dd.log.debug(m));
   const adapters = new AdaptersTree(dd, index);
   const runs = new RunsTree(dd);
   const docs = new DocsTree(index);
@@ -67,18 +67,23 @@ export function registerViews(dd: DocDistill): vscode.Disposable {
     adapters.refresh();
     runs.refresh();
   });
-  c('docdistill.adapter.activate', (a: AdapterRow) => withWorker((w) => w.request(P.ActivateAdapter.type, { name: a.name })));
+  // An adapter belongs to its workspace folder: act on it there (multi-root).
+  const inFolder = (a: AdapterRow) => !a.folder || dd.useFolder(a.folder);
+  c('docdistill.adapter.activate', (a: AdapterRow) => inFolder(a) && withWorker((w) => w.request(P.ActivateAdapter.type, { name: a.name })));
   c('docdistill.adapter.chat', async (a: AdapterRow) => {
+    if (!inFolder(a)) return;
     await withWorker((w) => w.request(P.ActivateAdapter.type, { name: a.name }));
     ChatPanel.show(dd);
   });
-  c('docdistill.adapter.redistill', (a: AdapterRow) => dd.runJob(a.sources, a.name));
+  c('docdistill.adapter.redistill', (a: AdapterRow) => inFolder(a) && dd.runJob(a.sources, a.name));
   c('docdistill.adapter.delete', async (a: AdapterRow) => {
+    if (!inFolder(a)) return;
     if ((await vscode.window.showWarningMessage(t('Delete adapter "{0}"?', a.name), { modal: true }, t('Delete'))) !== t('Delete')) return;
     await withWorker((w) => w.request(P.DeleteAdapter.type, { name: a.name }));
   });
   for (const kind of ['export', 'merge'] as const) {
     c(`docdistill.adapter.${kind}`, async (a: AdapterRow) => {
+      if (!inFolder(a)) return;
       const root = a.folder?.uri.fsPath ?? dd.root;
       if (!root) return;
       const to = await vscode.window.showSaveDialog({ defaultUri: vscode.Uri.file(join(root, `${a.name}-${kind === 'merge' ? 'merged' : 'adapter'}`)), saveLabel: kind === 'merge' ? t('Merge Here') : t('Export Here') });
@@ -89,6 +94,6 @@ export function registerViews(dd: DocDistill): vscode.Disposable {
       });
     });
   }
-  c('docdistill.run.open', () => DashboardPanel.show(dd));
+  c('docdistill.run.open', (j?: { jobId: string }) => DashboardPanel.show(dd, j?.jobId));
   return vscode.Disposable.from(...subs);
 }

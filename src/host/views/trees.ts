@@ -36,11 +36,11 @@ export class AdaptersTree implements vscode.TreeDataProvider<AdapterRow | { doc:
 
   rows(): AdapterRow[] {
     const rows: AdapterRow[] = [];
-    const first = vscode.workspace.workspaceFolders?.[0];
+    const current = this.dd.folder?.uri.toString();
     const fromWorker = new Map(this.dd.adapters.map((a) => [a.name, a]));
     for (const f of this.index.all()) {
       for (const a of f.adapters) {
-        const w = f.folder === first ? fromWorker.get(a.name) : undefined;
+        const w = f.folder.uri.toString() === current ? fromWorker.get(a.name) : undefined;
         const docStale = [...f.docs.values()].filter((d) => d.staleIn.includes(a.name)).map((d) => d.path);
         const stale = w ? w.stale : docStale.length > 0;
         const why = w?.stale ? t('{0} passage(s) changed, {1} removed since it was distilled', w.changed, w.removed) : docStale.length ? t('changed since it was distilled: {0}', docStale.join(', ')) : undefined;
@@ -51,11 +51,7 @@ export class AdaptersTree implements vscode.TreeDataProvider<AdapterRow | { doc:
   }
 
   getChildren(el?: AdapterRow | { doc: string; adapter: AdapterRow }): (AdapterRow | { doc: string; adapter: AdapterRow })[] {
-    if (!el) {
-      const rows = this.rows();
-      void vscode.commands.executeCommand('setContext', 'docdistill.hasAdapters', rows.length > 0);
-      return rows;
-    }
+    if (!el) return this.rows();
     return 'sources' in el ? el.sources.map((doc) => ({ doc, adapter: el })) : [];
   }
 

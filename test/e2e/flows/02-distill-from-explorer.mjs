@@ -53,7 +53,8 @@ export async function run(h) {
   await waitFor(async () => (await points()) > n0 + 1, 120_000, 'more training steps');
   if (!(await dash.locator('details.log').first().evaluate((d) => d.open))) throw new Error('the open Log section collapsed when job events arrived');
   // The same dashboard mid-training in a narrow (~400 px) editor, dark theme.
-  if (!(await dash.locator('body.vscode-dark').count())) throw new Error('expected the default dark theme');
+  await h.command('Preferences: Toggle between Light/Dark Themes');
+  await waitFor(async () => (await dash.locator('body.vscode-dark').count()) > 0, 10_000, 'the dashboard in the dark theme');
   await h.command('View: Close Primary Side Bar');
   await page.setViewportSize({ width: 460, height: 900 });
   await page.waitForTimeout(1500);
@@ -62,7 +63,10 @@ export async function run(h) {
   h.log(`  chart width in the narrow editor: ${w.toFixed(0)} px`);
   await shot('06b-dashboard-narrow-dark');
   await page.setViewportSize({ width: 1440, height: 900 });
-  await h.command('View: Toggle Primary Side Bar Visibility');
+  await page.waitForTimeout(1000);
+  await h.command('Preferences: Toggle between Light/Dark Themes');
+  await waitFor(async () => (await dash.locator('body.vscode-light').count()) > 0, 10_000, 'the light theme again');
+  await h.command('View: Show Explorer');
   await dash.locator('table.eval-table').waitFor({ timeout: 240_000 });
   await dash.locator('.job[data-state="done"]').first().waitFor({ timeout: 60_000 });
   await dash.locator('table.eval-table').scrollIntoViewIfNeeded();

@@ -15,6 +15,10 @@ export async function run(h) {
   if (!/in docs/.test(docRow)) throw new Error(`the Docs view should say which adapter a doc is in: ${docRow}`);
   await pane('Adapters').locator('.monaco-list-row', { hasText: 'docs' }).first().hover();
   await shot('11-view-container');
+  // A run in the Runs view opens the dashboard at that run's card.
+  await pane('Runs').locator('.monaco-list-row').last().click();
+  const dash = await h.webview('DocDistill');
+  await waitFor(async () => Boolean(await dash.locator('body').evaluate(() => document.activeElement?.getAttribute('data-key'))), 10_000, 'the run\'s card focused in the dashboard');
 
   // Explorer: the distilled doc carries the "D" badge (drawn by CSS ::after, as for git's "M").
   await command('View: Show Explorer');

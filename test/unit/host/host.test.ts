@@ -42,6 +42,12 @@ test('globs match as VS Code settings mean them', () => {
   assert.ok(re.test('docs/a.md') && re.test('docs/x/y/b.md'));
   assert.ok(!re.test('docs/a.txt') && !re.test('other/a.md') && !re.test('docs/a.md.bak'));
   assert.ok(globToRegExp('**/*.{md,markdown}').test('a/b/c.markdown'));
+  // Character classes, as workspace.findFiles (Distill Docs Folder) reads them.
+  const cls = globToRegExp('docs/[a-c]*.md');
+  assert.ok(cls.test('docs/alpha.md') && cls.test('docs/c.md'));
+  assert.ok(!cls.test('docs/delta.md') && !cls.test('docs/[a-c]x.md'));
+  const neg = globToRegExp('docs/[!_]*.md');
+  assert.ok(neg.test('docs/guide.md') && !neg.test('docs/_draft.md'));
   assert.equal(globBase('docs/**/*.md'), 'docs');
   assert.equal(globBase('**/*.md'), '');
   assert.equal(globBase('guide/intro.md'), 'guide');

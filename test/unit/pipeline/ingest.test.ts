@@ -94,3 +94,49 @@ test('binary, invalid UTF-8 and huge files are refused with a clear reason', () 
     rmSync(dir, { recursive: true, force: true });
   }
 });
+
+test('CommonMark structure: setext headings split, lists and tables stay whole, HTML comments and front matter go', () => {
+  const md = `---
+title: Kest
+---
+Kest
+====
+
+Kest is a potter in Varn.
+
+Work
+----
+
+- She throws bowls.
+- She fires them on Fridays.
+
+| day | hours |
+| --- | ----- |
+| Mon | 9-5   |
+
+<div class="note">
+Kest sells at the market.
+</div>
+<!-- hidden -->
+
+Not a heading
+    ---
+`;
+  const chunks = chunkMarkdown('k.md', md, { maxTokens: 200, countTokens: words, minTokens: 0 });
+  assert.deepEqual(chunks.map((c) => c.headings), [['Kest'], ['Kest', 'Work']]);
+  assert.match(chunks[0]!.text, /^Kest\n====\n\nKest is a potter/, 'a setext heading starts its own chunk, without its name repeated as context');
+  assert.match(chunks[1]!.text, /^Kest\n\nWork\n----/, 'a setext sub-section carries its parent heading');
+  assert.match(chunks[1]!.text, /- She throws bowls\.\n- She fires them on Fridays\./);
+  assert.match(chunks[1]!.text, /\| Mon \| 9-5 {3}\|/);
+  assert.match(chunks[1]!.text, /Kest sells at the market/);
+  assert.doesNotMatch(chunks.map((c) => c.text).join('\n'), /title:|hidden/);
+  assert.equal(chunks[1]!.line, 9);
+});
+
+test('sentences split at real sentence ends, not inside abbreviations or numbers', () => {
+  const long = 'The kiln reaches 1200.5 degrees, e.g. on Fridays. It cools overnight. Kest opens it at dawn.';
+  const chunks = chunkMarkdown('s.md', `# S\n\n${long}\n`, { maxTokens: 9, countTokens: words });
+  const texts = chunks.map((c) => c.text.replace(/^S\n\n/, ''));
+  assert.ok(texts.some((t) => t.includes('1200.5 degrees')), texts.join(' | '));
+  assert.ok(texts.every((t) => !/^5 degrees/.test(t)), texts.join(' | '));
+});
