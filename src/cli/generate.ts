@@ -1,8 +1,16 @@
 // docdistill generate: text from a model (and adapter), streamed.
 import type { Command } from './command';
 import { UsageError } from './command';
-import { generate } from '../engine/generate';
+import { generate, type GenerateTimings } from '../engine/generate';
 import { intOption, loadFromArgs, modelOptions, modelUsage, numOption, parse } from './modelArgs';
+
+const round1 = (x: number) => Math.round(x * 10) / 10;
+const rate = (n: number, ms: number) => (ms > 0 ? `${((1000 * n) / ms).toFixed(1)} tokens/s` : '–');
+
+/** load 12.3 s · prefill 350 tokens 2.10 s (166.7 tokens/s) · decode 63 tokens 12.00 s (5.3 tokens/s) */
+export function timingsLine(t: { loadMs: number; prefillMs: number; prefillTokens: number; decodeMs: number; decodeTokens: number }): string {
+  return `load ${(t.loadMs / 1000).toFixed(2)} s · prefill ${t.prefillTokens} tokens ${(t.prefillMs / 1000).toFixed(2)} s (${rate(t.prefillTokens, t.prefillMs)}) · decode ${t.decodeTokens} tokens ${(t.decodeMs / 1000).toFixed(2)} s (${rate(t.decodeTokens, t.decodeMs)})`;
+}
 
 export const generateCommand: Command = {
   name: 'generate',
@@ -19,7 +27,9 @@ ${modelUsage}
   --top-p P          sample from the nucleus of probability P (default 1 = off)
   --seed S           random seed (default 0): the same seed gives the same output
   --stop S           a stop string (repeatable)
-  --json             print one JSON object per prompt instead of streaming text
+  --json             print one JSON object per prompt instead of streaming text, with
+                     timings {loadMs, prefillMs, prefillTokens, decodeMs, decodeTokens} (the
+                     whole batch's); otherwise the same timings go to stderr
 `,
   async run(args, ctx) {
     const { values: v } = parse(args, {
@@ -49,8 +59,12 @@ ${modelUsage}
       seed: intOption(v.seed, 'seed', 0) ?? 0,
       stopStrings: v.stop,
     };
+    const tLoad = performance.now();
     const { backend, model, adapter } = await loadFromArgs(v, ctx.err);
     try {
+      // The step graph's session is built here, so that load time includes it and decode does not.
+      await model.session('step', adapter?.spec);
+      const loadMs = performance.now() - tLoad;
       const tok = model.tokenizer;
       const ids = prompts.map((p) => {
         if (!v.chat) return tok.encode(p);
@@ -58,18 +72,18 @@ ${modelUsage}
         return tok.encode(tok.applyChatTemplate(messages, { addGenerationPrompt: true }), { addSpecialTokens: false });
       });
       const stream = !v.json && prompts.length === 1;
-      const t0 = performance.now();
-      const res = await generate(model, ids, { ...opts, adapter, signal: ctx.signal, onText: stream ? (_, t) => ctx.out(t) : undefined });
-      const secs = (performance.now() - t0) / 1000;
+      let t: GenerateTimings = { prefillMs: 0, prefillTokens: 0, decodeMs: 0, decodeTokens: 0 };
+      const res = await generate(model, ids, { ...opts, adapter, signal: ctx.signal, onText: stream ? (_, s) => ctx.out(s) : undefined, onTimings: (x) => (t = x) });
+      const timings = { loadMs: round1(loadMs), prefillMs: round1(t.prefillMs), prefillTokens: t.prefillTokens, decodeMs: round1(t.decodeMs), decodeTokens: t.decodeTokens };
       if (v.json) {
-        res.forEach((r, i) => ctx.out(JSON.stringify({ prompt: prompts[i], text: r.text, ids: r.ids, finishReason: r.finishReason }) + '\n'));
+        res.forEach((r, i) => ctx.out(JSON.stringify({ prompt: prompts[i], text: r.text, ids: r.ids, finishReason: r.finishReason, timings }) + '\n'));
       } else if (stream) {
         ctx.out('\n');
       } else {
         res.forEach((r, i) => ctx.out(`--- ${i + 1}: ${prompts[i]}\n${r.text}\n`));
       }
       const n = res.reduce((a, r) => a + r.ids.length, 0);
-      ctx.err(`[${n} tokens in ${secs.toFixed(2)} s, ${(n / secs).toFixed(1)} tokens/s on ${backend.provider}, ${model.dtype}]\n`);
+      ctx.err(`[${n} new tokens on ${backend.provider}, ${model.dtype}] ${timingsLine(timings)}\n`);
       return 0;
     } finally {
       await backend.dispose();

@@ -57,6 +57,16 @@ test('make-model, score, generate, train and merge work from the command line on
     const a = gen('--temperature', '1', '--seed', '7');
     assert.deepEqual(gen('--temperature', '1', '--seed', '7').ids, a.ids, 'same seed, same output');
     assert.equal(a.ids.length <= 6, true);
+    // Timings as llama.cpp reports them: load, prefill and decode separately.
+    const j = gen('--max-tokens', '5') as { ids: number[]; finishReason: string; timings: Record<string, number> };
+    assert.deepEqual(Object.keys(j.timings).sort(), ['decodeMs', 'decodeTokens', 'loadMs', 'prefillMs', 'prefillTokens']);
+    assert.ok(j.timings.loadMs! > 0 && j.timings.prefillMs! > 0 && j.timings.decodeMs! >= 0);
+    assert.ok(j.timings.prefillTokens! >= 2, 'the prompt\'s tokens');
+    // The first new token comes from the prefill's logits; a stop token sampled after a decode step is not output.
+    assert.equal(j.timings.decodeTokens, j.ids.length - (j.finishReason === 'length' ? 1 : 0));
+    r = run('generate', '--model', m, '--prompt', 'Hi there', '--max-tokens', '3', '--device', 'cpu');
+    assert.equal(r.status, 0, r.stderr);
+    assert.match(r.stderr, /load \d+\.\d\d s · prefill \d+ tokens \d+\.\d\d s \(.*\) · decode \d+ tokens \d+\.\d\d s/);
     writeFileSync(join(dir, 'pairs.jsonl'), [
       JSON.stringify({ teacher: 'Doc: the sky is green. Q: sky colour?', student: 'Q: sky colour?', answer: 'Green.' }),
       JSON.stringify({ teacher: 'Doc: cats bark. Q: what do cats do?', student: 'Q: what do cats do?', answer: 'They bark.' }),

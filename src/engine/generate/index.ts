@@ -32,6 +32,20 @@ export interface GenerateOptions extends SamplingOptions {
    * the CPU; for measuring the difference.
    */
   cacheOnDevice?: boolean;
+  /** Called once at the end with where the time went (as llama.cpp reports prompt eval and eval). */
+  onTimings?: (t: GenerateTimings) => void;
+}
+
+/** Time in the prefill and in the decode steps of one `generate` call. */
+export interface GenerateTimings {
+  /** The prefill: every prompt through the step graph at once, up to the first logits. */
+  prefillMs: number;
+  /** Prompt tokens prefilled (left padding not counted). */
+  prefillTokens: number;
+  /** Every decode step, with sampling and detokenising between them. */
+  decodeMs: number;
+  /** Tokens that went through a decode step (rows still generating at that step). */
+  decodeTokens: number;
 }
 
 export interface Generation {
@@ -260,7 +274,10 @@ async function decodeLoop(
   const emitted = prompts.map(() => 0);
   const done: (Generation['finishReason'] | undefined)[] = prompts.map(() => undefined);
 
+  const t0 = performance.now();
   let logits = await stepper.prefill(prompts);
+  const t1 = performance.now();
+  let decodeTokens = 0;
 
   const flush = (b: number, final: boolean) => {
     const t = texts[b]!;
@@ -312,7 +329,9 @@ async function decodeLoop(
       break;
     }
     // Decode step: one new token per row (finished rows feed a token that nothing reads).
+    decodeTokens += done.filter((d) => !d).length;
     logits = await stepper.decode(next);
   }
+  opts.onTimings?.({ prefillMs: t1 - t0, prefillTokens: prompts.reduce((n, p) => n + p.length, 0), decodeMs: performance.now() - t1, decodeTokens });
   return prompts.map((_, b) => ({ ids: gen[b]!, text: texts[b]!, finishReason: done[b]! }));
 }
