@@ -4,4 +4,5 @@ export * from './linalg';
 export * from './reduce';
 export * from './shape';
 export * from './nn';
+export * from './quant';
 export type { Operand } from './common';
