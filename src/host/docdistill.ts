@@ -180,6 +180,8 @@ export class DocDistill implements vscode.Disposable {
       const v = i?.workspaceFolderValue ?? i?.workspaceValue ?? i?.globalValue;
       if (v !== undefined) out[k] = v;
     }
+    const q = d.get<string>('baseQuantization');
+    if (q && q !== 'none') out.baseQuantization = q;
     return out;
   }
 

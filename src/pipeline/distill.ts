@@ -151,8 +151,11 @@ export class Distiller {
   private state!: RunState;
   private paths!: ReturnType<typeof runPaths>;
 
+  /** The model with the base quantization the settings ask for (teacher and student share it). */
+  readonly model: CausalLM;
+
   constructor(
-    readonly model: CausalLM,
+    model: CausalLM,
     readonly req: DistillRequest,
     opts: DistillOptions = {},
   ) {
@@ -161,6 +164,7 @@ export class Distiller {
     this.signal = opts.signal;
     // Undefined entries (options the user did not give) must not mask the model's recommendations.
     this.s = resolveSettings({ ...modelDefaults(model.dir), ...definedSettings(req.settings) });
+    this.model = model.withQuantization(this.s.baseQuantization);
     safeName(req.name, 'adapter name');
     if (!model.tokenizer.hasChatTemplate) {
       throw new Error(`the model at ${model.dir ?? '(memory)'} has no chat template; DocDistill needs an instruct/chat model (its tokenizer_config.json must have a "chat_template")`);

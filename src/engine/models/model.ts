@@ -44,17 +44,19 @@ export class CausalLM {
   readonly graphs: LlamaGraphs;
   private readonly sessions = new Map<string, Promise<Session>>();
 
+  private readonly variants = new Map<BaseQuantization, CausalLM>();
+
   private constructor(
     readonly config: ModelConfig,
-    source: WeightSource,
-    weightsId: string,
+    private readonly source: WeightSource,
+    private readonly weightsId: string,
     private readonly tok: Tokenizer | undefined,
     readonly backend: Backend,
     readonly dtype: ComputeDtype,
     /** The model folder, when loaded from one. */
     readonly dir?: string,
     readonly quantization: BaseQuantization = 'none',
-    cacheDir?: string,
+    private readonly cacheDir?: string,
   ) {
     if (!(BASE_QUANTIZATIONS as readonly string[]).includes(quantization)) throw new Error(`base quantization must be ${BASE_QUANTIZATIONS.join(', ')} (got '${quantization}')`);
     this.graphs = new LlamaGraphs(config, new PreparedWeights(config, dtype, weightsId, source, quantization, cacheDir));
@@ -71,6 +73,22 @@ export class CausalLM {
   /** A model from weights in memory (tests, training a model from scratch). */
   static fromWeights(config: ModelConfig, source: WeightSource, backend: Backend, opts: { dtype?: ComputeDtype; id: string; tokenizer?: Tokenizer; quantize?: BaseQuantization }): CausalLM {
     return new CausalLM(config, source, opts.id, opts.tokenizer, backend, opts.dtype ?? 'float32', undefined, opts.quantize ?? 'none');
+  }
+
+  /**
+   * The same model with its base quantized otherwise (or not): shares the config, tokenizer,
+   * backend and weight files; its own graphs, sessions and weight pack. Cheap: nothing is read
+   * until a session is asked for. The same object for the same setting.
+   */
+  withQuantization(q: BaseQuantization): CausalLM {
+    if (q === this.quantization) return this;
+    let m = this.variants.get(q);
+    if (!m) {
+      m = new CausalLM(this.config, this.source, this.weightsId, this.tok, this.backend, this.dtype, this.dir, q, this.cacheDir);
+      m.variants.set(this.quantization, this);
+      this.variants.set(q, m);
+    }
+    return m;
   }
 
   get tokenizer(): Tokenizer {
