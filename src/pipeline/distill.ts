@@ -164,11 +164,11 @@ export class Distiller {
     this.signal = opts.signal;
     // Undefined entries (options the user did not give) must not mask the model's recommendations.
     this.s = resolveSettings({ ...modelDefaults(model.dir), ...definedSettings(req.settings) });
-    this.model = model.withQuantization(this.s.baseQuantization);
     safeName(req.name, 'adapter name');
     if (!model.tokenizer.hasChatTemplate) {
       throw new Error(`the model at ${model.dir ?? '(memory)'} has no chat template; DocDistill needs an instruct/chat model (its tokenizer_config.json must have a "chat_template")`);
     }
+    this.model = model.withQuantization(this.s.baseQuantization);
   }
 
   get adapterDir(): string {
