@@ -190,6 +190,14 @@ export class PreparedWeights {
     return a;
   }
 
+  /** Bytes of prepared weights this object keeps in JavaScript memory (0 when the graphs read a pack). */
+  get heldBytes(): number {
+    let n = 0;
+    for (const a of this.cache.values()) n += a.data.byteLength;
+    for (const q of this.qcache.values()) n += q.b.byteLength + q.scales.byteLength;
+    return n;
+  }
+
   /** Drops the prepared copies (after the sessions that need them exist). */
   release(): void {
     this.cache.clear();

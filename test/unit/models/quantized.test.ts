@@ -191,6 +191,17 @@ test('weight pack and graphs beside the model: reused by the next load, rebuilt 
   assert.ok(q8.pack.built && q8.pack.id !== first.pack.id);
   assert.ok(existsSync(first.pack.path));
 
+  // Weights held once: the sessions map the pack; JavaScript kept no prepared copy (without a pack it does).
+  const be = await backend();
+  const held = async (cacheDir?: false) => {
+    const m = await CausalLM.load(dir, be, { cacheDir, quantize: 'int8' });
+    await m.score(ids);
+    return m.graphs.weights.heldBytes;
+  };
+  assert.equal(await held(), 0);
+  assert.ok((await held(false)) > 0);
+
+
   // A damaged pack (truncated, or its manifest unreadable) is rebuilt, with the same results.
   truncateSync(first.pack.path, 100);
   const repaired = await load();
