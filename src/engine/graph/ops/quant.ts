@@ -48,26 +48,26 @@ export function matmulNBits(x: Tensor, w: QuantizedMatrix): Tensor {
 
 /**
  * The weight as floats [N, K] (the layout of B: row n holds W[:, n]), dequantized inside the
- * graph. The zero point is offset by a value read from `like` at run time (always 0), so that
- * ONNX Runtime cannot constant-fold the whole chain into a float copy of every weight at session
- * creation: the float rows exist only while the backward product that reads them runs.
+ * graph. B first goes through an Expand whose shape is read from `like` at run time (always [1]):
+ * ONNX Runtime would otherwise constant-fold the whole chain at session creation into a float
+ * copy of every weight; this way the float rows exist only while the product that reads them runs.
  */
 export function dequantizeInGraph(w: QuantizedMatrix, dtype: Tensor['dtype'], like: Tensor): Tensor {
   const g = w.b.graph;
   const blocks = Math.ceil(w.k / w.blockSize);
+  const rows = g.node('Shape', [like], { start: attr.int(0), end: attr.int(1) }, [{ dtype: 'int64', shape: [1] }])[0]!;
+  const one = add(mul(rows, g.scalar(0, 'int64')), g.scalar(1, 'int64')); // [1] = [1], known only at run time
+  const bRun = g.node('Expand', [w.b, one], {}, [{ dtype: 'uint8', shape: w.b.shape }])[0]!;
   let q: Tensor; // [N, blocks, block] as integers in float
   if (w.bits === 8) {
-    q = cast(w.b, dtype);
+    q = cast(bRun, dtype);
   } else {
-    const b = cast(w.b, 'int32');
+    const b = cast(bRun, 'int32');
     const hi = div(b, g.scalar(16, 'int32'));
     const lo = sub(b, mul(hi, g.scalar(16, 'int32')));
     q = cast(reshape(concat([unsqueeze(lo, [-1]), unsqueeze(hi, [-1])], -1), [w.n, blocks, w.blockSize]), dtype);
   }
-  const rows = g.node('Shape', [like], { start: attr.int(0), end: attr.int(1) }, [{ dtype: 'int64', shape: [1] }])[0]!;
-  const zero = cast(mul(rows, g.scalar(0, 'int64')), dtype); // [1]
-  const zp = add(g.scalar(2 ** (w.bits - 1), dtype), zero);
-  const deq = mul(sub(q, zp), unsqueeze(w.scales, [-1])); // [N, blocks, block]
+  const deq = mul(sub(q, g.scalar(2 ** (w.bits - 1), dtype)), unsqueeze(w.scales, [-1])); // [N, blocks, block]
   const flat = reshape(deq, [w.n, blocks * w.blockSize]);
   return blocks * w.blockSize === w.k ? flat : slice(flat, [0], [w.k], [1]);
 }
