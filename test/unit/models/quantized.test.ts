@@ -16,6 +16,7 @@ import { buildTrainGraph, trainableNames } from '../../../src/engine/train/graph
 import { LoraTrainer, type DistillSample } from '../../../src/engine/train/trainer';
 import { writeExampleDocs } from '../../../src/pipeline/demo/examples';
 import { makeModel } from '../../../src/engine/models/makeModel';
+import { resolveSettings } from '../../../src/pipeline/settings';
 import { rng } from '../helpers/random';
 import { randomWeights, tinyConfig } from '../helpers/tinyModel';
 
@@ -238,4 +239,18 @@ test('quantized base: LoRA distillation trains (the KL falls) with teacher and s
   console.log(`int4 base, KL: ${losses.map((l) => l.toFixed(4)).join(' ')}`);
   assert.ok(losses.every(Number.isFinite));
   assert.ok(losses.at(-1)! < 0.5 * losses[0]!, `the KL fell from ${losses[0]} to ${losses.at(-1)}`);
+});
+
+test('baseQuantization: validated as a setting; withQuantization gives one model per setting, sharing the weights source', async () => {
+  assert.equal(resolveSettings({}).baseQuantization, 'none');
+  assert.equal(resolveSettings({ baseQuantization: 'int4' }).baseQuantization, 'int4');
+  assert.throws(() => resolveSettings({ baseQuantization: 'int3' as never }), /baseQuantization must be none, int8, int4 \(got int3\)/);
+  const cfg = tinyConfig();
+  const m = CausalLM.fromWeights(cfg, randomWeights(cfg, 1), await backend(), { id: 'variants' });
+  const q8 = m.withQuantization('int8');
+  assert.equal(q8.quantization, 'int8');
+  assert.equal(m.withQuantization('int8'), q8);
+  assert.equal(q8.withQuantization('none'), m);
+  assert.equal(m.withQuantization('none'), m);
+  assert.throws(() => CausalLM.fromWeights(cfg, randomWeights(cfg, 1), m.backend, { id: 'f64', dtype: 'float64', quantize: 'int8' }), /needs a float32 or float16 compute dtype/);
 });
