@@ -98,6 +98,11 @@ export class WeightPack {
     } catch (err) {
       closeSync(fd);
       rmSync(path + tmp, { force: true });
+      const need = entries.reduce((n, e) => n + e.shape.reduce((a, b) => a * b, 1) * byteSize[e.dtype], 0);
+      const code = (err as NodeJS.ErrnoException).code;
+      if (code === 'ENOSPC' || code === 'EDQUOT' || code === 'EACCES' || code === 'EROFS') {
+        throw new Error(`could not write the weight pack (${(need / 2 ** 30).toFixed(2)} GiB) into ${dir}: ${(err as Error).message}. Free some space there, or point DOCDISTILL_CACHE_DIR at a folder with room.`);
+      }
       throw err;
     }
     closeSync(fd);
