@@ -41,9 +41,9 @@ test('the AdamW graph with accumulation and clipping follows optim.ts step after
   const r = rng(7);
   const rand = (n: number, scale: number) => Float32Array.from({ length: n }, () => (r() * 2 - 1) * scale);
   const ref = new Map(shapes.map((s) => [s.name, rand(size(s), 0.2)]));
-  let p = new Map([...ref].map(([k, v]) => [k, v.slice()]));
-  let m = new Map(shapes.map((s) => [s.name, new Float32Array(size(s))]));
-  let v = new Map(shapes.map((s) => [s.name, new Float32Array(size(s))]));
+  let p: Map<string, Float32Array> = new Map([...ref].map(([k, v]) => [k, v.slice()]));
+  let m: Map<string, Float32Array> = new Map(shapes.map((s) => [s.name, new Float32Array(size(s))]));
+  let v: Map<string, Float32Array> = new Map(shapes.map((s) => [s.name, new Float32Array(size(s))]));
   const opt = new AdamW({ lr: 1, ...c, weightDecay });
   const accumulate = await be.session(buildAccumulateGraph(shapes));
   const adamW = await be.session(buildAdamWGraph(shapes, c));
