@@ -121,6 +121,8 @@ export class LoraTrainer {
   readonly onDevice: boolean;
   private readonly rng: Rng;
   private sessionP?: Promise<Session>;
+  private accumulateP?: Promise<Session>;
+  private adamWP?: Promise<Session>;
   private readonly hostParams: Map<string, Float32Array>;
   private dev?: DeviceState;
   /** The host copies of the adapter and moments are older than the device's (until sync()). */
@@ -144,7 +146,9 @@ export class LoraTrainer {
 
   /**
    * The adapter's tensors in host memory. After a train step on the device they are out of date
-   * until `await sync()`; reading them then throws rather than giving the old values.
+   * until `await sync()`; reading them then throws rather than giving the old values. On the device
+   * path, changes written into them count only before the first step or evaluation (which upload
+   * them); later, start a new trainer from state().
    */
   get params(): Map<string, Float32Array> {
     this.checkHost('params');
@@ -339,7 +343,8 @@ export class LoraTrainer {
           accScale = w;
           continue;
         }
-        const s = await be.session(buildAccumulateGraph(this.shapes), { deviceOutputs: accumulateOutputs(this.shapes) });
+        this.accumulateP ??= be.session(buildAccumulateGraph(this.shapes), { deviceOutputs: accumulateOutputs(this.shapes) });
+        const s = await this.accumulateP;
         const out = await s.runMixed(accumulateFeeds(acc, accScale, r.grads, w));
         dispose(acc);
         dispose(r.grads);
@@ -350,7 +355,8 @@ export class LoraTrainer {
       const lr = this.currentLr();
       const step = this.opt.state.step + 1;
       const c = { beta1: this.cfg.beta1, beta2: this.cfg.beta2, eps: this.cfg.eps };
-      const s = await be.session(buildAdamWGraph(this.shapes, c), { deviceOutputs: adamWDeviceOutputs(this.shapes) });
+      this.adamWP ??= be.session(buildAdamWGraph(this.shapes, c), { deviceOutputs: adamWDeviceOutputs(this.shapes) });
+      const s = await this.adamWP;
       const scalars = adamWScalars({ ...c, step, lr, weightDecay: this.cfg.weightDecay, maxGradNorm: this.cfg.maxGradNorm, gradScale: accScale });
       const out = await s.runMixed(adamWFeeds(dev.p, dev.m, dev.v, acc!, scalars));
       const next = adamWResults(names, out.device);
