@@ -92,6 +92,7 @@ ${modelUsage}
           ctx.err(`step ${r.step}/${total} epoch ${e + 1} loss ${r.loss.toFixed(4)} lr ${r.lr.toExponential(2)} |g| ${r.gradNorm.toFixed(3)} ${(tokens / ((performance.now() - t0) / 1000)).toFixed(0)} tok/s\n`);
         }
       }
+      await t.sync();
       writeAdapter(v.out, model.config, t.adapter(), { baseModel: model.dir, dropout: cfg.dropout });
       ctx.out(`adapter: ${v.out}${ctx.signal.aborted ? ' (stopped early)' : ''}\n`);
       return ctx.signal.aborted ? 130 : 0;

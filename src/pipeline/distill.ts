@@ -593,7 +593,10 @@ export class Distiller {
       for (let k = from; k < stepsPerEpoch; k++) {
         if (this.signal?.aborted) {
           // Stop at a step boundary with everything saved: the next run continues from this step.
-          if (trainer.step > stepsDone) this.saveCheckpoint(trainer, metrics, best, bad);
+          if (trainer.step > stepsDone) {
+            await trainer.sync();
+            this.saveCheckpoint(trainer, metrics, best, bad);
+          }
           throw new CancelledError();
         }
         const per = s.batchSize * s.gradAccum;
@@ -605,8 +608,12 @@ export class Distiller {
         const ev = { type: 'train' as const, step: r.step, totalSteps, epoch: epoch + (k + 1) / stepsPerEpoch, loss: r.loss, lr: r.lr, tokensPerSec: tokens / secs, etaSec: (secs / done) * (totalSteps - r.step) };
         metrics.push({ step: r.step, epoch: ev.epoch, loss: r.loss, lr: r.lr, gradNorm: r.gradNorm, tokensPerSec: ev.tokensPerSec });
         this.emit(ev);
-        if (r.step % 25 === 0 && k < stepsPerEpoch - 1) this.saveCheckpoint(trainer, metrics, best, bad);
+        if (r.step % 25 === 0 && k < stepsPerEpoch - 1) {
+          await trainer.sync();
+          this.saveCheckpoint(trainer, metrics, best, bad);
+        }
       }
+      await trainer.sync(); // the adapter from device memory (GPU providers), for the best copy and the checkpoint
       // Validation KL on held-out questions; keep the best adapter; stop when it stops improving.
       if (valDocs.length || valGeneral.length) {
         this.check();
