@@ -82,7 +82,7 @@ export const TEMPLATE_LIMITS = {
   steps: 2_000_000,
   /** Wall-clock time, checked every 1024 steps. */
   ms: 2_000,
-  /** Items of a list (range() included) or characters of a string: this, plus 8 × the messages' characters. */
+  /** Items of a list (range() included) or characters of a string: this, plus 8 × the characters of the messages and variables. */
   size: 1_000_000,
   /** Width for the `indent` filter, whose spaces are allocated in one step. */
   indent: 1_000,
@@ -309,7 +309,7 @@ export class Tokenizer {
         throw new TokenizerError(`${this.chat.source}: the chat template does not parse: ${(e as Error).message}`);
       }
     }
-    const chars = messages.reduce((a, m) => a + m.content.length, 0);
+    const chars = messages.reduce((a, m) => a + m.content.length, 0) + (opts.variables ? JSON.stringify(opts.variables).length : 0);
     budget = { steps: TEMPLATE_LIMITS.steps, deadline: Date.now() + TEMPLATE_LIMITS.ms, size: TEMPLATE_LIMITS.size + 8 * chars };
     try {
       return this.compiled.render({
