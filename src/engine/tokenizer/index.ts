@@ -98,7 +98,15 @@ let budget: Budget | undefined;
 // of the template goes through it) and `applyFilter`, and `range` is swapped for a bounded one as
 // the environment's globals are set. The wrappers do nothing unless a render of ours is running;
 // rendering is synchronous, so `budget` belongs to that render alone.
-type Evaluator = { evaluate(node: unknown, env: unknown): { type: string; value: unknown }; applyFilter(operand: unknown, filter: { type: string; value?: string; callee?: { value?: string }; args?: { type: string; value?: unknown }[] }, env: unknown): unknown };
+interface FilterNode {
+  type: string;
+  callee?: { value?: string };
+  args?: { type: string; value?: unknown }[];
+}
+interface Evaluator {
+  evaluate(node: unknown, env: unknown): { type: string; value: unknown };
+  applyFilter(operand: unknown, filter: FilterNode, env: unknown): unknown;
+}
 const proto = Interpreter.prototype as unknown as Evaluator;
 const evaluate0 = proto.evaluate;
 const applyFilter0 = proto.applyFilter;
@@ -109,7 +117,10 @@ proto.evaluate = function (this: Evaluator, node, env) {
   if ((b.steps & 1023) === 0 && Date.now() > b.deadline) throw new TemplateBudgetError(`it ran for more than ${TEMPLATE_LIMITS.ms / 1000} s`);
   const v = evaluate0.call(this, node, env);
   const n = typeof v?.value === 'string' || Array.isArray(v?.value) ? (v.value as { length: number }).length : 0;
-  if (n > b.size) throw new TemplateBudgetError(`it built a ${typeof v.value === 'string' ? 'text' : 'list'} of ${n} ${typeof v.value === 'string' ? 'characters' : 'items'} (the limit is ${b.size})`);
+  if (n > b.size) {
+    const [what, unit] = typeof v.value === 'string' ? ['text', 'characters'] : ['list', 'items'];
+    throw new TemplateBudgetError(`it built a ${what} of ${n} ${unit} (the limit is ${b.size})`);
+  }
   return v;
 };
 proto.applyFilter = function (this: Evaluator, operand, filter, env) {
