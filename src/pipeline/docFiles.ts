@@ -26,6 +26,12 @@ const within = (root: string, p: string): boolean => {
   return rel === '' || (!rel.startsWith(`..${sep}`) && rel !== '..' && !isAbsolute(rel));
 };
 
+/** `p` as the user knows it: relative to the workspace when it lies inside it. */
+const shown = (root: string, p: string): string => {
+  const abs = resolve(root, p);
+  return within(resolve(root), abs) ? relative(resolve(root), abs).split(sep).join('/') || '.' : p;
+};
+
 const errno = (e: unknown): string => (e as NodeJS.ErrnoException).code ?? String(e);
 
 function realRoot(root: string): string {
@@ -40,10 +46,11 @@ function realRoot(root: string): string {
  * `p` (absolute, or relative to root) resolved to its real path, refused unless that lies inside
  * the workspace's real path. `what` names the path in the message ("document", "input", …).
  */
-export function confine(root: string, p: string, what = 'document'): string {
-  const abs = resolve(root, p);
+export function confine(root: string, path: string, what = 'document'): string {
+  const abs = resolve(root, path);
   const rootReal = realRoot(root);
-  if (!within(resolve(root), abs) && !within(rootReal, abs)) throw new IngestError(`${what} ${p} is outside the workspace ${root}; DocDistill reads documents only inside it`);
+  if (!within(resolve(root), abs) && !within(rootReal, abs)) throw new IngestError(`${what} ${path} is outside the workspace ${root}; DocDistill reads documents only inside it`);
+  const p = shown(root, path);
   let real: string;
   try {
     real = realpathSync(abs);
@@ -134,15 +141,23 @@ export function readMarkdown(path: string): string {
 
 /** A document inside the workspace, read safely (see the top of this file), synchronously. */
 export function readDocumentSync(root: string, p: string, what = 'document'): string {
-  return readMarkdown(confine(root, p, what));
+  const real = confine(root, p, what);
+  try {
+    return readMarkdown(real);
+  } catch (e) {
+    // Name the document as the user knows it, not by its real path.
+    if (e instanceof IngestError) e.message = e.message.split(real).join(shown(root, p));
+    throw e;
+  }
 }
 
 /**
  * A document inside the workspace, read safely and asynchronously, in chunks; `check` is called
  * between chunks and may throw to cancel (the Distiller's cancellation check).
  */
-export async function readDocument(root: string, p: string, check?: () => void, what = 'document'): Promise<string> {
-  const real = confine(root, p, what);
+export async function readDocument(root: string, path: string, check?: () => void, what = 'document'): Promise<string> {
+  const real = confine(root, path, what);
+  const p = shown(root, path);
   let fh;
   try {
     fh = await open(real, OPEN_FLAGS);
