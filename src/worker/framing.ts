@@ -6,7 +6,8 @@
 // stderr, and the requests after it are served:
 //  - a header block without a usable Content-Length (missing, not a number, more than
 //    MAX_MESSAGE_BYTES) is answered with Invalid Request (-32600) and the reader skips to the next
-//    "Content-Length:" it sees (what follows a header it cannot use cannot be measured);
+//    "Content-Length:" after the start of that block (what follows a header it cannot use cannot
+//    be measured, and a header cut short runs into the next one);
 //  - a header block longer than MAX_HEADER_BYTES without its blank line: the same;
 //  - a body that is not UTF-8 JSON: Parse error (-32700); the frame's length was right, so the next
 //    frame is read where it starts;
@@ -24,6 +25,9 @@ const PARSE_ERROR = -32700;
 const INVALID_REQUEST = -32600;
 const HEADER_END = Buffer.from('\r\n\r\n');
 const CONTENT_LENGTH = 'content-length:';
+// A complete header line, and the start of one (RFC 7230 token, colon, printable value).
+const HEADER_LINE = /^[!#$%&'*+.^_`|~0-9A-Za-z-]+:[\t\x20-\x7e]*$/;
+const HEADER_PREFIX = /^[!#$%&'*+.^_`|~0-9A-Za-z-]*(?::[\t\x20-\x7e]*)?\r?$/;
 
 export interface FramingOptions {
   /** Most bytes in one message's body (default MAX_MESSAGE_BYTES). */
@@ -109,41 +113,75 @@ export class FramedMessageReader extends AbstractMessageReader {
 
   /** Returns the bytes left over after this step (undefined: all consumed, wait for more). */
   private readHeader(data: Buffer): Buffer | undefined {
-    // Blank lines between frames are tolerated, as vscode-jsonrpc does.
     const all = this.head.length ? Buffer.concat([this.head, data]) : data;
+    // Blank lines between frames are tolerated, as vscode-jsonrpc does.
     let start = 0;
     while (start + 1 < all.length && all[start] === 0x0d && all[start + 1] === 0x0a) start += 2;
     const end = all.indexOf(HEADER_END, start);
+    const text = all.subarray(start, end < 0 ? all.length : end).toString('latin1');
+    if (text.length > MAX_HEADER_BYTES) {
+      this.head = Buffer.alloc(0);
+      this.bad(INVALID_REQUEST, `Invalid Request: a header longer than ${MAX_HEADER_BYTES} bytes (a header ends at its first blank line)`, all.subarray(start));
+      return this.resync(all, start, text, all.subarray(start + 1));
+    }
+    // Every line must be "Name: value", checked as it arrives: random bytes or a frame's body taken
+    // for a header are refused at once, not after the next frame has been swallowed into them.
+    const lines = text.split('\r\n');
+    for (let k = 0, at = 0; k < lines.length; at += lines[k]!.length + 2, k++) {
+      if ((end >= 0 || k < lines.length - 1 ? HEADER_LINE : HEADER_PREFIX).test(lines[k]!)) continue;
+      this.head = Buffer.alloc(0);
+      this.bad(INVALID_REQUEST, `Invalid Request: ${JSON.stringify(lines[k]!.slice(0, 40))} is not a header line ("Name: value")`, all.subarray(start));
+      return this.resync(all, start, text, all.subarray(start + at + 1));
+    }
     if (end < 0) {
-      if (all.length - start > MAX_HEADER_BYTES) {
-        this.head = Buffer.alloc(0);
-        this.bad(INVALID_REQUEST, `Invalid Request: a header of more than ${MAX_HEADER_BYTES} bytes without the blank line that ends it`, all.subarray(start));
-        return this.startSkip(all.subarray(start + 1));
-      }
       this.head = Buffer.from(all.subarray(start));
       return undefined;
     }
     this.head = Buffer.alloc(0);
-    const header = all.subarray(start, end);
     const after = all.subarray(end + HEADER_END.length);
-    let length: string | undefined;
-    for (const line of header.toString('latin1').split('\r\n')) {
+    const lengths = new Set<string>();
+    for (const line of lines) {
       const colon = line.indexOf(':');
-      if (colon > 0 && line.slice(0, colon).trim().toLowerCase() === 'content-length') length = line.slice(colon + 1).trim();
+      if (line.slice(0, colon).toLowerCase() === 'content-length') lengths.add(line.slice(colon + 1).trim());
     }
-    const problem = length === undefined ? 'the frame has no Content-Length header'
+    const length = lengths.size === 1 ? [...lengths][0]! : undefined;
+    const problem = lengths.size > 1 ? `the frame has ${lengths.size} different Content-Length headers`
+      : length === undefined ? 'the frame has no Content-Length header'
       : !/^\d+$/.test(length) ? `Content-Length ${JSON.stringify(length)} is not a number`
       : Number(length) > this.max ? `Content-Length ${length} is more than the ${this.max} bytes a message may have`
       : undefined;
     if (problem) {
-      this.bad(INVALID_REQUEST, `Invalid Request: ${problem}`, header);
-      return this.startSkip(after);
+      this.bad(INVALID_REQUEST, `Invalid Request: ${problem}`, all.subarray(start, end));
+      // What follows a header that cannot be used cannot be measured: skip to the next header.
+      return this.resync(all, start, text, after);
     }
-    this.state = 'body';
     this.need = Number(length);
     this.have = 0;
     this.body = [];
+    if (!this.need) {
+      this.deliver(Buffer.alloc(0));
+      return after;
+    }
+    this.state = 'body';
+    this.armTimer(); // even if no byte of the body ever comes
     return after;
+  }
+
+  /**
+   * Where reading starts again after a bad header (`text`, from `start` in `all`). A header cut
+   * short runs into the next one ("Content-Length: 4Content-Length: 43", or a body's end followed
+   * by a header): a "Content-Length:" inside a line is where the next frame starts; otherwise the
+   * next one found in `rest`.
+   */
+  private resync(all: Buffer, start: number, text: string, rest: Buffer): Buffer | undefined {
+    const lower = text.toLowerCase();
+    for (let i = lower.indexOf(CONTENT_LENGTH, 1); i > 0; i = lower.indexOf(CONTENT_LENGTH, i + 1)) {
+      if (lower.slice(i - 2, i) !== '\r\n') {
+        this.state = 'header';
+        return all.subarray(start + i);
+      }
+    }
+    return this.startSkip(rest);
   }
 
   private readBody(data: Buffer): Buffer | undefined {
