@@ -1,11 +1,13 @@
 // Safe document reads: every place that reads a document (ingest, re-distillation from an adapter's
-// recorded sources, chat with the teacher, the watcher) goes through here, so that
+// recorded sources, chat with the teacher, the adapter list's staleness) goes through here, so that
 //  - a document is read only if its real path (symlinks resolved) lies inside the workspace: a
 //    `docs/notes.md → ~/.ssh/id_rsa` link is refused, not trained into an adapter;
 //  - only regular files are read, opened without blocking (a FIFO named *.md cannot hang the run)
 //    and checked on the open descriptor, not on a path that may change in between;
 //  - a read is bounded (MAX_DOC_BYTES, counted on the bytes read, not on what stat says: a file
 //    that grows while it is read stops at the cap) and can be cancelled between chunks.
+// The host's docs watcher, which may not import the pipeline, applies the same real-path rule
+// itself (leadsOutside in src/host/watcher.ts).
 import { closeSync, constants, fstatSync, openSync, readdirSync, readSync, realpathSync, statSync, type Stats } from 'node:fs';
 import { open } from 'node:fs/promises';
 import { isAbsolute, join, relative, resolve, sep } from 'node:path';
@@ -64,19 +66,6 @@ export function confine(root: string, path: string, what = 'document'): string {
     throw new IngestError(`${p}: leads to ${real} (through a symbolic link), outside the workspace ${root}; DocDistill reads only files inside the workspace (copy the file in if it belongs to the docs)`);
   }
   return real;
-}
-
-/**
- * Whether `p` exists and leads outside the workspace (its real path, links resolved, is not inside
- * it). For the watcher: a path that no longer exists is not outside (its deletion is news).
- */
-export function leadsOutside(root: string, p: string): boolean {
-  try {
-    confine(root, p);
-    return false;
-  } catch (e) {
-    return !/no such file/.test((e as Error).message);
-  }
 }
 
 function kindOf(st: Stats): string {

@@ -12,7 +12,8 @@ import { join, resolve } from 'node:path';
 import { Backend } from '../../../src/engine/backend';
 import { CausalLM } from '../../../src/engine/models/model';
 import { Distiller, CancelledError } from '../../../src/pipeline/distill';
-import { collectMarkdown, confine, leadsOutside, MAX_DOC_BYTES, readDocument, readDocumentSync, readMarkdown, recordedSources } from '../../../src/pipeline/docFiles';
+import { DocsWatcher, leadsOutside } from '../../../src/host/watcher';
+import { collectMarkdown, confine, MAX_DOC_BYTES, readDocument, readDocumentSync, readMarkdown, recordedSources } from '../../../src/pipeline/docFiles';
 
 const repo = resolve(__dirname, '..', '..', '..');
 const modelDir = process.env.DOCDISTILL_TEST_MODEL ?? join(repo, 'media', 'demo-model');
@@ -63,7 +64,6 @@ async function ingestOnly(root: string, inputs: string[], name = 'notes'): Promi
 test('item 1: a document or folder that links out of the workspace is not read, anywhere', { skip: windows && 'symlinks need privileges on Windows' }, async () => {
   const t = setup();
   try {
-    const before = t.snapshot();
     symlinkSync(join(t.outside, 'secret.md'), join(t.root, 'docs', 'notes.md'));
     symlinkSync(join(t.outside, 'dir'), join(t.root, 'docs', 'shared'));
     symlinkSync('a.md', join(t.root, 'docs', 'alias.md')); // a link that stays inside is fine
@@ -78,6 +78,21 @@ test('item 1: a document or folder that links out of the workspace is not read, 
     assert.equal(leadsOutside(t.root, join(t.root, 'docs', 'shared')), true);
     assert.equal(leadsOutside(t.root, join(t.root, 'docs', 'a.md')), false);
     assert.equal(leadsOutside(t.root, join(t.root, 'docs', 'gone.md')), false);
+    // The real watcher hears a change inside, and nothing behind the link that leads out.
+    const heard: string[] = [];
+    const watcher = new DocsWatcher(t.root, 'docs/**/*.md', (files) => heard.push(...files), () => {}, 50);
+    try {
+      await watcher.ready();
+      writeFileSync(join(t.outside, 'dir', 'more.md'), `# More\n\n${SECRET} changed.\n`);
+      writeFileSync(join(t.root, 'docs', 'a.md'), '# Alpha\n\nAlpha lives in Brill and plays the lute well.\n');
+      for (let i = 0; i < 100 && !heard.includes('docs/a.md'); i++) await new Promise((r) => setTimeout(r, 50));
+      await new Promise((r) => setTimeout(r, 400));
+    } finally {
+      watcher.dispose();
+    }
+    assert.ok(heard.includes('docs/a.md'), heard.join(', '));
+    assert.deepEqual(heard.filter((f) => f.includes('shared') || f.includes('notes')), []);
+    const before = t.snapshot(); // (the test itself wrote outside above; DocDistill may not from here on)
     // Ingest: the links that lead out are skipped with a warning that says where they lead.
     const warns: string[] = [];
     const files = collectMarkdown(['docs'], t.root, (m) => warns.push(m));
