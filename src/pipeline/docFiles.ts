@@ -210,17 +210,21 @@ export function collectMarkdown(inputs: string[], root: string, warn: (message: 
 
 /**
  * The sources an adapter's docdistill.json records (its `chunks[].source`), once each, that still
- * exist and lie inside the workspace. A recorded source outside it (a committed docdistill.json
- * saying `../../outside/x.md`, or a link leading out) is not read; `warn` says which.
+ * exist (or, with keepMissing, that did) and lie inside the workspace. A recorded source outside it
+ * (a committed docdistill.json saying `../../outside/x.md`, or a link leading out) is not read;
+ * `warn` says which.
  */
-export function recordedSources(chunks: readonly { source: string }[] | undefined, root: string, warn: (message: string) => void = () => {}, adapter = 'the adapter'): string[] {
+export function recordedSources(chunks: readonly { source: string }[] | undefined, root: string, warn: (message: string) => void = () => {}, adapter = 'the adapter', keepMissing = false): string[] {
   const out: string[] = [];
   for (const src of new Set((chunks ?? []).map((c) => c.source))) {
     if (typeof src !== 'string' || !src) continue;
     try {
       confine(root, src, 'recorded source');
     } catch (e) {
-      if (/no such file/.test((e as Error).message)) continue; // deleted since: nothing to replay
+      if (/no such file/.test((e as Error).message)) {
+        if (keepMissing) out.push(src); // deleted since: nothing to replay, but the adapter knew it
+        continue;
+      }
       warn(`${adapter}'s docdistill.json records ${JSON.stringify(src)}, which is not read: ${(e as Error).message}`);
       continue;
     }

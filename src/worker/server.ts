@@ -18,7 +18,7 @@ import { readAdapter } from '../engine/lora/peft';
 import { mergeAdapter } from '../engine/lora/merge';
 import { Distiller, CancelledError, listAdapters, staleness, type DistillEvent } from '../pipeline/distill';
 import { chunkMarkdown } from '../pipeline/ingest';
-import { readDocumentSync } from '../pipeline/docFiles';
+import { readDocumentSync, recordedSources } from '../pipeline/docFiles';
 import { checkDestination, exportFolder } from './destinations';
 import { framedConnection } from './framing';
 import { safeName, insideRoot } from '../pipeline/runFolder';
@@ -284,7 +284,7 @@ export class WorkerServer {
   private listAdapters(): P.AdapterSummary[] {
     const model = this.model;
     return listAdapters(this.workDir).map((a) => {
-      const sources = [...new Set(a.chunks.map((c) => c.source))];
+      const sources = recordedSources(a.chunks, this.root, undefined, undefined, true);
       let st = { stale: false, changed: 0, removed: 0 };
       if (model) {
         const count = (t: string) => model.tokenizer.encode(t, { addSpecialTokens: false }).length;

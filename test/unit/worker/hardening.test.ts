@@ -74,6 +74,7 @@ test('items 1 and 3: chat with the teacher and the adapter list do not read docu
   const [info] = await c.request(P.ListAdapters.type, undefined);
   assert.equal(info!.name, 'notes');
   assert.equal(info!.stale, true);
+  assert.deepEqual(info!.sources, [], 'a recorded source outside the workspace is not offered for re-distillation');
   assert.deepEqual(t.leaked(), []);
   assert.equal(t.snapshot(), before);
 });
