@@ -1,11 +1,13 @@
-// Placement report: which nodes of the decoder (score), decode-step and train-step graphs run on
-// the WebGPU provider and which fall back to the CPU, from an ONNX Runtime profile of one run each.
+// Placement report: which nodes of the decoder (score), decode-step, train-step and optimizer
+// (gradient accumulation, AdamW) graphs run on the WebGPU provider and which fall back to the CPU,
+// from an ONNX Runtime profile of one run each.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { join } from 'node:path';
 import { formatPlacement, type Feed, type Placement } from '../../src/engine/backend';
 import { CausalLM } from '../../src/engine/models/model';
 import { buildTrainGraph } from '../../src/engine/train/graph';
+import { accumulateFeeds, accumulateOutputs, adamWDeviceOutputs, adamWFeeds, adamWScalars, buildAccumulateGraph, buildAdamWGraph } from '../../src/engine/train/deviceOptim';
 import { LoraTrainer, defaultTrainerConfig, Rng } from '../../src/engine/train/trainer';
 import { gpuBackend, repo } from './gpu';
 
@@ -26,7 +28,7 @@ function floatFallbacks(p: Placement): { name: string; op: string; outBytes: num
   return p.cpuNodes.filter((n) => n.inTypes.some((t) => t === 'float' || t === 'float16' || t === 'double'));
 }
 
-test('placement: the decoder, decode-step and train-step graphs run on WebGPU; only int64 index and mask arithmetic falls back to the CPU', async () => {
+test('placement: the decoder, decode-step, train-step and optimizer graphs run on WebGPU; only int64 index and mask arithmetic falls back to the CPU', async () => {
   const be = await gpuBackend();
   const model = await CausalLM.load(modelDir, be);
   const L = model.config.numLayers;
@@ -56,6 +58,15 @@ test('placement: the decoder, decode-step and train-step graphs run on WebGPU; o
   const tok = () => 4 + Math.floor(r.next() * 100);
   const samples = Array.from({ length: B }, () => ({ teacher: Array.from({ length: 20 }, tok), student: Array.from({ length: 10 }, tok), answerLength: 4 }));
   reports.push(await be.placement(buildTrainGraph(model.graphs, { loss: 'kl', lora: adapter.spec, temperature: 2 }), { ...trainer.batchFeeds(samples), ...adapterFeeds }));
+
+  // Optimizer on the device: gradient accumulation and AdamW with clipping over every LoRA tensor,
+  // their tensor outputs kept on the device as the trainer keeps them.
+  const shapes = Object.entries(adapterFeeds).map(([name, t]) => ({ name, dims: t.dims }));
+  const tensors = new Map(Object.entries(adapterFeeds) as [string, Feed][]);
+  reports.push(await be.placement(buildAccumulateGraph(shapes), accumulateFeeds(tensors, 0.5, tensors, 0.5), { deviceOutputs: accumulateOutputs(shapes) }));
+  const c = { beta1: 0.9, beta2: 0.999, eps: 1e-8 };
+  const scalars = adamWScalars({ ...c, step: 3, lr: 1e-4, weightDecay: 0.1, maxGradNorm: 1, gradScale: 1 });
+  reports.push(await be.placement(buildAdamWGraph(shapes, c), adamWFeeds(tensors, tensors, tensors, tensors, scalars), { deviceOutputs: adamWDeviceOutputs(shapes) }));
 
   for (const p of reports) {
     console.log(formatPlacement(p));

@@ -162,6 +162,22 @@ export class Backend {
   }
 
   /**
+   * Copies device tensors to host memory (the other way from upload(); onnxruntime-node cannot read
+   * a GPU buffer itself), through an Identity graph whose outputs come back to the host.
+   */
+  async download(tensors: Record<string, DeviceTensor>): Promise<Record<string, HostTensor>> {
+    const names = Object.keys(tensors).sort();
+    if (names.length === 0) return {};
+    const g = new Graph('download');
+    names.forEach((n, i) => {
+      const t = tensors[n]!;
+      g.output(g.input(`in${i}`, t.dtype, t.dims.map((_, d) => `d${i}_${d}`)), `out${i}`);
+    });
+    const r = await (await this.session(g)).run(Object.fromEntries(names.map((n, i) => [`in${i}`, tensors[n]!])));
+    return Object.fromEntries(names.map((n, i) => [n, r[`out${i}`]!]));
+  }
+
+  /**
    * Where each node of a graph runs on this backend: one profiled run with the given feeds (a
    * separate, uncached session), nodes grouped by provider and operator.
    */

@@ -2,12 +2,19 @@
 // run per micro-batch → gradient accumulation → clipping → AdamW with a warmup + decay schedule.
 // Everything that decides the next step (adapter, optimizer moments, step, random state) is in
 // TrainerState, so a run restored from a checkpoint continues exactly as an uninterrupted one.
-import type { HostTensor, Session } from '../backend';
+//
+// On a provider that keeps tensors in device memory (WebGPU), the adapter, the optimizer moments
+// and the gradients stay there between steps: gradient accumulation, clipping and AdamW run as small
+// graphs (deviceOptim.ts), and a step sends the host only its loss, per-sample losses and gradient
+// norm. The host copy of the adapter and moments is brought up to date by sync(), for saving and
+// checkpoints. On the CPU the update is optim.ts's loop over the same Float32Arrays the graph reads.
+import { DeviceTensor, keepsOutputsOnDevice, type Feed, type HostTensor, type Session } from '../backend';
 import type { CausalLM } from '../models/model';
 import type { AdapterWeights } from '../models/model';
 import { loraInputs, loraSpecKey, type LoraSpec } from '../models/llama';
 import { buildTrainGraph } from './graph';
 import { AdamW, clipByGlobalNorm, lrFactor, type ScheduleOptions } from './optim';
+import { accumulateFeeds, accumulateOutputs, adamWDeviceOutputs, adamWFeeds, adamWResults, adamWScalars, buildAccumulateGraph, buildAdamWGraph, type ParamShape } from './deviceOptim';
 
 /** One training example. The answer is the last `answerLength` tokens of both sequences. */
 export interface DistillSample {
@@ -93,40 +100,136 @@ export function initLora(model: CausalLM, spec: LoraSpec, seed: number): Map<str
 
 const DROPOUT_BUDGET = 64 * 2 ** 20; // mask values per micro-batch fed from JS
 
+export interface TrainerOptions {
+  /**
+   * Keep the adapter, optimizer moments and gradients in device memory between steps (default:
+   * on providers that can, i.e. WebGPU). false sends them through the host every micro-batch.
+   */
+  onDevice?: boolean;
+}
+
+/** The adapter and AdamW moments in device memory. */
+interface DeviceState {
+  p: Map<string, DeviceTensor>;
+  m: Map<string, DeviceTensor>;
+  v: Map<string, DeviceTensor>;
+}
+
 export class LoraTrainer {
   readonly opt: AdamW;
+  /** Whether train steps keep the adapter and optimizer state on the device (see TrainerOptions). */
+  readonly onDevice: boolean;
   private readonly rng: Rng;
   private sessionP?: Promise<Session>;
+  private accumulateP?: Promise<Session>;
+  private adamWP?: Promise<Session>;
+  private readonly hostParams: Map<string, Float32Array>;
+  private dev?: DeviceState;
+  /** The host copies of the adapter and moments are older than the device's (until sync()). */
+  private hostStale = false;
+  private readonly shapes: ParamShape[];
 
   constructor(
     readonly model: CausalLM,
     readonly cfg: TrainerConfig,
     state?: TrainerState,
+    o: TrainerOptions = {},
   ) {
     if (cfg.loss !== 'kl' && cfg.loss !== 'ce') throw new Error(`unknown loss '${String(cfg.loss)}'`);
     this.opt = new AdamW({ lr: cfg.lr, beta1: cfg.beta1, beta2: cfg.beta2, eps: cfg.eps, weightDecay: cfg.weightDecay });
     this.rng = new Rng(state?.rng ?? cfg.seed);
-    this.params = state?.params ?? initLora(model, cfg.lora, cfg.seed);
+    this.hostParams = state?.params ?? initLora(model, cfg.lora, cfg.seed);
     if (state) this.opt.state = { step: state.step, m: state.m, v: state.v };
+    this.onDevice = (o.onDevice ?? true) && keepsOutputsOnDevice(model.backend.provider) && model.dtype !== 'float64';
+    this.shapes = loraInputs(model.config, cfg.lora).map((i) => ({ name: i.name, dims: i.shape }));
   }
 
-  readonly params: Map<string, Float32Array>;
+  /**
+   * The adapter's tensors in host memory. After a train step on the device they are out of date
+   * until `await sync()`; reading them then throws rather than giving the old values. On the device
+   * path, changes written into them count only before the first step or evaluation (which upload
+   * them); later, start a new trainer from state().
+   */
+  get params(): Map<string, Float32Array> {
+    this.checkHost('params');
+    return this.hostParams;
+  }
 
   get step(): number {
     return this.opt.state.step;
   }
 
+  /** Everything a checkpoint needs (after `await sync()` on the device path). */
   state(): TrainerState {
-    return { step: this.opt.state.step, params: this.params, m: this.opt.state.m, v: this.opt.state.v, rng: this.rng.state };
+    this.checkHost('state()');
+    return { step: this.opt.state.step, params: this.hostParams, m: this.opt.state.m, v: this.opt.state.v, rng: this.rng.state };
   }
 
   adapter(): AdapterWeights {
-    return { spec: this.cfg.lora, tensors: this.params };
+    this.checkHost('adapter()');
+    return { spec: this.cfg.lora, tensors: this.hostParams };
+  }
+
+  /**
+   * Copies the adapter and optimizer moments from the device into the host arrays that params,
+   * state() and adapter() return (a no-op when they are current). The device copies stay in use:
+   * write to the host arrays only through a new trainer.
+   */
+  async sync(): Promise<void> {
+    if (!this.hostStale || !this.dev) return;
+    const dev = this.dev;
+    const all: Record<string, DeviceTensor> = {};
+    for (const [name, t] of dev.p) Object.assign(all, { [`p.${name}`]: t, [`m.${name}`]: dev.m.get(name)!, [`v.${name}`]: dev.v.get(name)! });
+    const host = await this.model.backend.download(all);
+    const s = this.opt.state;
+    for (const { name } of this.shapes) {
+      for (const [prefix, map] of [['p', this.hostParams], ['m', s.m], ['v', s.v]] as const) {
+        const data = host[`${prefix}.${name}`]!.data as Float32Array;
+        const t = map.get(name);
+        if (t) t.set(data);
+        else map.set(name, data);
+      }
+    }
+    this.hostStale = false;
+  }
+
+  /** Frees the device copies (the host arrays are brought up to date first). */
+  async release(): Promise<void> {
+    await this.sync();
+    if (this.dev) for (const map of [this.dev.p, this.dev.m, this.dev.v]) for (const t of map.values()) t.dispose();
+    this.dev = undefined;
+  }
+
+  private checkHost(what: string): void {
+    if (this.hostStale) throw new Error(`LoraTrainer.${what}: the adapter is in device memory and has changed since the last sync; await trainer.sync() first`);
+  }
+
+  /** The adapter and moments on the device, uploaded from the host arrays the first time. */
+  private async deviceState(): Promise<DeviceState> {
+    if (this.dev) return this.dev;
+    const s = this.opt.state;
+    const feeds: Record<string, HostTensor> = {};
+    for (const { name, dims } of this.shapes) {
+      const p = this.hostParams.get(name);
+      if (!p) throw new Error(`LoraTrainer: the adapter has no tensor ${name}`);
+      const n = dims[0]! * dims[1]!;
+      const t = (data: Float32Array | undefined): HostTensor => {
+        if (data && data.length !== n) throw new Error(`LoraTrainer: ${name} has ${data.length} values, expected [${dims.join(', ')}]`);
+        return { dtype: 'float32', dims, data: data ?? new Float32Array(n) };
+      };
+      Object.assign(feeds, { [`p.${name}`]: t(p), [`m.${name}`]: t(s.m.get(name)), [`v.${name}`]: t(s.v.get(name)) });
+    }
+    const up = await this.model.backend.upload(feeds);
+    const pick = (prefix: string) => new Map(this.shapes.map(({ name }) => [name, up[`${prefix}.${name}`]!]));
+    this.dev = { p: pick('p'), m: pick('m'), v: pick('v') };
+    return this.dev;
   }
 
   private session(): Promise<Session> {
     this.sessionP ??= this.model.backend.session(
       buildTrainGraph(this.model.graphs, { loss: this.cfg.loss, lora: this.cfg.lora, temperature: this.cfg.temperature, dropout: this.cfg.dropout }),
+      // On the device path the gradients stay there, for the accumulate and AdamW graphs.
+      this.onDevice ? { deviceOutputs: this.shapes.map((s) => `grad.${s.name}`) } : {},
     );
     return this.sessionP;
   }
@@ -138,11 +241,31 @@ export class LoraTrainer {
 
   /** Loss and gradients of one micro-batch (no update). Gradients are of the micro-batch's weighted mean loss. */
   async lossAndGrads(samples: DistillSample[]): Promise<{ loss: number; grads: Map<string, Float32Array>; sampleLoss: Float32Array }> {
+    if (this.onDevice) {
+      const r = await this.deviceLossAndGrads(samples);
+      try {
+        const host = await this.model.backend.download(Object.fromEntries(r.grads));
+        const grads = new Map(this.shapes.map(({ name }) => [name, host[name]!.data as Float32Array]));
+        return { loss: r.loss, grads, sampleLoss: r.sampleLoss };
+      } finally {
+        for (const t of r.grads.values()) t.dispose();
+      }
+    }
     const feeds = { ...this.batchFeeds(samples), ...this.model.adapterFeeds(this.adapter()) };
     const out = await (await this.session()).run(feeds);
     const grads = new Map<string, Float32Array>();
     for (const name of this.params.keys()) grads.set(name, out[`grad.${name}`]!.data as Float32Array);
     return { loss: out.loss!.data[0] as number, grads, sampleLoss: out.sample_loss!.data as Float32Array };
+  }
+
+  /** A micro-batch on the device path: the adapter fed from device memory, the gradients left there. */
+  private async deviceLossAndGrads(samples: DistillSample[]): Promise<{ loss: number; grads: Map<string, DeviceTensor>; sampleLoss: Float32Array }> {
+    const dev = await this.deviceState();
+    const feeds: Record<string, Feed> = this.batchFeeds(samples);
+    for (const [name, t] of dev.p) feeds[name] = t;
+    const out = await (await this.session()).runMixed(feeds);
+    const grads = new Map(this.shapes.map(({ name }) => [name, out.device[`grad.${name}`]!]));
+    return { loss: out.host.loss!.data[0] as number, grads, sampleLoss: out.host.sample_loss!.data as Float32Array };
   }
 
   /** Loss of a batch without training (validation). */
@@ -151,7 +274,12 @@ export class LoraTrainer {
     let weight = 0;
     for (let i = 0; i < samples.length; i += this.cfg.microBatch) {
       const mb = samples.slice(i, i + this.cfg.microBatch);
-      const { sampleLoss } = await this.lossAndGrads(mb);
+      let sampleLoss: Float32Array;
+      if (this.onDevice) {
+        const r = await this.deviceLossAndGrads(mb);
+        for (const t of r.grads.values()) t.dispose();
+        sampleLoss = r.sampleLoss;
+      } else sampleLoss = (await this.lossAndGrads(mb)).sampleLoss;
       mb.forEach((s, j) => {
         total += (s.weight ?? 1) * sampleLoss[j]!;
         weight += s.weight ?? 1;
@@ -167,6 +295,7 @@ export class LoraTrainer {
     const chunks: DistillSample[][] = [];
     for (let i = 0; i < samples.length; i += this.cfg.microBatch) chunks.push(samples.slice(i, i + this.cfg.microBatch));
     const totalWeight = samples.reduce((a, s) => a + (s.weight ?? 1), 0);
+    if (this.onDevice) return this.deviceTrainStep(chunks, totalWeight, t0);
     const grads = new Map<string, Float32Array>();
     for (const [name, p] of this.params) grads.set(name, new Float32Array(p.length));
     let loss = 0;
@@ -186,6 +315,59 @@ export class LoraTrainer {
     const lr = this.currentLr();
     this.opt.step(this.params, grads, lr);
     return { step: this.step, loss, gradNorm, lr, tokens, ms: performance.now() - t0 };
+  }
+
+  /**
+   * trainStep on the device path: each micro-batch's gradients are added on the device (a·x + b·y,
+   * the same weights as the host path's sum), then one AdamW graph clips and updates; the host gets
+   * the loss and the gradient norm.
+   */
+  private async deviceTrainStep(chunks: DistillSample[][], totalWeight: number, t0: number): Promise<StepResult> {
+    const be = this.model.backend;
+    const dev = await this.deviceState();
+    const names = this.shapes.map((s) => s.name);
+    let acc: Map<string, DeviceTensor> | undefined;
+    let accScale = 1;
+    const dispose = (m?: Map<string, DeviceTensor>) => m?.forEach((t) => t.dispose());
+    let loss = 0;
+    let tokens = 0;
+    try {
+      for (const mb of chunks) {
+        const w = mb.reduce((a, s) => a + (s.weight ?? 1), 0) / totalWeight;
+        const r = await this.deviceLossAndGrads(mb);
+        loss += w * r.loss;
+        tokens += mb.reduce((a, s) => a + s.student.length + (this.cfg.loss === 'kl' ? s.teacher.length : 0), 0);
+        if (!acc) {
+          // The first micro-batch's weight is applied by the next sum or by the AdamW graph.
+          acc = r.grads;
+          accScale = w;
+          continue;
+        }
+        this.accumulateP ??= be.session(buildAccumulateGraph(this.shapes), { deviceOutputs: accumulateOutputs(this.shapes) });
+        const s = await this.accumulateP;
+        const out = await s.runMixed(accumulateFeeds(acc, accScale, r.grads, w));
+        dispose(acc);
+        dispose(r.grads);
+        acc = new Map(names.map((n) => [n, out.device[`out.${n}`]!]));
+        accScale = 1;
+      }
+      if (!Number.isFinite(loss)) throw new Error(`training diverged: loss is ${loss} at step ${this.step + 1}; lower the learning rate`);
+      const lr = this.currentLr();
+      const step = this.opt.state.step + 1;
+      const c = { beta1: this.cfg.beta1, beta2: this.cfg.beta2, eps: this.cfg.eps };
+      this.adamWP ??= be.session(buildAdamWGraph(this.shapes, c), { deviceOutputs: adamWDeviceOutputs(this.shapes) });
+      const s = await this.adamWP;
+      const scalars = adamWScalars({ ...c, step, lr, weightDecay: this.cfg.weightDecay, maxGradNorm: this.cfg.maxGradNorm, gradScale: accScale });
+      const out = await s.runMixed(adamWFeeds(dev.p, dev.m, dev.v, acc!, scalars));
+      const next = adamWResults(names, out.device);
+      for (const map of [dev.p, dev.m, dev.v]) dispose(map);
+      this.dev = next;
+      this.opt.state.step = step;
+      this.hostStale = true;
+      return { step, loss, gradNorm: out.host.grad_norm!.data[0] as number, lr, tokens, ms: performance.now() - t0 };
+    } finally {
+      dispose(acc);
+    }
   }
 
   /** Right-padded feeds of the train graph for a micro-batch. */
