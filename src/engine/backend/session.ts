@@ -1,7 +1,7 @@
 // Sessions from built graphs, on a verified provider, cached by graph hash.
 import { existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
-import { dirname, join } from 'node:path';
+import { basename, dirname, join } from 'node:path';
 import { Graph } from '../graph/graph';
 import { bytesOf } from '../graph/dtype';
 import { graphHash, serializeModel, writeModel } from '../graph/onnx';
@@ -124,7 +124,8 @@ export class Backend {
     // Through a file with external data: ONNX Runtime maps the weights instead of copying a buffer.
     const dir = packed ? dirname(packed.path) : this.opts.cacheDir ?? join(tmpdir(), `docdistill-graphs-${process.getuid?.() ?? 'user'}`);
     mkdirSync(dir, { recursive: true });
-    const path = join(dir, `${hash}.onnx`);
+    // Named after the pack too, so that the pack's pruning takes its graphs along.
+    const path = join(dir, packed ? `${basename(packed.path).replace(/\.weights$/, '')}.${hash}.onnx` : `${hash}.onnx`);
     if (!existsSync(path)) writeModel(graph, path, { lower });
     return path;
   }

@@ -146,10 +146,10 @@ function readManifest(mpath: string, path: string, id: string, entries: readonly
   return m;
 }
 
-/** Deletes packs that belong to other versions of the model's files (graphs beside them are small and stay). */
+/** Deletes packs that belong to other versions of the model's files, and the graphs that read them (<id>.<hash>.onnx). */
 function pruneStale(dir: string, keepPrefix: string, justBuilt: string): void {
   for (const f of readdirSync(dir)) {
-    const m = /^(.+)\.(weights|json)$/.exec(f);
+    const m = /^([\w-]+)\.(weights|json|[0-9a-f]{32}\.onnx)$/.exec(f);
     if (!m || m[1] === justBuilt || m[1]!.startsWith(keepPrefix)) continue;
     rmSync(join(dir, f), { force: true });
   }

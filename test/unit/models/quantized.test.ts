@@ -217,6 +217,8 @@ test('weight pack and graphs beside the model: reused by the next load, rebuilt 
   const changed = await load();
   assert.ok(changed.pack.built && changed.pack.id !== first.pack.id);
   assert.ok(!existsSync(first.pack.path) && !existsSync(q8.pack.path), `stale packs left: ${files().join(', ')}`);
+  assert.ok(!existsSync(join(cache, onnx[0]!)), 'and their graphs');
+  assert.ok(files().some((f) => f.startsWith(`${changed.pack.id}.`) && f.endsWith('.onnx')), 'the new graph is there');
   assert.ok(!files().some((f) => f.includes('.tmp-')), 'no temporary files left');
 });
 
