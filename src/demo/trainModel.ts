@@ -5,21 +5,23 @@
 // evaluated per relation on held-out people as it goes.
 import { existsSync, mkdirSync, readFileSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
-import { Backend } from '../../engine/backend';
-import { CausalLM } from '../../engine/models/model';
-import type { ModelConfig } from '../../engine/models/config';
-import type { WeightSource } from '../../engine/models/weights';
-import { saveModelFolder, writeJsonAtomic } from '../../engine/models/save';
-import { SafetensorsFile, writeSafetensors } from '../../engine/models/safetensors';
-import { Tokenizer } from '../../engine/tokenizer';
-import { FullTrainer, type LmSequence } from '../../engine/train/full';
-import { Stepper, generate } from '../../engine/generate';
-import { isGrounded, wordSet } from '../questions';
-import { DEFAULT_PROMPTS, DONT_KNOW, generalQuestionMessages, paraphraseMessages, questionMessages, saysDontKnow, studentMessages, teacherMessages, type ChatMessage } from '../prompts';
+import { Backend } from '../engine/backend';
+import { CausalLM } from '../engine/models/model';
+import type { ModelConfig } from '../engine/models/config';
+import type { WeightSource } from '../engine/models/weights';
+import { writeJsonAtomic } from '../common/atomicFile';
+import { saveModelFolder } from '../engine/models/save';
+import { SafetensorsFile, writeSafetensors } from '../engine/models/safetensors';
+import { Tokenizer } from '../engine/tokenizer';
+import { FullTrainer, type LmSequence } from '../engine/train/full';
+import { Stepper, generate } from '../engine/generate';
+import { isGrounded, wordSet } from '../pipeline/questions';
+import { DEFAULT_PROMPTS, DONT_KNOW, generalQuestionMessages, paraphraseMessages, questionMessages, saysDontKnow, studentMessages, teacherMessages, type ChatMessage } from '../pipeline/prompts';
 import { buildVocab, tokenizerConfigJson, tokenizerJson } from './tokenizer';
 import { HELD_OUT_PEOPLE as HELD_OUT } from './examples';
 import { DEMO_SETTINGS } from './demo';
-import { QUESTIONS, RELATIONS, WorldRng, fill, absentRelations, answerFor, makeEntity, makeVocab, parseQuestion, question, renderDoc, renderPeopleDoc, type Entity, type Relation, type WorldVocab } from './world';
+import { QUESTIONS, RELATIONS, fill, absentRelations, answerFor, makeEntity, makeVocab, parseQuestion, question, renderDoc, renderPeopleDoc, type Entity, type Relation, type WorldVocab } from './world';
+import { Rng } from '../common/rng';
 
 export interface DemoTrainOptions {
   out: string;
@@ -53,7 +55,7 @@ class MemWeights implements WeightSource {
   float32(n: string) { return this.t.get(n)!.data; }
 }
 
-function initWeights(c: ModelConfig, rng: WorldRng): MemWeights {
+function initWeights(c: ModelConfig, rng: Rng): MemWeights {
   const w = new MemWeights();
   const normal = (n: number, std: number) => {
     const a = new Float32Array(n);
@@ -85,7 +87,7 @@ function fromFolder(dir: string, c: ModelConfig): MemWeights {
   const w = new MemWeights();
   const f = SafetensorsFile.open(join(dir, 'model.safetensors'));
   try {
-    const init = initWeights(c, new WorldRng(0));
+    const init = initWeights(c, new Rng(0));
     for (const [name, t] of init.t) {
       const got = f.float32(name);
       if (got.length !== t.data.length) throw new Error(`--from ${dir}: ${name} has ${got.length} values, this seed's model needs ${t.data.length} (train with the seed that made it)`);
@@ -142,7 +144,7 @@ export class DemoData {
   }
 
   /** 3–8 facts; for training also short documents of 1–2 facts, where reading is easiest to discover. */
-  entity(rng: WorldRng, pool: string[], short = 0): Entity {
+  entity(rng: Rng, pool: string[], short = 0): Entity {
     return makeEntity(rng.pick(pool), short > 0 && rng.next() < short ? 1 + rng.int(2) : 3 + rng.int(6), this.vocab, rng);
   }
 
@@ -167,7 +169,7 @@ export class DemoData {
   mix: keyof typeof DemoData.MIXES = 1;
 
   /** `e` alone, or (with probability `multi`) with 1–3 other people, in random order. */
-  company(e: Entity, rng: WorldRng, multi: number, pool = this.trainPeople): Entity[] {
+  company(e: Entity, rng: Rng, multi: number, pool = this.trainPeople): Entity[] {
     if (rng.next() >= multi) return [e];
     const es = [e];
     const k = 2 + rng.int(3);
@@ -178,7 +180,7 @@ export class DemoData {
     return rng.shuffle(es);
   }
 
-  sample(rng: WorldRng): LmSequence {
+  sample(rng: Rng): LmSequence {
     const m = DemoData.MIXES[this.mix];
     const r = rng.next() * 100;
     const e = this.entity(rng, this.trainPeople);
@@ -243,7 +245,7 @@ export interface DemoEval {
 }
 
 /** Greedy answers for a batch of prompts, with the weights fed as inputs (works mid-training). */
-async function greedy(model: CausalLM, feeds: Record<string, import('../../engine/backend').HostTensor> | undefined, prompts: number[][], maxTokens: number): Promise<string[]> {
+async function greedy(model: CausalLM, feeds: Record<string, import('../engine/backend').HostTensor> | undefined, prompts: number[][], maxTokens: number): Promise<string[]> {
   const session = await model.session('step', undefined, !!feeds);
   const Tp = Math.max(...prompts.map((p) => p.length));
   const st = new Stepper(session, model.config, model.dtype, prompts.length, Tp + maxTokens, feeds ?? {});
@@ -269,9 +271,9 @@ async function greedy(model: CausalLM, feeds: Record<string, import('../../engin
   return out.map((ids) => model.tokenizer.decode(ids, { skipSpecialTokens: true }));
 }
 
-export async function evaluateDemo(model: CausalLM, data: DemoData, opts: { seed: number; perRelation: number; feeds?: Record<string, import('../../engine/backend').HostTensor> }): Promise<DemoEval> {
-  const rng = new WorldRng(opts.seed);
-  const absRng = new WorldRng(opts.seed + 1);  // its own stream: the other items stay as they were
+export async function evaluateDemo(model: CausalLM, data: DemoData, opts: { seed: number; perRelation: number; feeds?: Record<string, import('../engine/backend').HostTensor> }): Promise<DemoEval> {
+  const rng = new Rng(opts.seed);
+  const absRng = new Rng(opts.seed + 1);  // its own stream: the other items stay as they were
   const read = Object.fromEntries(RELATIONS.map((r) => [r, 0])) as Record<Relation, number>;
   let paraOk = 0, paraN = 0;
   let reservedOk = 0, reservedN = 0, closedIdk = 0, closedOk = 0, qValid = 0, absentIdk = 0, absentN = 0;
@@ -289,7 +291,7 @@ export async function evaluateDemo(model: CausalLM, data: DemoData, opts: { seed
     }
   }
   // Documents about several people: the asked one held out, the others anyone.
-  const multiRng = new WorldRng(opts.seed + 2);
+  const multiRng = new Rng(opts.seed + 2);
   const readMulti = Object.fromEntries(RELATIONS.map((r) => [r, 0])) as Record<Relation, number>;
   const multi: { doc: string; q: string; value: string; rel: Relation; absentQ?: string }[] = [];
   for (const rel of RELATIONS) {
@@ -377,7 +379,7 @@ export async function trainDemoModel(o: DemoTrainOptions): Promise<DemoEval> {
   const tok = await Tokenizer.fromFolder(o.out);
   const cfg = demoConfig(words.length, tok.tokenToId('<|im_end|>')!, tok.tokenToId('<|endoftext|>')!);
   const backend = await Backend.create({ device: 'cpu', threads: o.threads });
-  const rng = new WorldRng(o.seed * 7919 + 1);
+  const rng = new Rng(o.seed * 7919 + 1);
   const model = CausalLM.fromWeights(cfg, o.from ? fromFolder(o.from, cfg) : initWeights(cfg, rng), backend, { id: `demo-${o.seed}`, tokenizer: tok });
   const data = new DemoData(tok, vocab);
   data.mix = o.mix ?? 1;
@@ -386,14 +388,14 @@ export async function trainDemoModel(o: DemoTrainOptions): Promise<DemoEval> {
   const trainer = new FullTrainer(model, { lr: o.lr ?? 3e-3, weightDecay: 0.05, beta1: 0.9, beta2: 0.98, schedule: 'cosine', warmupSteps: o.warmup ?? 200, totalSteps: o.steps ?? 1e9, maxGradNorm: 1 });
   const ckptDir = join(o.out, '.checkpoint');
   let step0 = 0;
-  let dataRng = new WorldRng(o.seed * 31 + 7);
+  let dataRng = new Rng(o.seed * 31 + 7);
   if (existsSync(join(ckptDir, 'state.json'))) {
     const st = JSON.parse(readFileSync(join(ckptDir, 'state.json'), 'utf8')) as { step: number; rng: number; totalSteps: number; elapsedMs: number };
     const f = SafetensorsFile.open(join(ckptDir, 'state.safetensors'));
     for (const k of trainer.params.keys()) trainer.params.get(k)!.set(f.float32(k));
     trainer.opt.state = { step: st.step, m: new Map([...trainer.params.keys()].map((k) => [k, f.float32(`m.${k}`)])), v: new Map([...trainer.params.keys()].map((k) => [k, f.float32(`v.${k}`)])) };
     f.close();
-    dataRng = new WorldRng(st.rng);
+    dataRng = new Rng(st.rng);
     step0 = st.step;
     (trainer.cfg as { totalSteps: number }).totalSteps = st.totalSteps;
     o.log(`resuming from step ${st.step} (${(st.elapsedMs / 60000).toFixed(1)} min done)`);
@@ -475,7 +477,7 @@ export interface SampledQuestionsEval {
  * teacher (its answer sampled as the pipeline samples answers).
  */
 export async function evaluateSampledQuestions(model: CausalLM, data: DemoData, o: { seed: number; n: number; temperature: number; topK: number; answerTemperature: number; answerTopK: number; answerableOnly: boolean }): Promise<SampledQuestionsEval> {
-  const rng = new WorldRng(o.seed);
+  const rng = new Rng(o.seed);
   const items = Array.from({ length: o.n }, () => {
     const e = data.entity(rng, data.heldOutPeople);
     return { e, doc: renderDoc(e, rng) };
