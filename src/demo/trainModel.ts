@@ -5,7 +5,7 @@
 // evaluated per relation on held-out people as it goes.
 import { existsSync, mkdirSync, readFileSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
-import { Backend } from '../engine/backend';
+import { Backend, type HostTensor } from '../engine/backend';
 import { CausalLM } from '../engine/models/model';
 import type { ModelConfig } from '../engine/models/config';
 import type { WeightSource } from '../engine/models/weights';
@@ -14,7 +14,7 @@ import { saveModelFolder } from '../engine/models/save';
 import { SafetensorsFile, writeSafetensors } from '../engine/models/safetensors';
 import { Tokenizer } from '../engine/tokenizer';
 import { FullTrainer, type LmSequence } from '../engine/train/full';
-import { Stepper, generate } from '../engine/generate';
+import { generate } from '../engine/generate';
 import { isGrounded, wordSet } from '../pipeline/questions';
 import { DEFAULT_PROMPTS, DONT_KNOW, generalQuestionMessages, paraphraseMessages, questionMessages, saysDontKnow, studentMessages, teacherMessages, type ChatMessage } from '../pipeline/prompts';
 import { buildVocab, tokenizerConfigJson, tokenizerJson } from './tokenizer';
@@ -244,34 +244,12 @@ export interface DemoEval {
   n: number;
 }
 
-/** Greedy answers for a batch of prompts, with the weights fed as inputs (works mid-training). */
-async function greedy(model: CausalLM, feeds: Record<string, import('../engine/backend').HostTensor> | undefined, prompts: number[][], maxTokens: number): Promise<string[]> {
-  const session = await model.session('step', undefined, !!feeds);
-  const Tp = Math.max(...prompts.map((p) => p.length));
-  const st = new Stepper(session, model.config, model.dtype, prompts.length, Tp + maxTokens, feeds ?? {});
-  const stop = new Set(model.tokenizer.eosIds);
-  const out: number[][] = prompts.map(() => []);
-  const done = prompts.map(() => false);
-  let logits = await st.prefill(prompts);
-  const V = model.config.vocabSize;
-  for (let s = 0; s < maxTokens; s++) {
-    const next = prompts.map((_, b) => {
-      let best = 0;
-      for (let v = 1; v < V; v++) if (logits[b * V + v]! > logits[b * V + best]!) best = v;
-      return best;
-    });
-    next.forEach((t, b) => {
-      if (done[b]) return;
-      if (stop.has(t)) done[b] = true;
-      else out[b]!.push(t);
-    });
-    if (done.every(Boolean) || s === maxTokens - 1) break;
-    logits = await st.decode(next);
-  }
-  return out.map((ids) => model.tokenizer.decode(ids, { skipSpecialTokens: true }));
+/** Greedy answers for a batch of prompts; `weights` fed as inputs mid-training. */
+async function greedy(model: CausalLM, weights: Record<string, HostTensor> | undefined, prompts: number[][], maxTokens: number): Promise<string[]> {
+  return (await generate(model, prompts, { maxTokens, weights })).map((g) => g.text);
 }
 
-export async function evaluateDemo(model: CausalLM, data: DemoData, opts: { seed: number; perRelation: number; feeds?: Record<string, import('../engine/backend').HostTensor> }): Promise<DemoEval> {
+export async function evaluateDemo(model: CausalLM, data: DemoData, opts: { seed: number; perRelation: number; feeds?: Record<string, HostTensor> }): Promise<DemoEval> {
   const rng = new Rng(opts.seed);
   const absRng = new Rng(opts.seed + 1);  // its own stream: the other items stay as they were
   const read = Object.fromEntries(RELATIONS.map((r) => [r, 0])) as Record<Relation, number>;
@@ -397,7 +375,7 @@ export async function trainDemoModel(o: DemoTrainOptions): Promise<DemoEval> {
     f.close();
     dataRng = new Rng(st.rng);
     step0 = st.step;
-    (trainer.cfg as { totalSteps: number }).totalSteps = st.totalSteps;
+    trainer.totalSteps = st.totalSteps;
     o.log(`resuming from step ${st.step} (${(st.elapsedMs / 60000).toFixed(1)} min done)`);
   }
   const save = (elapsedMs: number) => {
@@ -408,7 +386,7 @@ export async function trainDemoModel(o: DemoTrainOptions): Promise<DemoEval> {
       { name: `v.${k}`, dtype: 'F32' as const, shape: [v.length], data: trainer.opt.state.v.get(k) ?? new Float32Array(v.length) },
     ]);
     writeSafetensors(join(ckptDir, 'state.safetensors'), tensors);
-    writeJsonAtomic(join(ckptDir, 'state.json'), { step: trainer.step, rng: dataRng.state, totalSteps: trainer.cfg.totalSteps, elapsedMs });
+    writeJsonAtomic(join(ckptDir, 'state.json'), { step: trainer.step, rng: dataRng.state, totalSteps: trainer.totalSteps, elapsedMs });
   };
   const budgetMs = o.minutes * 60_000;
   let tokens = 0;
@@ -421,18 +399,18 @@ export async function trainDemoModel(o: DemoTrainOptions): Promise<DemoEval> {
   for (;;) {
     const elapsed = elapsedBefore + performance.now() - startedAt;
     if (o.signal?.aborted) break;
-    if (trainer.step >= trainer.cfg.totalSteps || elapsed > (o.steps ? 1.5 : 1) * budgetMs) break;
+    if (trainer.step >= trainer.totalSteps || elapsed > (o.steps ? 1.5 : 1) * budgetMs) break;
     data.allSubjects = o.allSubjectsFrom !== undefined && trainer.step >= o.allSubjectsFrom;
     const batch = Array.from({ length: batchSize }, () => data.sample(dataRng));
     const r = await trainer.trainStep(batch);
     tokens += r.tokens;
     emaLoss = emaLoss ? 0.98 * emaLoss + 0.02 * r.loss : r.loss;
-    if (r.step === step0 + 20 && trainer.cfg.totalSteps > 1e8) {
+    if (r.step === step0 + 20 && trainer.totalSteps > 1e8) {
       const msPerStep = (performance.now() - startedAt) / 20;
-      (trainer.cfg as { totalSteps: number }).totalSteps = Math.max(500, Math.floor((budgetMs - elapsed) / msPerStep) + r.step);
-      o.log(`${msPerStep.toFixed(0)} ms/step → ${trainer.cfg.totalSteps} steps in ${o.minutes} min`);
+      trainer.totalSteps = Math.max(500, Math.floor((budgetMs - elapsed) / msPerStep) + r.step);
+      o.log(`${msPerStep.toFixed(0)} ms/step → ${trainer.totalSteps} steps in ${o.minutes} min`);
     }
-    if (r.step % 50 === 0) o.log(`step ${r.step}/${trainer.cfg.totalSteps} loss ${emaLoss.toFixed(4)} lr ${r.lr.toExponential(2)} |g| ${r.gradNorm.toFixed(2)} ${(tokens / ((performance.now() - startedAt) / 1000)).toFixed(0)} tok/s ${((elapsed) / 60000).toFixed(1)} min`);
+    if (r.step % 50 === 0) o.log(`step ${r.step}/${trainer.totalSteps} loss ${emaLoss.toFixed(4)} lr ${r.lr.toExponential(2)} |g| ${r.gradNorm.toFixed(2)} ${(tokens / ((performance.now() - startedAt) / 1000)).toFixed(0)} tok/s ${((elapsed) / 60000).toFixed(1)} min`);
     if (r.step % evalEvery === 0) {
       last = await evaluateDemo(model, data, { seed: 99, perRelation: 6, feeds: trainer.weightFeeds() });
       o.log(`eval @${r.step}: ${fmtEval(last)}`);
