@@ -7,7 +7,7 @@
 // is smaller. The same shape, seed and dtype always give byte-identical files.
 import { existsSync, mkdirSync, readFileSync, readdirSync, rmSync, statSync } from 'node:fs';
 import { dirname, join, resolve } from 'node:path';
-import { writeFileAtomic } from '../common/atomicFile';
+import { writeJsonAtomic } from '../common/atomicFile';
 import { floatToBfloat16, floatToHalf } from '../engine/graph';
 import { ModelError, type Architecture, type ModelConfig } from '../engine/models/config';
 import { hfConfigJson } from '../engine/models/save';
@@ -415,8 +415,6 @@ export function weightPlan(s: ModelShape): { name: string; shape: number[]; init
   return out;
 }
 
-const json = (o: unknown) => JSON.stringify(o, null, 2) + '\n';
-
 export interface MakeModelOptions {
   shape: string;
   seed: number;
@@ -503,13 +501,13 @@ export function makeModel(opts: MakeModelOptions): MakeModelResult {
         total += t.shape.reduce((a, b) => a * b, 1) * size;
       }
     });
-    writeFileAtomic(join(dir, 'model.safetensors.index.json'), json({ metadata: { total_size: total }, weight_map: sortKeys(weightMap) }));
+    writeJsonAtomic(join(dir, 'model.safetensors.index.json'), { metadata: { total_size: total }, weight_map: sortKeys(weightMap) });
   }
-  writeFileAtomic(join(dir, 'config.json'), json(configJson(s, dtype, tok)));
-  writeFileAtomic(join(dir, 'generation_config.json'), json(generationConfigJson(s, tok)));
-  writeFileAtomic(join(dir, 'tokenizer.json'), json(tok.tokenizer));
-  writeFileAtomic(join(dir, 'tokenizer_config.json'), json(tok.tokenizerConfig));
-  writeFileAtomic(join(dir, 'special_tokens_map.json'), json(tok.specialTokensMap));
+  writeJsonAtomic(join(dir, 'config.json'), configJson(s, dtype, tok));
+  writeJsonAtomic(join(dir, 'generation_config.json'), generationConfigJson(s, tok));
+  writeJsonAtomic(join(dir, 'tokenizer.json'), tok.tokenizer);
+  writeJsonAtomic(join(dir, 'tokenizer_config.json'), tok.tokenizerConfig);
+  writeJsonAtomic(join(dir, 'special_tokens_map.json'), tok.specialTokensMap);
 
   const parameters = plan.reduce((a, t) => a + t.shape.reduce((x, y) => x * y, 1), 0);
   const files = readdirSync(dir).sort().map((name) => ({ name, bytes: statSync(join(dir, name)).size }));
