@@ -9,32 +9,21 @@ import { existsSync, mkdirSync, readFileSync, readdirSync, rmSync, statSync } fr
 import { dirname, join, resolve } from 'node:path';
 import { writeJsonAtomic } from '../common/atomicFile';
 import { floatToBfloat16, floatToHalf } from '../engine/graph';
-import { ModelError, type Architecture, type ModelConfig } from '../engine/models/config';
+import { ModelError, type ModelConfig } from '../engine/models/config';
 import { hfConfigJson } from '../engine/models/save';
 import { writeSafetensors, type SafetensorsDType, type TensorToWrite } from '../engine/models/safetensors';
 
 export type WeightDtype = 'float32' | 'float16' | 'bfloat16';
 export type TokenizerFamily = 'llama3' | 'qwen3';
 
-export interface ModelShape {
+/** A model's shape: the fields of its config that make-model chooses, and how it is published. */
+export interface ModelShape extends Pick<ModelConfig, 'architecture' | 'modelType' | 'vocabSize' | 'hiddenSize' | 'intermediateSize' | 'numLayers' | 'numHeads' | 'numKvHeads' | 'ropeTheta' | 'maxPositionEmbeddings' | 'rmsNormEps' | 'tieWordEmbeddings'> {
   name: string;
   description: string;
-  architecture: Architecture;
-  modelType: string;
   tokenizer: TokenizerFamily;
-  vocabSize: number;
-  hiddenSize: number;
-  intermediateSize: number;
-  numLayers: number;
-  numHeads: number;
-  numKvHeads: number;
   /** Written as config.json's head_dim (else hidden / heads). */
   headDim?: number;
-  ropeTheta: number;
   ropeScaling?: { factor: number; lowFreqFactor: number; highFreqFactor: number; originalMaxPositionEmbeddings: number };
-  maxPositionEmbeddings: number;
-  rmsNormEps: number;
-  tieWordEmbeddings: boolean;
   /** The dtype the real checkpoint is published in; the default for --dtype. */
   dtype: WeightDtype;
   /** Sampling defaults for generation_config.json. */
