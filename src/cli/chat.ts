@@ -4,6 +4,7 @@ import { createInterface } from 'node:readline/promises';
 import { join, resolve } from 'node:path';
 import type { Command } from './command';
 import { UsageError } from './command';
+import { nameProblem } from '../pipeline/names';
 import { intOption, loadFromArgs, modelOptions, modelUsage, numOption, parse } from './modelArgs';
 import { generate } from '../engine/generate';
 import { Distiller, listAdapters } from '../pipeline/distill';
@@ -70,6 +71,8 @@ latest run of the adapter --name, or the latest run).
 `,
   async run(args, ctx) {
     const { values: v } = parse(args, { ...modelOptions, root: { type: 'string' }, run: { type: 'string' }, name: { type: 'string' }, json: { type: 'boolean', default: false } });
+    const bad = (v.name !== undefined && nameProblem(v.name, 'adapter name (--name)')) || (v.run !== undefined && nameProblem(v.run, 'run id (--run)'));
+    if (bad) throw new UsageError(bad);
     const root = resolve(v.root ?? '.');
     const workDir = join(root, '.docdistill');
     let runId = v.run;

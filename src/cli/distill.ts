@@ -3,6 +3,7 @@
 import { resolve } from 'node:path';
 import type { Command, CommandContext } from './command';
 import { UsageError } from './command';
+import { nameProblem } from '../pipeline/names';
 import { loadFromArgs, modelOptions, modelUsage, numOption, intOption, parse } from './modelArgs';
 import { Distiller, CancelledError, type DistillEvent, type EvalSummary } from '../pipeline/distill';
 import { DEFAULT_SETTINGS, definedSettings, settingDefault, type DistillSettings } from '../pipeline/settings';
@@ -154,6 +155,8 @@ ${settingsUsage}
       'no-eval': { type: 'boolean', default: false }, json: { type: 'boolean', default: false },
     });
     if (!positionals.length) throw new UsageError('give at least one Markdown file or folder');
+    const bad = nameProblem(v.name, 'adapter name (--name)');
+    if (bad) throw new UsageError(bad);
     const settings = settingsFrom(v);
     const { backend, model } = await loadFromArgs(v, ctx.err);
     try {

@@ -2,6 +2,7 @@
 import type { Command } from './command';
 import { UsageError } from './command';
 import { loadFromArgs, modelOptions, modelUsage, parse } from './modelArgs';
+import { nonFiniteError } from '../engine/models/finite';
 
 export const scoreCommand: Command = {
   name: 'score',
@@ -32,6 +33,7 @@ ${modelUsage}
     try {
       ids ??= model.tokenizer.encode(v.text!);
       const [logprobs] = await model.score([ids], adapter);
+      if (logprobs!.some((lp) => lp !== null && !Number.isFinite(lp))) throw nonFiniteError('score', model, v.adapter ? { dir: v.adapter } : undefined);
       if (v.json) {
         ctx.out(JSON.stringify({ ids, logprobs }) + '\n');
       } else {

@@ -31,8 +31,20 @@ export function readPairs(path: string, model: CausalLM): DistillSample[] {
       throw new UsageError(`${path}:${i + 1}: not valid JSON`);
     }
     if (!o.teacher || !o.student || typeof o.answer !== 'string') throw new UsageError(`${path}:${i + 1}: needs "teacher", "student" (text or chat messages) and "answer"`);
+    if (o.weight !== undefined && (typeof o.weight !== 'number' || !Number.isFinite(o.weight) || o.weight < 0)) {
+      throw new UsageError(`${path}:${i + 1}: "weight" must be a non-negative number, got ${JSON.stringify(o.weight)}`);
+    }
     const ans = [...model.tokenizer.encode(o.answer, { addSpecialTokens: false }), ...model.tokenizer.eosIds.slice(0, 1)];
-    out.push({ teacher: [...promptIds(model, o.teacher), ...ans], student: [...promptIds(model, o.student), ...ans], answerLength: ans.length, weight: o.weight });
+    const teacher = [...promptIds(model, o.teacher), ...ans];
+    const student = [...promptIds(model, o.student), ...ans];
+    // Past the context the positions have no trained meaning (and the graph grows with T²).
+    const ctx = model.config.maxPositionEmbeddings;
+    for (const [which, ids] of [['teacher', teacher], ['student', student]] as const) {
+      if (ids.length > ctx) {
+        throw new UsageError(`${path}:${i + 1}: the ${which} prompt with the answer is ${ids.length} tokens, longer than the model's context of ${ctx}: shorten the prompt (split the document into smaller chunks) or the answer`);
+      }
+    }
+    out.push({ teacher, student, answerLength: ans.length, weight: o.weight });
   });
   if (!out.length) throw new UsageError(`${path}: no pairs`);
   return out;

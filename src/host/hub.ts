@@ -1,6 +1,7 @@
 // Downloads a model from the Hugging Face hub (or a mirror with the same URLs, HF_ENDPOINT):
 // only the files the engine reads, each resumed from its .part file after an interruption,
-// verified (sha256 of LFS files, size of the others), then renamed into place. Cancellable.
+// verified (size, and the sha256 of LFS files or the git blob id of the others), then renamed into
+// place. A listing without a file's size or hash is refused before anything is written. Cancellable.
 import { createHash } from 'node:crypto';
 import { createReadStream, existsSync, mkdirSync, openSync, closeSync, writeSync, renameSync, statSync, rmSync } from 'node:fs';
 import { dirname, join } from 'node:path';
@@ -12,6 +13,8 @@ const WANTED = /^(config\.json|generation_config\.json|tokenizer\.json|tokenizer
 interface Sibling {
   rfilename: string;
   size?: number;
+  /** The git object id of the file: sha1 of "blob <size>\0" + content (for LFS files, of the pointer). */
+  blobId?: string;
   lfs?: { sha256: string; size: number };
 }
 
@@ -29,6 +32,21 @@ async function sha256File(path: string): Promise<string> {
   return h.digest('hex');
 }
 
+/** The git blob id of a file, as the hub lists it for files stored in git (not LFS). */
+async function gitBlobId(path: string): Promise<string> {
+  const h = createHash('sha1').update(`blob ${statSync(path).size}\0`);
+  for await (const chunk of createReadStream(path)) h.update(chunk as Buffer);
+  return h.digest('hex');
+}
+
+/** What a listed file lacks for its download to be verified, or undefined when it has it all. */
+function unverifiable(f: Sibling): string | undefined {
+  const size = f.lfs?.size ?? f.size;
+  if (!(typeof size === 'number' && Number.isSafeInteger(size) && size >= 0)) return 'no size';
+  if (f.lfs) return typeof f.lfs.sha256 === 'string' && /^[0-9a-f]{64}$/.test(f.lfs.sha256) ? undefined : 'no sha256';
+  return typeof f.blobId === 'string' && /^[0-9a-f]{40}$/.test(f.blobId) ? undefined : 'no hash';
+}
+
 export async function downloadFromHub(repo: string, dest: string, o: DownloadOptions = {}): Promise<string[]> {
   if (!looksLikeHubId(repo)) throw new Error(`"${repo}" is not a hub model id (owner/name)`);
   const endpoint = (o.endpoint ?? 'https://huggingface.co').replace(/\/$/, '');
@@ -42,6 +60,13 @@ export async function downloadFromHub(repo: string, dest: string, o: DownloadOpt
   const files = (meta.siblings ?? []).filter((s) => WANTED.test(s.rfilename));
   if (!files.some((f) => /\.safetensors$/.test(f.rfilename))) throw new Error(`${repo} has no safetensors weights; DocDistill never loads pickle (.bin) files`);
   if (!files.some((f) => f.rfilename === 'config.json')) throw new Error(`${repo} has no config.json`);
+  const lacking = files.flatMap((f) => {
+    const why = unverifiable(f);
+    return why ? [`${f.rfilename} (${why})`] : [];
+  });
+  if (lacking.length) {
+    throw new Error(`${repo}: ${endpoint} lists ${lacking.join(', ')}: refusing to download files that cannot be verified. The hub gives each file's size and sha256 or git blob id; a mirror must too (or download the model yourself and pick its folder)`);
+  }
   const total = files.reduce((a, f) => a + (f.lfs?.size ?? f.size ?? 0), 0);
   let done = 0;
   mkdirSync(dest, { recursive: true });
@@ -83,12 +108,10 @@ export async function downloadFromHub(repo: string, dest: string, o: DownloadOpt
     } else done += have;
     const got = statSync(part).size;
     if (size !== undefined && got !== size) throw new Error(`${f.rfilename}: got ${got} bytes, expected ${size}; start again to resume`);
-    if (f.lfs?.sha256) {
-      const h = await sha256File(part);
-      if (h !== f.lfs.sha256) {
-        rmSync(part);
-        throw new Error(`${f.rfilename}: checksum mismatch (sha256 ${h.slice(0, 12)}… ≠ ${f.lfs.sha256.slice(0, 12)}…); the partial file was removed, start again`);
-      }
+    const [kind, want, got2] = f.lfs ? ['sha256', f.lfs.sha256, await sha256File(part)] : ['git blob id', f.blobId!, await gitBlobId(part)];
+    if (got2 !== want) {
+      rmSync(part);
+      throw new Error(`${f.rfilename}: checksum mismatch (${kind} ${got2.slice(0, 12)}… ≠ ${want.slice(0, 12)}…); the partial file was removed, start again`);
     }
     renameSync(part, final);
   }

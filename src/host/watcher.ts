@@ -1,7 +1,8 @@
 // Watches the docs (chokidar) and reports changed Markdown files, debounced, relative to the
 // workspace. chokidar 4 has no globs: the glob's fixed prefix is watched and paths are matched here.
 import { watch, type FSWatcher } from 'chokidar';
-import { join, relative, sep } from 'node:path';
+import { realpathSync } from 'node:fs';
+import { isAbsolute, join, relative, sep } from 'node:path';
 
 /** A glob (**, *, ?, [a-z], [!a-z], {a,b}) as a RegExp over '/'-separated relative paths. */
 export function globToRegExp(glob: string): RegExp {
@@ -52,6 +53,25 @@ export function globBase(glob: string): string {
   return fixed.join('/');
 }
 
+/**
+ * Whether `p` exists and its real path (links resolved) lies outside the workspace: such a path is
+ * not watched (a `docs/shared → ~` link must not make the watcher walk the home folder). A path
+ * that no longer exists is not outside: its deletion is news. The worker confines what it reads
+ * the same way (src/pipeline/docFiles.ts).
+ */
+export function leadsOutside(root: string, p: string): boolean {
+  let real: string;
+  let realRoot: string;
+  try {
+    realRoot = realpathSync(root);
+    real = realpathSync(p);
+  } catch {
+    return false;
+  }
+  const rel = relative(realRoot, real);
+  return rel === '..' || rel.startsWith(`..${sep}`) || isAbsolute(rel);
+}
+
 export class DocsWatcher {
   private readonly w: FSWatcher;
   private timer?: NodeJS.Timeout;
@@ -68,7 +88,7 @@ export class DocsWatcher {
     const base = join(root, globBase(glob));
     this.w = watch(base, {
       ignoreInitial: true,
-      ignored: (p: string) => p.split(sep).includes('.docdistill') || p.split(sep).includes('node_modules') || p.split(sep).includes('.git'),
+      ignored: (p: string) => p.split(sep).includes('.docdistill') || p.split(sep).includes('node_modules') || p.split(sep).includes('.git') || leadsOutside(root, p),
       awaitWriteFinish: { stabilityThreshold: 200, pollInterval: 50 },
     });
     const hit = (p: string) => {

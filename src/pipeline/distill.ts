@@ -2,14 +2,15 @@
 // train → evaluate, each writing its results atomically into the run folder so that an
 // interrupted run resumes where it stopped and a cancelled one leaves nothing half-written.
 // Progress goes out as events; the CLI and the worker both consume them.
-import { existsSync, mkdirSync, readdirSync, renameSync, rmSync, statSync } from 'node:fs';
+import { existsSync, mkdirSync, renameSync, rmSync } from 'node:fs';
 import { join, relative, resolve } from 'node:path';
 import { generate } from '../engine/generate';
 import type { CausalLM, AdapterWeights } from '../engine/models/model';
 import { readAdapter, writeAdapter } from '../engine/lora/peft';
 import { SafetensorsFile, writeSafetensors } from '../engine/models/safetensors';
 import { LoraTrainer, type DistillSample, type TrainerState } from '../engine/train/trainer';
-import { chunkMarkdown, readMarkdown, IngestError, type Chunk } from './ingest';
+import { chunkMarkdown, IngestError, type Chunk } from './ingest';
+import { collectMarkdown, readDocument, recordedSources } from './docFiles';
 import { containsAnswer, exactMatch, tokenF1 } from './metrics';
 import { generalQuestionMessages, paraphraseMessages, questionMessages, saysDontKnow, studentMessages, teacherMessages, type ChatMessage } from './prompts';
 import { chooseHeldOut, crossQuestions, dedupe, heldOutByAnswer, isGrounded, mentionsAny, nameKey, namesIn, parseQuestions, questionKey, wordSet } from './questions';
@@ -120,26 +121,7 @@ export interface AdapterInfo {
   summary?: EvalSummary;
 }
 
-/** Markdown files under the inputs (folders walked, .docdistill and dot-folders skipped), sorted. */
-export function collectMarkdown(inputs: string[], root: string): string[] {
-  const out = new Set<string>();
-  const walk = (p: string) => {
-    const st = statSync(p);
-    if (st.isDirectory()) {
-      for (const n of readdirSync(p)) {
-        if (n.startsWith('.') || n === 'node_modules') continue;
-        walk(join(p, n));
-      }
-    } else if (/\.(md|markdown|mdx)$/i.test(p)) out.add(p);
-  };
-  for (const i of inputs) {
-    const abs = resolve(root, i);
-    if (!existsSync(abs)) throw new IngestError(`${i}: no such file or folder`);
-    if (statSync(abs).isFile() && !/\.(md|markdown|mdx)$/i.test(abs)) throw new IngestError(`${i}: not a Markdown file (.md)`);
-    walk(abs);
-  }
-  return [...out].sort();
-}
+export { collectMarkdown } from './docFiles';
 
 const mean = (xs: number[]) => (xs.length ? xs.reduce((a, b) => a + b, 0) / xs.length : 0);
 
@@ -291,9 +273,8 @@ export class Distiller {
   private async ingest(): Promise<void> {
     // Distilling into an existing adapter adds to what it knows: its earlier sources (those that
     // still exist) are read again, so unchanged passages are recognised and replayed.
-    const earlier = (this.state.baseAdapter ? readJson<AdapterInfo>(join(this.state.baseAdapter, 'docdistill.json'))?.chunks ?? [] : [])
-      .map((c) => c.source).filter((src, i, all) => all.indexOf(src) === i && existsSync(join(this.req.root, src)));
-    const files = collectMarkdown([...this.req.inputs, ...earlier], this.req.root);
+    const earlier = this.state.baseAdapter ? recordedSources(readJson<AdapterInfo>(join(this.state.baseAdapter, 'docdistill.json'))?.chunks, this.req.root, (m) => this.log(m, 'warn'), `adapter ${this.req.name}`) : [];
+    const files = collectMarkdown([...this.req.inputs, ...earlier], this.req.root, (m) => this.log(m, 'warn'));
     if (!files.length) throw new IngestError(`no Markdown files in ${this.req.inputs.join(', ')}`);
     const tok = this.model.tokenizer;
     const chunks: Chunk[] = [];
@@ -302,7 +283,7 @@ export class Distiller {
       this.check();
       const source = relative(this.req.root, f).split('\\').join('/');
       try {
-        const md = readMarkdown(f);
+        const md = await readDocument(this.req.root, f, () => this.check());
         const cs = chunkMarkdown(source, md, { maxTokens: budget, countTokens: (t) => tok.encode(t, { addSpecialTokens: false }).length });
         if (!cs.length) this.log(`${source}: empty, nothing to learn`, 'warn');
         for (const c of cs) if (c.tokens > budget) this.log(`${source}: a passage of ${c.tokens} tokens could not be split below ${budget} (one very long word or line); it is kept whole`, 'warn');

@@ -4,7 +4,6 @@
 // comments are dropped; code blocks are kept. Each chunk carries the heading path it sits under
 // and a hash of its content, which is what adapters record and the watcher compares.
 import { createHash } from 'node:crypto';
-import { readFileSync, statSync } from 'node:fs';
 import { headingsOf, sentencesOf } from './markdownBlocks';
 
 export interface Chunk {
@@ -32,29 +31,9 @@ export interface IngestOptions {
   minTokens?: number;
 }
 
-export class IngestError extends Error {
-  override name = 'IngestError';
-}
-
-export const MAX_DOC_BYTES = 8 * 2 ** 20;
-
-/** Reads a Markdown file as strict UTF-8, refusing binary, invalid and huge files with a clear reason. */
-export function readMarkdown(path: string): string {
-  let size: number;
-  try {
-    size = statSync(path).size;
-  } catch (e) {
-    throw new IngestError(`${path}: cannot read (${(e as NodeJS.ErrnoException).code ?? String(e)})`);
-  }
-  if (size > MAX_DOC_BYTES) throw new IngestError(`${path}: ${(size / 2 ** 20).toFixed(1)} MB is more than the ${MAX_DOC_BYTES / 2 ** 20} MB a document may have; split it into smaller files`);
-  const bytes = readFileSync(path);
-  if (bytes.includes(0)) throw new IngestError(`${path}: looks like a binary file (it contains NUL bytes), not Markdown`);
-  try {
-    return new TextDecoder('utf-8', { fatal: true }).decode(bytes).replace(/^\uFEFF/, '');
-  } catch {
-    throw new IngestError(`${path}: is not valid UTF-8 text; save it as UTF-8`);
-  }
-}
+// Reading a document (bounded, regular files only, confined to the workspace) lives in docFiles.
+import { IngestError } from './docFiles';
+export { IngestError, MAX_DOC_BYTES, readMarkdown } from './docFiles';
 
 interface Line {
   text: string;

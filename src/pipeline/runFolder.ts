@@ -2,6 +2,7 @@
 // a kill or a cancel at any moment leaves either the old file or the new one, never half of one.
 import { existsSync, mkdirSync, readFileSync, renameSync, rmSync, writeFileSync, readdirSync } from 'node:fs';
 import { dirname, join, resolve, relative, isAbsolute, sep } from 'node:path';
+import { checkName } from './names';
 
 export class DiskFullError extends Error {
   override name = 'DiskFullError';
@@ -53,13 +54,7 @@ export function readJsonl<T>(path: string): T[] {
 }
 
 /** A folder name from a user-given name: letters, digits, dot, dash, underscore; no traversal. */
-export function safeName(name: string, what = 'name'): string {
-  const n = name.trim();
-  if (!/^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$/.test(n) || n.includes('..')) {
-    throw new Error(`${what} "${name}" may only have letters, digits, ".", "-" and "_" (up to 64, starting with a letter or digit)`);
-  }
-  return n;
-}
+export const safeName = (name: string, what = 'name'): string => checkName(name, what);
 
 /** `p` resolved, and refused unless it lies inside `root`. */
 export function insideRoot(root: string, p: string, what = 'path'): string {

@@ -190,11 +190,11 @@ export namespace DeleteAdapter {
   export const type = request<{ name: string }, void>('adapters/delete');
 }
 export namespace ExportAdapter {
-  /** Copies the adapter folder (PEFT layout) to dest. */
+  /** Copies the adapter folder (PEFT layout) to dest: a new folder, an absolute path outside .docdistill/. */
   export const type = request<{ name: string; dest: string }, { dir: string }>('adapters/export');
 }
 export namespace MergeAdapter {
-  /** Writes a full model folder with the adapter merged into the base weights. */
+  /** Writes a full model folder with the adapter merged into the base weights (dest as for export). */
   export const type = request<{ name: string; dest: string }, { dir: string }>('adapters/merge');
 }
 

@@ -6,10 +6,10 @@
 // steps interleaved with the training steps (both slow down a little; neither waits for the other
 // to finish). Chat requests are queued and answered one by one in arrival order, so a burst of
 // them loses none.
-import { cpSync, existsSync, rmSync, statSync } from 'node:fs';
+import { existsSync, rmSync, statSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import type { Readable, Writable } from 'node:stream';
-import { createMessageConnection, StreamMessageReader, StreamMessageWriter, ResponseError, NotificationType, type MessageConnection, type CancellationToken } from 'vscode-jsonrpc/node';
+import { ResponseError, NotificationType, type MessageConnection, type CancellationToken } from 'vscode-jsonrpc/node';
 import * as P from '../protocol';
 import { Backend } from '../engine/backend';
 import { CausalLM, type AdapterWeights } from '../engine/models/model';
@@ -17,7 +17,10 @@ import { generate } from '../engine/generate';
 import { readAdapter } from '../engine/lora/peft';
 import { mergeAdapter } from '../engine/lora/merge';
 import { Distiller, CancelledError, listAdapters, staleness, type DistillEvent } from '../pipeline/distill';
-import { chunkMarkdown, readMarkdown } from '../pipeline/ingest';
+import { chunkMarkdown } from '../pipeline/ingest';
+import { readDocumentSync, recordedSources } from '../pipeline/docFiles';
+import { checkDestination, exportFolder } from './destinations';
+import { framedConnection } from './framing';
 import { safeName, insideRoot } from '../pipeline/runFolder';
 import { DEFAULT_PROMPTS } from '../pipeline/prompts';
 import { version } from '../../package.json';
@@ -85,16 +88,12 @@ export class WorkerServer {
     });
     this.on(P.ExportAdapter.type, (p) => {
       check(p, { name: 'string', dest: 'string' }, 'adapters/export');
-      const src = this.adapterDir(p.name, true);
-      const dest = resolve(this.root, p.dest);
-      if (existsSync(dest)) throw new ResponseError(P.ErrorCodes.BadInput, `${dest} exists; choose a new folder`);
-      cpSync(src, dest, { recursive: true });
-      return { dir: dest };
+      return { dir: exportFolder(this.adapterDir(p.name, true), p.dest, [this.workDir, join(this.root, '.docdistill')]) };
     });
     this.on(P.MergeAdapter.type, (p) => {
       check(p, { name: 'string', dest: 'string' }, 'adapters/merge');
       const m = this.requireModel();
-      const dest = resolve(this.root, p.dest);
+      const dest = checkDestination(p.dest, [this.workDir, join(this.root, '.docdistill')], 'adapters/merge');
       mergeAdapter(m.dir!, this.adapterDir(p.name, true), dest);
       return { dir: dest };
     });
@@ -189,6 +188,7 @@ export class WorkerServer {
 
   private async distill(p: P.DistillParams, token: CancellationToken): Promise<P.DistillResult> {
     const model = this.requireModel();
+    this.adapterDir(p.name, false);
     if (this.job) throw new ResponseError(P.ErrorCodes.JobBusy, `a distillation (${this.job.name}) is already running; wait for it or cancel it`);
     const abort = new AbortController();
     token.onCancellationRequested(() => abort.abort());
@@ -259,7 +259,7 @@ export class WorkerServer {
       adapter = this.adapterWeights(name);
     } else if (p.mode === 'teacher') {
       const docs = p.docs ?? this.adapterSources(p.adapter ?? this.activeAdapter);
-      const text = docs.map((d) => readMarkdown(insideRoot(this.root, d, 'document')).trim()).join('\n\n');
+      const text = docs.map((d) => readDocumentSync(this.root, d).trim()).join('\n\n');
       const firstUser = messages.find((m) => m.role === 'user');
       if (firstUser && text) firstUser.content = DEFAULT_PROMPTS.documentBlock.replace('{doc}', () => text) + 'Question: ' + firstUser.content;
     }
@@ -284,13 +284,13 @@ export class WorkerServer {
   private listAdapters(): P.AdapterSummary[] {
     const model = this.model;
     return listAdapters(this.workDir).map((a) => {
-      const sources = [...new Set(a.chunks.map((c) => c.source))];
+      const sources = recordedSources(a.chunks, this.root, undefined, undefined, true);
       let st = { stale: false, changed: 0, removed: 0 };
       if (model) {
         const count = (t: string) => model.tokenizer.encode(t, { addSpecialTokens: false }).length;
         const cur = sources.flatMap((s) => {
           try {
-            return chunkMarkdown(s, readMarkdown(join(this.root, s)), { maxTokens: a.chunkBudget ?? 512, countTokens: count });
+            return chunkMarkdown(s, readDocumentSync(this.root, s), { maxTokens: a.chunkBudget ?? 512, countTokens: count });
           } catch {
             return [];
           }
@@ -310,7 +310,7 @@ export class WorkerServer {
 
 /** Starts serving the protocol on a pair of streams. */
 export function serve(input: Readable, output: Writable, exit: (code: number) => void): WorkerServer {
-  const conn = createMessageConnection(new StreamMessageReader(input), new StreamMessageWriter(output));
+  const conn = framedConnection(input, output);
   const server = new WorkerServer(conn, exit);
   conn.listen();
   return server;

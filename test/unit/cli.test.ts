@@ -3,7 +3,7 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawn, spawnSync } from 'node:child_process';
 import { join, resolve } from 'node:path';
-import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { cpSync, existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { modelDefaults, resolveSettings } from '../../src/pipeline/settings';
 import { tmpdir } from 'node:os';
 
@@ -96,7 +96,8 @@ async function recordedSettings(extra: string[]): Promise<Record<string, unknown
   const dir = mkdtempSync(join(tmpdir(), 'dd-cli-settings-'));
   try {
     const repo = resolve(__dirname, '..', '..');
-    const child = spawn(process.execPath, [bin, 'distill', join(repo, 'examples', 'docs', 'dapu.md'), '--model', join(repo, 'media', 'demo-model'),
+    cpSync(join(repo, 'examples', 'docs', 'dapu.md'), join(dir, 'dapu.md')); // documents are read inside --root only
+    const child = spawn(process.execPath, [bin, 'distill', join(dir, 'dapu.md'), '--model', join(repo, 'media', 'demo-model'),
       '--root', dir, '--device', 'cpu', '--no-eval', ...extra], { stdio: ['ignore', 'ignore', 'pipe'] });
     let stderr = '';
     child.stderr.on('data', (d: Buffer) => (stderr += d.toString()));

@@ -1,5 +1,6 @@
 // The one place that imports onnxruntime-node. Everything else in the engine talks to ONNX
 // Runtime through the types and functions here.
+import './noTelemetry';
 import * as ort from 'onnxruntime-node';
 import { existsSync } from 'node:fs';
 import { dirname, join } from 'node:path';

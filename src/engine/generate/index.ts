@@ -7,6 +7,7 @@ import type { ModelConfig } from '../models/config';
 import type { TypedData } from '../graph';
 import type { AdapterWeights, CausalLM } from '../models/model';
 import { sampleToken, seededRandom, type SamplingOptions } from './sampling';
+import { hasNonFinite, nonFiniteError } from '../models/finite';
 
 export { sampleToken, seededRandom, type SamplingOptions } from './sampling';
 
@@ -301,7 +302,10 @@ async function decodeLoop(
     const next = new Array<number>(B).fill(0);
     for (let b = 0; b < B; b++) {
       if (done[b]) continue;
-      const tok = sampleToken(logits.subarray(b * V, (b + 1) * V), opts, rngs[b]!);
+      const row = logits.subarray(b * V, (b + 1) * V);
+      // NaN logits would sample a fixed token (or none) and come out as empty text with success.
+      if (hasNonFinite(row)) throw nonFiniteError('generate', model, opts.adapter ? {} : undefined);
+      const tok = sampleToken(row, opts, rngs[b]!);
       next[b] = tok;
       if (stopTokens.has(tok)) {
         done[b] = 'stop';

@@ -9,6 +9,7 @@ import { writeJsonAtomic } from '../../common/atomicFile';
 import { loraInputs } from '../models/llama';
 import { hfModulePath, type LinearModule } from '../models/weights';
 import { readAdapter } from './peft';
+import { hasNonFinite } from '../models/finite';
 
 const TOKENIZER_FILES = ['tokenizer.json', 'tokenizer_config.json', 'special_tokens_map.json', 'chat_template.jinja', 'chat_template.json', 'generation_config.json'];
 
@@ -16,7 +17,13 @@ export function mergeAdapter(modelDir: string, adapterDir: string, outDir: strin
   if (existsSync(outDir)) throw new Error(`${outDir} exists; choose a new folder for the merged model`);
   const folder = loadModelFolder(modelDir, { requireTokenizer: false });
   const cfg = folder.config;
-  const adapter = readAdapter(adapterDir, cfg);
+  let adapter: ReturnType<typeof readAdapter>;
+  try {
+    adapter = readAdapter(adapterDir, cfg);
+  } catch (e) {
+    folder.weights.close();
+    throw e;
+  }
   const scale = adapter.spec.alpha / adapter.spec.rank;
   // delta[hfName] = scale · (a·b)ᵀ, shape [out, in]
   const deltas = new Map<string, { a: Float32Array; b: Float32Array; inD: number; outD: number }>();
@@ -45,20 +52,32 @@ export function mergeAdapter(modelDir: string, adapterDir: string, outDir: strin
           }
         }
       }
-      for (let i = 0; i < w.length; i++) if (!Number.isFinite(w[i]!)) throw new Error(`refusing to merge: ${name} would have a non-finite value`);
+      for (let i = 0; i < w.length; i++) {
+        if (Number.isFinite(w[i]!)) continue;
+        const cause = hasNonFinite(folder.weights.float32(src)) ? `the model's ${src} already holds NaN or infinite values (${modelDir} is corrupt)` : `the adapter's update overflows (${adapterDir})`;
+        throw new Error(`refusing to merge: ${name} would have a non-finite value: ${cause}; nothing was written`);
+      }
       return w;
     },
   });
   for (const n of names) tensors.push(merged(n, n));
   if (untie) tensors.push(merged('lm_head.weight', 'model.embed_tokens.weight'));
+  // Everything goes into a temporary sibling folder, renamed into place only when complete; a
+  // refusal or failure on the way removes it, so nothing is left behind.
   const tmp = `${outDir}.tmp-${process.pid}`;
   rmSync(tmp, { recursive: true, force: true });
   mkdirSync(tmp, { recursive: true });
-  writeSafetensors(join(tmp, 'model.safetensors'), tensors, { format: 'pt' });
-  const config = JSON.parse(readFileSync(join(modelDir, 'config.json'), 'utf8')) as Record<string, unknown>;
-  writeJsonAtomic(join(tmp, 'config.json'), { ...config, torch_dtype: 'float32', tie_word_embeddings: untie ? false : config.tie_word_embeddings });
-  for (const f of TOKENIZER_FILES) if (existsSync(join(modelDir, f))) copyFileSync(join(modelDir, f), join(tmp, f));
-  folder.weights.close();
-  renameSync(tmp, outDir);
+  let done = false;
+  try {
+    writeSafetensors(join(tmp, 'model.safetensors'), tensors, { format: 'pt' });
+    const config = JSON.parse(readFileSync(join(modelDir, 'config.json'), 'utf8')) as Record<string, unknown>;
+    writeJsonAtomic(join(tmp, 'config.json'), { ...config, torch_dtype: 'float32', tie_word_embeddings: untie ? false : config.tie_word_embeddings });
+    for (const f of TOKENIZER_FILES) if (existsSync(join(modelDir, f))) copyFileSync(join(modelDir, f), join(tmp, f));
+    renameSync(tmp, outDir);
+    done = true;
+  } finally {
+    folder.weights.close();
+    if (!done) rmSync(tmp, { recursive: true, force: true });
+  }
   return { tensors: tensors.length, merged: deltas.size };
 }

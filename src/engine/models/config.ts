@@ -78,7 +78,7 @@ class Reader {
     return this.obj[key] !== undefined && this.obj[key] !== null;
   }
 
-  num(key: string, opts: { def?: number; int?: boolean; min?: number; positive?: boolean } = {}): number {
+  num(key: string, opts: { def?: number; int?: boolean; min?: number; max?: number; positive?: boolean } = {}): number {
     const v = this.obj[key];
     if (v === undefined || v === null) {
       if (opts.def !== undefined) return opts.def;
@@ -88,6 +88,7 @@ class Reader {
     if (opts.int && !Number.isInteger(v)) this.fail(`"${key}" must be a whole number, got ${v}`);
     if (opts.positive && !(v > 0)) this.fail(`"${key}" must be positive, got ${v}`);
     if (opts.min !== undefined && v < opts.min) this.fail(`"${key}" must be at least ${opts.min}, got ${v}`);
+    if (opts.max !== undefined && v > opts.max) this.fail(`"${key}" is ${v}, more than any real model has (at most ${opts.max} is accepted): the config is corrupt or not for this kind of model`);
     return v;
   }
 
@@ -158,6 +159,22 @@ function parseRopeScaling(raw: unknown, r: Reader, maxPos: number): RopeScaling 
 const DTYPES = ['float32', 'float16', 'bfloat16'] as const;
 
 /**
+ * Upper bounds on the sizes a config may give, well above any released Llama-family model (the
+ * largest have ~128 layers, hidden 16384, 262144 tokens of vocabulary), so that a corrupt or
+ * hostile config fails here with its key named instead of allocating for a billion layers.
+ */
+export const CONFIG_MAXIMA = {
+  vocab_size: 1 << 22,
+  hidden_size: 1 << 16,
+  intermediate_size: 1 << 18,
+  num_hidden_layers: 1024,
+  num_attention_heads: 1024,
+  num_key_value_heads: 1024,
+  head_dim: 1024,
+  max_position_embeddings: 1 << 24,
+} as const;
+
+/**
  * Validates a parsed `config.json` (transformers 4.x layout, and 5.x's `rope_parameters` and
  * `dtype`) and returns the engine's view of it. `source` names the file in error messages.
  */
@@ -203,20 +220,21 @@ export function parseConfig(json: unknown, source: string): ModelConfig {
   const partial = r.num('partial_rotary_factor', { def: 1 });
   if (partial !== 1) r.fail(`"partial_rotary_factor": ${partial} is not supported (rotary embedding over the whole head only)`);
 
-  const vocabSize = r.num('vocab_size', { int: true, positive: true });
-  const hiddenSize = r.num('hidden_size', { int: true, positive: true });
-  const intermediateSize = r.num('intermediate_size', { int: true, positive: true });
-  const numLayers = r.num('num_hidden_layers', { int: true, positive: true });
-  const numHeads = r.num('num_attention_heads', { int: true, positive: true });
-  const numKvHeads = r.num('num_key_value_heads', { int: true, positive: true, def: numHeads });
+  const vocabSize = r.num('vocab_size', { int: true, positive: true, max: CONFIG_MAXIMA.vocab_size });
+  const hiddenSize = r.num('hidden_size', { int: true, positive: true, max: CONFIG_MAXIMA.hidden_size });
+  const intermediateSize = r.num('intermediate_size', { int: true, positive: true, max: CONFIG_MAXIMA.intermediate_size });
+  const numLayers = r.num('num_hidden_layers', { int: true, positive: true, max: CONFIG_MAXIMA.num_hidden_layers });
+  const numHeads = r.num('num_attention_heads', { int: true, positive: true, max: CONFIG_MAXIMA.num_attention_heads });
+  const numKvHeads = r.num('num_key_value_heads', { int: true, positive: true, max: CONFIG_MAXIMA.num_key_value_heads, def: numHeads });
   if (numHeads % numKvHeads !== 0) r.fail(`num_attention_heads (${numHeads}) must be a multiple of num_key_value_heads (${numKvHeads})`);
   let headDim: number;
   if (r.has('head_dim')) {
-    headDim = r.num('head_dim', { int: true, positive: true });
+    headDim = r.num('head_dim', { int: true, positive: true, max: CONFIG_MAXIMA.head_dim });
   } else {
     if (hiddenSize % numHeads !== 0) r.fail(`hidden_size (${hiddenSize}) is not a multiple of num_attention_heads (${numHeads}) and no "head_dim" is given`);
     headDim = hiddenSize / numHeads;
   }
+  if (headDim > CONFIG_MAXIMA.head_dim) r.fail(`the head dimension hidden_size / num_attention_heads is ${headDim}, more than any real model has (at most ${CONFIG_MAXIMA.head_dim} is accepted)`);
   if (headDim % 2 !== 0) r.fail(`the head dimension (${headDim}) must be even for rotary embeddings`);
 
   // transformers 5 moves rope_theta and rope_scaling into "rope_parameters".
@@ -227,7 +245,7 @@ export function parseConfig(json: unknown, source: string): ModelConfig {
     scalingRaw = json.rope_parameters;
   }
   const ropeTheta = ropeSrc.num('rope_theta', { positive: true, def: r.num('rope_theta', { positive: true, def: 10000 }) });
-  let maxPositionEmbeddings = r.num('max_position_embeddings', { int: true, positive: true, def: DEFAULT_MAX_POSITIONS[architecture] });
+  let maxPositionEmbeddings = r.num('max_position_embeddings', { int: true, positive: true, max: CONFIG_MAXIMA.max_position_embeddings, def: DEFAULT_MAX_POSITIONS[architecture] });
   const ropeScaling = parseRopeScaling(scalingRaw, r, maxPositionEmbeddings);
 
   // Sliding-window attention equals full causal attention for sequences no longer than the

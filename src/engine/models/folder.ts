@@ -152,6 +152,24 @@ export function expectedTensors(c: ModelConfig): { name: string; shape: number[]
 
 /** Checks that the store has every tensor the config needs, in a float dtype and the right shape. */
 export function checkWeights(c: ModelConfig, weights: WeightStore, where: string): void {
+  // First what the weights' own header says about the sizes, before listing every tensor the
+  // config implies (a config naming far more layers than the file holds fails here, at once).
+  const layers = new Set<number>();
+  for (const n of weights.names()) {
+    const m = /^model\.layers\.(\d+)\./.exec(n);
+    if (m) layers.add(Number(m[1]));
+  }
+  if (layers.size !== c.numLayers) {
+    const [lo, hi] = [Math.min(...layers), Math.max(...layers)];
+    const held = layers.size === 0 ? 'no layers' : `${layers.size} layer${layers.size === 1 ? '' : 's'} (model.layers.${lo}${hi > lo ? ` to ${hi}` : ''})`;
+    throw new ModelError(`${where}: config.json says num_hidden_layers is ${c.numLayers} but the weights hold ${held}: the config does not belong to these weights, or the weights are incomplete`);
+  }
+  if (weights.has('model.embed_tokens.weight')) {
+    const s = weights.info('model.embed_tokens.weight').shape;
+    if (s.length !== 2 || s[0] !== c.vocabSize || s[1] !== c.hiddenSize) {
+      throw new ModelError(`${where}: config.json says vocab_size ${c.vocabSize} and hidden_size ${c.hiddenSize} but model.embed_tokens.weight has shape [${s.join(', ')}]: the config does not belong to these weights`);
+    }
+  }
   const problems: string[] = [];
   let count = 0;
   for (const t of expectedTensors(c)) {

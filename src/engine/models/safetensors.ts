@@ -85,7 +85,7 @@ export class SafetensorsFile {
       const t = v as { dtype?: unknown; shape?: unknown; data_offsets?: unknown } | null;
       if (typeof t !== 'object' || t === null) fail(`tensor "${name}": header entry is not an object`);
       const dtype = t!.dtype;
-      if (typeof dtype !== 'string' || !(dtype in SAFETENSORS_DTYPE_SIZE)) {
+      if (typeof dtype !== 'string' || !Object.hasOwn(SAFETENSORS_DTYPE_SIZE, dtype)) {
         fail(`tensor "${name}": dtype ${JSON.stringify(dtype)} is not supported (supported: ${Object.keys(SAFETENSORS_DTYPE_SIZE).join(', ')})`);
       }
       const shape = t!.shape;
@@ -231,7 +231,7 @@ function buildHeader(tensors: readonly TensorToWrite[], metadata?: Record<string
   let off = 0;
   for (const t of tensors) {
     if (t.name === '__metadata__' || t.name in obj) throw new SafetensorsError(`duplicate or reserved tensor name "${t.name}"`);
-    if (!(t.dtype in SAFETENSORS_DTYPE_SIZE)) throw new SafetensorsError(`tensor "${t.name}": unknown dtype ${t.dtype}`);
+    if (!Object.hasOwn(SAFETENSORS_DTYPE_SIZE, t.dtype)) throw new SafetensorsError(`tensor "${t.name}": unknown dtype ${t.dtype}`);
     const size = numel(t.shape) * SAFETENSORS_DTYPE_SIZE[t.dtype];
     obj[t.name] = { dtype: t.dtype, shape: [...t.shape], data_offsets: [off, off + size] };
     sizes.push(size);

@@ -5,7 +5,7 @@ import { existsSync } from 'node:fs';
 import { readFile } from 'node:fs/promises';
 import { join, resolve } from 'node:path';
 import { Tokenizer as HfTokenizer } from '@huggingface/tokenizers';
-import { Template } from '@huggingface/jinja';
+import { Environment, Interpreter, Template } from '@huggingface/jinja';
 
 export interface ChatMessage {
   role: 'system' | 'user' | 'assistant';
@@ -69,6 +69,84 @@ async function readJsonFile(path: string, required: boolean): Promise<Json | und
   }
   if (typeof v !== 'object' || v === null || Array.isArray(v)) throw new TokenizerError(`${path}: expected a JSON object`);
   return v as Json;
+}
+
+/**
+ * Limits on one chat-template render. A template is code from the model folder: a loop over
+ * `range(100000000)` or a string doubled in a loop would otherwise pin a core and grow memory
+ * until the process dies, with the worker unable to answer `status` or cancel meanwhile. Real
+ * templates take a few thousand evaluation steps and write about as much as their messages hold.
+ */
+export const TEMPLATE_LIMITS = {
+  /** Evaluation steps (expressions and statements evaluated). */
+  steps: 2_000_000,
+  /** Wall-clock time, checked every 1024 steps. */
+  ms: 2_000,
+  /** Items of a list (range() included) or characters of a string: this, plus 8 × the characters of the messages and variables. */
+  size: 1_000_000,
+  /** Width for the `indent` filter, whose spaces are allocated in one step. */
+  indent: 1_000,
+};
+
+class TemplateBudgetError extends Error {}
+
+interface Budget { steps: number; deadline: number; size: number }
+let budget: Budget | undefined;
+
+// @huggingface/jinja renders synchronously and builds its own Environment and Interpreter inside
+// Template.render, so the budget is checked by wrapping the interpreter's `evaluate` (every node
+// of the template goes through it) and `applyFilter`, and `range` is swapped for a bounded one as
+// the environment's globals are set. The wrappers do nothing unless a render of ours is running;
+// rendering is synchronous, so `budget` belongs to that render alone.
+interface FilterNode {
+  type: string;
+  callee?: { value?: string };
+  args?: { type: string; value?: unknown }[];
+}
+interface Evaluator {
+  evaluate(node: unknown, env: unknown): { type: string; value: unknown };
+  applyFilter(operand: unknown, filter: FilterNode, env: unknown): unknown;
+}
+const proto = Interpreter.prototype as unknown as Evaluator;
+const evaluate0 = proto.evaluate;
+const applyFilter0 = proto.applyFilter;
+proto.evaluate = function (this: Evaluator, node, env) {
+  const b = budget;
+  if (!b) return evaluate0.call(this, node, env);
+  if (--b.steps < 0) throw new TemplateBudgetError(`it took more than ${TEMPLATE_LIMITS.steps} evaluation steps`);
+  if ((b.steps & 1023) === 0 && Date.now() > b.deadline) throw new TemplateBudgetError(`it ran for more than ${TEMPLATE_LIMITS.ms / 1000} s`);
+  const v = evaluate0.call(this, node, env);
+  const n = typeof v?.value === 'string' || Array.isArray(v?.value) ? (v.value as { length: number }).length : 0;
+  if (n > b.size) {
+    const [what, unit] = typeof v.value === 'string' ? ['text', 'characters'] : ['list', 'items'];
+    throw new TemplateBudgetError(`it built a ${what} of ${n} ${unit} (the limit is ${b.size})`);
+  }
+  return v;
+};
+proto.applyFilter = function (this: Evaluator, operand, filter, env) {
+  if (budget && filter.type === 'CallExpression' && filter.callee?.value === 'indent') {
+    // The width is an expression without side effects; evaluate it first to refuse a huge one.
+    const arg = filter.args?.find((a, i) => (i === 0 && a.type !== 'KeywordArgumentExpression') || (a as { key?: { value?: string } }).key?.value === 'width');
+    const expr = arg?.type === 'KeywordArgumentExpression' ? (arg as unknown as { value: unknown }).value : arg;
+    const w = expr === undefined ? undefined : this.evaluate(expr, env).value;
+    if (typeof w === 'number' && w > TEMPLATE_LIMITS.indent) throw new TemplateBudgetError(`indent(${w}) is wider than ${TEMPLATE_LIMITS.indent}`);
+  }
+  return applyFilter0.call(this, operand, filter, env);
+};
+
+const envProto = Environment.prototype as unknown as { set(name: string, value: unknown): unknown };
+const set0 = envProto.set;
+envProto.set = function (this: unknown, name, value) {
+  return set0.call(this, name, budget && name === 'range' ? boundedRange : value);
+};
+
+/** range() as Jinja's, refusing more items than the budget allows before building the list. */
+function boundedRange(start: number, stop?: number, step = 1): number[] {
+  if (stop === undefined) [start, stop] = [0, start];
+  if (step === 0) throw new Error('range() step must not be zero');
+  const n = Math.max(0, Math.ceil((stop - start) / step));
+  if (!(n <= (budget?.size ?? TEMPLATE_LIMITS.size))) throw new TemplateBudgetError(`range() of ${n} items is longer than ${budget?.size ?? TEMPLATE_LIMITS.size}`);
+  return Array.from({ length: n }, (_, i) => start + i * step);
 }
 
 function idList(v: unknown): number[] {
@@ -242,6 +320,8 @@ export class Tokenizer {
         throw new TokenizerError(`${this.chat.source}: the chat template does not parse: ${(e as Error).message}`);
       }
     }
+    const chars = messages.reduce((a, m) => a + m.content.length, 0) + (opts.variables ? JSON.stringify(opts.variables).length : 0);
+    budget = { steps: TEMPLATE_LIMITS.steps, deadline: Date.now() + TEMPLATE_LIMITS.ms, size: TEMPLATE_LIMITS.size + 8 * chars };
     try {
       return this.compiled.render({
         ...this.specialTokens,
@@ -250,7 +330,13 @@ export class Tokenizer {
         add_generation_prompt: opts.addGenerationPrompt ?? false,
       });
     } catch (e) {
+      if (e instanceof TemplateBudgetError || e instanceof RangeError) {
+        const why = e instanceof RangeError ? `it ran out of room (${e.message})` : (e as Error).message;
+        throw new TokenizerError(`${this.chat.source}: the chat template was stopped: ${why}. A chat template needs only a few thousand steps; fix or replace the template (or use a model folder with a standard one)`);
+      }
       throw new TokenizerError(`${this.chat.source}: the chat template failed: ${(e as Error).message}`);
+    } finally {
+      budget = undefined;
     }
   }
 

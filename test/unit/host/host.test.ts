@@ -84,7 +84,7 @@ function hubServer(files: Record<string, Buffer>, opts: { corrupt?: string; drop
     hits.push(`${req.method} ${url} ${req.headers.range ?? ''}`);
     if (url.startsWith('/api/models/acme/tiny/revision/main')) {
       res.setHeader('content-type', 'application/json');
-      res.end(JSON.stringify({ siblings: [...Object.entries(files).map(([name, data]) => ({ rfilename: name, size: data.length, ...(name.endsWith('.safetensors') ? { lfs: { sha256: createHash('sha256').update(data).digest('hex'), size: data.length } } : {}) })), { rfilename: 'pytorch_model.bin', size: 3 }, { rfilename: 'modeling_evil.py', size: 3 }] }));
+      res.end(JSON.stringify({ siblings: [...Object.entries(files).map(([name, data]) => ({ rfilename: name, size: data.length, ...(name.endsWith('.safetensors') ? { lfs: { sha256: createHash('sha256').update(data).digest('hex'), size: data.length } } : { blobId: createHash('sha1').update(`blob ${data.length}\0`).update(data).digest('hex') }) })), { rfilename: 'pytorch_model.bin', size: 3 }, { rfilename: 'modeling_evil.py', size: 3 }] }));
       return;
     }
     if (url.startsWith('/api/models/')) {

@@ -66,9 +66,9 @@ test('every message makes a round trip through a real worker process', async () 
     const r = await c.request(P.Chat.type, { streamId: `s-${mode}`, messages: question, mode, maxTokens: 12 });
     assert.ok(r.tokens > 0, `${mode} wrote nothing`);
   }
-  const exp = await c.request(P.ExportAdapter.type, { name: 'notes', dest: 'exported' });
+  const exp = await c.request(P.ExportAdapter.type, { name: 'notes', dest: join(root, 'exported') });
   assert.ok(existsSync(join(exp.dir, 'adapter_config.json')));
-  const merged = await c.request(P.MergeAdapter.type, { name: 'notes', dest: 'merged-model' });
+  const merged = await c.request(P.MergeAdapter.type, { name: 'notes', dest: join(root, 'merged-model') });
   const f = SafetensorsFile.open(join(merged.dir, 'model.safetensors'));
   assert.ok(f.names().includes('lm_head.weight'), 'lm_head LoRA unties the embeddings');
   f.close();
