@@ -4,5 +4,5 @@ export * from './linalg';
 export * from './reduce';
 export * from './shape';
 export * from './nn';
-export { unbroadcast } from './backward';
 export type { Operand } from './common';
+export { unbroadcast } from './backward';
