@@ -1,7 +1,8 @@
-// Every op constructor. Importing this module also registers every backward rule.
+// Every op constructor. Importing this module also registers every backward rule (./backward).
 export * from './elementwise';
 export * from './linalg';
 export * from './reduce';
 export * from './shape';
 export * from './nn';
 export type { Operand } from './common';
+export { unbroadcast } from './backward';
