@@ -4,8 +4,19 @@
 import * as vscode from 'vscode';
 import { randomBytes } from 'node:crypto';
 import * as P from '../protocol';
-import type { FromChat, FromDashboard, ToChat, ToDashboard } from '../protocol/webview';
-import type { DocDistill } from './docdistill';
+import type { DashboardState, FromChat, FromDashboard, ToChat, ToDashboard } from '../protocol/webview';
+import type { WorkerClient } from './workerClient';
+
+/** What the panels need of the extension: its files, its state, its worker. Nothing else. */
+export interface PanelHost {
+  readonly extensionUri: vscode.Uri;
+  readonly adapters: readonly P.AdapterSummary[];
+  readonly model?: P.ModelInfo;
+  readonly onDidChange: vscode.Event<{ jobId?: string; event?: P.JobEvent }>;
+  dashboardState(): DashboardState;
+  client(): Promise<WorkerClient>;
+  refreshAdapters(): Promise<void>;
+}
 
 export function webviewHtml(webview: vscode.Webview, extensionUri: vscode.Uri, script: string, title: string): string {
   const nonce = randomBytes(16).toString('base64');
@@ -74,10 +85,10 @@ export class DashboardPanel {
   private static current?: DashboardPanel;
   private readonly subs: vscode.Disposable[] = [];
 
-  private constructor(private readonly dd: DocDistill, readonly panel: vscode.WebviewPanel) {
-    panel.iconPath = vscode.Uri.joinPath(dd.ctx.extensionUri, 'media', 'icon.png');
-    panel.webview.options = panelOptions(dd.ctx.extensionUri);
-    panel.webview.html = webviewHtml(panel.webview, dd.ctx.extensionUri, 'dashboard', 'DocDistill Dashboard');
+  private constructor(private readonly dd: PanelHost, readonly panel: vscode.WebviewPanel) {
+    panel.iconPath = vscode.Uri.joinPath(dd.extensionUri, 'media', 'icon.png');
+    panel.webview.options = panelOptions(dd.extensionUri);
+    panel.webview.html = webviewHtml(panel.webview, dd.extensionUri, 'dashboard', 'DocDistill Dashboard');
     this.subs.push(panel.webview.onDidReceiveMessage((m: FromDashboard) => this.onMessage(m)));
     this.subs.push(dd.onDidChange((e) => (e.event && e.jobId ? this.post({ type: 'jobEvent', jobId: e.jobId, event: e.event }) : this.sendState())));
     panel.onDidDispose(() => {
@@ -89,19 +100,19 @@ export class DashboardPanel {
   /** A job to reveal once the webview has its state. */
   private pendingReveal?: string;
 
-  static show(dd: DocDistill, jobId?: string): void {
+  static show(dd: PanelHost, jobId?: string): void {
     if (DashboardPanel.current) {
       DashboardPanel.current.panel.reveal();
       if (jobId) DashboardPanel.current.post({ type: 'reveal', jobId });
       return;
     }
-    const panel = vscode.window.createWebviewPanel(DashboardPanel.viewType, 'DocDistill', vscode.ViewColumn.Active, panelOptions(dd.ctx.extensionUri));
+    const panel = vscode.window.createWebviewPanel(DashboardPanel.viewType, 'DocDistill', vscode.ViewColumn.Active, panelOptions(dd.extensionUri));
     DashboardPanel.current = new DashboardPanel(dd, panel);
     DashboardPanel.current.pendingReveal = jobId;
     void dd.refreshAdapters().catch(() => {});
   }
 
-  static revive(dd: DocDistill, panel: vscode.WebviewPanel): void {
+  static revive(dd: PanelHost, panel: vscode.WebviewPanel): void {
     DashboardPanel.current = new DashboardPanel(dd, panel);
   }
 
@@ -131,10 +142,10 @@ export class ChatPanel {
   private readonly subs: vscode.Disposable[] = [];
   private abort?: AbortController;
 
-  private constructor(private readonly dd: DocDistill, readonly panel: vscode.WebviewPanel) {
-    panel.iconPath = vscode.Uri.joinPath(dd.ctx.extensionUri, 'media', 'icon.png');
-    panel.webview.options = panelOptions(dd.ctx.extensionUri);
-    panel.webview.html = webviewHtml(panel.webview, dd.ctx.extensionUri, 'chat', 'DocDistill Chat');
+  private constructor(private readonly dd: PanelHost, readonly panel: vscode.WebviewPanel) {
+    panel.iconPath = vscode.Uri.joinPath(dd.extensionUri, 'media', 'icon.png');
+    panel.webview.options = panelOptions(dd.extensionUri);
+    panel.webview.html = webviewHtml(panel.webview, dd.extensionUri, 'chat', 'DocDistill Chat');
     this.subs.push(panel.webview.onDidReceiveMessage((m: FromChat) => void this.onMessage(m)));
     this.subs.push(dd.onDidChange((e) => !e.event && this.sendInit()));
     panel.onDidDispose(() => {
@@ -144,13 +155,13 @@ export class ChatPanel {
     });
   }
 
-  static show(dd: DocDistill): void {
+  static show(dd: PanelHost): void {
     if (ChatPanel.current) return ChatPanel.current.panel.reveal();
-    const panel = vscode.window.createWebviewPanel(ChatPanel.viewType, 'DocDistill Chat', vscode.ViewColumn.Beside, panelOptions(dd.ctx.extensionUri));
+    const panel = vscode.window.createWebviewPanel(ChatPanel.viewType, 'DocDistill Chat', vscode.ViewColumn.Beside, panelOptions(dd.extensionUri));
     ChatPanel.current = new ChatPanel(dd, panel);
   }
 
-  static revive(dd: DocDistill, panel: vscode.WebviewPanel): void {
+  static revive(dd: PanelHost, panel: vscode.WebviewPanel): void {
     ChatPanel.current = new ChatPanel(dd, panel);
   }
 

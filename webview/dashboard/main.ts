@@ -2,6 +2,7 @@
 // the adapters (stale marks). State comes from the extension; the webview only renders.
 import type { DashboardState, JobView, ToDashboard, FromDashboard } from '../../src/protocol/webview';
 import type { JobEvent } from '../../src/protocol';
+import { applyJobEvent } from '../../src/protocol/jobs';
 import { h, s, pct, vscode } from '../shared/dom';
 import { morphChildren } from '../shared/morph';
 
@@ -152,16 +153,7 @@ const schedule = () => {
 function apply(jobId: string, e: JobEvent): void {
   const job = state.jobs.find((j) => j.jobId === jobId);
   if (!job) return;
-  if (e.type === 'train') {
-    job.loss.push({ step: e.step, loss: e.loss });
-    Object.assign(job, { lr: e.lr, tokensPerSec: e.tokensPerSec, etaSec: e.etaSec, totalSteps: e.totalSteps, phaseProgress: { done: e.step, total: e.totalSteps } });
-  } else if (e.type === 'validation') job.validation.push({ step: e.step, loss: e.loss });
-  else if (e.type === 'sample') job.samples.push({ source: e.source, question: e.question, answer: e.answer });
-  else if (e.type === 'phase' && e.status === 'start') Object.assign(job, { phase: e.phase, phaseProgress: undefined });
-  else if (e.type === 'progress') Object.assign(job, { phaseProgress: { done: e.done, total: e.total }, etaSec: e.etaSec });
-  else if (e.type === 'eval') job.eval = { summary: e.summary, rows: e.rows };
-  else if (e.type === 'run') job.runId = e.runId;
-  else if (e.type === 'log') job.log.push(e.message);
+  applyJobEvent(job, e);
   schedule();
 }
 
