@@ -18,6 +18,10 @@ export interface PanelHost {
   refreshAdapters(): Promise<void>;
 }
 
+const t = vscode.l10n.t;
+const escapeAttr = (s: string) => s.replace(/&/g, '&amp;').replace(/"/g, '&quot;').replace(/</g, '&lt;').replace(/>/g, '&gt;');
+
+/** The page of a webview. Its strings come translated: the l10n bundle goes in as data-l10n. */
 export function webviewHtml(webview: vscode.Webview, extensionUri: vscode.Uri, script: string, title: string): string {
   const nonce = randomBytes(16).toString('base64');
   const src = webview.asWebviewUri(vscode.Uri.joinPath(extensionUri, 'dist', 'webview', `${script}.js`));
@@ -30,12 +34,12 @@ export function webviewHtml(webview: vscode.Webview, extensionUri: vscode.Uri, s
     "connect-src 'none'",
   ].join('; ');
   return `<!DOCTYPE html>
-<html lang="en">
+<html lang="${escapeAttr(vscode.env.language)}">
 <head>
 <meta charset="UTF-8">
 <meta http-equiv="Content-Security-Policy" content="${csp}">
 <meta name="viewport" content="width=device-width, initial-scale=1.0">
-<title>${title}</title>
+<title>${escapeAttr(title)}</title>
 <style nonce="${nonce}">
   body { color: var(--vscode-foreground); background: var(--vscode-editor-background); font-family: var(--vscode-font-family); font-size: var(--vscode-font-size); padding: 0 16px 24px; }
   h1 { font-size: 1.4em; font-weight: 600; margin: 16px 0 4px; } h2 { font-size: 1.1em; font-weight: 600; margin: 20px 0 8px; }
@@ -66,7 +70,7 @@ export function webviewHtml(webview: vscode.Webview, extensionUri: vscode.Uri, s
   :focus-visible { outline: 1px solid var(--vscode-focusBorder); }
 </style>
 </head>
-<body>
+<body data-l10n="${escapeAttr(JSON.stringify(vscode.l10n.bundle ?? {}))}">
 <div id="app" role="main"></div>
 <script nonce="${nonce}" src="${src}"></script>
 </body>
@@ -88,7 +92,7 @@ export class DashboardPanel {
   private constructor(private readonly dd: PanelHost, readonly panel: vscode.WebviewPanel) {
     panel.iconPath = vscode.Uri.joinPath(dd.extensionUri, 'media', 'icon.png');
     panel.webview.options = panelOptions(dd.extensionUri);
-    panel.webview.html = webviewHtml(panel.webview, dd.extensionUri, 'dashboard', 'DocDistill Dashboard');
+    panel.webview.html = webviewHtml(panel.webview, dd.extensionUri, 'dashboard', t('DocDistill Dashboard'));
     this.subs.push(panel.webview.onDidReceiveMessage((m: FromDashboard) => this.onMessage(m)));
     this.subs.push(dd.onDidChange((e) => (e.event && e.jobId ? this.post({ type: 'jobEvent', jobId: e.jobId, event: e.event }) : this.sendState())));
     panel.onDidDispose(() => {
@@ -145,7 +149,7 @@ export class ChatPanel {
   private constructor(private readonly dd: PanelHost, readonly panel: vscode.WebviewPanel) {
     panel.iconPath = vscode.Uri.joinPath(dd.extensionUri, 'media', 'icon.png');
     panel.webview.options = panelOptions(dd.extensionUri);
-    panel.webview.html = webviewHtml(panel.webview, dd.extensionUri, 'chat', 'DocDistill Chat');
+    panel.webview.html = webviewHtml(panel.webview, dd.extensionUri, 'chat', t('DocDistill Chat'));
     this.subs.push(panel.webview.onDidReceiveMessage((m: FromChat) => void this.onMessage(m)));
     this.subs.push(dd.onDidChange((e) => !e.event && this.sendInit()));
     panel.onDidDispose(() => {
@@ -157,7 +161,7 @@ export class ChatPanel {
 
   static show(dd: PanelHost): void {
     if (ChatPanel.current) return ChatPanel.current.panel.reveal();
-    const panel = vscode.window.createWebviewPanel(ChatPanel.viewType, 'DocDistill Chat', vscode.ViewColumn.Beside, panelOptions(dd.extensionUri));
+    const panel = vscode.window.createWebviewPanel(ChatPanel.viewType, t('DocDistill Chat'), vscode.ViewColumn.Beside, panelOptions(dd.extensionUri));
     ChatPanel.current = new ChatPanel(dd, panel);
   }
 
