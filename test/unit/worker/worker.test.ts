@@ -48,7 +48,7 @@ test('every message makes a round trip through a real worker process', async () 
   assert.equal(init.provider, 'cpu');
   assert.equal(init.model?.architecture, 'LlamaForCausalLM');
   const seen = new Set<string>();
-  for (const ev of ['jobEvent', 'progress', 'chatDelta', 'log']) c.on(ev, () => seen.add(ev));
+  for (const ev of ['jobEvent', 'chatDelta', 'log']) c.on(ev, () => seen.add(ev));
   const st = await c.request(P.Status.type, undefined);
   assert.equal(st.pid, c.pid);
   assert.ok(st.memory.rssMB > 10);
@@ -74,7 +74,7 @@ test('every message makes a round trip through a real worker process', async () 
   f.close();
   await c.request(P.DeleteAdapter.type, { name: 'notes' });
   assert.deepEqual(await c.request(P.ListAdapters.type, undefined), []);
-  assert.deepEqual([...seen].sort(), ['chatDelta', 'jobEvent', 'log', 'progress']);
+  assert.deepEqual([...seen].sort(), ['chatDelta', 'jobEvent', 'log']);
   const exited = new Promise<{ expected: boolean }>((r) => c.once('exited', r));
   await c.dispose();
   assert.equal((await exited).expected, true);
