@@ -12,6 +12,7 @@ import { dirname, join } from 'node:path';
 import { chunkMarkdown } from './ingest';
 import { readDocumentSync, recordedSources } from './docFiles';
 import type { EvalSummary } from './events';
+import { DEFAULT_PROMPTS, type PromptSettings } from './prompts';
 import { listDirs, readJson, writeAtomic, writeJson } from './runFolder';
 import type { DistillSettings } from './settings';
 import { chunkBudget, chunks, type RunContext } from './phases/context';
@@ -43,10 +44,13 @@ export function listAdapters(workDir: string): AdapterInfo[] {
 }
 
 /** The documents an adapter was distilled from (its recorded sources, each once). */
-export function adapterSources(workDir: string, name?: string): string[] {
-  if (!name) return [];
-  const info = listAdapters(workDir).find((a) => a.name === name);
+export function adapterSources(info: AdapterInfo | undefined): string[] {
   return info ? [...new Set(info.chunks.map((c) => c.source))] : [];
+}
+
+/** The prompts an adapter was trained with (the defaults for what its docdistill.json leaves out). */
+export function adapterPrompts(info: AdapterInfo | undefined): PromptSettings {
+  return { ...DEFAULT_PROMPTS, ...info?.settings?.prompts };
 }
 
 /** Which adapters are stale for the current chunks of their sources (hash sets differ). */

@@ -4,7 +4,7 @@
 // and a cancelled one leaves nothing half-written; then the adapter is published (adapters.ts).
 // Progress goes out as events (events.ts); the CLI and the worker both consume them.
 import { join, resolve } from 'node:path';
-import type { CausalLM } from '../engine/models/model';
+import type { AdapterWeights, CausalLM } from '../engine/models/model';
 import type { DistillEvent, EvalSummary, Phase } from './events';
 import { publishAdapter, readAdapterInfo, type AdapterInfo } from './adapters';
 import { latestUnfinishedRun, newRunId, readJson, runPaths, safeName, writeJson, type RunPaths, type RunState } from './runFolder';
@@ -107,7 +107,8 @@ export class Distiller {
     run.emit({ type: 'phase', phase: p, status: 'done' });
   }
 
-  async run(): Promise<{ runId: string; adapterDir: string; summary?: EvalSummary }> {
+  /** Runs (or resumes) the distillation; `adapter` is the published adapter when it was trained in this call. */
+  async run(): Promise<{ runId: string; adapterDir: string; summary?: EvalSummary; adapter?: AdapterWeights }> {
     const { run, resumed } = this.openRun();
     run.emit({ type: 'run', runId: run.state.id, dir: run.paths.dir, resumed });
     let summary: EvalSummary | undefined;
@@ -125,7 +126,7 @@ export class Distiller {
     run.state.finished = new Date().toISOString();
     run.save();
     run.emit({ type: 'done', adapterDir: this.adapterDir, summary });
-    return { runId: run.state.id, adapterDir: this.adapterDir, summary };
+    return { runId: run.state.id, adapterDir: this.adapterDir, summary, adapter: run.trained };
   }
 
   /** Evaluates an existing run (its held-out questions, its adapter) again and rewrites eval.json. */

@@ -2,7 +2,7 @@
 // run's state and paths, the event sink and the cancellation signal), and the few helpers that
 // several phases share. Each phase is a function of one of these; the orchestrator (../distill.ts)
 // makes it, runs the phases in order and publishes the result.
-import type { CausalLM } from '../../engine/models/model';
+import type { CausalLM, AdapterWeights } from '../../engine/models/model';
 import type { DistillSample } from '../../engine/train/trainer';
 import type { Chunk } from '../ingest';
 import type { DistillEvent } from '../events';
@@ -68,6 +68,12 @@ export interface RunContext {
   emit(e: DistillEvent): void;
   /** Saves run.json. */
   save(): void;
+  /**
+   * The adapter the train phase made, when it ran in this process: evaluate and the caller use it
+   * as it is, so that the adapter is written once (into the run folder) and read back only by a
+   * later process (a resumed run, another worker).
+   */
+  trained?: AdapterWeights;
 }
 
 export function check(run: RunContext): void {

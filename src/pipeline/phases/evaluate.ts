@@ -19,8 +19,8 @@ export async function evaluate(run: RunContext): Promise<EvalSummary | undefined
     writeJson(run.paths.eval, { summary: null, rows: [], note: 'no held-out questions' });
     return undefined;
   }
-  const dir = runAdapterDir(run);
-  const adapter = dir ? readAdapter(dir, run.model.config) : undefined;
+  const dir = run.trained ? undefined : runAdapterDir(run);
+  const adapter = run.trained ?? (dir ? readAdapter(dir, run.model.config) : undefined);
   const p = run.s.prompts;
   const rows: EvalRow[] = [];
   const max = Math.min(64, run.s.answerMaxTokens);

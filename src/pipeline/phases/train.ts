@@ -120,6 +120,7 @@ export async function train(run: RunContext): Promise<void> {
   // incremental run); publishAdapter() moves the folder into place at the end, as it is.
   writeAdapter(run.paths.adapter, run.model.config, final, { baseModel: run.modelId, dropout: s.loraDropout });
   writeJsonl(join(run.paths.adapter, ADAPTER_QA_FILE), [...fresh, ...replay.filter((r) => current.has(r.chunk)), ...general]);
+  run.trained = final;
 }
 
 function saveCheckpoint(run: RunContext, t: LoraTrainer, metrics: Record<string, unknown>[], best: { loss: number; epoch: number; params?: Map<string, Float32Array> }, bad: number): void {
