@@ -1,7 +1,8 @@
 // The run folder: every file is written whole, through a temporary file and a rename, so a crash,
 // a kill or a cancel at any moment leaves either the old file or the new one, never half of one.
-import { existsSync, mkdirSync, readFileSync, renameSync, rmSync, writeFileSync, readdirSync } from 'node:fs';
+import { existsSync, mkdirSync, readFileSync, readdirSync } from 'node:fs';
 import { dirname, join, resolve, relative, isAbsolute, sep } from 'node:path';
+import { writeFileAtomic } from '../common/atomicFile';
 import { checkName } from './names';
 import type { Phase } from './events';
 import type { DistillSettings } from './settings';
@@ -19,14 +20,12 @@ function wrapIo(path: string, e: unknown): never {
   throw e;
 }
 
+/** The project's atomic writer (temporary file, fsync, rename), with the run folder's errors. */
 export function writeAtomic(path: string, data: string | Uint8Array): void {
-  const tmp = `${path}.${process.pid}.tmp`;
   try {
     mkdirSync(dirname(path), { recursive: true });
-    writeFileSync(tmp, data);
-    renameSync(tmp, path);
+    writeFileAtomic(path, data);
   } catch (e) {
-    rmSync(tmp, { force: true });
     wrapIo(path, e);
   }
 }

@@ -23,7 +23,7 @@ import { mergeAdapter } from '../engine/lora/merge';
 import { Distiller, CancelledError } from '../pipeline/distill';
 import type { DistillEvent } from '../pipeline/events';
 import { adapterPrompts, adapterSources, adapterStatus, listAdapters, readAdapterInfo } from '../pipeline/adapters';
-import { readDocumentSync } from '../pipeline/docFiles';
+import { IngestError, readDocumentSync } from '../pipeline/docFiles';
 import { checkDestination, exportFolder } from './destinations';
 import { framedConnection } from './framing';
 import { safeName, insideRoot } from '../pipeline/runFolder';
@@ -234,7 +234,13 @@ export class WorkerServer {
       if (!name) throw new ResponseError(P.ErrorCodes.BadInput, 'no adapter chosen for the student; distil some docs or pick an adapter');
       adapter = this.adapterWeights(name);
     } else if (p.mode === 'teacher') {
-      doc = (p.docs ?? adapterSources(info)).map((d) => readDocumentSync(this.root, d).trim()).join('\n\n');
+      try {
+        doc = (p.docs ?? adapterSources(info)).map((d) => readDocumentSync(this.root, d).trim()).join('\n\n');
+      } catch (e) {
+        // A document outside the workspace, a special file, one too big: bad input, said as such.
+        if (e instanceof IngestError) throw new ResponseError(P.ErrorCodes.BadInput, `chat: ${e.message}`);
+        throw e;
+      }
     }
     const tok = model.tokenizer;
     const ids = tok.encode(tok.applyChatTemplate(chatMessages(p.messages, adapterPrompts(info), doc), { addGenerationPrompt: true }), { addSpecialTokens: false });

@@ -12,6 +12,7 @@ import { LoraTrainer, type DistillSample, type TrainerState } from '../../engine
 import { ADAPTER_QA_FILE } from '../adapters';
 import { readJson, readJsonl, writeJson, writeJsonl } from '../runFolder';
 import { check, chunks, log, qaRows, sample, CancelledError, type QaRow, type RunContext } from './context';
+import { mulberry32 } from '../../common/rng';
 
 export async function train(run: RunContext): Promise<void> {
   const s = run.s;
@@ -22,7 +23,7 @@ export async function train(run: RunContext): Promise<void> {
   let replay: QaRow[] = [];
   if (run.state.baseAdapter) {
     const old = readJsonl<QaRow>(join(run.state.baseAdapter, ADAPTER_QA_FILE)).filter((r) => r.general || current.has(r.chunk));
-    const rng = mulberry(s.seed + 17);
+    const rng = mulberry32(s.seed + 17);
     replay = old.filter((r) => !r.general).sort(() => rng() - 0.5).slice(0, Math.max(Math.round(s.replayShare * fresh.length), Math.min(old.length, 8)));
     log(run, `incremental: ${fresh.length} new QA pairs, ${replay.length} replayed from unchanged chunks`);
   }
@@ -115,6 +116,7 @@ export async function train(run: RunContext): Promise<void> {
       break;
     }
   }
+  await trainer.release(); // device memory (GPU providers) back now, not when the trainer is collected
   const final: AdapterWeights = { spec: lora, tensors: best.params ?? trainer.params };
   // The trained adapter goes into the run folder, with the QA pairs it learnt (replayed by the next
   // incremental run); publishAdapter() moves the folder into place at the end, as it is.
@@ -173,21 +175,9 @@ function loadCheckpoint(run: RunContext): { state: TrainerState; metrics: Record
   }
 }
 
-// A seeded RNG (mulberry32) for the replay choice and the sample order; one of the copies that a
-// shared helper is to replace.
-function mulberry(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
-
+/** 0 … n−1 in the seeded order of the sample shuffle (the project's one RNG). */
 function shuffled(n: number, seed: number): number[] {
-  const r = mulberry(seed);
+  const r = mulberry32(seed);
   const a = Array.from({ length: n }, (_, i) => i);
   for (let i = n - 1; i > 0; i--) {
     const j = Math.floor(r() * (i + 1));
