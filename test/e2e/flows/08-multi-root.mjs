@@ -1,0 +1,107 @@
+// A multi-root workspace (a .code-workspace file with two folders, each with its own docs and its
+// own folder-level settings): "Distill Docs Folder" asks which folder, uses that folder's docs glob,
+// adapter name and distillation settings, and writes the adapter into that folder's .docdistill/;
+// the other folder's settings do not leak in, and the Docs view and the Explorer badges show each
+// folder's state. Opens the single-folder fixture workspace again at the end.
+import { existsSync, mkdirSync, readFileSync, writeFileSync, copyFileSync } from 'node:fs';
+import { join, resolve } from 'node:path';
+
+export const title = 'multi-root workspace: per-folder docs, settings and adapters';
+
+const repo = resolve(import.meta.dirname, '..', '..', '..');
+
+export async function run(h) {
+  const { page, shot, waitFor, command, log } = h;
+  const base = join(h.home, 'multi-root');
+  const alpha = join(base, 'alpha');
+  const beta = join(base, 'beta');
+  const [docA, docB] = h.docs;
+  // alpha: docs under the default glob, its own adapter name and LoRA rank.
+  mkdirSync(join(alpha, 'docs'), { recursive: true });
+  mkdirSync(join(alpha, '.vscode'), { recursive: true });
+  copyFileSync(join(repo, 'examples', 'docs', docA), join(alpha, 'docs', docA));
+  writeFileSync(join(alpha, '.vscode', 'settings.json'), JSON.stringify({ 'docdistill.adapterName': 'alpha-docs', 'docdistill.distill.loraRank': 8 }, null, 2));
+  // beta: docs under notes/ (its own glob), its own adapter name, a short distillation.
+  mkdirSync(join(beta, 'notes'), { recursive: true });
+  mkdirSync(join(beta, '.vscode'), { recursive: true });
+  copyFileSync(join(repo, 'examples', 'docs', docB), join(beta, 'notes', docB));
+  writeFileSync(join(beta, '.vscode', 'settings.json'), JSON.stringify({
+    'docdistill.adapterName': 'beta-notes', 'docdistill.docsGlob': 'notes/**/*.md',
+    'docdistill.distill.rounds': 2, 'docdistill.distill.questionsPerRound': 3, 'docdistill.distill.epochs': 4,
+  }, null, 2));
+  const wsFile = join(base, 'multi.code-workspace');
+  writeFileSync(wsFile, JSON.stringify({ folders: [{ path: 'alpha' }, { path: 'beta' }], settings: {} }, null, 2));
+
+  const origin = new URL(page.url()).origin;
+  await page.goto(`${origin}/?workspace=${encodeURIComponent(wsFile)}`);
+  await page.waitForSelector('.monaco-workbench', { timeout: 60_000 });
+  await page.locator('#workbench\\.parts\\.statusbar', { hasText: 'DocDistill' }).waitFor({ timeout: 60_000 });
+  await page.waitForTimeout(1000);
+
+  // The palette command asks for the folder; pick the second one.
+  await command('DocDistill: Distill Docs Folder');
+  const pick = page.locator('.quick-input-list .monaco-list-row', { hasText: 'beta' }).first();
+  await pick.waitFor({ timeout: 15_000 });
+  const offered = (await page.locator('.quick-input-list').innerText()).replace(/\s+/g, ' ');
+  if (!/alpha/.test(offered)) throw new Error(`the folder pick should offer both folders: ${offered}`);
+  await pick.click();
+  const adapterB = join(beta, '.docdistill', 'adapters', 'beta-notes', 'docdistill.json');
+  await waitFor(async () => /DocDistill: (ingest|questions|answers|train|starting)/.test(await h.statusBar().innerText()), 60_000, 'the job in the status bar');
+  await waitFor(async () => existsSync(adapterB), 600_000, `the adapter at ${adapterB}`);
+  await waitFor(async () => !/sync~spin|DocDistill: (ingest|questions|answers|train|evaluate)/.test(await h.statusBar().innerText()), 120_000, 'the status bar to go idle');
+
+  // The adapter is beta's: in beta's .docdistill, named by beta's setting, from beta's glob, with
+  // beta's folder-level settings, and none of alpha's.
+  if (existsSync(join(alpha, '.docdistill', 'adapters'))) throw new Error('an adapter was written into the first folder\'s .docdistill/adapters');
+  for (const other of ['docs', 'alpha-docs']) if (existsSync(join(beta, '.docdistill', 'adapters', other))) throw new Error(`an adapter named "${other}" was written: beta's docdistill.adapterName was not read`);
+  const info = JSON.parse(readFileSync(adapterB, 'utf8'));
+  const sources = [...new Set(info.chunks.map((c) => c.source))];
+  if (sources.join() !== `notes/${docB}`) throw new Error(`beta's adapter should be distilled from notes/${docB} (its docs glob): ${sources.join(', ')}`);
+  const s = info.settings;
+  log(`  beta's adapter: sources ${sources.join(', ')}; rounds ${s.rounds}, questionsPerRound ${s.questionsPerRound}, epochs ${s.epochs}, loraRank ${s.loraRank}`);
+  if (s.rounds !== 2 || s.questionsPerRound !== 3 || s.epochs !== 4) throw new Error(`beta's folder-level distill settings were not applied: ${JSON.stringify(s)}`);
+  if (s.loraRank === 8) throw new Error('alpha\'s folder-level loraRank leaked into beta\'s adapter');
+  if (!existsSync(join(beta, '.docdistill', '.gitignore'))) throw new Error('beta\'s .docdistill/.gitignore is missing');
+
+  // The Docs view: a node per folder, each with its own docs and state.
+  await page.locator('.activitybar .action-item a[aria-label^="DocDistill"]').first().click();
+  const pane = (name) => page.locator('.pane', { has: page.locator('.pane-header', { hasText: name }) });
+  const docs = pane('Docs');
+  for (const f of ['alpha', 'beta']) await docs.locator('.monaco-list-row', { hasText: f }).first().waitFor({ timeout: 30_000 });
+  const rowB = docs.locator('.monaco-list-row', { hasText: docB }).first();
+  const rowA = docs.locator('.monaco-list-row', { hasText: docA }).first();
+  await waitFor(async () => /in beta-notes/.test(await rowB.innerText()), 30_000, `the Docs view to show notes/${docB} in beta-notes`);
+  const textA = await rowA.innerText();
+  if (!/not yet distilled/.test(textA)) throw new Error(`alpha's doc should not be distilled: ${textA}`);
+  await pane('Adapters').locator('.monaco-list-row', { hasText: 'beta-notes' }).first().waitFor({ timeout: 30_000 });
+  const adapterRows = (await pane('Adapters').locator('.monaco-list-row').allInnerTexts()).map((r) => r.replace(/\s+/g, ' '));
+  log(`  Adapters view: ${adapterRows.join(' | ')}`);
+  if (adapterRows.some((r) => /alpha-docs|^docs\b/.test(r))) throw new Error(`the Adapters view lists an adapter that should not exist: ${adapterRows.join(' | ')}`);
+
+  // Explorer: the D badge on beta's doc, none on alpha's.
+  await command('View: Show Explorer');
+  const tree = page.locator('.explorer-folders-view');
+  const badge = (row) => row.evaluate((r) => [...r.querySelectorAll('*')].map((e) => getComputedStyle(e, '::after').content).join(' '));
+  const reveal = async (file, dirs) => {
+    const row = tree.locator('.monaco-list-row', { hasText: file }).first();
+    for (const d of dirs) {
+      if (await row.count()) break;
+      const dr = tree.locator('.monaco-list-row', { hasText: new RegExp(`^\\s*${d}\\s*$`) }).first();
+      if ((await dr.getAttribute('aria-expanded')) !== 'true') await dr.click();
+      await page.waitForTimeout(300);
+    }
+    await row.waitFor({ timeout: 10_000 });
+    return row;
+  };
+  const exB = await reveal(docB, ['beta', 'notes']);
+  await waitFor(async () => (await badge(exB)).includes('"D"'), 20_000, `the D badge on beta/notes/${docB}`);
+  const exA = await reveal(docA, ['alpha', 'docs']);
+  if ((await badge(exA)).includes('"D"')) throw new Error(`alpha/docs/${docA} carries the D badge though only beta was distilled`);
+  await exB.hover();
+  await shot('14-multi-root');
+
+  // Back to the single-folder fixture workspace for any flow after this one.
+  await page.goto(`${origin}/?folder=${encodeURIComponent(h.ws)}`);
+  await page.waitForSelector('.monaco-workbench', { timeout: 60_000 });
+  await page.locator('#workbench\\.parts\\.statusbar', { hasText: 'DocDistill' }).waitFor({ timeout: 60_000 });
+}
