@@ -2,9 +2,11 @@
 // own folder-level settings): "Distill Docs Folder" asks which folder, uses that folder's docs glob,
 // adapter name and distillation settings, and writes the adapter into that folder's .docdistill/;
 // the other folder's settings do not leak in, and the Docs view and the Explorer badges show each
-// folder's state. Opens the single-folder fixture workspace again at the end.
+// folder's state. Then the Explorer menu on a doc of the first folder switches to that folder (its
+// worker, its settings). Opens the single-folder fixture workspace again at the end.
 import { existsSync, mkdirSync, readFileSync, writeFileSync, copyFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
+import { explorerMenu } from './02-distill-from-explorer.mjs';
 
 export const title = 'multi-root workspace: per-folder docs, settings and adapters';
 
@@ -16,11 +18,14 @@ export async function run(h) {
   const alpha = join(base, 'alpha');
   const beta = join(base, 'beta');
   const [docA, docB] = h.docs;
-  // alpha: docs under the default glob, its own adapter name and LoRA rank.
+  // alpha: docs under the default glob, its own adapter name and LoRA rank, a short distillation.
   mkdirSync(join(alpha, 'docs'), { recursive: true });
   mkdirSync(join(alpha, '.vscode'), { recursive: true });
   copyFileSync(join(repo, 'examples', 'docs', docA), join(alpha, 'docs', docA));
-  writeFileSync(join(alpha, '.vscode', 'settings.json'), JSON.stringify({ 'docdistill.adapterName': 'alpha-docs', 'docdistill.distill.loraRank': 8 }, null, 2));
+  writeFileSync(join(alpha, '.vscode', 'settings.json'), JSON.stringify({
+    'docdistill.adapterName': 'alpha-docs', 'docdistill.distill.loraRank': 8,
+    'docdistill.distill.rounds': 1, 'docdistill.distill.questionsPerRound': 3, 'docdistill.distill.epochs': 2,
+  }, null, 2));
   // beta: docs under notes/ (its own glob), its own adapter name, a short distillation.
   mkdirSync(join(beta, 'notes'), { recursive: true });
   mkdirSync(join(beta, '.vscode'), { recursive: true });
@@ -54,7 +59,8 @@ export async function run(h) {
   // beta's folder-level settings, and none of alpha's.
   if (existsSync(join(alpha, '.docdistill', 'adapters'))) throw new Error('an adapter was written into the first folder\'s .docdistill/adapters');
   for (const other of ['docs', 'alpha-docs']) if (existsSync(join(beta, '.docdistill', 'adapters', other))) throw new Error(`an adapter named "${other}" was written: beta's docdistill.adapterName was not read`);
-  const info = JSON.parse(readFileSync(adapterB, 'utf8'));
+  const rawB = readFileSync(adapterB, 'utf8');
+  const info = JSON.parse(rawB);
   const sources = [...new Set(info.chunks.map((c) => c.source))];
   if (sources.join() !== `notes/${docB}`) throw new Error(`beta's adapter should be distilled from notes/${docB} (its docs glob): ${sources.join(', ')}`);
   const s = info.settings;
@@ -62,21 +68,6 @@ export async function run(h) {
   if (s.rounds !== 2 || s.questionsPerRound !== 3 || s.epochs !== 4) throw new Error(`beta's folder-level distill settings were not applied: ${JSON.stringify(s)}`);
   if (s.loraRank === 8) throw new Error('alpha\'s folder-level loraRank leaked into beta\'s adapter');
   if (!existsSync(join(beta, '.docdistill', '.gitignore'))) throw new Error('beta\'s .docdistill/.gitignore is missing');
-
-  // The Docs view: a node per folder, each with its own docs and state.
-  await page.locator('.activitybar .action-item a[aria-label^="DocDistill"]').first().click();
-  const pane = (name) => page.locator('.pane', { has: page.locator('.pane-header', { hasText: name }) });
-  const docs = pane('Docs');
-  for (const f of ['alpha', 'beta']) await docs.locator('.monaco-list-row', { hasText: f }).first().waitFor({ timeout: 30_000 });
-  const rowB = docs.locator('.monaco-list-row', { hasText: docB }).first();
-  const rowA = docs.locator('.monaco-list-row', { hasText: docA }).first();
-  await waitFor(async () => /in beta-notes/.test(await rowB.innerText()), 30_000, `the Docs view to show notes/${docB} in beta-notes`);
-  const textA = await rowA.innerText();
-  if (!/not yet distilled/.test(textA)) throw new Error(`alpha's doc should not be distilled: ${textA}`);
-  await pane('Adapters').locator('.monaco-list-row', { hasText: 'beta-notes' }).first().waitFor({ timeout: 30_000 });
-  const adapterRows = (await pane('Adapters').locator('.monaco-list-row').allInnerTexts()).map((r) => r.replace(/\s+/g, ' '));
-  log(`  Adapters view: ${adapterRows.join(' | ')}`);
-  if (adapterRows.some((r) => /alpha-docs|^docs\b/.test(r))) throw new Error(`the Adapters view lists an adapter that should not exist: ${adapterRows.join(' | ')}`);
 
   // Explorer: the D badge on beta's doc, none on alpha's.
   await command('View: Show Explorer');
@@ -97,7 +88,38 @@ export async function run(h) {
   await waitFor(async () => (await badge(exB)).includes('"D"'), 20_000, `the D badge on beta/notes/${docB}`);
   const exA = await reveal(docA, ['alpha', 'docs']);
   if ((await badge(exA)).includes('"D"')) throw new Error(`alpha/docs/${docA} carries the D badge though only beta was distilled`);
+
+  // The first folder from the Explorer menu: DocDistill switches to alpha (its own worker root and settings).
+  const entry = await explorerMenu(h, docA, 'Distill into Model');
+  await entry.click();
+  const adapterA = join(alpha, '.docdistill', 'adapters', 'alpha-docs', 'docdistill.json');
+  await waitFor(async () => existsSync(adapterA), 600_000, `the adapter at ${adapterA}`);
+  await waitFor(async () => !/sync~spin|DocDistill: (ingest|questions|answers|train|evaluate)/.test(await h.statusBar().innerText()), 120_000, 'the status bar to go idle');
+  const infoA = JSON.parse(readFileSync(adapterA, 'utf8'));
+  const sA = infoA.settings;
+  log(`  alpha's adapter: sources ${[...new Set(infoA.chunks.map((c) => c.source))].join(', ')}; rounds ${sA.rounds}, epochs ${sA.epochs}, loraRank ${sA.loraRank}`);
+  if (sA.loraRank !== 8 || sA.rounds !== 1 || sA.epochs !== 2) throw new Error(`alpha's folder-level distill settings were not applied (or beta's leaked): ${JSON.stringify(sA)}`);
+  if (readFileSync(adapterB, 'utf8') !== rawB) throw new Error('distilling alpha changed beta\'s adapter');
+  await waitFor(async () => (await badge(exA)).includes('"D"'), 20_000, `the D badge on alpha/docs/${docA}`);
   await exB.hover();
+  await shot('14b-multi-root-explorer');
+
+  // The Docs view: a node per folder, each with its own docs and state.
+  await page.locator('.activitybar .action-item a[aria-label^="DocDistill"]').first().click();
+  const pane = (name) => page.locator('.pane', { has: page.locator('.pane-header', { hasText: name }) });
+  const docs = pane('Docs');
+  for (const f of ['alpha', 'beta']) await docs.locator('.monaco-list-row', { hasText: f }).first().waitFor({ timeout: 30_000 });
+  const rowB = docs.locator('.monaco-list-row', { hasText: docB }).first();
+  const rowA = docs.locator('.monaco-list-row', { hasText: docA }).first();
+  await waitFor(async () => /in beta-notes/.test(await rowB.innerText()), 30_000, `the Docs view to show notes/${docB} in beta-notes`);
+  await waitFor(async () => /in alpha-docs/.test(await rowA.innerText()), 30_000, `the Docs view to show docs/${docA} in alpha-docs`);
+  // The Adapters view says whose adapter each one is.
+  const adapters = pane('Adapters');
+  await adapters.locator('.monaco-list-row', { hasText: 'alpha-docs' }).first().waitFor({ timeout: 30_000 });
+  const adapterRows = (await adapters.locator('.monaco-list-row').allInnerTexts()).map((r) => r.replace(/\s+/g, ' '));
+  log(`  Adapters view: ${adapterRows.join(' | ')}`);
+  if (adapterRows.length !== 2 || !adapterRows.some((r) => /^\s*beta-notes\s*beta ·/.test(r)) || !adapterRows.some((r) => /^\s*alpha-docs\s*alpha ·/.test(r))) throw new Error(`the Adapters view should list beta-notes (beta) and alpha-docs (alpha): ${adapterRows.join(' | ')}`);
+  await adapters.locator('.monaco-list-row', { hasText: 'beta-notes' }).first().hover();
   await shot('14-multi-root');
 
   // Back to the single-folder fixture workspace for any flow after this one.
