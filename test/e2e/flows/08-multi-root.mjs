@@ -3,7 +3,7 @@
 // adapter name and distillation settings, and writes the adapter into that folder's .docdistill/;
 // the other folder's settings do not leak in, and the Docs view and the Explorer badges show each
 // folder's state. Then the Explorer menu on a doc of the first folder switches to that folder (its
-// worker, its settings). Opens the single-folder fixture workspace again at the end.
+// worker, its settings), and a change to the second folder's doc makes only its adapter stale. Opens the single-folder fixture workspace again at the end.
 import { existsSync, mkdirSync, readFileSync, writeFileSync, copyFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { explorerMenu } from './02-distill-from-explorer.mjs';
@@ -119,6 +119,14 @@ export async function run(h) {
   const adapterRows = (await adapters.locator('.monaco-list-row').allInnerTexts()).map((r) => r.replace(/\s+/g, ' '));
   log(`  Adapters view: ${adapterRows.join(' | ')}`);
   if (adapterRows.length !== 2 || !adapterRows.some((r) => /^\s*beta-notes\s*beta ·/.test(r)) || !adapterRows.some((r) => /^\s*alpha-docs\s*alpha ·/.test(r))) throw new Error(`the Adapters view should list beta-notes (beta) and alpha-docs (alpha): ${adapterRows.join(' | ')}`);
+  // A change to beta's doc makes beta's adapter stale, and only beta's (alpha is the folder in use now).
+  writeFileSync(join(beta, 'notes', docB), `${readFileSync(join(beta, 'notes', docB), 'utf8')}\nA line added after the adapter was distilled.\n`);
+  await waitFor(async () => /stale in beta-notes/.test(await rowB.innerText()), 30_000, `the Docs view to show notes/${docB} stale in beta-notes`);
+  if (!/in alpha-docs/.test(await rowA.innerText()) || /stale/.test(await rowA.innerText())) throw new Error(`alpha's doc should still be distilled: ${await rowA.innerText()}`);
+  await waitFor(async () => /stale/.test(await adapters.locator('.monaco-list-row', { hasText: 'beta-notes' }).first().innerText()), 30_000, 'beta-notes marked stale in the Adapters view');
+  if (/stale/.test(await adapters.locator('.monaco-list-row', { hasText: 'alpha-docs' }).first().innerText())) throw new Error('alpha-docs is marked stale though only beta\'s doc changed');
+  // The badges follow: S on beta's doc, D still on alpha's (the Docs view rows carry them too).
+  await waitFor(async () => (await badge(rowB)).includes('"S"') && (await badge(rowA)).includes('"D"'), 30_000, 'the S badge on beta\'s doc and the D badge on alpha\'s in the Docs view');
   await adapters.locator('.monaco-list-row', { hasText: 'beta-notes' }).first().hover();
   await shot('14-multi-root');
 
