@@ -115,7 +115,7 @@ export class RunsTree implements vscode.TreeDataProvider<JobView> {
       item.description = t('cancelled (resumable)');
       item.iconPath = new vscode.ThemeIcon('circle-slash');
     }
-    item.tooltip = `${j.name} — ${item.description}\n${when}${j.runId ? `\nrun ${j.runId}` : ''}`;
+    item.tooltip = `${j.name} — ${item.description}\n${when}${j.runId ? `\n${t('run {0}', j.runId)}` : ''}`;
     item.contextValue = `run${j.state === 'running' ? 'Running' : ''}`;
     item.command = { command: 'docdistill.run.open', title: t('Open Run in Dashboard'), arguments: [j] };
     return item;
