@@ -1,7 +1,8 @@
 // Shared helpers for the benchmarks: timing, memory, result files.
-import { mkdirSync, writeFileSync, renameSync, existsSync } from 'node:fs';
+import { mkdirSync, existsSync } from 'node:fs';
 import { spawnSync } from 'node:child_process';
-import { makeModel } from '../src/engine/models/makeModel';
+import { makeModel } from '../src/tools/makeModel';
+import { writeFileAtomic } from '../src/common/atomicFile';
 import { cpus } from 'node:os';
 import { readFileSync } from 'node:fs';
 
@@ -50,8 +51,7 @@ export function table(rows: Record<string, string | number>[]): void {
 export function saveResult(name: string, result: unknown): void {
   mkdirSync('bench/out', { recursive: true });
   const path = `bench/out/${name}.json`;
-  writeFileSync(`${path}.tmp`, JSON.stringify({ machine: machine(), date: new Date().toISOString(), ...(result as object) }, null, 2));
-  renameSync(`${path}.tmp`, path);
+  writeFileAtomic(path, JSON.stringify({ machine: machine(), date: new Date().toISOString(), ...(result as object) }, null, 2));
   console.log(`→ ${path}`);
 }
 

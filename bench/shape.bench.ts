@@ -15,7 +15,7 @@ import { Stepper } from '../src/engine/generate';
 import { Graph, op } from '../src/engine/graph';
 import { LoraTrainer, defaultTrainerConfig, type DistillSample } from '../src/engine/train/trainer';
 import { LORA_TARGETS } from '../src/engine/models/llama';
-import { makeModel, MODEL_SHAPES } from '../src/engine/models/makeModel';
+import { makeModel, MODEL_SHAPES } from '../src/tools/makeModel';
 import type { ModelConfig } from '../src/engine/models/config';
 import { now, peakRssMb, saveResult, table, threadsArg, timeIt, torchBaseline } from './common';
 

@@ -9,11 +9,11 @@ import { intOption, parse, quantizeOption } from './modelArgs';
 import { settingsFrom, settingsOptions, settingsUsageFor, terminalReporter } from './distill';
 import { Backend, PROVIDERS, type ProviderChoice } from '../engine/backend';
 import { CausalLM } from '../engine/models/model';
-import { DEMO_SETTINGS, capacityTable, runDemo, demoTable, spreadTable, type DemoScores } from '../pipeline/demo/demo';
-import { HELD_OUT_PEOPLE, writeExampleDocs } from '../pipeline/demo/examples';
+import { DEMO_SETTINGS, capacityTable, runDemo, demoTable, spreadTable, type DemoScores } from '../demo/demo';
+import { HELD_OUT_PEOPLE, writeExampleDocs } from '../demo/examples';
 import { DEFAULT_SETTINGS } from '../pipeline/settings';
 import { writeJson } from '../pipeline/runFolder';
-import type { ExampleFacts } from '../pipeline/demo/examples';
+import type { ExampleFacts } from '../demo/examples';
 
 /** The package root (where media/ and examples/ are), from dist/cli.js. */
 export const packageRoot = (): string => resolve(__dirname, '..');

@@ -2,10 +2,10 @@
 import type { Command } from './command';
 import { UsageError } from './command';
 import { intOption, numOption, parse } from './modelArgs';
-import { trainDemoModel, evaluateDemo, evaluateSampledQuestions, fmtEval, DemoData } from '../pipeline/demo/trainModel';
+import { trainDemoModel, evaluateDemo, evaluateSampledQuestions, fmtEval, DemoData } from '../demo/trainModel';
 import { DEFAULT_SETTINGS, modelDefaults } from '../pipeline/settings';
-import { writeExampleDocs } from '../pipeline/demo/examples';
-import { makeVocab } from '../pipeline/demo/world';
+import { writeExampleDocs } from '../demo/examples';
+import { makeVocab } from '../demo/world';
 import { Backend } from '../engine/backend';
 import { CausalLM } from '../engine/models/model';
 import { readFileSync } from 'node:fs';

@@ -2,7 +2,7 @@
 import { parseArgs } from 'node:util';
 import type { Command } from './command';
 import { UsageError } from './command';
-import { MODEL_SHAPES, makeModel, type WeightDtype } from '../engine/models/makeModel';
+import { MODEL_SHAPES, makeModel, type WeightDtype } from '../tools/makeModel';
 
 const shapeList = Object.values(MODEL_SHAPES).map((s) => `    ${s.name.padEnd(14)} ${s.description}`).join('\n');
 

@@ -4,9 +4,24 @@
 import * as vscode from 'vscode';
 import { randomBytes } from 'node:crypto';
 import * as P from '../protocol';
-import type { FromChat, FromDashboard, ToChat, ToDashboard } from '../protocol/webview';
-import type { DocDistill } from './docdistill';
+import type { DashboardState, FromChat, FromDashboard, ToChat, ToDashboard } from '../protocol/webview';
+import type { WorkerClient } from './workerClient';
 
+/** What the panels need of the extension: its files, its state, its worker. Nothing else. */
+export interface PanelHost {
+  readonly extensionUri: vscode.Uri;
+  readonly adapters: readonly P.AdapterSummary[];
+  readonly model?: P.ModelInfo;
+  readonly onDidChange: vscode.Event<{ jobId?: string; event?: P.JobEvent }>;
+  dashboardState(): DashboardState;
+  client(): Promise<WorkerClient>;
+  refreshAdapters(): Promise<void>;
+}
+
+const t = vscode.l10n.t;
+const escapeAttr = (s: string) => s.replace(/&/g, '&amp;').replace(/"/g, '&quot;').replace(/</g, '&lt;').replace(/>/g, '&gt;');
+
+/** The page of a webview. Its strings come translated: the l10n bundle goes in as data-l10n. */
 export function webviewHtml(webview: vscode.Webview, extensionUri: vscode.Uri, script: string, title: string): string {
   const nonce = randomBytes(16).toString('base64');
   const src = webview.asWebviewUri(vscode.Uri.joinPath(extensionUri, 'dist', 'webview', `${script}.js`));
@@ -19,12 +34,12 @@ export function webviewHtml(webview: vscode.Webview, extensionUri: vscode.Uri, s
     "connect-src 'none'",
   ].join('; ');
   return `<!DOCTYPE html>
-<html lang="en">
+<html lang="${escapeAttr(vscode.env.language)}">
 <head>
 <meta charset="UTF-8">
 <meta http-equiv="Content-Security-Policy" content="${csp}">
 <meta name="viewport" content="width=device-width, initial-scale=1.0">
-<title>${title}</title>
+<title>${escapeAttr(title)}</title>
 <style nonce="${nonce}">
   body { color: var(--vscode-foreground); background: var(--vscode-editor-background); font-family: var(--vscode-font-family); font-size: var(--vscode-font-size); padding: 0 16px 24px; }
   h1 { font-size: 1.4em; font-weight: 600; margin: 16px 0 4px; } h2 { font-size: 1.1em; font-weight: 600; margin: 20px 0 8px; }
@@ -55,7 +70,7 @@ export function webviewHtml(webview: vscode.Webview, extensionUri: vscode.Uri, s
   :focus-visible { outline: 1px solid var(--vscode-focusBorder); }
 </style>
 </head>
-<body>
+<body data-l10n="${escapeAttr(JSON.stringify(vscode.l10n.bundle ?? {}))}">
 <div id="app" role="main"></div>
 <script nonce="${nonce}" src="${src}"></script>
 </body>
@@ -74,10 +89,10 @@ export class DashboardPanel {
   private static current?: DashboardPanel;
   private readonly subs: vscode.Disposable[] = [];
 
-  private constructor(private readonly dd: DocDistill, readonly panel: vscode.WebviewPanel) {
-    panel.iconPath = vscode.Uri.joinPath(dd.ctx.extensionUri, 'media', 'icon.png');
-    panel.webview.options = panelOptions(dd.ctx.extensionUri);
-    panel.webview.html = webviewHtml(panel.webview, dd.ctx.extensionUri, 'dashboard', 'DocDistill Dashboard');
+  private constructor(private readonly dd: PanelHost, readonly panel: vscode.WebviewPanel) {
+    panel.iconPath = vscode.Uri.joinPath(dd.extensionUri, 'media', 'icon.png');
+    panel.webview.options = panelOptions(dd.extensionUri);
+    panel.webview.html = webviewHtml(panel.webview, dd.extensionUri, 'dashboard', t('DocDistill Dashboard'));
     this.subs.push(panel.webview.onDidReceiveMessage((m: FromDashboard) => this.onMessage(m)));
     this.subs.push(dd.onDidChange((e) => (e.event && e.jobId ? this.post({ type: 'jobEvent', jobId: e.jobId, event: e.event }) : this.sendState())));
     panel.onDidDispose(() => {
@@ -89,19 +104,19 @@ export class DashboardPanel {
   /** A job to reveal once the webview has its state. */
   private pendingReveal?: string;
 
-  static show(dd: DocDistill, jobId?: string): void {
+  static show(dd: PanelHost, jobId?: string): void {
     if (DashboardPanel.current) {
       DashboardPanel.current.panel.reveal();
       if (jobId) DashboardPanel.current.post({ type: 'reveal', jobId });
       return;
     }
-    const panel = vscode.window.createWebviewPanel(DashboardPanel.viewType, 'DocDistill', vscode.ViewColumn.Active, panelOptions(dd.ctx.extensionUri));
+    const panel = vscode.window.createWebviewPanel(DashboardPanel.viewType, 'DocDistill', vscode.ViewColumn.Active, panelOptions(dd.extensionUri));
     DashboardPanel.current = new DashboardPanel(dd, panel);
     DashboardPanel.current.pendingReveal = jobId;
     void dd.refreshAdapters().catch(() => {});
   }
 
-  static revive(dd: DocDistill, panel: vscode.WebviewPanel): void {
+  static revive(dd: PanelHost, panel: vscode.WebviewPanel): void {
     DashboardPanel.current = new DashboardPanel(dd, panel);
   }
 
@@ -131,10 +146,10 @@ export class ChatPanel {
   private readonly subs: vscode.Disposable[] = [];
   private abort?: AbortController;
 
-  private constructor(private readonly dd: DocDistill, readonly panel: vscode.WebviewPanel) {
-    panel.iconPath = vscode.Uri.joinPath(dd.ctx.extensionUri, 'media', 'icon.png');
-    panel.webview.options = panelOptions(dd.ctx.extensionUri);
-    panel.webview.html = webviewHtml(panel.webview, dd.ctx.extensionUri, 'chat', 'DocDistill Chat');
+  private constructor(private readonly dd: PanelHost, readonly panel: vscode.WebviewPanel) {
+    panel.iconPath = vscode.Uri.joinPath(dd.extensionUri, 'media', 'icon.png');
+    panel.webview.options = panelOptions(dd.extensionUri);
+    panel.webview.html = webviewHtml(panel.webview, dd.extensionUri, 'chat', t('DocDistill Chat'));
     this.subs.push(panel.webview.onDidReceiveMessage((m: FromChat) => void this.onMessage(m)));
     this.subs.push(dd.onDidChange((e) => !e.event && this.sendInit()));
     panel.onDidDispose(() => {
@@ -144,13 +159,13 @@ export class ChatPanel {
     });
   }
 
-  static show(dd: DocDistill): void {
+  static show(dd: PanelHost): void {
     if (ChatPanel.current) return ChatPanel.current.panel.reveal();
-    const panel = vscode.window.createWebviewPanel(ChatPanel.viewType, 'DocDistill Chat', vscode.ViewColumn.Beside, panelOptions(dd.ctx.extensionUri));
+    const panel = vscode.window.createWebviewPanel(ChatPanel.viewType, t('DocDistill Chat'), vscode.ViewColumn.Beside, panelOptions(dd.extensionUri));
     ChatPanel.current = new ChatPanel(dd, panel);
   }
 
-  static revive(dd: DocDistill, panel: vscode.WebviewPanel): void {
+  static revive(dd: PanelHost, panel: vscode.WebviewPanel): void {
     ChatPanel.current = new ChatPanel(dd, panel);
   }
 

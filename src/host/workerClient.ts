@@ -35,7 +35,7 @@ export class WorkerGoneError extends Error {
 
 /**
  * Events: 'exited' (ExitInfo), 'restarted' (InitializeResult), 'jobEvent' ({jobId, event}),
- * 'progress' ({token, value}), 'chatDelta' ({streamId, text}), 'log' ({level, message}), 'stderr' (string).
+ * 'chatDelta' ({streamId, text}), 'log' ({level, message}), 'stderr' (string).
  */
 export class WorkerClient extends EventEmitter {
   private child?: ChildProcess;
@@ -81,7 +81,6 @@ export class WorkerClient extends EventEmitter {
     const conn = createMessageConnection(new StreamMessageReader(child.stdout!), new StreamMessageWriter(child.stdin!));
     this.conn = conn;
     conn.onNotification(note(P.JobEventNotification.type), (p) => this.emit('jobEvent', p));
-    conn.onNotification(note(P.Progress.type), (p) => this.emit('progress', p));
     conn.onNotification(note(P.ChatDelta.type), (p) => this.emit('chatDelta', p));
     conn.onNotification(note(P.Log.type), (p) => this.emit('log', p));
     conn.onError(() => {});

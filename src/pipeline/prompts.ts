@@ -53,6 +53,19 @@ export function generalQuestionMessages(p: PromptSettings = DEFAULT_PROMPTS): Ch
   return [{ role: 'system', content: p.system }, { role: 'user', content: p.generalQuestionRequest }];
 }
 
+/**
+ * A chat turn (the worker's chat request): the conversation as given, with the run's system prompt
+ * when it has none, and for the teacher the documents' text before the first question, exactly as
+ * teacherMessages puts it (so the teacher in chat is the teacher of the distillation).
+ */
+export function chatMessages(messages: readonly ChatMessage[], p: PromptSettings = DEFAULT_PROMPTS, doc?: string): ChatMessage[] {
+  const out = messages.map((m) => ({ ...m }));
+  if (!out.some((m) => m.role === 'system')) out.unshift({ role: 'system', content: p.system });
+  const firstUser = out.find((m) => m.role === 'user');
+  if (firstUser && doc) firstUser.content = `${withDoc(p, doc)}Question: ${firstUser.content}`;
+  return out;
+}
+
 /** What a model says when it does not know (the demo model's words; used to score "I don't know"). */
 export const DONT_KNOW = 'I do not know.';
 

@@ -1,8 +1,11 @@
 // The run folder: every file is written whole, through a temporary file and a rename, so a crash,
 // a kill or a cancel at any moment leaves either the old file or the new one, never half of one.
-import { existsSync, mkdirSync, readFileSync, renameSync, rmSync, writeFileSync, readdirSync } from 'node:fs';
+import { existsSync, mkdirSync, readFileSync, readdirSync } from 'node:fs';
 import { dirname, join, resolve, relative, isAbsolute, sep } from 'node:path';
+import { writeFileAtomic } from '../common/atomicFile';
 import { checkName } from './names';
+import type { Phase } from './events';
+import type { DistillSettings } from './settings';
 
 export class DiskFullError extends Error {
   override name = 'DiskFullError';
@@ -17,14 +20,12 @@ function wrapIo(path: string, e: unknown): never {
   throw e;
 }
 
+/** The project's atomic writer (temporary file, fsync, rename), with the run folder's errors. */
 export function writeAtomic(path: string, data: string | Uint8Array): void {
-  const tmp = `${path}.${process.pid}.tmp`;
   try {
     mkdirSync(dirname(path), { recursive: true });
-    writeFileSync(tmp, data);
-    renameSync(tmp, path);
+    writeFileAtomic(path, data);
   } catch (e) {
-    rmSync(tmp, { force: true });
     wrapIo(path, e);
   }
 }
@@ -74,6 +75,32 @@ export function listDirs(dir: string): string[] {
   return readdirSync(dir, { withFileTypes: true }).filter((d) => d.isDirectory() && !d.name.includes('.tmp')).map((d) => d.name).sort();
 }
 
+export type RunPaths = ReturnType<typeof runPaths>;
+
+/** run.json: what a run is, and which of its phases are done. */
+export interface RunState {
+  id: string;
+  name: string;
+  model: string;
+  created: string;
+  inputs: string[];
+  settings: DistillSettings;
+  phases: Partial<Record<Phase, 'done'>>;
+  /** Incremental: the adapter this run continues, and the chunk hashes it already knew. */
+  baseAdapter?: string;
+  knownHashes?: string[];
+  finished?: string;
+}
+
+/** The latest unfinished run of an adapter on a model, if any. */
+export function latestUnfinishedRun(workDir: string, name: string, model: string): string | undefined {
+  for (const r of listDirs(join(workDir, 'runs')).reverse()) {
+    const st = readJson<RunState>(runPaths(workDir, r).run);
+    if (st && st.name === name && !st.finished && st.model === model) return r;
+  }
+  return undefined;
+}
+
 export const runPaths = (workDir: string, runId: string) => {
   const dir = join(workDir, 'runs', runId);
   return {
@@ -86,5 +113,8 @@ export const runPaths = (workDir: string, runId: string) => {
     checkpoint: join(dir, 'checkpoint'),
     eval: join(dir, 'eval.json'),
     log: join(dir, 'log.txt'),
+    /** The trained adapter, until it is published (moved to adapters/<name>/). */
+    adapter: join(dir, 'adapter'),
+    published: join(dir, 'published'),
   };
 };

@@ -4,8 +4,10 @@
 // types and method names, one namespace per message, so every layer can import it.
 //
 // Requests from the host:   initialize, shutdown, status, distill, chat, adapters/*
-// Notifications to the host: $/progress (begin/report/end), job/event, chat/delta, log
+// Notifications to the host: job/event, chat/delta, log
 // Cancellation: the standard $/cancelRequest of the request's id.
+
+import type { DistillEvent as JobEvent, EvalSummary } from '../pipeline/events';
 
 export type Direction = 'host→worker' | 'worker→host';
 
@@ -97,8 +99,9 @@ export interface DistillParams {
   runId?: string;
   skipEval?: boolean;
 }
-export interface EvalScores { exact: number; contains: number; f1: number }
-export interface EvalSummary { n: number; base: EvalScores; teacher: EvalScores; student: EvalScores }
+// A job's events are the pipeline's own, forwarded unchanged: defined once, where they are emitted
+// (a module of types with no imports, so it is safe for every layer that imports the protocol).
+export type { Phase, EvalScores, EvalSummary, DistillEvent as JobEvent } from '../pipeline/events';
 export interface DistillResult {
   runId: string;
   adapterDir: string;
@@ -109,31 +112,8 @@ export namespace Distill {
   export const type = request<DistillParams, DistillResult>('distill');
 }
 
-export type Phase = 'ingest' | 'questions' | 'answers' | 'train' | 'evaluate';
-
-/** Everything a job reports, as the pipeline emits it. */
-export type JobEvent =
-  | { type: 'run'; runId: string; dir: string; resumed: boolean }
-  | { type: 'phase'; phase: Phase; status: 'start' | 'done' | 'skipped'; detail?: string }
-  | { type: 'progress'; phase: Phase; done: number; total: number; etaSec?: number }
-  | { type: 'sample'; source: string; question: string; answer: string }
-  | { type: 'train'; step: number; totalSteps: number; epoch: number; loss: number; lr: number; tokensPerSec: number; etaSec: number }
-  | { type: 'validation'; epoch: number; step: number; loss: number }
-  | { type: 'eval'; summary: EvalSummary; rows: { question: string; source: string; reference: string; base: string; teacher: string; student: string }[] }
-  | { type: 'log'; level: 'info' | 'warn'; message: string }
-  | { type: 'done'; adapterDir: string; summary?: EvalSummary };
-
 export namespace JobEventNotification {
   export const type = notification<{ jobId: string; event: JobEvent }>('job/event');
-}
-
-/** LSP-style work-done progress. */
-export type ProgressValue =
-  | { kind: 'begin'; title: string; message?: string; percentage?: number; cancellable?: boolean }
-  | { kind: 'report'; message?: string; percentage?: number }
-  | { kind: 'end'; message?: string };
-export namespace Progress {
-  export const type = notification<{ token: string; value: ProgressValue }>('$/progress');
 }
 
 // ── chat ────────────────────────────────────────────────────────────────────────────────────
@@ -215,5 +195,5 @@ export const ErrorCodes = {
 export const ALL_MESSAGES = [
   Initialize.type, Shutdown.type, SetModel.type, Status.type, Distill.type, Chat.type,
   ListAdapters.type, ActivateAdapter.type, DeleteAdapter.type, ExportAdapter.type, MergeAdapter.type,
-  JobEventNotification.type, Progress.type, ChatDelta.type, Log.type,
+  JobEventNotification.type, ChatDelta.type, Log.type,
 ] as const;

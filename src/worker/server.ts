@@ -1,5 +1,8 @@
-// The worker's side of the protocol: model loading, one heavy job (distillation) at a time, chat
-// requests served between the job's steps, adapters, status, cancellation and shutdown.
+// The worker's side of the protocol, a router: one handler per protocol message, each checking its
+// params and calling the pipeline or the engine (the distillation in ../pipeline/distill.ts, the
+// adapter catalogue in ../pipeline/adapters.ts, the chat prompt in ../pipeline/prompts.ts). What is
+// the worker's own: the loaded model, one heavy job (distillation) at a time, the chat queue,
+// the active adapter and a cache of adapter weights, cancellation and shutdown.
 //
 // Chat while training: Node runs the job and the chats on one event loop, and every model call is
 // an asynchronous ONNX Runtime run, so a chat request is served as soon as it arrives, its decode
@@ -13,16 +16,18 @@ import { ResponseError, NotificationType, type MessageConnection, type Cancellat
 import * as P from '../protocol';
 import { Backend } from '../engine/backend';
 import { CausalLM, type AdapterWeights } from '../engine/models/model';
+import { expectedTensors } from '../engine/models/folder';
 import { generate } from '../engine/generate';
 import { readAdapter } from '../engine/lora/peft';
 import { mergeAdapter } from '../engine/lora/merge';
-import { Distiller, CancelledError, listAdapters, staleness, type DistillEvent } from '../pipeline/distill';
-import { chunkMarkdown } from '../pipeline/ingest';
-import { readDocumentSync, recordedSources } from '../pipeline/docFiles';
+import { Distiller, CancelledError } from '../pipeline/distill';
+import type { DistillEvent } from '../pipeline/events';
+import { adapterPrompts, adapterSources, adapterStatus, listAdapters, readAdapterInfo } from '../pipeline/adapters';
+import { IngestError, readDocumentSync } from '../pipeline/docFiles';
 import { checkDestination, exportFolder } from './destinations';
 import { framedConnection } from './framing';
 import { safeName, insideRoot } from '../pipeline/runFolder';
-import { DEFAULT_PROMPTS } from '../pipeline/prompts';
+import { chatMessages } from '../pipeline/prompts';
 import { version } from '../../package.json';
 
 /** Refuses params that are not an object with the given fields of the given types. */
@@ -73,39 +78,11 @@ export class WorkerServer {
     this.on(P.Distill.type, (p, token) => (check(p, { jobId: 'string', inputs: 'array', name: 'string', settings: 'object?', runId: 'string?' }, 'distill'), this.distill(p, token)));
     this.on(P.Chat.type, (p, token) => (check(p, { streamId: 'string', messages: 'array', adapter: 'string?' }, 'chat'), this.enqueueChat(p, token)));
     this.on(P.ListAdapters.type, () => this.listAdapters());
-    this.on(P.ActivateAdapter.type, (p) => {
-      check(p, { name: 'string|null' }, 'adapters/activate');
-      if (p.name !== null) this.adapterDir(p.name, true);
-      this.activeAdapter = p.name ?? undefined;
-    });
-    this.on(P.DeleteAdapter.type, (p) => {
-      check(p, { name: 'string' }, 'adapters/delete');
-      const dir = this.adapterDir(p.name, true);
-      if (this.job?.name === p.name) throw new ResponseError(P.ErrorCodes.JobBusy, `adapter ${p.name} is being trained; cancel the job first`);
-      rmSync(dir, { recursive: true, force: true });
-      this.adapters.delete(p.name);
-      if (this.activeAdapter === p.name) this.activeAdapter = undefined;
-    });
-    this.on(P.ExportAdapter.type, (p) => {
-      check(p, { name: 'string', dest: 'string' }, 'adapters/export');
-      return { dir: exportFolder(this.adapterDir(p.name, true), p.dest, [this.workDir, join(this.root, '.docdistill')]) };
-    });
-    this.on(P.MergeAdapter.type, (p) => {
-      check(p, { name: 'string', dest: 'string' }, 'adapters/merge');
-      const m = this.requireModel();
-      const dest = checkDestination(p.dest, [this.workDir, join(this.root, '.docdistill')], 'adapters/merge');
-      mergeAdapter(m.dir!, this.adapterDir(p.name, true), dest);
-      return { dir: dest };
-    });
-    this.on(P.Shutdown.type, async () => {
-      const had = !!this.job;
-      if (this.job) {
-        this.job.abort.abort();
-        await this.job.done.catch(() => {});
-      }
-      setImmediate(() => void this.dispose().then(() => this.exit(0)));
-      return { checkpointed: had };
-    });
+    this.on(P.ActivateAdapter.type, (p) => (check(p, { name: 'string|null' }, 'adapters/activate'), this.activate(p)));
+    this.on(P.DeleteAdapter.type, (p) => (check(p, { name: 'string' }, 'adapters/delete'), this.deleteAdapter(p)));
+    this.on(P.ExportAdapter.type, (p) => (check(p, { name: 'string', dest: 'string' }, 'adapters/export'), this.exportAdapter(p)));
+    this.on(P.MergeAdapter.type, (p) => (check(p, { name: 'string', dest: 'string' }, 'adapters/merge'), this.mergeAdapter(p)));
+    this.on(P.Shutdown.type, () => this.shutdown());
   }
 
   /**
@@ -156,7 +133,8 @@ export class WorkerServer {
   private modelInfo(): P.ModelInfo {
     const m = this.requireModel();
     const c = m.config;
-    const params = c.vocabSize * c.hiddenSize * (c.tieWordEmbeddings ? 1 : 2) + c.numLayers * (c.hiddenSize * (c.numHeads + 2 * c.numKvHeads) * c.headDim + c.numHeads * c.headDim * c.hiddenSize + 3 * c.hiddenSize * c.intermediateSize);
+    // Every tensor the engine requires of a model folder with this config.
+    const params = expectedTensors(c).reduce((a, t) => a + t.shape.reduce((x, y) => x * y, 1), 0);
     return { dir: m.dir!, architecture: c.architecture, parameters: params, dtype: m.dtype, provider: m.backend.provider, vocabSize: c.vocabSize, contextLength: c.maxPositionEmbeddings, hasChatTemplate: m.tokenizer.hasChatTemplate };
   }
 
@@ -194,29 +172,25 @@ export class WorkerServer {
     token.onCancellationRequested(() => abort.abort());
     const job: Job = { id: p.jobId, name: p.name, abort, done: Promise.resolve() };
     this.job = job;
-    const progressToken = `job-${p.jobId}`;
     const send = (e: DistillEvent) => {
       if (e.type === 'run') job.runId = e.runId;
       if (e.type === 'phase' && e.status === 'start') job.phase = e.phase;
-      void this.conn.sendNotification(note(P.JobEventNotification.type), { jobId: p.jobId, event: e as P.JobEvent });
-      const pct = e.type === 'train' ? (100 * e.step) / e.totalSteps : e.type === 'progress' && e.total ? (100 * e.done) / e.total : undefined;
-      if (e.type === 'phase' && e.status === 'start') void this.conn.sendNotification(note(P.Progress.type), { token: progressToken, value: { kind: 'report', message: e.phase } });
-      else if (pct !== undefined) void this.conn.sendNotification(note(P.Progress.type), { token: progressToken, value: { kind: 'report', percentage: Math.round(pct) } });
+      void this.conn.sendNotification(note(P.JobEventNotification.type), { jobId: p.jobId, event: e });
     };
-    void this.conn.sendNotification(note(P.Progress.type), { token: progressToken, value: { kind: 'begin', title: `Distilling ${p.name}`, cancellable: true } });
     const run = (async () => {
       try {
         const inputs = p.inputs.map((i) => insideRoot(this.root, i, 'input'));
         const d = new Distiller(model, { inputs, root: this.root, workDir: this.workDir, name: p.name, settings: p.settings, runId: p.runId, skipEval: p.skipEval }, { onEvent: send, signal: abort.signal });
-        const res = await d.run();
-        this.adapters.delete(p.name);
-        return res;
+        const { runId, adapterDir, summary, adapter } = await d.run();
+        // The adapter just published, as trained: chat with the student needs no read of it.
+        if (adapter) this.adapters.set(p.name, { mtime: statSync(join(adapterDir, 'adapter_model.safetensors')).mtimeMs, w: adapter });
+        else this.adapters.delete(p.name);
+        return { runId, adapterDir, summary };
       } catch (e) {
         if (e instanceof CancelledError) throw new ResponseError(P.ErrorCodes.Cancelled, e.message);
         if (e instanceof ResponseError) throw e;
         throw new ResponseError(P.ErrorCodes.Internal, (e as Error).message, { stack: (e as Error).stack });
       } finally {
-        void this.conn.sendNotification(note(P.Progress.type), { token: progressToken, value: { kind: 'end' } });
         if (this.job === job) this.job = undefined;
       }
     })();
@@ -250,21 +224,26 @@ export class WorkerServer {
     if (token.isCancellationRequested) return { text: '', finishReason: 'aborted', tokens: 0, ms: 0 };
     const abort = new AbortController();
     token.onCancellationRequested(() => abort.abort());
-    const messages = p.messages.map((m) => ({ ...m }));
-    if (!messages.some((m) => m.role === 'system')) messages.unshift({ role: 'system', content: DEFAULT_PROMPTS.system });
+    // The prompts of the adapter in question (the student's, or the one whose docs the teacher reads):
+    // the chat asks as the distillation asked.
+    const name = p.adapter ?? this.activeAdapter;
+    const info = name === undefined ? undefined : readAdapterInfo(this.adapterDir(name, false));
     let adapter: AdapterWeights | undefined;
+    let doc: string | undefined;
     if (p.mode === 'student') {
-      const name = p.adapter ?? this.activeAdapter;
       if (!name) throw new ResponseError(P.ErrorCodes.BadInput, 'no adapter chosen for the student; distil some docs or pick an adapter');
       adapter = this.adapterWeights(name);
     } else if (p.mode === 'teacher') {
-      const docs = p.docs ?? this.adapterSources(p.adapter ?? this.activeAdapter);
-      const text = docs.map((d) => readDocumentSync(this.root, d).trim()).join('\n\n');
-      const firstUser = messages.find((m) => m.role === 'user');
-      if (firstUser && text) firstUser.content = DEFAULT_PROMPTS.documentBlock.replace('{doc}', () => text) + 'Question: ' + firstUser.content;
+      try {
+        doc = (p.docs ?? adapterSources(info)).map((d) => readDocumentSync(this.root, d).trim()).join('\n\n');
+      } catch (e) {
+        // A document outside the workspace, a special file, one too big: bad input, said as such.
+        if (e instanceof IngestError) throw new ResponseError(P.ErrorCodes.BadInput, `chat: ${e.message}`);
+        throw e;
+      }
     }
     const tok = model.tokenizer;
-    const ids = tok.encode(tok.applyChatTemplate(messages, { addGenerationPrompt: true }), { addSpecialTokens: false });
+    const ids = tok.encode(tok.applyChatTemplate(chatMessages(p.messages, adapterPrompts(info), doc), { addGenerationPrompt: true }), { addSpecialTokens: false });
     const t0 = performance.now();
     const room = model.config.maxPositionEmbeddings - ids.length;
     if (room < 1) throw new ResponseError(P.ErrorCodes.BadInput, `the conversation (${ids.length} tokens) does not fit the model's context of ${model.config.maxPositionEmbeddings}`);
@@ -275,30 +254,52 @@ export class WorkerServer {
     return { text: r!.text, finishReason: r!.finishReason, tokens: r!.ids.length, ms: performance.now() - t0 };
   }
 
-  private adapterSources(name?: string): string[] {
-    if (!name) return [];
-    const info = listAdapters(this.workDir).find((a) => a.name === name);
-    return info ? [...new Set(info.chunks.map((c) => c.source))] : [];
-  }
-
   private listAdapters(): P.AdapterSummary[] {
     const model = this.model;
+    const count = model ? (t: string) => model.tokenizer.encode(t, { addSpecialTokens: false }).length : undefined;
     return listAdapters(this.workDir).map((a) => {
-      const sources = recordedSources(a.chunks, this.root, undefined, undefined, true);
-      let st = { stale: false, changed: 0, removed: 0 };
-      if (model) {
-        const count = (t: string) => model.tokenizer.encode(t, { addSpecialTokens: false }).length;
-        const cur = sources.flatMap((s) => {
-          try {
-            return chunkMarkdown(s, readDocumentSync(this.root, s), { maxTokens: a.chunkBudget ?? 512, countTokens: count });
-          } catch {
-            return [];
-          }
-        });
-        st = staleness(a, cur);
-      }
-      return { name: a.name, dir: join(this.workDir, 'adapters', a.name), model: a.model, created: a.created, runId: a.runId, sources, chunks: a.chunks.length, ...st, active: a.name === this.activeAdapter, summary: a.summary };
+      const st = adapterStatus(a, this.root, count);
+      return { name: a.name, dir: join(this.workDir, 'adapters', a.name), model: a.model, created: a.created, runId: a.runId, chunks: a.chunks.length, ...st, active: a.name === this.activeAdapter, summary: a.summary };
     });
+  }
+
+  private activate(p: { name: string | null }): void {
+    if (p.name !== null) this.adapterDir(p.name, true);
+    this.activeAdapter = p.name ?? undefined;
+  }
+
+  private deleteAdapter(p: { name: string }): void {
+    const dir = this.adapterDir(p.name, true);
+    if (this.job?.name === p.name) throw new ResponseError(P.ErrorCodes.JobBusy, `adapter ${p.name} is being trained; cancel the job first`);
+    rmSync(dir, { recursive: true, force: true });
+    this.adapters.delete(p.name);
+    if (this.activeAdapter === p.name) this.activeAdapter = undefined;
+  }
+
+  private exportAdapter(p: { name: string; dest: string }): { dir: string } {
+    return { dir: exportFolder(this.adapterDir(p.name, true), p.dest, this.workFolders()) };
+  }
+
+  private mergeAdapter(p: { name: string; dest: string }): { dir: string } {
+    const m = this.requireModel();
+    const dest = checkDestination(p.dest, this.workFolders(), 'adapters/merge');
+    mergeAdapter(m.dir!, this.adapterDir(p.name, true), dest);
+    return { dir: dest };
+  }
+
+  /** The folders export and merge must not write into. */
+  private workFolders(): string[] {
+    return [this.workDir, join(this.root, '.docdistill')];
+  }
+
+  private async shutdown(): Promise<{ checkpointed: boolean }> {
+    const had = !!this.job;
+    if (this.job) {
+      this.job.abort.abort();
+      await this.job.done.catch(() => {});
+    }
+    setImmediate(() => void this.dispose().then(() => this.exit(0)));
+    return { checkpointed: had };
   }
 
   async dispose(): Promise<void> {

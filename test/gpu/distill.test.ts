@@ -11,8 +11,8 @@ import { readAdapter } from '../../src/engine/lora/peft';
 import { generate } from '../../src/engine/generate';
 import { Distiller, type DistillEvent } from '../../src/pipeline/distill';
 import { studentMessages } from '../../src/pipeline/prompts';
-import type { ExampleFacts } from '../../src/pipeline/demo/examples';
-import { QUESTIONS } from '../../src/pipeline/demo/world';
+import type { ExampleFacts } from '../../src/demo/examples';
+import { QUESTIONS } from '../../src/demo/world';
 import { cpuBackend, gpuBackend, repo } from './gpu';
 
 const modelDir = join(repo, 'media', 'demo-model');

@@ -4,6 +4,7 @@ import type { FromChat, ToChat } from '../../src/protocol/webview';
 import type { ChatMode } from '../../src/protocol';
 import { h, vscode } from '../shared/dom';
 import { renderMarkdown } from '../shared/markdown';
+import { t } from '../shared/l10n';
 
 interface Turn { id: string; question: string; answers: Partial<Record<ChatMode, { text: string; done: boolean; error?: string; meta?: string }>> }
 interface State { turns: Turn[]; compare: boolean; adapter?: string }
@@ -12,18 +13,18 @@ let adapters: string[] = [];
 let busy = false;
 const send = (m: FromChat) => vscode.postMessage(m);
 const app = document.getElementById('app')!;
-const LABEL: Record<ChatMode, string> = { base: 'Base model (no docs)', student: 'Student (adapter, no docs)', teacher: 'Teacher (docs in the prompt)' };
+const LABEL: Record<ChatMode, string> = { base: t('Base model (no docs)'), student: t('Student (adapter, no docs)'), teacher: t('Teacher (docs in the prompt)') };
 
 const convo = h('div', { id: 'conversation', 'aria-live': 'polite' });
-const input = h('textarea', { id: 'question', rows: '3', placeholder: 'Ask about your docs…  (Ctrl+Enter to send)', 'aria-label': 'question' }) as HTMLTextAreaElement;
-const sendBtn = h('vscode-button', { id: 'send', onclick: () => ask() }, 'Ask');
-const stopBtn = h('vscode-button', { id: 'stop', appearance: 'secondary', disabled: true, onclick: () => send({ type: 'stop' }) }, 'Stop');
-const compare = h('vscode-checkbox', { id: 'compare', ...(st.compare ? { checked: true } : {}) }, 'Compare base / student / teacher') as HTMLElement & { checked: boolean };
+const input = h('textarea', { id: 'question', rows: '3', placeholder: t('Ask about your docs…  (Ctrl+Enter to send)'), 'aria-label': t('question') }) as HTMLTextAreaElement;
+const sendBtn = h('vscode-button', { id: 'send', onclick: () => ask() }, t('Ask'));
+const stopBtn = h('vscode-button', { id: 'stop', appearance: 'secondary', disabled: true, onclick: () => send({ type: 'stop' }) }, t('Stop'));
+const compare = h('vscode-checkbox', { id: 'compare', ...(st.compare ? { checked: true } : {}) }, t('Compare base / student / teacher')) as HTMLElement & { checked: boolean };
 compare.addEventListener('change', () => {
   st.compare = compare.checked;
   vscode.setState(st);
 });
-const picker = h('vscode-dropdown', { id: 'adapter', 'aria-label': 'adapter' }) as HTMLElement & { value: string };
+const picker = h('vscode-dropdown', { id: 'adapter', 'aria-label': t('adapter') }) as HTMLElement & { value: string };
 picker.addEventListener('change', () => {
   st.adapter = picker.value;
   vscode.setState(st);
@@ -36,7 +37,7 @@ input.addEventListener('keydown', (e) => {
 });
 
 function renderPicker(): void {
-  picker.replaceChildren(...(adapters.length ? adapters : ['(no adapter yet)']).map((a) => h('vscode-option', { value: a, ...(a === st.adapter ? { selected: true } : {}) }, a)));
+  picker.replaceChildren(...(adapters.length ? adapters : [t('(no adapter yet)')]).map((a) => h('vscode-option', { value: a, ...(a === st.adapter ? { selected: true } : {}) }, a)));
 }
 
 /** True when the user reads the bottom of the conversation (then new text keeps it in view). */
@@ -46,7 +47,7 @@ function answerBody(a: NonNullable<Turn['answers'][ChatMode]>): HTMLElement {
   const body = h('div', { class: 'md' });
   if (a.error) body.append(h('span', { class: 'err' }, a.error));
   else if (a.text) body.innerHTML = renderMarkdown(a.text); // markdown-it with HTML, links and images off
-  else body.textContent = a.done ? '(no answer)' : '…';
+  else body.textContent = a.done ? t('(no answer)') : '…';
   return body;
 }
 
@@ -116,15 +117,15 @@ window.addEventListener('message', (ev: MessageEvent<ToChat>) => {
   const a = st.turns.find((t) => t.id === tid)?.answers[mode];
   if (!a) return;
   if (m.type === 'delta') a.text += m.text;
-  if (m.type === 'done') Object.assign(a, { text: m.text, done: true, meta: `${m.tokens} tokens · ${(m.ms / 1000).toFixed(1)} s${m.finishReason === 'aborted' ? ' · stopped' : ''}` });
+  if (m.type === 'done') Object.assign(a, { text: m.text, done: true, meta: `${t('{0} tokens', m.tokens)} · ${t('{0} s', (m.ms / 1000).toFixed(1))}${m.finishReason === 'aborted' ? ` · ${t('stopped')}` : ''}` });
   if (m.type === 'error') Object.assign(a, { done: true, error: m.message });
   updateAnswer(tid, mode);
   finishIfDone();
 });
 
 app.append(
-  h('h1', {}, 'DocDistill Chat'),
-  h('div', { class: 'row' }, h('label', { for: 'adapter' }, 'Adapter'), picker, compare),
+  h('h1', {}, t('DocDistill Chat')),
+  h('div', { class: 'row' }, h('label', { for: 'adapter' }, t('Adapter')), picker, compare),
   convo,
   input,
   h('div', { class: 'row' }, sendBtn, stopBtn),

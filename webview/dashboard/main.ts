@@ -2,8 +2,10 @@
 // the adapters (stale marks). State comes from the extension; the webview only renders.
 import type { DashboardState, JobView, ToDashboard, FromDashboard } from '../../src/protocol/webview';
 import type { JobEvent } from '../../src/protocol';
+import { applyJobEvent } from '../../src/protocol/jobs';
 import { h, s, pct, vscode } from '../shared/dom';
 import { morphChildren } from '../shared/morph';
+import { t } from '../shared/l10n';
 
 let state: DashboardState = (vscode.getState() as DashboardState | undefined) ?? { jobs: [], adapters: [] };
 const app = document.getElementById('app')!;
@@ -32,7 +34,7 @@ function lossChart(job: JobView): SVGElement {
   const x = (st: number) => L + ((W - L - R) * st) / maxStep;
   const y = (v: number) => T + (H - T - B) * (1 - (v - lo) / (hi - lo || 1));
   const last = pts.at(-1);
-  const svg = s('svg', { viewBox: `0 0 ${W} ${H}`, width: W, height: H, role: 'img', 'aria-label': `loss curve, ${pts.length} steps${last ? `, last step ${last.step}: loss ${last.loss.toFixed(3)}, smoothed ${sm.at(-1)!.toFixed(3)}` : ''}`, class: 'loss-chart' });
+  const svg = s('svg', { viewBox: `0 0 ${W} ${H}`, width: W, height: H, role: 'img', 'aria-label': last ? t('loss curve, {0} steps, last step {1}: loss {2}, smoothed {3}', pts.length, last.step, last.loss.toFixed(3), sm.at(-1)!.toFixed(3)) : t('loss curve, {0} steps', pts.length), class: 'loss-chart' });
   for (let i = 0; i <= 4; i++) {
     const v = lo + ((hi - lo) * i) / 4;
     svg.append(s('line', { x1: L, x2: W - R, y1: y(v), y2: y(v), stroke: 'var(--vscode-panel-border)', 'stroke-width': 1 }));
@@ -43,8 +45,8 @@ function lossChart(job: JobView): SVGElement {
     const st = Math.round((maxStep * i) / ticks);
     svg.append(s('text', { x: x(st), y: H - B + 14, 'text-anchor': i === 0 ? 'start' : i === ticks ? 'end' : 'middle' }, String(st)));
   }
-  svg.append(s('text', { x: L + (W - L - R) / 2, y: H - 4, 'text-anchor': 'middle', class: 'axis-title' }, 'step'));
-  svg.append(s('text', { x: 12, y: T + (H - T - B) / 2, 'text-anchor': 'middle', transform: `rotate(-90 12 ${T + (H - T - B) / 2})`, class: 'axis-title' }, 'loss'));
+  svg.append(s('text', { x: L + (W - L - R) / 2, y: H - 4, 'text-anchor': 'middle', class: 'axis-title' }, t('step')));
+  svg.append(s('text', { x: 12, y: T + (H - T - B) / 2, 'text-anchor': 'middle', transform: `rotate(-90 12 ${T + (H - T - B) / 2})`, class: 'axis-title' }, t('loss')));
   const line = (xs: { step: number }[], ys: number[]) => xs.map((p, k) => `${x(p.step).toFixed(1)},${y(ys[k]!).toFixed(1)}`).join(' ');
   if (pts.length > 1) {
     svg.append(s('polyline', { points: line(pts, pts.map((p) => p.loss)), fill: 'none', stroke: 'var(--vscode-charts-blue)', 'stroke-width': 1, 'stroke-opacity': 0.35, class: 'train-line' }));
@@ -52,7 +54,7 @@ function lossChart(job: JobView): SVGElement {
   }
   if (val.length) {
     svg.append(s('polyline', { points: line(val, val.map((p) => p.loss)), fill: 'none', stroke: 'var(--vscode-charts-orange)', 'stroke-width': 1.5, 'stroke-dasharray': '4 3' }));
-    for (const p of val) svg.append(s('circle', { cx: x(p.step), cy: y(p.loss), r: 3.5, fill: 'var(--vscode-charts-orange)' }, s('title', {}, `step ${p.step}: held-out loss ${p.loss.toFixed(4)}`)));
+    for (const p of val) svg.append(s('circle', { cx: x(p.step), cy: y(p.loss), r: 3.5, fill: 'var(--vscode-charts-orange)' }, s('title', {}, t('step {0}: held-out loss {1}', p.step, p.loss.toFixed(4)))));
   }
   // Hover targets: one band per slice of steps, its tooltip the values there.
   const bands = Math.min(pts.length, 80);
@@ -61,7 +63,7 @@ function lossChart(job: JobView): SVGElement {
     const p = pts[k]!;
     const x0 = L + ((W - L - R) * b) / bands;
     svg.append(s('rect', { x: x0, y: T, width: (W - L - R) / bands, height: H - T - B, fill: 'transparent', class: 'hover-band' },
-      s('title', {}, `step ${p.step}: loss ${p.loss.toFixed(4)}, smoothed ${sm[k]!.toFixed(4)}`)));
+      s('title', {}, t('step {0}: loss {1}, smoothed {2}', p.step, p.loss.toFixed(4), sm[k]!.toFixed(4)))));
   }
   return svg;
 }
@@ -69,8 +71,8 @@ function lossChart(job: JobView): SVGElement {
 function lossLegend(job: JobView): HTMLElement {
   return h('div', { class: 'row legend muted' },
     // Each swatch stays with its words when the legend wraps in a narrow editor.
-    h('span', { class: 'nowrap' }, h('span', { class: 'swatch train' }), ' training loss (smoothed; raw faint)'),
-    job.validation.length ? h('span', { class: 'nowrap' }, h('span', { class: 'swatch val' }), ' held-out loss') : null);
+    h('span', { class: 'nowrap' }, h('span', { class: 'swatch train' }), ` ${t('training loss (smoothed; raw faint)')}`),
+    job.validation.length ? h('span', { class: 'nowrap' }, h('span', { class: 'swatch val' }), ` ${t('held-out loss')}`) : null);
 }
 
 function jobCard(job: JobView, latest: boolean): HTMLElement {
@@ -78,44 +80,44 @@ function jobCard(job: JobView, latest: boolean): HTMLElement {
   const running = job.state === 'running' || job.state === 'restarting';
   const p = job.phaseProgress;
   const frac = p && p.total ? p.done / p.total : 0;
-  const stateText = { running: 'running', restarting: 'restarting the worker…', done: 'done', failed: 'failed', cancelled: 'cancelled (resumable)' }[job.state];
-  const card = h('section', { class: 'card job', 'data-key': job.jobId, tabindex: '-1', 'data-state': job.state, 'aria-label': `job ${job.name}` },
-    h('div', { class: 'row' }, h('strong', {}, job.name), h('span', { class: 'muted' }, ` ${stateText}${job.runId ? ` · run ${job.runId}` : ''}`),
-      running ? h('vscode-button', { appearance: 'secondary', onclick: () => send({ type: 'command', command: 'cancel' }) }, 'Cancel') : null),
-    h('ol', { class: 'phases', 'aria-label': 'phases' }, ...PHASES.map((ph, k) => {
+  const stateText = { running: t('running'), restarting: t('restarting the worker…'), done: t('done'), failed: t('failed'), cancelled: t('cancelled (resumable)') }[job.state];
+  const card = h('section', { class: 'card job', 'data-key': job.jobId, tabindex: '-1', 'data-state': job.state, 'aria-label': t('job {0}', job.name) },
+    h('div', { class: 'row' }, h('strong', {}, job.name), h('span', { class: 'muted' }, ` ${stateText}${job.runId ? ` · ${t('run {0}', job.runId)}` : ''}`),
+      running ? h('vscode-button', { appearance: 'secondary', onclick: () => send({ type: 'command', command: 'cancel' }) }, t('Cancel')) : null),
+    h('ol', { class: 'phases', 'aria-label': t('phases') }, ...PHASES.map((ph, k) => {
       // Not colour alone: a mark and the state in words for screen readers.
       const st = job.state === 'done' || k < i ? 'done' : k === i && running ? 'now' : 'todo';
-      return h('li', { class: `phase ${st === 'todo' ? '' : st}`, 'aria-current': st === 'now' ? 'step' : false, title: `${ph}: ${st === 'done' ? 'done' : st === 'now' ? 'in progress' : 'to do'}` },
+      return h('li', { class: `phase ${st === 'todo' ? '' : st}`, 'aria-current': st === 'now' ? 'step' : false, title: `${ph}: ${st === 'done' ? t('done') : st === 'now' ? t('in progress') : t('to do')}` },
         st === 'done' ? '✓ ' : st === 'now' ? '▶ ' : '○ ', ph);
     })),
-    running && p ? h('div', { class: 'row' }, h('div', { class: 'barbox', role: 'progressbar', 'aria-valuenow': String(Math.round(100 * frac)), 'aria-valuemin': '0', 'aria-valuemax': '100' }, h('div', { class: 'bar', style: `width:${(100 * frac).toFixed(1)}%` })), h('span', { class: 'muted' }, `${job.phase} ${p.done}/${p.total}${job.etaSec && Number.isFinite(job.etaSec) ? ` · ${Math.round(job.etaSec)} s left` : ''}`)) : null,
+    running && p ? h('div', { class: 'row' }, h('div', { class: 'barbox', role: 'progressbar', 'aria-valuenow': String(Math.round(100 * frac)), 'aria-valuemin': '0', 'aria-valuemax': '100' }, h('div', { class: 'bar', style: `width:${(100 * frac).toFixed(1)}%` })), h('span', { class: 'muted' }, `${job.phase} ${p.done}/${p.total}${job.etaSec && Number.isFinite(job.etaSec) ? ` · ${t('{0} s left', Math.round(job.etaSec))}` : ''}`)) : null,
     job.error ? h('p', { class: 'err' }, job.error) : null,
   );
   if (!latest && !running) return card;
   if (job.loss.length || job.validation.length) {
-    card.append(h('h2', {}, 'Loss'), lossLegend(job), lossChart(job));
+    card.append(h('h2', {}, t('Loss')), lossLegend(job), lossChart(job));
     const last = job.loss.at(-1);
-    if (last) card.append(h('p', { class: 'muted' }, `step ${last.step}${job.totalSteps ? `/${job.totalSteps}` : ''} · loss ${last.loss.toFixed(4)}${job.lr !== undefined ? ` · lr ${job.lr.toExponential(2)}` : ''}${job.tokensPerSec ? ` · ${Math.round(job.tokensPerSec)} tokens/s` : ''}`));
+    if (last) card.append(h('p', { class: 'muted' }, `${t('step {0}', `${last.step}${job.totalSteps ? `/${job.totalSteps}` : ''}`)} · ${t('loss {0}', last.loss.toFixed(4))}${job.lr !== undefined ? ` · ${t('lr {0}', job.lr.toExponential(2))}` : ''}${job.tokensPerSec ? ` · ${t('{0} tokens/s', Math.round(job.tokensPerSec))}` : ''}`));
   }
   if (job.eval) {
     const e = job.eval.summary;
-    card.append(h('h2', {}, `Evaluation on ${e.n} held-out question${e.n === 1 ? '' : 's'}`), h('table', { class: 'eval-table' },
-      h('caption', {}, 'Held-out answers scored against the reference'),
-      h('thead', {}, h('tr', {}, h('th', { scope: 'col' }, 'model'), h('th', { scope: 'col' }, 'exact'), h('th', { scope: 'col' }, 'contains'), h('th', { scope: 'col' }, 'token F1'))),
-      h('tbody', {}, ...([['base model (no docs)', e.base], ['teacher (docs in prompt)', e.teacher], ['student (adapter, no docs)', e.student]] as const).map(([name, m]) =>
+    card.append(h('h2', {}, e.n === 1 ? t('Evaluation on 1 held-out question') : t('Evaluation on {0} held-out questions', e.n)), h('table', { class: 'eval-table' },
+      h('caption', {}, t('Held-out answers scored against the reference')),
+      h('thead', {}, h('tr', {}, h('th', { scope: 'col' }, t('model')), h('th', { scope: 'col' }, t('exact')), h('th', { scope: 'col' }, t('contains')), h('th', { scope: 'col' }, t('token F1')))),
+      h('tbody', {}, ...([[t('base model (no docs)'), e.base], [t('teacher (docs in prompt)'), e.teacher], [t('student (adapter, no docs)'), e.student]] as const).map(([name, m]) =>
         h('tr', {}, h('th', { scope: 'row' }, name), h('td', { class: 'num' }, pct(m.exact)), h('td', { class: 'num' }, pct(m.contains)), h('td', { class: 'num' }, pct(m.f1)))))));
-    card.append(h('details', { class: 'answers' }, h('summary', {}, 'Answers side by side'), h('table', {},
-      h('caption', {}, 'Held-out questions: the answers of each model'),
-      h('thead', {}, h('tr', {}, h('th', { scope: 'col' }, 'question'), h('th', { scope: 'col' }, 'base'), h('th', { scope: 'col' }, 'student'), h('th', { scope: 'col' }, 'teacher'))),
+    card.append(h('details', { class: 'answers' }, h('summary', {}, t('Answers side by side')), h('table', {},
+      h('caption', {}, t('Held-out questions: the answers of each model')),
+      h('thead', {}, h('tr', {}, h('th', { scope: 'col' }, t('question')), h('th', { scope: 'col' }, t('base')), h('th', { scope: 'col' }, t('student')), h('th', { scope: 'col' }, t('teacher')))),
       h('tbody', {}, ...job.eval.rows.slice(0, 40).map((r) => h('tr', {}, h('td', {}, r.question), h('td', {}, r.base), h('td', {}, r.student), h('td', {}, r.teacher)))))));
   }
   if (job.samples.length) {
-    card.append(h('h2', {}, `Questions and teacher answers (${job.samples.length})`), h('table', { class: 'samples' },
-      h('caption', {}, 'The newest questions the teacher wrote, with its answers'),
-      h('thead', {}, h('tr', {}, h('th', { scope: 'col' }, 'document'), h('th', { scope: 'col' }, 'question'), h('th', { scope: 'col' }, 'teacher answer'))),
+    card.append(h('h2', {}, t('Questions and teacher answers ({0})', job.samples.length)), h('table', { class: 'samples' },
+      h('caption', {}, t('The newest questions the teacher wrote, with its answers')),
+      h('thead', {}, h('tr', {}, h('th', { scope: 'col' }, t('document')), h('th', { scope: 'col' }, t('question')), h('th', { scope: 'col' }, t('teacher answer')))),
       h('tbody', {}, ...job.samples.slice(-30).reverse().map((q) => h('tr', {}, h('td', { class: 'muted' }, q.source), h('td', {}, q.question), h('td', {}, q.answer))))));
   }
-  if (job.log.length) card.append(h('details', { class: 'log' }, h('summary', {}, 'Log'), h('pre', {}, job.log.slice(-30).join('\n'))));
+  if (job.log.length) card.append(h('details', { class: 'log' }, h('summary', {}, t('Log')), h('pre', {}, job.log.slice(-30).join('\n'))));
   return card;
 }
 
@@ -124,18 +126,18 @@ function render(): void {
   const jobs = [...state.jobs].reverse();
   morphChildren(app, h('div', {},
     h('h1', {}, 'DocDistill'),
-    h('p', { class: 'muted' }, state.model ? `Base model: ${state.model.dir.split(/[\\/]/).pop()} · ${state.model.architecture} · ${(state.model.parameters / 1e6).toFixed(1)} M parameters · ${state.model.provider}/${state.model.dtype}` : 'The worker starts with the first job.'),
+    h('p', { class: 'muted' }, state.model ? t('Base model: {0} · {1} · {2} M parameters · {3}/{4}', state.model.dir.split(/[\\/]/).pop() ?? '', state.model.architecture, (state.model.parameters / 1e6).toFixed(1), state.model.provider, state.model.dtype) : t('The worker starts with the first job.')),
     h('div', { class: 'row' },
-      h('vscode-button', { onclick: () => send({ type: 'command', command: 'distillDocs' }) }, 'Distill Docs Folder'),
-      h('vscode-button', { appearance: 'secondary', onclick: () => send({ type: 'command', command: 'chat' }) }, 'Chat'),
-      h('vscode-button', { appearance: 'secondary', onclick: () => send({ type: 'command', command: 'selectModel' }) }, 'Select Base Model'),
-      h('vscode-button', { appearance: 'secondary', onclick: () => send({ type: 'command', command: 'manageAdapters' }) }, 'Manage Adapters')),
-    h('h2', {}, 'Adapters'),
-    state.adapters.length ? h('table', { class: 'adapters' }, h('caption', {}, 'Adapters in this workspace'), h('thead', {}, h('tr', {}, h('th', { scope: 'col' }, 'name'), h('th', { scope: 'col' }, 'docs'), h('th', { scope: 'col' }, 'passages'), h('th', { scope: 'col' }, 'status'))),
-      h('tbody', {}, ...state.adapters.map((a) => h('tr', {}, h('td', {}, a.name + (a.active ? ' (active)' : '')), h('td', {}, a.sources.join(', ')), h('td', { class: 'num' }, String(a.chunks)),
-        h('td', { class: a.stale ? 'stale' : '' }, a.stale ? `stale: ${a.changed} changed, ${a.removed} removed` : 'up to date'))))) : h('p', { class: 'muted' }, 'No adapters yet.'),
-    h('h2', {}, 'Runs'),
-    jobs.length ? h('div', {}, ...jobs.map((j, k) => jobCard(j, k === 0))) : h('p', { class: 'muted' }, 'Right-click Markdown files or folders in the Explorer and choose "Distill into Model".'),
+      h('vscode-button', { onclick: () => send({ type: 'command', command: 'distillDocs' }) }, t('Distill Docs Folder')),
+      h('vscode-button', { appearance: 'secondary', onclick: () => send({ type: 'command', command: 'chat' }) }, t('Chat')),
+      h('vscode-button', { appearance: 'secondary', onclick: () => send({ type: 'command', command: 'selectModel' }) }, t('Select Base Model')),
+      h('vscode-button', { appearance: 'secondary', onclick: () => send({ type: 'command', command: 'manageAdapters' }) }, t('Manage Adapters'))),
+    h('h2', {}, t('Adapters')),
+    state.adapters.length ? h('table', { class: 'adapters' }, h('caption', {}, t('Adapters in this workspace')), h('thead', {}, h('tr', {}, h('th', { scope: 'col' }, t('name')), h('th', { scope: 'col' }, t('docs')), h('th', { scope: 'col' }, t('passages')), h('th', { scope: 'col' }, t('status')))),
+      h('tbody', {}, ...state.adapters.map((a) => h('tr', {}, h('td', {}, a.active ? t('{0} (active)', a.name) : a.name), h('td', {}, a.sources.join(', ')), h('td', { class: 'num' }, String(a.chunks)),
+        h('td', { class: a.stale ? 'stale' : '' }, a.stale ? t('stale: {0} changed, {1} removed', a.changed, a.removed) : t('up to date')))))) : h('p', { class: 'muted' }, t('No adapters yet.')),
+    h('h2', {}, t('Runs')),
+    jobs.length ? h('div', {}, ...jobs.map((j, k) => jobCard(j, k === 0))) : h('p', { class: 'muted' }, t('Right-click Markdown files or folders in the Explorer and choose "{0}".', t('Distill into Model'))),
   ));
 }
 
@@ -152,16 +154,7 @@ const schedule = () => {
 function apply(jobId: string, e: JobEvent): void {
   const job = state.jobs.find((j) => j.jobId === jobId);
   if (!job) return;
-  if (e.type === 'train') {
-    job.loss.push({ step: e.step, loss: e.loss });
-    Object.assign(job, { lr: e.lr, tokensPerSec: e.tokensPerSec, etaSec: e.etaSec, totalSteps: e.totalSteps, phaseProgress: { done: e.step, total: e.totalSteps } });
-  } else if (e.type === 'validation') job.validation.push({ step: e.step, loss: e.loss });
-  else if (e.type === 'sample') job.samples.push({ source: e.source, question: e.question, answer: e.answer });
-  else if (e.type === 'phase' && e.status === 'start') Object.assign(job, { phase: e.phase, phaseProgress: undefined });
-  else if (e.type === 'progress') Object.assign(job, { phaseProgress: { done: e.done, total: e.total }, etaSec: e.etaSec });
-  else if (e.type === 'eval') job.eval = { summary: e.summary, rows: e.rows };
-  else if (e.type === 'run') job.runId = e.runId;
-  else if (e.type === 'log') job.log.push(e.message);
+  applyJobEvent(job, e);
   schedule();
 }
 

@@ -58,7 +58,7 @@ export function gradients(loss: Tensor, wrt: readonly Tensor[], opts: GradientOp
     const dys = n.outputs.map((o) => take(o));
     if (dys.every((d) => d === undefined)) continue;
     const rule = gradRule(n.op);
-    if (!rule) throw new GraphError(`gradients: no backward rule for ${n.op} (node ${n.name}); add one beside its forward in src/engine/graph/ops`);
+    if (!rule) throw new GraphError(`gradients: no backward rule for ${n.op} (node ${n.name}); add one in src/engine/graph/ops/backward/, in the file named as its forward's`);
     const needs = n.inputs.map((x) => !!x && needed.has(x.id) && isFloat(x.dtype));
     const dxs = rule(n, dys, needs);
     n.inputs.forEach((x, i) => {

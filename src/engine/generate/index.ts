@@ -20,6 +20,12 @@ export interface GenerateOptions extends SamplingOptions {
   stopStrings?: readonly string[];
   adapter?: AdapterWeights;
   /**
+   * The model's weights fed as graph inputs instead of the ones it was loaded with, keyed as the
+   * graph names them (w.<engine name>): a model being trained decodes with its current weights,
+   * e.g. FullTrainer.weightFeeds(), with no copy into the model.
+   */
+  weights?: Record<string, HostTensor>;
+  /**
    * One seed per prompt (default: seed + its row index), so that identical prompts in one batch give
    * different samples, and a prompt given the same seed alone gives the same output as in a batch.
    */
@@ -244,9 +250,9 @@ export async function generate(model: CausalLM, prompts: number[][], opts: Gener
     throw new Error(`prompt (${Tp} tokens) + max tokens (${maxTokens}) exceed the model's context of ${cfg.maxPositionEmbeddings}`);
   }
   const onDevice = opts.cacheOnDevice ?? keepsOutputsOnDevice(model.backend.provider);
-  const session = await model.session(onDevice ? 'step-device' : 'step', opts.adapter?.spec);
+  const session = await model.session(onDevice ? 'step-device' : 'step', opts.adapter?.spec, opts.weights !== undefined);
   const adapterFeeds = onDevice ? await model.residentAdapterFeeds(opts.adapter) : model.adapterFeeds(opts.adapter);
-  const stepper = new Stepper(session, cfg, model.dtype, B, Tp + maxTokens, adapterFeeds, onDevice);
+  const stepper = new Stepper(session, cfg, model.dtype, B, Tp + maxTokens, { ...adapterFeeds, ...opts.weights }, onDevice);
   try {
     return await decodeLoop(model, stepper, prompts, opts, maxTokens, stopTokens, stopStrings, holdBack);
   } finally {

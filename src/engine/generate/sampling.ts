@@ -1,5 +1,6 @@
 // Choosing the next token from logits: greedy, or sampling with temperature, top-k and top-p
 // (nucleus), from a seeded random stream.
+import { mulberry32 } from '../../common/rng';
 
 export interface SamplingOptions {
   /** 0 (default) = greedy. */
@@ -12,16 +13,9 @@ export interface SamplingOptions {
   seed?: number;
 }
 
-/** A small, fast seeded generator (mulberry32) returning floats in [0, 1). */
+/** The sampling stream of `seed`: the project's seeded generator, its seed mixed with a constant. */
 export function seededRandom(seed: number): () => number {
-  let a = (seed >>> 0) ^ 0x9e3779b9;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
+  return mulberry32((seed >>> 0) ^ 0x9e3779b9);
 }
 
 export function argmax(x: ArrayLike<number>): number {

@@ -2,11 +2,12 @@
 // Large initializers can go to an external-data file beside the model, each tensor starting on a
 // page boundary so ONNX Runtime can map it without copying.
 import { createHash } from 'node:crypto';
-import { closeSync, fsyncSync, openSync, renameSync, rmSync, writeSync } from 'node:fs';
+import { rmSync } from 'node:fs';
 import { basename, dirname, resolve } from 'node:path';
 import { bytesOf, onnxTypeCode } from './dtype';
 import type { Attr, Graph, Initializer, Node, Tensor } from './graph';
 import { ProtoWriter } from './protobuf';
+import { writeAll, writeFileAtomicWith } from '../../common/atomicFile';
 
 export const IR_VERSION = 10;
 export const DEFAULT_OPSET = 18;
@@ -192,11 +193,6 @@ export function graphHash(graph: Graph, opset = DEFAULT_OPSET, lower?: readonly 
   return h.digest('hex').slice(0, 32);
 }
 
-function writeAll(fd: number, data: Uint8Array, position: number): void {
-  let done = 0;
-  while (done < data.byteLength) done += writeSync(fd, data, done, data.byteLength - done, position + done);
-}
-
 /**
  * Writes `<path>` and, if any initializer is large, `<path>.data` beside it, each through a
  * temporary file and a rename, so a crash never leaves a half-written model behind.
@@ -209,26 +205,13 @@ export function writeModel(graph: Graph, path: string, opts: { opset?: number; t
     }
   }
   const s = serializeModel(graph, { opset: opts.opset, lower: opts.lower, externalData: { fileName: basename(dataPath), threshold: opts.threshold ?? 1024 } });
-  const tmpSuffix = `.tmp-${process.pid}-${Date.now()}`;
   if (s.external.length) {
-    const fd = openSync(dataPath + tmpSuffix, 'w');
-    try {
+    writeFileAtomicWith(dataPath, (fd) => {
       for (const p of s.external) writeAll(fd, p.data, p.offset);
-      fsyncSync(fd);
-    } finally {
-      closeSync(fd);
-    }
-    renameSync(dataPath + tmpSuffix, dataPath);
+    });
   } else {
     rmSync(dataPath, { force: true });
   }
-  const fd = openSync(path + tmpSuffix, 'w');
-  try {
-    writeAll(fd, s.model, 0);
-    fsyncSync(fd);
-  } finally {
-    closeSync(fd);
-  }
-  renameSync(path + tmpSuffix, path);
+  writeFileAtomicWith(path, (fd) => writeAll(fd, s.model, 0));
   return { modelBytes: s.model.byteLength, dataBytes: s.externalSize };
 }

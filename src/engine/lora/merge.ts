@@ -5,7 +5,7 @@ import { copyFileSync, existsSync, mkdirSync, readFileSync, renameSync, rmSync }
 import { join } from 'node:path';
 import { loadModelFolder } from '../models/folder';
 import { writeSafetensors, type TensorToWrite } from '../models/safetensors';
-import { writeJsonAtomic } from '../models/save';
+import { writeJsonAtomic } from '../../common/atomicFile';
 import { loraInputs } from '../models/llama';
 import { hfModulePath, type LinearModule } from '../models/weights';
 import { readAdapter } from './peft';

@@ -9,7 +9,7 @@ import type { ModelConfig } from '../models/config';
 import { LINEAR_MODULES, hfModulePath, transpose2d, type LinearModule } from '../models/weights';
 import { LORA_TARGETS, linearDims, loraInputName, loraInputs, type LoraSpec, type LoraTarget } from '../models/llama';
 import type { AdapterWeights } from '../models/model';
-import { writeJsonAtomic } from '../models/save';
+import { writeJsonAtomic } from '../../common/atomicFile';
 
 export class AdapterError extends Error {
   override name = 'AdapterError';

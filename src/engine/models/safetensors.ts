@@ -6,9 +6,8 @@
 // The reader reads only the header when it opens a file and reads one tensor's bytes on demand
 // at its offset, so multi-gigabyte files never sit in memory whole. The writer streams tensors to
 // a temporary file in the same folder and renames it into place (atomic on POSIX and Windows).
-import { closeSync, fstatSync, fsyncSync, openSync, readSync, renameSync, rmSync, writeSync } from 'node:fs';
-import { basename, dirname, join } from 'node:path';
-import { randomBytes } from 'node:crypto';
+import { closeSync, fstatSync, openSync, readSync } from 'node:fs';
+import { writeAll, writeFileAtomicWith } from '../../common/atomicFile';
 import { halfToFloat } from '../graph';
 import { ModelError } from './config';
 
@@ -216,11 +215,6 @@ function readFully(fd: number, out: Uint8Array, position: number, path: string):
   }
 }
 
-function writeFully(fd: number, data: Uint8Array): void {
-  let done = 0;
-  while (done < data.length) done += writeSync(fd, data, done, Math.min(IO_CHUNK, data.length - done));
-}
-
 export interface TensorToWrite {
   name: string;
   dtype: SafetensorsDType;
@@ -261,32 +255,18 @@ export function safetensorsSize(tensors: readonly Omit<TensorToWrite, 'data'>[],
  */
 export function writeSafetensors(path: string, tensors: readonly TensorToWrite[], metadata?: Record<string, string>): void {
   const { header, sizes } = buildHeader(tensors, metadata);
-  const tmp = join(dirname(path), `.${basename(path)}.${process.pid}.${randomBytes(4).toString('hex')}.tmp`);
-  const fd = openSync(tmp, 'w');
-  let ok = false;
-  try {
+  writeFileAtomicWith(path, (fd) => {
     const len = Buffer.alloc(8);
     len.writeBigUInt64LE(BigInt(header.length));
-    writeFully(fd, len);
-    writeFully(fd, header);
+    writeAll(fd, len);
+    writeAll(fd, header);
     tensors.forEach((t, i) => {
       const v = typeof t.data === 'function' ? t.data() : t.data;
       const bytes = new Uint8Array(v.buffer, v.byteOffset, v.byteLength);
       if (bytes.length !== sizes[i]) {
         throw new SafetensorsError(`tensor "${t.name}": ${bytes.length} bytes of data for ${t.dtype}[${t.shape.join(', ')}], which needs ${sizes[i]}`);
       }
-      writeFully(fd, bytes);
+      writeAll(fd, bytes);
     });
-    fsyncSync(fd);
-    ok = true;
-  } finally {
-    closeSync(fd);
-    if (!ok) rmSync(tmp, { force: true });
-  }
-  try {
-    renameSync(tmp, path);
-  } catch (e) {
-    rmSync(tmp, { force: true });
-    throw e;
-  }
+  });
 }

@@ -37,11 +37,15 @@ export class FullTrainer {
   readonly opt: AdamW;
   readonly params = new Map<string, Float32Array>();
   private sessionP?: Promise<Session>;
+  readonly cfg: Readonly<FullTrainerConfig>;
+  private steps: number;
 
   constructor(
     readonly model: CausalLM,
-    readonly cfg: FullTrainerConfig,
+    cfg: FullTrainerConfig,
   ) {
+    this.cfg = { ...cfg };
+    this.steps = cfg.totalSteps;
     if (model.dtype !== 'float32') throw new Error('full-parameter training runs in float32');
     this.opt = new AdamW({ lr: cfg.lr, beta1: cfg.beta1, beta2: cfg.beta2, weightDecay: cfg.weightDecay });
     for (const name of model.graphs.weightNames()) {
@@ -51,6 +55,16 @@ export class FullTrainer {
 
   get step(): number {
     return this.opt.state.step;
+  }
+
+  /** The schedule's length: cfg.totalSteps, until a time-boxed run sets it from its measured speed. */
+  get totalSteps(): number {
+    return this.steps;
+  }
+
+  set totalSteps(n: number) {
+    if (!Number.isInteger(n) || n < 1) throw new RangeError(`totalSteps must be a whole number ≥ 1 (got ${n})`);
+    this.steps = n;
   }
 
   /** Feeds of the current weights (zero-copy), for graphs built with weightsAsInputs. */
@@ -102,7 +116,7 @@ export class FullTrainer {
     const grads = new Map<string, Float32Array>();
     for (const k of this.params.keys()) grads.set(k, out[`grad.${k}`]!.data as Float32Array);
     const gradNorm = clipByGlobalNorm(grads, this.cfg.maxGradNorm);
-    const lr = this.cfg.lr * lrFactor(this.step, { kind: this.cfg.schedule, totalSteps: this.cfg.totalSteps, warmupSteps: this.cfg.warmupSteps });
+    const lr = this.cfg.lr * lrFactor(this.step, { kind: this.cfg.schedule, totalSteps: this.totalSteps, warmupSteps: this.cfg.warmupSteps });
     // No weight decay on norms (as is usual); embeddings and linear weights decay.
     this.opt.step(this.params, grads, lr, (name) => !/norm/.test(name));
     return { step: this.step, loss, gradNorm, lr, tokens, ms: performance.now() - t0 };

@@ -9,6 +9,7 @@
 // norm. The host copy of the adapter and moments is brought up to date by sync(), for saving and
 // checkpoints. On the CPU the update is optim.ts's loop over the same Float32Arrays the graph reads.
 import { DeviceTensor, keepsOutputsOnDevice, type Feed, type HostTensor, type Session } from '../backend';
+import { Rng } from '../../common/rng';
 import type { CausalLM } from '../models/model';
 import type { AdapterWeights } from '../models/model';
 import { loraInputs, loraSpecKey, type LoraSpec } from '../models/llama';
@@ -71,17 +72,8 @@ export interface StepResult {
   ms: number;
 }
 
-/** mulberry32 with its state exposed, so checkpoints can store it. */
-export class Rng {
-  constructor(public state: number) {}
-  next(): number {
-    this.state = (this.state + 0x6d2b79f5) >>> 0;
-    let t = this.state;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  }
-}
+// The seeded stream whose state checkpoints store (re-exported for the importers of this module).
+export { Rng };
 
 /** A new adapter: A uniform in ±1/√in (PEFT's default Kaiming init), B zero, so it changes nothing yet. */
 export function initLora(model: CausalLM, spec: LoraSpec, seed: number): Map<string, Float32Array> {

@@ -4,6 +4,7 @@ import * as vscode from 'vscode';
 import { join } from 'node:path';
 import * as P from '../../protocol';
 import type { DocDistill } from '../docdistill';
+import type { Jobs } from '../jobs';
 import { DashboardPanel, ChatPanel } from '../panels';
 import { checkModelFolder } from '../modelFolder';
 import { DocDecorations } from '../decorations';
@@ -12,7 +13,7 @@ import { AdaptersTree, DocsTree, RunsTree, type AdapterRow } from './trees';
 
 const t = vscode.l10n.t;
 
-export function registerViews(dd: DocDistill): vscode.Disposable {
+export function registerViews(dd: DocDistill, jobs: Jobs): vscode.Disposable {
   const subs: vscode.Disposable[] = [];
   const index = new DocsIndex((m) => dd.log.debug(m));
   const adapters = new AdaptersTree(dd, index);
@@ -75,7 +76,7 @@ export function registerViews(dd: DocDistill): vscode.Disposable {
     await withWorker((w) => w.request(P.ActivateAdapter.type, { name: a.name }));
     ChatPanel.show(dd);
   });
-  c('docdistill.adapter.redistill', (a: AdapterRow) => inFolder(a) && dd.runJob(a.sources, a.name));
+  c('docdistill.adapter.redistill', (a: AdapterRow) => inFolder(a) && jobs.runJob(a.sources, a.name));
   c('docdistill.adapter.delete', async (a: AdapterRow) => {
     if (!inFolder(a)) return;
     if ((await vscode.window.showWarningMessage(t('Delete adapter "{0}"?', a.name), { modal: true }, t('Delete'))) !== t('Delete')) return;

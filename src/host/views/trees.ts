@@ -67,7 +67,9 @@ export class AdaptersTree implements vscode.TreeDataProvider<AdapterRow | { doc:
     const item = new vscode.TreeItem(el.name, el.sources.length ? vscode.TreeItemCollapsibleState.Collapsed : vscode.TreeItemCollapsibleState.None);
     item.id = `adapter:${el.folder?.uri.toString() ?? ''}:${el.name}`;
     const counts = t('{0} docs · {1} passages', el.sources.length, el.chunks);
-    item.description = [el.active ? t('active') : '', el.stale ? t('stale') : '', counts, el.summary ? t('F1 {0}', pct(el.summary.student.f1)) : ''].filter(Boolean).join(' · ');
+    // Several folders: say whose adapter it is (each folder has its own .docdistill/adapters).
+    const where = el.folder && this.index.all().length > 1 ? el.folder.name : '';
+    item.description = [where, el.active ? t('active') : '', el.stale ? t('stale') : '', counts, el.summary ? t('F1 {0}', pct(el.summary.student.f1)) : ''].filter(Boolean).join(' · ');
     item.iconPath = el.stale ? new vscode.ThemeIcon('warning', new vscode.ThemeColor('list.warningForeground')) : el.active ? new vscode.ThemeIcon('pass-filled', new vscode.ThemeColor('charts.green')) : new vscode.ThemeIcon('layers');
     const md = new vscode.MarkdownString(`**${el.name}**${el.active ? ` — ${t('active for chat')}` : ''}\n\n${counts}`);
     if (el.why) md.appendMarkdown(`\n\n$(warning) ${t('Stale')}: ${el.why}`);
@@ -113,7 +115,7 @@ export class RunsTree implements vscode.TreeDataProvider<JobView> {
       item.description = t('cancelled (resumable)');
       item.iconPath = new vscode.ThemeIcon('circle-slash');
     }
-    item.tooltip = `${j.name} — ${item.description}\n${when}${j.runId ? `\nrun ${j.runId}` : ''}`;
+    item.tooltip = `${j.name} — ${item.description}\n${when}${j.runId ? `\n${t('run {0}', j.runId)}` : ''}`;
     item.contextValue = `run${j.state === 'running' ? 'Running' : ''}`;
     item.command = { command: 'docdistill.run.open', title: t('Open Run in Dashboard'), arguments: [j] };
     return item;

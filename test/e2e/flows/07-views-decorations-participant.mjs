@@ -14,7 +14,7 @@ export async function run(h) {
   const docRow = await pane('Docs').locator('.monaco-list-row', { hasText: h.docs[0] }).first().innerText();
   if (!/in docs/.test(docRow)) throw new Error(`the Docs view should say which adapter a doc is in: ${docRow}`);
   await pane('Adapters').locator('.monaco-list-row', { hasText: 'docs' }).first().hover();
-  await shot('11-view-container');
+  await shot('15-view-container');
   // A run in the Runs view opens the dashboard at that run's card.
   await pane('Runs').locator('.monaco-list-row').last().click();
   const dash = await h.webview('DocDistill');
@@ -27,7 +27,7 @@ export async function run(h) {
   if (!(await row.count())) await tree.locator('.monaco-list-row', { hasText: 'docs' }).first().click();
   await row.waitFor({ timeout: 10_000 });
   await waitFor(async () => (await row.evaluate((r) => [...r.querySelectorAll('*')].map((e) => getComputedStyle(e, '::after').content).join(' '))).includes('"D"'), 20_000, 'the D badge on the distilled doc');
-  await shot('12-explorer-decorations');
+  await shot('16-explorer-decorations');
 
   // The chat participant: VS Code 1.100's Chat view needs a chat provider extension (Copilot),
   // which a fresh code-server does not have. Record what the view offers.
@@ -41,6 +41,6 @@ export async function run(h) {
     const suggest = await page.locator('.suggest-widget').innerText().catch(() => '');
     log(`  chat view present; suggestions: ${suggest.replace(/\s+/g, ' ').slice(0, 200)}`);
   } else log('  no chat input in this code-server');
-  await shot('13-chat-view');
+  await shot('17-chat-view');
   await page.keyboard.press('Escape');
 }

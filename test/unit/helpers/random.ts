@@ -1,15 +1,7 @@
 // Seeded random numbers for tests: the same seed gives the same inputs on every machine.
+import { mulberry32 } from '../../../src/common/rng';
 
-export function rng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
+export const rng = (seed: number): (() => number) => mulberry32(seed);
 
 /** Uniform in ±[lo, hi]: never zero, so no gradient check is fooled by a vanishing input. */
 export function nonZero(n: number, r: () => number, lo = 0.1, hi = 1): Float64Array {

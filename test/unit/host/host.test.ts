@@ -149,9 +149,23 @@ test('hub download: a corrupted file fails the checksum and is removed; cancel s
   try {
     await assert.rejects(downloadFromHub('acme/tiny', dest, { endpoint: url }), /checksum mismatch/);
     assert.ok(!existsSync(join(dest, 'model.safetensors.part')) && !existsSync(join(dest, 'model.safetensors')));
+    // Cancelled between files: the download stops with the cancellation (not some other error),
+    // keeps what it finished, and fetches nothing more.
     const ac = new AbortController();
-    ac.abort();
-    await assert.rejects(downloadFromHub('acme/tiny', dest, { endpoint: url, signal: ac.signal }));
+    const files: string[] = [];
+    await assert.rejects(
+      downloadFromHub('acme/tiny', dest, { endpoint: url, signal: ac.signal, onProgress: (_d, _t, f) => (files.push(f), f === 'config.json' && ac.abort()) }),
+      /download cancelled; start it again to resume/,
+    );
+    assert.ok(existsSync(join(dest, 'config.json')), 'the file finished before the cancel is kept');
+    assert.ok(!existsSync(join(dest, 'model.safetensors')) && !existsSync(join(dest, 'model.safetensors.part')));
+    assert.ok(!files.includes('model.safetensors'), 'nothing fetched after the cancel');
+    // Cancelled before it starts: the request is aborted, nothing is written.
+    rmSync(dest, { recursive: true, force: true });
+    const before = new AbortController();
+    before.abort();
+    await assert.rejects(downloadFromHub('acme/tiny', dest, { endpoint: url, signal: before.signal }), (e: Error) => e.name === 'AbortError' || /download cancelled/.test(e.message));
+    assert.ok(!existsSync(dest));
   } finally {
     server.close();
     rmSync(dest, { recursive: true, force: true });

@@ -7,7 +7,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { loadModelFolder, expectedTensors } from '../../../src/engine/models/folder';
 import { ModelError } from '../../../src/engine/models/config';
-import { makeModel } from '../../../src/engine/models/makeModel';
+import { makeModel } from '../../../src/tools/makeModel';
 import { SafetensorsFile, writeSafetensors, type TensorToWrite } from '../../../src/engine/models/safetensors';
 
 const root = mkdtempSync(join(tmpdir(), 'dd-folder-'));

@@ -6,7 +6,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Backend } from '../../../src/engine/backend';
 import { CausalLM } from '../../../src/engine/models/model';
-import { makeModel } from '../../../src/engine/models/makeModel';
+import { makeModel } from '../../../src/tools/makeModel';
 import { generate, sampleToken, seededRandom } from '../../../src/engine/generate';
 
 let dir = '';

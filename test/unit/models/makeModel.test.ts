@@ -5,7 +5,7 @@ import assert from 'node:assert/strict';
 import { mkdtempSync, rmSync, readFileSync, readdirSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { makeModel, buildTokenizer, MODEL_SHAPES } from '../../../src/engine/models/makeModel';
+import { makeModel, buildTokenizer, MODEL_SHAPES } from '../../../src/tools/makeModel';
 import { loadModelFolder } from '../../../src/engine/models/folder';
 import { Tokenizer } from '../../../src/engine/tokenizer';
 import { makeModelCommand } from '../../../src/cli/makeModel';

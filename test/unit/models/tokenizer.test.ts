@@ -6,7 +6,7 @@ import { existsSync, mkdtempSync, rmSync, writeFileSync, readFileSync, unlinkSyn
 import { tmpdir } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
 import { Tokenizer, TokenizerError } from '../../../src/engine/tokenizer';
-import { makeModel } from '../../../src/engine/models/makeModel';
+import { makeModel } from '../../../src/tools/makeModel';
 
 function fixture(pkg: string): string {
   let d = resolve(__dirname);

@@ -47,6 +47,17 @@ test('a run goes from docs to an adapter, with every phase in the run folder', a
     assert.equal(info.chunks.length, 3);
     assert.ok(info.chunks.every((c) => /^[0-9a-f]{64}$/.test(c.hash)));
     const adapter = readAdapter(res.adapterDir, (await model()).config);
+    // Written once, into the run folder, then moved into place: the run folder keeps no copy, and
+    // the weights the run hands back are the ones on disk.
+    assert.equal(existsSync(join(run, 'adapter')), false, 'the run folder keeps no copy of the published adapter');
+    assert.equal(readFileSync(join(run, 'published'), 'utf8'), `${res.adapterDir}\n`);
+    assert.ok(existsSync(join(res.adapterDir, 'docdistill-qa.jsonl')));
+    assert.deepEqual(readdirSync(join(root, '.docdistill', 'adapters')), ['notes']);
+    assert.ok(res.adapter, 'the run hands back the adapter it trained');
+    for (const [k, t] of adapter.tensors) assert.deepEqual(res.adapter.tensors.get(k), t, k);
+    // Evaluating the finished run again reads its published adapter and scores as the run did.
+    const again = await new Distiller(await model(), { inputs: [], root, name: 'notes', runId: res.runId }).evaluateOnly();
+    assert.deepEqual(again, res.summary);
     // The rank the model folder recommends (the demo model's training.json), else DocDistill's default.
     assert.equal(adapter.spec.rank, modelDefaults(modelDir).loraRank ?? DEFAULT_SETTINGS.loraRank);
     const phases = events.filter((e) => e.type === 'phase' && e.status === 'done').map((e) => (e as { phase: string }).phase);

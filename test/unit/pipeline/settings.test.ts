@@ -5,7 +5,7 @@ import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { DEFAULT_SETTINGS, modelDefaults, resolveSettings, SettingsError } from '../../../src/pipeline/settings';
-import { DEMO_SETTINGS, demoSpread, spreadTable, type DemoScores } from '../../../src/pipeline/demo/demo';
+import { DEMO_SETTINGS, demoSpread, spreadTable, type DemoScores } from '../../../src/demo/demo';
 import { setOptions, settingsFrom } from '../../../src/cli/distill';
 
 test('every bad setting is reported by name', () => {

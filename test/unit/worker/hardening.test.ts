@@ -50,6 +50,7 @@ function client(root: string, withModel = true): WorkerClient {
 
 const badInput = (re: RegExp) => (e: unknown) => {
   assert.ok(e instanceof ResponseError, String(e));
+  assert.equal(e.code, P.ErrorCodes.BadInput, `${e.message}: answered as bad input, not as an internal error`);
   assert.match(e.message, re);
   return true;
 };

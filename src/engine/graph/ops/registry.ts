@@ -1,5 +1,6 @@
-// Backward rules, keyed by ONNX op type. Each op file registers its rule right below its forward
-// constructor, so the two are read and changed together.
+// Backward rules, keyed by ONNX op type. The rules of ops/<family>.ts are registered by
+// ops/backward/<family>.ts, in the same order as the forward constructors, so the two are read
+// and changed side by side; a rule imports the forward ops it emits, never the other way round.
 import type { Node, Tensor } from '../graph';
 
 /**

@@ -1,10 +1,8 @@
-// Shape and indexing ops, with their backward rules.
+// Shape and indexing ops. Their backward rules are in backward/shape.ts.
 import { attr, type Tensor } from '../graph';
 import { isInteger, type DType } from '../dtype';
 import { addDims, broadcastShapes, fmtShape, numel, type Dim, type Shape } from '../shape';
-import { defGrad } from './registry';
-import { attrOf, fail, normAxes, sameDtype } from './common';
-import { add, cast, sub, unbroadcast } from './elementwise';
+import { fail, normAxes, sameDtype } from './common';
 
 /**
  * Reshape to `dims`. A symbolic dim the graph cannot read at run time yet (a product such as
@@ -28,7 +26,6 @@ export function reshape(x: Tensor, dims: Shape): Tensor {
   }
   return g.node('Reshape', [x, shapeT], {}, [{ dtype: x.dtype, shape: dims }])[0]!;
 }
-defGrad('Reshape', (n, [dy]) => [reshape(dy!, n.inputs[0]!.shape)]);
 
 export function transpose(x: Tensor, perm: readonly number[]): Tensor {
   if (perm.length !== x.rank || [...perm].sort((p, q) => p - q).some((p, i) => p !== i)) {
@@ -37,12 +34,6 @@ export function transpose(x: Tensor, perm: readonly number[]): Tensor {
   if (perm.every((p, i) => p === i)) return x;
   return x.graph.node('Transpose', [x], { perm: attr.ints(perm) }, [{ dtype: x.dtype, shape: perm.map((p) => x.shape[p]!) }])[0]!;
 }
-defGrad('Transpose', (n, [dy]) => {
-  const perm = attrOf(n, 'perm', 'ints');
-  const inv: number[] = [];
-  perm.forEach((p, i) => (inv[p] = i));
-  return [transpose(dy!, inv)];
-});
 
 export function unsqueeze(x: Tensor, axes: readonly number[]): Tensor {
   const rank = x.rank + axes.length;
@@ -53,7 +44,6 @@ export function unsqueeze(x: Tensor, axes: readonly number[]): Tensor {
   const g = x.graph;
   return g.node('Unsqueeze', [x, g.constant('int64', [ax.length], ax)], {}, [{ dtype: x.dtype, shape }])[0]!;
 }
-defGrad('Unsqueeze', (n, [dy]) => [reshape(dy!, n.inputs[0]!.shape)]);
 
 export function squeeze(x: Tensor, axes: readonly number[]): Tensor {
   const ax = normAxes('Squeeze', axes, x.rank, x);
@@ -62,7 +52,6 @@ export function squeeze(x: Tensor, axes: readonly number[]): Tensor {
   const shape = x.shape.filter((_, i) => !ax.includes(i));
   return g.node('Squeeze', [x, g.constant('int64', [ax.length], ax)], {}, [{ dtype: x.dtype, shape }])[0]!;
 }
-defGrad('Squeeze', (n, [dy]) => [reshape(dy!, n.inputs[0]!.shape)]);
 
 export function concat(xs: readonly Tensor[], axis: number): Tensor {
   if (xs.length === 0) throw new Error('Concat: no inputs');
@@ -77,18 +66,6 @@ export function concat(xs: readonly Tensor[], axis: number): Tensor {
   if (xs.length === 1) return xs[0]!;
   return xs[0]!.graph.node('Concat', xs, { axis: attr.int(a) }, [{ dtype, shape }])[0]!;
 }
-defGrad('Concat', (n, [dy], needs) => {
-  const axis = attrOf(n, 'axis', 'int');
-  const g = dy!.graph;
-  let offset = g.constant('int64', [1], [0]);
-  return n.inputs.map((x, i) => {
-    const size = x!.shape[axis]!;
-    const end = add(offset, g.dim(size));
-    const part = needs[i] ? sliceDynamic(dy!, offset, end, axis, size) : undefined;
-    offset = end;
-    return part;
-  });
-});
 
 const BIG = 2 ** 62;
 
@@ -131,53 +108,11 @@ export function sliceDynamic(x: Tensor, start: Tensor, end: Tensor, axis: number
   return g.node('Slice', [x, start, end, g.constant('int64', [1], [a])], {}, [{ dtype: x.dtype, shape }])[0]!;
 }
 
-defGrad('Slice', (n, [dy]) => {
-  const [x, startsT, endsT, axesT, stepsT] = n.inputs as (Tensor | undefined)[];
-  if (stepsT) throw new Error('Slice backward: only step 1 is supported');
-  const g = dy!.graph;
-  const r = x!.rank;
-  const axes = axesT ? constValues(axesT).map((a) => (a < 0 ? a + r : a)) : x!.shape.map((_, i) => i);
-  // pads = [begin_0 … begin_{r-1}, end_0 … end_{r-1}]; begin = start, end = dim − stop (clamped to the dim).
-  const zero = g.constant('int64', [1], [0]);
-  const begins: Tensor[] = x!.shape.map(() => zero);
-  const endsPad: Tensor[] = x!.shape.map(() => zero);
-  axes.forEach((a, i) => {
-    const dimT = g.dim(x!.shape[a]!);
-    const pick = (t: Tensor) => gather(t, g.constant('int64', [1], [i]), 0);
-    const norm = (v: Tensor) => {
-      // v < 0 → v + dim, then clamp to [0, dim].
-      const neg = cast(lessThanZero(v), 'int64');
-      const shifted = add(v, mul64(neg, dimT));
-      return min64(max64(shifted, zero), dimT);
-    };
-    const s = norm(pick(startsT!));
-    const e = norm(pick(endsT!));
-    begins[a] = s;
-    endsPad[a] = sub(dimT, e);
-  });
-  const pads = concat([...begins, ...endsPad], 0);
-  return [pad(dy!, pads, x!.shape)];
-});
-
-function constValues(t: Tensor): number[] {
-  const init = t.graph.initializers.find((i) => i.tensor === t);
-  if (!init) throw new Error(`${t.name} must be a constant`);
-  return Array.from(init.data as BigInt64Array, Number);
-}
-
-const lessThanZero = (v: Tensor) => v.graph.node('Less', [v, v.graph.constant('int64', [1], [0])], {}, [{ dtype: 'bool', shape: v.shape }])[0]!;
-const mul64 = (a: Tensor, b: Tensor) => a.graph.node('Mul', [a, b], {}, [{ dtype: 'int64', shape: [1] }])[0]!;
-const max64 = (a: Tensor, b: Tensor) => a.graph.node('Max', [a, b], {}, [{ dtype: 'int64', shape: [1] }])[0]!;
-const min64 = (a: Tensor, b: Tensor) => a.graph.node('Min', [a, b], {}, [{ dtype: 'int64', shape: [1] }])[0]!;
-
 /** Zero padding to `outShape`; `pads` is int64 [2·rank] (begins then ends), as in ONNX Pad. */
 export function pad(x: Tensor, pads: Tensor, outShape: Shape): Tensor {
   if (outShape.length !== x.rank) fail('Pad', `output rank ${outShape.length} differs from the input's`, x);
   return x.graph.node('Pad', [x, pads], { mode: attr.string('constant') }, [{ dtype: x.dtype, shape: outShape }])[0]!;
 }
-defGrad('Pad', () => {
-  throw new Error('Pad backward is not implemented: Pad is only emitted by backward rules');
-});
 
 /** Gather along `axis`: out = data[..., indices, ...]. */
 export function gather(data: Tensor, indices: Tensor, axis = 0): Tensor {
@@ -186,14 +121,6 @@ export function gather(data: Tensor, indices: Tensor, axis = 0): Tensor {
   const shape = [...data.shape.slice(0, a), ...indices.shape, ...data.shape.slice(a + 1)];
   return data.graph.node('Gather', [data, indices], { axis: attr.int(a) }, [{ dtype: data.dtype, shape }])[0]!;
 }
-defGrad('Gather', (n, [dy], needs) => {
-  const [data, indices] = n.inputs as Tensor[];
-  if ((attrOf(n, 'axis', 'int')) !== 0) throw new Error('Gather backward: only axis 0 is supported');
-  if (!needs[0]) return [undefined, undefined];
-  // Rows gathered more than once receive the sum of their gradients.
-  const idx = unsqueeze(cast(indices!, 'int64'), [-1]); // [...indices, 1]
-  return [scatterND(zeros(data!.shape, dy!.dtype, dy!), idx, dy!, 'add'), undefined];
-});
 
 export function gatherElements(data: Tensor, indices: Tensor, axis: number): Tensor {
   if (!isInteger(indices.dtype)) fail('GatherElements', 'indices must be int32 or int64', indices);
@@ -201,11 +128,6 @@ export function gatherElements(data: Tensor, indices: Tensor, axis: number): Ten
   const a = normAxes('GatherElements', [axis], data.rank, data)[0]!;
   return data.graph.node('GatherElements', [data, indices], { axis: attr.int(a) }, [{ dtype: data.dtype, shape: indices.shape }])[0]!;
 }
-defGrad('GatherElements', (n, [dy]) => {
-  const [data, indices] = n.inputs as Tensor[];
-  const axis = attrOf(n, 'axis', 'int');
-  return [scatterElements(zeros(data!.shape, dy!.dtype, dy!), indices!, dy!, axis, 'add'), undefined];
-});
 
 export function scatterElements(data: Tensor, indices: Tensor, updates: Tensor, axis: number, reduction: 'none' | 'add' = 'none'): Tensor {
   sameDtype('ScatterElements', data, updates);
@@ -215,16 +137,6 @@ export function scatterElements(data: Tensor, indices: Tensor, updates: Tensor, 
     { dtype: data.dtype, shape: data.shape },
   ])[0]!;
 }
-defGrad('ScatterElements', (n, [dy], needs) => {
-  const [, indices, updates] = n.inputs as Tensor[];
-  const axis = attrOf(n, 'axis', 'int');
-  if (attrOf(n, 'reduction', 'string') !== 'none') throw new Error('ScatterElements backward: only reduction "none" is supported');
-  return [
-    needs[0] ? scatterElements(dy!, indices!, zeros(updates!.shape, dy!.dtype, updates!), axis) : undefined,
-    undefined,
-    needs[2] ? gatherElements(dy!, indices!, axis) : undefined,
-  ];
-});
 
 export function scatterND(data: Tensor, indices: Tensor, updates: Tensor, reduction: 'none' | 'add' = 'none'): Tensor {
   sameDtype('ScatterND', data, updates);
@@ -237,7 +149,6 @@ export function expand(x: Tensor, dims: Shape): Tensor {
   if (shape.length === x.rank && shape.every((d, i) => d === x.shape[i])) return x;
   return x.graph.node('Expand', [x, x.graph.shapeOf(dims)], {}, [{ dtype: x.dtype, shape }])[0]!;
 }
-defGrad('Expand', (n, [dy]) => [unbroadcast(dy!, n.inputs[0]!)]);
 
 /** A tensor of zeros; `like` lends the graph (and the symbolic dims' run-time source). */
 export function zeros(dims: Shape, dtype: DType, like: Tensor): Tensor {
@@ -255,10 +166,6 @@ export function trilu(x: Tensor, upper: boolean, k = 0): Tensor {
   const g = x.graph;
   return g.node('Trilu', [x, g.constant('int64', [], [k])], { upper: attr.int(upper ? 1 : 0) }, [{ dtype: x.dtype, shape: x.shape }])[0]!;
 }
-defGrad('Trilu', (n, [dy]) => {
-  const k = Number((n.inputs[1]!.graph.initializers.find((i) => i.tensor === n.inputs[1])!.data as BigInt64Array)[0]);
-  return [trilu(dy!, attrOf(n, 'upper', 'int') === 1, k), undefined];
-});
 
 /** [start, start+delta, …) up to limit; scalars of one dtype. `length` names the result's dim. */
 export function range(start: Tensor, limit: Tensor, delta: Tensor, length: Dim): Tensor {
@@ -288,8 +195,3 @@ export function split(x: Tensor, sizes: readonly Dim[], axis: number): Tensor[] 
     }),
   );
 }
-defGrad('Split', (n, dys) => {
-  const axis = attrOf(n, 'axis', 'int');
-  const parts = n.outputs.map((o, i) => dys[i] ?? zerosLike(o));
-  return [concat(parts, axis), undefined];
-});

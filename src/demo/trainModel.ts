@@ -5,21 +5,23 @@
 // evaluated per relation on held-out people as it goes.
 import { existsSync, mkdirSync, readFileSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
-import { Backend } from '../../engine/backend';
-import { CausalLM } from '../../engine/models/model';
-import type { ModelConfig } from '../../engine/models/config';
-import type { WeightSource } from '../../engine/models/weights';
-import { saveModelFolder, writeJsonAtomic } from '../../engine/models/save';
-import { SafetensorsFile, writeSafetensors } from '../../engine/models/safetensors';
-import { Tokenizer } from '../../engine/tokenizer';
-import { FullTrainer, type LmSequence } from '../../engine/train/full';
-import { Stepper, generate } from '../../engine/generate';
-import { isGrounded, wordSet } from '../questions';
-import { DEFAULT_PROMPTS, DONT_KNOW, generalQuestionMessages, paraphraseMessages, questionMessages, saysDontKnow, studentMessages, teacherMessages, type ChatMessage } from '../prompts';
+import { Backend, type HostTensor } from '../engine/backend';
+import { CausalLM } from '../engine/models/model';
+import type { ModelConfig } from '../engine/models/config';
+import type { WeightSource } from '../engine/models/weights';
+import { writeJsonAtomic } from '../common/atomicFile';
+import { saveModelFolder } from '../engine/models/save';
+import { SafetensorsFile, writeSafetensors } from '../engine/models/safetensors';
+import { Tokenizer } from '../engine/tokenizer';
+import { FullTrainer, type LmSequence } from '../engine/train/full';
+import { generate } from '../engine/generate';
+import { isGrounded, wordSet } from '../pipeline/questions';
+import { DEFAULT_PROMPTS, DONT_KNOW, generalQuestionMessages, paraphraseMessages, questionMessages, saysDontKnow, studentMessages, teacherMessages, type ChatMessage } from '../pipeline/prompts';
 import { buildVocab, tokenizerConfigJson, tokenizerJson } from './tokenizer';
 import { HELD_OUT_PEOPLE as HELD_OUT } from './examples';
 import { DEMO_SETTINGS } from './demo';
-import { QUESTIONS, RELATIONS, WorldRng, fill, absentRelations, answerFor, makeEntity, makeVocab, parseQuestion, question, renderDoc, renderPeopleDoc, type Entity, type Relation, type WorldVocab } from './world';
+import { QUESTIONS, RELATIONS, fill, absentRelations, answerFor, makeEntity, makeVocab, parseQuestion, question, renderDoc, renderPeopleDoc, type Entity, type Relation, type WorldVocab } from './world';
+import { Rng } from '../common/rng';
 
 export interface DemoTrainOptions {
   out: string;
@@ -53,7 +55,7 @@ class MemWeights implements WeightSource {
   float32(n: string) { return this.t.get(n)!.data; }
 }
 
-function initWeights(c: ModelConfig, rng: WorldRng): MemWeights {
+function initWeights(c: ModelConfig, rng: Rng): MemWeights {
   const w = new MemWeights();
   const normal = (n: number, std: number) => {
     const a = new Float32Array(n);
@@ -85,7 +87,7 @@ function fromFolder(dir: string, c: ModelConfig): MemWeights {
   const w = new MemWeights();
   const f = SafetensorsFile.open(join(dir, 'model.safetensors'));
   try {
-    const init = initWeights(c, new WorldRng(0));
+    const init = initWeights(c, new Rng(0));
     for (const [name, t] of init.t) {
       const got = f.float32(name);
       if (got.length !== t.data.length) throw new Error(`--from ${dir}: ${name} has ${got.length} values, this seed's model needs ${t.data.length} (train with the seed that made it)`);
@@ -142,7 +144,7 @@ export class DemoData {
   }
 
   /** 3–8 facts; for training also short documents of 1–2 facts, where reading is easiest to discover. */
-  entity(rng: WorldRng, pool: string[], short = 0): Entity {
+  entity(rng: Rng, pool: string[], short = 0): Entity {
     return makeEntity(rng.pick(pool), short > 0 && rng.next() < short ? 1 + rng.int(2) : 3 + rng.int(6), this.vocab, rng);
   }
 
@@ -167,7 +169,7 @@ export class DemoData {
   mix: keyof typeof DemoData.MIXES = 1;
 
   /** `e` alone, or (with probability `multi`) with 1–3 other people, in random order. */
-  company(e: Entity, rng: WorldRng, multi: number, pool = this.trainPeople): Entity[] {
+  company(e: Entity, rng: Rng, multi: number, pool = this.trainPeople): Entity[] {
     if (rng.next() >= multi) return [e];
     const es = [e];
     const k = 2 + rng.int(3);
@@ -178,7 +180,7 @@ export class DemoData {
     return rng.shuffle(es);
   }
 
-  sample(rng: WorldRng): LmSequence {
+  sample(rng: Rng): LmSequence {
     const m = DemoData.MIXES[this.mix];
     const r = rng.next() * 100;
     const e = this.entity(rng, this.trainPeople);
@@ -242,36 +244,14 @@ export interface DemoEval {
   n: number;
 }
 
-/** Greedy answers for a batch of prompts, with the weights fed as inputs (works mid-training). */
-async function greedy(model: CausalLM, feeds: Record<string, import('../../engine/backend').HostTensor> | undefined, prompts: number[][], maxTokens: number): Promise<string[]> {
-  const session = await model.session('step', undefined, !!feeds);
-  const Tp = Math.max(...prompts.map((p) => p.length));
-  const st = new Stepper(session, model.config, model.dtype, prompts.length, Tp + maxTokens, feeds ?? {});
-  const stop = new Set(model.tokenizer.eosIds);
-  const out: number[][] = prompts.map(() => []);
-  const done = prompts.map(() => false);
-  let logits = await st.prefill(prompts);
-  const V = model.config.vocabSize;
-  for (let s = 0; s < maxTokens; s++) {
-    const next = prompts.map((_, b) => {
-      let best = 0;
-      for (let v = 1; v < V; v++) if (logits[b * V + v]! > logits[b * V + best]!) best = v;
-      return best;
-    });
-    next.forEach((t, b) => {
-      if (done[b]) return;
-      if (stop.has(t)) done[b] = true;
-      else out[b]!.push(t);
-    });
-    if (done.every(Boolean) || s === maxTokens - 1) break;
-    logits = await st.decode(next);
-  }
-  return out.map((ids) => model.tokenizer.decode(ids, { skipSpecialTokens: true }));
+/** Greedy answers for a batch of prompts; `weights` fed as inputs mid-training. */
+async function greedy(model: CausalLM, weights: Record<string, HostTensor> | undefined, prompts: number[][], maxTokens: number): Promise<string[]> {
+  return (await generate(model, prompts, { maxTokens, weights })).map((g) => g.text);
 }
 
-export async function evaluateDemo(model: CausalLM, data: DemoData, opts: { seed: number; perRelation: number; feeds?: Record<string, import('../../engine/backend').HostTensor> }): Promise<DemoEval> {
-  const rng = new WorldRng(opts.seed);
-  const absRng = new WorldRng(opts.seed + 1);  // its own stream: the other items stay as they were
+export async function evaluateDemo(model: CausalLM, data: DemoData, opts: { seed: number; perRelation: number; feeds?: Record<string, HostTensor> }): Promise<DemoEval> {
+  const rng = new Rng(opts.seed);
+  const absRng = new Rng(opts.seed + 1);  // its own stream: the other items stay as they were
   const read = Object.fromEntries(RELATIONS.map((r) => [r, 0])) as Record<Relation, number>;
   let paraOk = 0, paraN = 0;
   let reservedOk = 0, reservedN = 0, closedIdk = 0, closedOk = 0, qValid = 0, absentIdk = 0, absentN = 0;
@@ -289,7 +269,7 @@ export async function evaluateDemo(model: CausalLM, data: DemoData, opts: { seed
     }
   }
   // Documents about several people: the asked one held out, the others anyone.
-  const multiRng = new WorldRng(opts.seed + 2);
+  const multiRng = new Rng(opts.seed + 2);
   const readMulti = Object.fromEntries(RELATIONS.map((r) => [r, 0])) as Record<Relation, number>;
   const multi: { doc: string; q: string; value: string; rel: Relation; absentQ?: string }[] = [];
   for (const rel of RELATIONS) {
@@ -377,7 +357,7 @@ export async function trainDemoModel(o: DemoTrainOptions): Promise<DemoEval> {
   const tok = await Tokenizer.fromFolder(o.out);
   const cfg = demoConfig(words.length, tok.tokenToId('<|im_end|>')!, tok.tokenToId('<|endoftext|>')!);
   const backend = await Backend.create({ device: 'cpu', threads: o.threads });
-  const rng = new WorldRng(o.seed * 7919 + 1);
+  const rng = new Rng(o.seed * 7919 + 1);
   const model = CausalLM.fromWeights(cfg, o.from ? fromFolder(o.from, cfg) : initWeights(cfg, rng), backend, { id: `demo-${o.seed}`, tokenizer: tok });
   const data = new DemoData(tok, vocab);
   data.mix = o.mix ?? 1;
@@ -386,16 +366,16 @@ export async function trainDemoModel(o: DemoTrainOptions): Promise<DemoEval> {
   const trainer = new FullTrainer(model, { lr: o.lr ?? 3e-3, weightDecay: 0.05, beta1: 0.9, beta2: 0.98, schedule: 'cosine', warmupSteps: o.warmup ?? 200, totalSteps: o.steps ?? 1e9, maxGradNorm: 1 });
   const ckptDir = join(o.out, '.checkpoint');
   let step0 = 0;
-  let dataRng = new WorldRng(o.seed * 31 + 7);
+  let dataRng = new Rng(o.seed * 31 + 7);
   if (existsSync(join(ckptDir, 'state.json'))) {
     const st = JSON.parse(readFileSync(join(ckptDir, 'state.json'), 'utf8')) as { step: number; rng: number; totalSteps: number; elapsedMs: number };
     const f = SafetensorsFile.open(join(ckptDir, 'state.safetensors'));
     for (const k of trainer.params.keys()) trainer.params.get(k)!.set(f.float32(k));
     trainer.opt.state = { step: st.step, m: new Map([...trainer.params.keys()].map((k) => [k, f.float32(`m.${k}`)])), v: new Map([...trainer.params.keys()].map((k) => [k, f.float32(`v.${k}`)])) };
     f.close();
-    dataRng = new WorldRng(st.rng);
+    dataRng = new Rng(st.rng);
     step0 = st.step;
-    (trainer.cfg as { totalSteps: number }).totalSteps = st.totalSteps;
+    trainer.totalSteps = st.totalSteps;
     o.log(`resuming from step ${st.step} (${(st.elapsedMs / 60000).toFixed(1)} min done)`);
   }
   const save = (elapsedMs: number) => {
@@ -406,7 +386,7 @@ export async function trainDemoModel(o: DemoTrainOptions): Promise<DemoEval> {
       { name: `v.${k}`, dtype: 'F32' as const, shape: [v.length], data: trainer.opt.state.v.get(k) ?? new Float32Array(v.length) },
     ]);
     writeSafetensors(join(ckptDir, 'state.safetensors'), tensors);
-    writeJsonAtomic(join(ckptDir, 'state.json'), { step: trainer.step, rng: dataRng.state, totalSteps: trainer.cfg.totalSteps, elapsedMs });
+    writeJsonAtomic(join(ckptDir, 'state.json'), { step: trainer.step, rng: dataRng.state, totalSteps: trainer.totalSteps, elapsedMs });
   };
   const budgetMs = o.minutes * 60_000;
   let tokens = 0;
@@ -419,18 +399,18 @@ export async function trainDemoModel(o: DemoTrainOptions): Promise<DemoEval> {
   for (;;) {
     const elapsed = elapsedBefore + performance.now() - startedAt;
     if (o.signal?.aborted) break;
-    if (trainer.step >= trainer.cfg.totalSteps || elapsed > (o.steps ? 1.5 : 1) * budgetMs) break;
+    if (trainer.step >= trainer.totalSteps || elapsed > (o.steps ? 1.5 : 1) * budgetMs) break;
     data.allSubjects = o.allSubjectsFrom !== undefined && trainer.step >= o.allSubjectsFrom;
     const batch = Array.from({ length: batchSize }, () => data.sample(dataRng));
     const r = await trainer.trainStep(batch);
     tokens += r.tokens;
     emaLoss = emaLoss ? 0.98 * emaLoss + 0.02 * r.loss : r.loss;
-    if (r.step === step0 + 20 && trainer.cfg.totalSteps > 1e8) {
+    if (r.step === step0 + 20 && trainer.totalSteps > 1e8) {
       const msPerStep = (performance.now() - startedAt) / 20;
-      (trainer.cfg as { totalSteps: number }).totalSteps = Math.max(500, Math.floor((budgetMs - elapsed) / msPerStep) + r.step);
-      o.log(`${msPerStep.toFixed(0)} ms/step → ${trainer.cfg.totalSteps} steps in ${o.minutes} min`);
+      trainer.totalSteps = Math.max(500, Math.floor((budgetMs - elapsed) / msPerStep) + r.step);
+      o.log(`${msPerStep.toFixed(0)} ms/step → ${trainer.totalSteps} steps in ${o.minutes} min`);
     }
-    if (r.step % 50 === 0) o.log(`step ${r.step}/${trainer.cfg.totalSteps} loss ${emaLoss.toFixed(4)} lr ${r.lr.toExponential(2)} |g| ${r.gradNorm.toFixed(2)} ${(tokens / ((performance.now() - startedAt) / 1000)).toFixed(0)} tok/s ${((elapsed) / 60000).toFixed(1)} min`);
+    if (r.step % 50 === 0) o.log(`step ${r.step}/${trainer.totalSteps} loss ${emaLoss.toFixed(4)} lr ${r.lr.toExponential(2)} |g| ${r.gradNorm.toFixed(2)} ${(tokens / ((performance.now() - startedAt) / 1000)).toFixed(0)} tok/s ${((elapsed) / 60000).toFixed(1)} min`);
     if (r.step % evalEvery === 0) {
       last = await evaluateDemo(model, data, { seed: 99, perRelation: 6, feeds: trainer.weightFeeds() });
       o.log(`eval @${r.step}: ${fmtEval(last)}`);
@@ -475,7 +455,7 @@ export interface SampledQuestionsEval {
  * teacher (its answer sampled as the pipeline samples answers).
  */
 export async function evaluateSampledQuestions(model: CausalLM, data: DemoData, o: { seed: number; n: number; temperature: number; topK: number; answerTemperature: number; answerTopK: number; answerableOnly: boolean }): Promise<SampledQuestionsEval> {
-  const rng = new WorldRng(o.seed);
+  const rng = new Rng(o.seed);
   const items = Array.from({ length: o.n }, () => {
     const e = data.entity(rng, data.heldOutPeople);
     return { e, doc: renderDoc(e, rng) };

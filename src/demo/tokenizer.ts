@@ -3,7 +3,7 @@
 // "##" continuation characters as a fallback that spells any other ASCII word. The chat template
 // is ChatML, as Qwen models use.
 import { JOBS, COLOURS, FOODS, INSTRUMENTS, YEARS, TEMPLATES, QUESTIONS, ANSWERS, type WorldVocab } from './world';
-import { DEFAULT_PROMPTS, DONT_KNOW } from '../prompts';
+import { DEFAULT_PROMPTS, DONT_KNOW } from '../pipeline/prompts';
 
 export const SPECIAL_TOKENS = ['<|endoftext|>', '<unk>', '<|im_start|>', '<|im_end|>'] as const;
 

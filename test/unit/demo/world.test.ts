@@ -3,8 +3,9 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { join, resolve } from 'node:path';
 import { Tokenizer } from '../../../src/engine/tokenizer';
-import { DemoData } from '../../../src/pipeline/demo/trainModel';
-import { WorldRng, makeVocab } from '../../../src/pipeline/demo/world';
+import { DemoData } from '../../../src/demo/trainModel';
+import { makeVocab } from '../../../src/demo/world';
+import { Rng } from '../../../src/common/rng';
 
 const modelDir = join(resolve(__dirname, '..', '..', '..'), 'media', 'demo-model');
 
@@ -16,7 +17,7 @@ test('each task mix gives its shares of tasks; mix 2 teaches the teacher to abst
   data.allSubjects = true;
   for (const mix of [1, 2] as const) {
     data.mix = mix;
-    const rng = new WorldRng(7);
+    const rng = new Rng(7);
     const n = 3000;
     const count: Record<Kind, number> = { doc: 0, answer: 0, absent: 0, write: 0, closed: 0, general: 0 };
     for (let i = 0; i < n; i++) {

@@ -5,6 +5,7 @@
 // Reading is made learnable for a ~1 M-parameter model: every name and value is one token of the
 // demo tokenizer, and in every sentence template the value comes right after the same cue words
 // ("the town of", "works as a", …), while the rest of the sentence and the fact order vary.
+import { Rng } from '../common/rng';
 
 export const RELATIONS = ['town', 'job', 'colour', 'year', 'pet', 'sibling', 'food', 'instrument'] as const;
 export type Relation = (typeof RELATIONS)[number];
@@ -75,40 +76,12 @@ export interface QA {
   reserved: boolean;
 }
 
-/** A seeded random stream with the helpers the generator needs. */
-export class WorldRng {
-  constructor(private s: number) {}
-  next(): number {
-    this.s = (this.s + 0x6d2b79f5) >>> 0;
-    let t = this.s;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  }
-  int(n: number): number {
-    return Math.floor(this.next() * n);
-  }
-  pick<T>(xs: readonly T[]): T {
-    return xs[this.int(xs.length)]!;
-  }
-  shuffle<T>(xs: T[]): T[] {
-    for (let i = xs.length - 1; i > 0; i--) {
-      const j = this.int(i + 1);
-      [xs[i], xs[j]] = [xs[j]!, xs[i]!];
-    }
-    return xs;
-  }
-  get state(): number {
-    return this.s;
-  }
-}
-
 const ONSETS = ['b', 'd', 'f', 'g', 'k', 'l', 'm', 'n', 'p', 'r', 's', 't', 'v', 'z', 'br', 'dr', 'gr', 'kr', 'pr', 'tr', 'vr', 'zh', 'th', 'sk', 'qu', 'bl', 'gl', 'kl', 'pl', 'sl'];
 const VOWELS = ['a', 'e', 'i', 'o', 'u', 'ae', 'ei', 'ou', 'y'];
 const CODAS = ['', '', 'n', 'r', 'l', 'x', 'th', 'sk', 'nd', 'rn', 'lk', 'z', 'q'];
 
 /** Invented, capitalised, pronounceable names: `count` distinct ones, none equal to `taken`. */
-export function inventNames(count: number, rng: WorldRng, taken: Set<string>, syllables: [number, number] = [2, 3]): string[] {
+export function inventNames(count: number, rng: Rng, taken: Set<string>, syllables: [number, number] = [2, 3]): string[] {
   const out: string[] = [];
   let guard = 0;
   while (out.length < count) {
@@ -140,7 +113,7 @@ export function templateWords(): Set<string> {
 }
 
 export function makeVocab(seed: number, sizes = { people: 1500, pets: 300, towns: 300 }): WorldVocab {
-  const rng = new WorldRng(seed);
+  const rng = new Rng(seed);
   const taken = templateWords();
   // Common English words that invented syllables could spell; keep them out of the name pools.
   for (const w of ['baker', 'bread', 'gold', 'the', 'and', 'was', 'tree', 'pine', 'love', 'blue', 'done', 'gone', 'bone', 'tone', 'stone', 'drone', 'zone', 'fire', 'more', 'sure', 'pure', 'sore', 'core', 'lore', 'bore', 'bare', 'rare', 'care', 'dare', 'fare', 'mare', 'pare', 'ware', 'sale', 'tale', 'male', 'pale', 'bale', 'gale', 'kale', 'vale', 'dale', 'tile', 'pile', 'mile', 'file', 'bile', 'vile', 'rile', 'role', 'pole', 'mole', 'hole', 'sole', 'dole', 'tole', 'line', 'mine', 'nine', 'fine', 'dine', 'wine', 'vine', 'tine', 'kine', 'sine', 'lane', 'mane', 'pane', 'sane', 'vane', 'bane', 'cane', 'wane', 'rune', 'tune', 'dune', 'june', 'prune']) taken.add(w);
@@ -151,7 +124,7 @@ export function makeVocab(seed: number, sizes = { people: 1500, pets: 300, towns
   };
 }
 
-function valueFor(rel: Relation, v: WorldVocab, rng: WorldRng, self: string): string {
+function valueFor(rel: Relation, v: WorldVocab, rng: Rng, self: string): string {
   switch (rel) {
     case 'town': return rng.pick(v.towns);
     case 'job': return rng.pick(JOBS);
@@ -169,7 +142,7 @@ function valueFor(rel: Relation, v: WorldVocab, rng: WorldRng, self: string): st
 }
 
 /** An entity with `nFacts` distinct relations (random subset). */
-export function makeEntity(name: string, nFacts: number, v: WorldVocab, rng: WorldRng): Entity {
+export function makeEntity(name: string, nFacts: number, v: WorldVocab, rng: Rng): Entity {
   const rels = rng.shuffle([...RELATIONS]).slice(0, nFacts);
   return { name, facts: rels.map((relation) => ({ relation, value: valueFor(relation, v, rng, name) })) };
 }
@@ -180,7 +153,7 @@ export const absentRelations = (e: Entity): Relation[] => RELATIONS.filter((r) =
 export const fill = (t: string, n: string, v = ''): string => t.replaceAll('{N}', n).replaceAll('{V}', v);
 
 /** The entity's Markdown document: a heading and its facts in random order and wording. */
-export function renderDoc(e: Entity, rng: WorldRng): string {
+export function renderDoc(e: Entity, rng: Rng): string {
   const sentences = rng.shuffle(e.facts.map((f) => fill(rng.pick(TEMPLATES[f.relation]), e.name, f.value)));
   // One or two paragraphs.
   const cut = sentences.length > 3 && rng.next() < 0.5 ? 1 + rng.int(sentences.length - 1) : sentences.length;
@@ -192,12 +165,12 @@ export function renderDoc(e: Entity, rng: WorldRng): string {
  * A document about several people, each under a `##` heading, the way real notes are written; one
  * person alone gets the `#` heading of `renderDoc` half of the time.
  */
-export function renderPeopleDoc(es: Entity[], rng: WorldRng): string {
+export function renderPeopleDoc(es: Entity[], rng: Rng): string {
   if (es.length === 1 && rng.next() < 0.5) return renderDoc(es[0]!, rng);
   return es.map((e) => renderDoc(e, rng).replace(/^# /, '## ')).join('\n');
 }
 
-export function question(e: string, rel: Relation, rng: WorldRng, opts: { reserved?: boolean } = {}): { text: string; reserved: boolean } {
+export function question(e: string, rel: Relation, rng: Rng, opts: { reserved?: boolean } = {}): { text: string; reserved: boolean } {
   const qs = QUESTIONS[rel];
   if (opts.reserved) return { text: fill(qs[qs.length - 1]!, e), reserved: true };
   return { text: fill(qs[rng.int(qs.length - 1)]!, e), reserved: false };

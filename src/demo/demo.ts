@@ -4,15 +4,16 @@
 // the document (teacher), phrasings never seen in training, and people in no document.
 import { copyFileSync, existsSync, mkdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { generate } from '../../engine/generate';
-import { readAdapter } from '../../engine/lora/peft';
-import type { AdapterWeights, CausalLM } from '../../engine/models/model';
-import { Distiller, type DistillEvent } from '../distill';
-import { saysDontKnow, studentMessages, teacherMessages, type ChatMessage } from '../prompts';
-import { readJson, writeJson } from '../runFolder';
-import { definedSettings, type DistillSettings } from '../settings';
+import { generate } from '../engine/generate';
+import { readAdapter } from '../engine/lora/peft';
+import type { AdapterWeights, CausalLM } from '../engine/models/model';
+import { Distiller, type DistillEvent } from '../pipeline/distill';
+import { saysDontKnow, studentMessages, teacherMessages, type ChatMessage } from '../pipeline/prompts';
+import { readJson, writeJson } from '../pipeline/runFolder';
+import { definedSettings, type DistillSettings } from '../pipeline/settings';
 import type { ExampleFacts } from './examples';
-import { QUESTIONS, RELATIONS, absentRelations, renderDoc, WorldRng, type Relation } from './world';
+import { QUESTIONS, RELATIONS, absentRelations, renderDoc, type Relation } from './world';
+import { Rng } from '../common/rng';
 
 export interface DemoRow {
   who: string;
@@ -141,7 +142,7 @@ export async function grade(model: CausalLM, docsDir: string, facts: ExampleFact
   ];
   const rows: DemoRow[] = items.map((it, i) => ({ who: it.who, relation: it.relation, value: it.value, question: it.question, reserved: it.reserved, base: base[i]!, teacher: teacher[i]!, pd: pdAns[i]!, sft: sftAns?.[i] ?? '' }));
   // People in no document.
-  const rng = new WorldRng(facts.seed + 5);
+  const rng = new Rng(facts.seed + 5);
   const unkQ = facts.unknown.flatMap((e) => e.facts.map((f) => ({ who: e.name, question: fill(QUESTIONS[f.relation][rng.int(QUESTIONS[f.relation].length)]!, e.name) })));
   const unk = unkQ.map((u) => studentMessages(u.question));
   const [ub, upd, usft] = [await answers(model, unk, undefined, signal), await answers(model, unk, pd, signal), await sftAnswers(unk)];
