@@ -5,7 +5,7 @@ import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import type { Command } from './command';
 import { UsageError } from './command';
-import { intOption, parse } from './modelArgs';
+import { intOption, parse, quantizeOption } from './modelArgs';
 import { settingsFrom, settingsOptions, settingsUsageFor, terminalReporter } from './distill';
 import { Backend, PROVIDERS, type ProviderChoice } from '../engine/backend';
 import { CausalLM } from '../engine/models/model';
@@ -35,16 +35,18 @@ question phrasings never seen in training, and people in no document ("I do not 
                      the model never read about, one in five files about several; N up to 100) and print, per N, the figures and the
                      time taken: how much one adapter holds
   --model DIR        another model folder than the built-in demo model
+  --quantize Q       none (default), int8 or int4: distil and grade on a quantized base
 Distillation settings (defaults: the demo model's own, from its training.json):
 ${settingsUsageFor({ ...DEFAULT_SETTINGS, ...DEMO_SETTINGS })}
 `,
   async run(args, ctx) {
     const { values: v, positionals } = parse(args, {
       ...settingsOptions, root: { type: 'string' }, device: { type: 'string', default: 'cpu' }, threads: { type: 'string' }, model: { type: 'string' },
-      seeds: { type: 'string' }, 'no-sft': { type: 'boolean', default: false }, docs: { type: 'string' },
+      seeds: { type: 'string' }, 'no-sft': { type: 'boolean', default: false }, docs: { type: 'string' }, quantize: { type: 'string' },
     });
     if (positionals.length) throw new UsageError(`unexpected argument '${positionals[0]}' (the demo distils examples/docs)`);
     const settings = settingsFrom(v);
+    if (v.quantize !== undefined) settings.baseQuantization = quantizeOption(v.quantize);
     const nSeeds = intOption(v.seeds, 'seeds', 1) ?? 1;
     const seeds = Array.from({ length: nSeeds }, (_, i) => (settings.seed ?? 0) + i);
     const many = seeds.length > 1;
@@ -60,8 +62,9 @@ ${settingsUsageFor({ ...DEFAULT_SETTINGS, ...DEMO_SETTINGS })}
     const t0 = performance.now();
     const backend = await Backend.create({ device, threads: intOption(v.threads, 'threads') });
     try {
-      const model = await CausalLM.load(modelDir, backend);
-      ctx.err(`demo model: ${modelDir} (${backend.provider}); workspace: ${work}\n`);
+      // Graded on the base it was distilled on.
+      const model = await CausalLM.load(modelDir, backend, { quantize: settings.baseQuantization });
+      ctx.err(`demo model: ${modelDir} (${backend.provider}${model.quantization === 'none' ? '' : `, ${model.quantization} base`}); workspace: ${work}\n`);
       const all: DemoScores[] = [];
       // One set of documents, or (--docs) one generated set per count, each in its own folder.
       const sets = docCounts

@@ -4,7 +4,7 @@ import { resolve } from 'node:path';
 import type { Command, CommandContext } from './command';
 import { UsageError } from './command';
 import { nameProblem } from '../pipeline/names';
-import { loadFromArgs, modelOptions, modelUsage, numOption, intOption, parse } from './modelArgs';
+import { loadFromArgs, modelOptions, modelUsage, numOption, intOption, parse, quantizeOption } from './modelArgs';
 import { Distiller, CancelledError, type DistillEvent, type EvalSummary } from '../pipeline/distill';
 import { DEFAULT_SETTINGS, definedSettings, settingDefault, type DistillSettings } from '../pipeline/settings';
 import type { LoraTarget } from '../engine/models/llama';
@@ -158,6 +158,8 @@ ${settingsUsage}
     const bad = nameProblem(v.name, 'adapter name (--name)');
     if (bad) throw new UsageError(bad);
     const settings = settingsFrom(v);
+    // --quantize is the setting baseQuantization for a run (--set baseQuantization=… works too).
+    if (v.quantize !== undefined) settings.baseQuantization = quantizeOption(v.quantize);
     const { backend, model } = await loadFromArgs(v, ctx.err);
     try {
       const d = new Distiller(model, { inputs: positionals, root: resolve(v.root ?? '.'), name: v.name!, settings, skipEval: v['no-eval'] }, {

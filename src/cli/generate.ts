@@ -83,7 +83,7 @@ ${modelUsage}
         res.forEach((r, i) => ctx.out(`--- ${i + 1}: ${prompts[i]}\n${r.text}\n`));
       }
       const n = res.reduce((a, r) => a + r.ids.length, 0);
-      ctx.err(`[${n} new tokens on ${backend.provider}, ${model.dtype}] ${timingsLine(timings)}\n`);
+      ctx.err(`[${n} new tokens on ${backend.provider}, ${model.dtype}${model.quantization === 'none' ? '' : `, ${model.quantization} base`}] ${timingsLine(timings)}\n`);
       return 0;
     } finally {
       await backend.dispose();

@@ -49,6 +49,8 @@ export class Jobs {
       const v = i?.workspaceFolderValue ?? i?.workspaceValue ?? i?.globalValue;
       if (v !== undefined) out[k] = v;
     }
+    const q = d.get<string>('baseQuantization');
+    if (q && q !== 'none') out.baseQuantization = q;
     return out;
   }
 

@@ -32,8 +32,11 @@ export class Distiller {
   private readonly signal?: AbortSignal;
   private readonly s: DistillSettings;
 
+  /** The model with the base quantization the settings ask for (teacher and student share it). */
+  readonly model: CausalLM;
+
   constructor(
-    readonly model: CausalLM,
+    model: CausalLM,
     readonly req: DistillRequest,
     opts: DistillOptions = {},
   ) {
@@ -46,6 +49,7 @@ export class Distiller {
     if (!model.tokenizer.hasChatTemplate) {
       throw new Error(`the model at ${model.dir ?? '(memory)'} has no chat template; DocDistill needs an instruct/chat model (its tokenizer_config.json must have a "chat_template")`);
     }
+    this.model = model.withQuantization(this.s.baseQuantization);
   }
 
   get adapterDir(): string {

@@ -53,6 +53,13 @@ test('make-model, score, generate, train and merge work from the command line on
     assert.ok(s.logprobs.slice(1).every((x) => typeof x === 'number' && x < 0));
     const r2 = run('score', '--model', m, '--ids', s.ids.join(','), '--json', '--device', 'cpu');
     assert.deepEqual(JSON.parse(r2.stdout), s);
+    // A quantized base: close to float32; a bad value is a usage error.
+    const q8 = JSON.parse(run('score', '--model', m, '--ids', s.ids.join(','), '--json', '--device', 'cpu', '--quantize', 'int8').stdout) as typeof s;
+    for (let i = 1; i < s.ids.length; i++) assert.ok(Math.abs(q8.logprobs[i]! - s.logprobs[i]!) < 0.05, `int8 log-prob ${q8.logprobs[i]} vs ${s.logprobs[i]}`);
+    assert.notDeepEqual(q8.logprobs, s.logprobs, 'int8 reads other weights');
+    r = run('score', '--model', m, '--text', 'x', '--quantize', 'int5');
+    assert.equal(r.status, 2);
+    assert.match(r.stderr, /--quantize must be none, int8, int4 \(got 'int5'\)/);
     const gen = (...extra: string[]) => JSON.parse(run('generate', '--model', m, '--prompt', 'Hi there', '--max-tokens', '6', '--json', '--device', 'cpu', ...extra).stdout) as { ids: number[] };
     const a = gen('--temperature', '1', '--seed', '7');
     assert.deepEqual(gen('--temperature', '1', '--seed', '7').ids, a.ids, 'same seed, same output');
@@ -72,6 +79,9 @@ test('make-model, score, generate, train and merge work from the command line on
       JSON.stringify({ teacher: 'Doc: cats bark. Q: what do cats do?', student: 'Q: what do cats do?', answer: 'They bark.' }),
     ].join('\n'));
     r = run('train', '--model', m, '--data', join(dir, 'pairs.jsonl'), '--out', join(dir, 'ad'), '--epochs', '2', '--lr', '1e-2', '--rank', '4', '--device', 'cpu');
+    assert.equal(r.status, 0, r.stderr);
+    assert.match(r.stderr, /step 2\/2 epoch 2 loss/);
+    r = run('train', '--model', m, '--data', join(dir, 'pairs.jsonl'), '--out', join(dir, 'ad4'), '--epochs', '2', '--lr', '1e-2', '--rank', '4', '--device', 'cpu', '--quantize', 'int4');
     assert.equal(r.status, 0, r.stderr);
     assert.match(r.stderr, /step 2\/2 epoch 2 loss/);
     r = run('merge', '--model', m, '--adapter', join(dir, 'ad'), '--out', join(dir, 'merged'));

@@ -1,7 +1,7 @@
 // Sessions from built graphs, on a verified provider, cached by graph hash.
 import { existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
-import { join } from 'node:path';
+import { basename, dirname, join } from 'node:path';
 import { Graph } from '../graph/graph';
 import { bytesOf } from '../graph/dtype';
 import { graphHash, serializeModel, writeModel } from '../graph/onnx';
@@ -117,11 +117,15 @@ export class Backend {
   private modelPathOrBytes(graph: Graph, hash: string): string | Uint8Array {
     const weightBytes = graph.initializers.reduce((n, i) => n + bytesOf(i.data).byteLength, 0);
     const lower = LOWER[this.provider];
-    if (weightBytes <= (this.opts.fileThreshold ?? 16 * 2 ** 20)) return serializeModel(graph, { lower }).model;
+    // A graph reading a weight pack is written beside it (external data is found relative to the
+    // model file), where the next process finds it by its hash and skips building the file.
+    const packed = graph.initializers.find((i) => i.external)?.external;
+    if (!packed && weightBytes <= (this.opts.fileThreshold ?? 16 * 2 ** 20)) return serializeModel(graph, { lower }).model;
     // Through a file with external data: ONNX Runtime maps the weights instead of copying a buffer.
-    const dir = this.opts.cacheDir ?? join(tmpdir(), `docdistill-graphs-${process.getuid?.() ?? 'user'}`);
+    const dir = packed ? dirname(packed.path) : this.opts.cacheDir ?? join(tmpdir(), `docdistill-graphs-${process.getuid?.() ?? 'user'}`);
     mkdirSync(dir, { recursive: true });
-    const path = join(dir, `${hash}.onnx`);
+    // Named after the pack too, so that the pack's pruning takes its graphs along.
+    const path = join(dir, packed ? `${basename(packed.path).replace(/\.weights$/, '')}.${hash}.onnx` : `${hash}.onnx`);
     if (!existsSync(path)) writeModel(graph, path, { lower });
     return path;
   }

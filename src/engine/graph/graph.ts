@@ -1,7 +1,7 @@
 // The tensor IR: a graph of ONNX nodes over typed, symbolically shaped tensors.
 // Op constructors (ops/*.ts) check shapes when the graph is built, so a wrong model definition
 // fails here with the op and shapes named, not inside ONNX Runtime.
-import { type DType, type TypedData, isFloat } from './dtype';
+import { type DType, type TypedData, byteSize, isFloat } from './dtype';
 import { type Dim, type Shape, fmtShape } from './shape';
 
 export type Attr =
@@ -57,6 +57,15 @@ export interface Initializer {
   readonly data: TypedData;
   /** Identifies the data for graph hashing without reading it (e.g. "model path + tensor name"). */
   readonly key?: string;
+  /** The bytes live in a file (a weight pack) that the model refers to; `data` is then empty. */
+  readonly external?: ExternalData;
+}
+
+/** Where an initializer's bytes are: an absolute file path, a byte offset (page-aligned) and length. */
+export interface ExternalData {
+  path: string;
+  offset: number;
+  length: number;
 }
 
 export interface OutputSpec {
@@ -112,6 +121,20 @@ export class Graph {
     }
     const t = this.make(dtype, shape, this.uniqueName(name));
     this.initializers.push({ tensor: t, data, key });
+    return t;
+  }
+
+  /**
+   * A constant whose bytes stay in a file (ONNX external data): the graph never holds them, and
+   * ONNX Runtime maps them from the file. A model that uses it must be written beside that file.
+   */
+  externalInitializer(name: string, dtype: DType, shape: readonly number[], external: ExternalData, key: string): Tensor {
+    const n = shape.reduce((a, b) => a * b, 1);
+    if (external.length !== n * byteSize[dtype]) {
+      throw new GraphError(`initializer '${name}': ${external.length} bytes in ${external.path} for ${dtype}${fmtShape(shape)} (${n * byteSize[dtype]} expected)`);
+    }
+    const t = this.make(dtype, shape, this.uniqueName(name));
+    this.initializers.push({ tensor: t, data: toTyped(dtype, []), key, external });
     return t;
   }
 

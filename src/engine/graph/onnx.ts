@@ -3,7 +3,7 @@
 // page boundary so ONNX Runtime can map it without copying.
 import { createHash } from 'node:crypto';
 import { rmSync } from 'node:fs';
-import { basename } from 'node:path';
+import { basename, dirname, resolve } from 'node:path';
 import { bytesOf, onnxTypeCode } from './dtype';
 import type { Attr, Graph, Initializer, Node, Tensor } from './graph';
 import { ProtoWriter } from './protobuf';
@@ -147,7 +147,10 @@ export function serializeModel(graph: Graph, opts: SerializeOptions = {}): Seria
     const raw = bytesOf(init.data);
     const t = init.tensor;
     const dims = t.shape as number[];
-    if (opts.externalData && raw.byteLength >= threshold) {
+    if (init.external) {
+      // In a weight pack beside the model file (ONNX Runtime resolves the location against the model's folder).
+      g.message(5, tensorProto(t.name, t.dtype, dims, undefined, { location: basename(init.external.path), offset: init.external.offset, length: init.external.length }));
+    } else if (opts.externalData && raw.byteLength >= threshold) {
       const offset = Math.ceil(externalSize / PAGE) * PAGE;
       external.push({ offset, data: raw });
       externalSize = offset + raw.byteLength;
@@ -165,6 +168,8 @@ export function serializeModel(graph: Graph, opts: SerializeOptions = {}): Seria
     .string(3, '0.1')
     .message(7, g)
     .message(8, new ProtoWriter().string(1, '').int(2, opts.opset ?? DEFAULT_OPSET));
+  // Contrib operators (com.microsoft MatMulNBits) need their domain imported too.
+  for (const d of new Set(graph.nodes.map((n) => n.domain).filter((d): d is string => !!d))) m.message(8, new ProtoWriter().string(1, d).int(2, 1));
   return { model: m.finish(), external, externalSize };
 }
 
@@ -177,6 +182,10 @@ export function graphHash(graph: Graph, opset = DEFAULT_OPSET, lower?: readonly 
   const { model } = serializeModel(graph, { opset, lower, externalData: { fileName: 'x', threshold: 256 } });
   h.update(model);
   for (const init of graph.initializers) {
+    if (init.external) {
+      h.update(`ext:${init.external.path}:${init.key ?? ''}`);
+      continue;
+    }
     const raw = bytesOf(init.data);
     if (raw.byteLength < 256) continue;
     h.update(init.key !== undefined ? `key:${init.key}` : createHash('sha256').update(raw).digest('hex'));
@@ -190,6 +199,11 @@ export function graphHash(graph: Graph, opset = DEFAULT_OPSET, lower?: readonly 
  */
 export function writeModel(graph: Graph, path: string, opts: { opset?: number; threshold?: number; lower?: readonly string[] } = {}): { modelBytes: number; dataBytes: number } {
   const dataPath = `${path}.data`;
+  for (const i of graph.initializers) {
+    if (i.external && resolve(dirname(i.external.path)) !== resolve(dirname(path))) {
+      throw new Error(`writeModel: ${basename(path)} must be written in ${dirname(i.external.path)}, beside the weight file its initializer ${i.tensor.name} refers to`);
+    }
+  }
   const s = serializeModel(graph, { opset: opts.opset, lower: opts.lower, externalData: { fileName: basename(dataPath), threshold: opts.threshold ?? 1024 } });
   if (s.external.length) {
     writeFileAtomicWith(dataPath, (fd) => {

@@ -2,16 +2,17 @@
 // (score, prefill, decode step, train step). Shapes: B batch, T new tokens, P past tokens,
 // S = P + T keys, D hidden, H query heads, K kv heads, R = H / K, E head dim.
 import { op, type Tensor, type Dim } from '../graph';
+import { isQuantized, type QuantizedMatrix } from '../graph/ops/quant';
 
 /** A linear layer y = x·Wᵀ (+ b) (+ scale·(x·Aᵀ)·Bᵀ), with W stored transposed as [in, out]. */
 export interface Linear {
-  weight: Tensor; // [in, out]
+  weight: Tensor | QuantizedMatrix; // [in, out], or MatMulNBits blocks of a quantized base
   bias?: Tensor; // [out]
   lora?: { a: Tensor; b: Tensor; scale: number; dropout?: Tensor }; // a: [in, r], b: [r, out], dropout mask: [.., in]
 }
 
 export function linear(x: Tensor, l: Linear): Tensor {
-  let y = op.matmul(x, l.weight); // [..., out]
+  let y = isQuantized(l.weight) ? op.matmulNBits(x, l.weight) : op.matmul(x, l.weight); // [..., out]
   if (l.bias) y = op.add(y, l.bias);
   if (l.lora) {
     const xin = l.lora.dropout ? op.mul(x, l.lora.dropout) : x;

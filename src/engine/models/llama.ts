@@ -6,10 +6,12 @@
 // E head dim. The KV cache crosses the graph boundary as [P, B, K, E] (position-major) so that the
 // caller's preallocated buffer holds it contiguously and a prefix of it is the cache so far.
 import { Graph, op, type Tensor, type DType } from '../graph';
+import { isQuantized, type QuantizedMatrix } from '../graph/ops/quant';
 import type { ModelConfig } from './config';
 import { ropeInvFreq } from './config';
 import { attentionBias, decoderLayer, ropeTables, type Linear, type LayerWeights } from './layers';
 import { LINEAR_MODULES, type LinearModule, type PreparedWeights } from './weights';
+import { QUANT_ACCURACY, QUANT_BLOCK, quantBits } from './quantize';
 
 export const LORA_TARGETS = [...LINEAR_MODULES, 'lm_head'] as const;
 export type LoraTarget = (typeof LORA_TARGETS)[number];
@@ -103,20 +105,75 @@ export class LlamaGraphs {
     return names;
   }
 
+  /** Every weight a graph of this model may read from the pack (the head too when it is tied: the embedding transposed). */
+  private packNames(): string[] {
+    const names = this.weightNames();
+    return this.cfg.tieWordEmbeddings ? [...names, 'lm_head'] : names;
+  }
+
   private readonly perGraph = new WeakMap<Graph, Map<string, Tensor>>();
 
-  /** A weight as an initializer (or an input in full training), once per graph however often it is used. */
+  /**
+   * A weight as an initializer (or an input in full training), once per graph however often it is
+   * used: from the model's weight pack (external data, mapped by ONNX Runtime) when it has one,
+   * in memory otherwise.
+   */
   weight(g: Graph, name: string, opts: BuildOptions = {}): Tensor {
     let m = this.perGraph.get(g);
     if (!m) this.perGraph.set(g, (m = new Map()));
     let t = m.get(name);
     if (!t) {
-      const w = this.weights.get(name);
-      t = opts.weightsAsInputs ? g.input(`w.${name}`, this.dtype, w.shape) : g.initializer(name, this.dtype, w.shape, w.data, `${this.weights.key}|${this.dtype}|${name}`);
+      if (opts.weightsAsInputs) {
+        if (this.weights.quantization !== 'none') throw new Error(`full training needs a float base (this model's base is ${this.weights.quantization})`);
+        t = g.input(`w.${name}`, this.dtype, this.weights.shape(name));
+      } else {
+        const pack = this.weights.pack(this.packNames());
+        if (pack) {
+          const r = pack.ref(name);
+          t = g.externalInitializer(name, r.dtype, r.shape, r.external, `${pack.id}|${name}`);
+        } else {
+          const w = this.weights.get(name);
+          t = g.initializer(name, this.dtype, w.shape, w.data, `${this.weights.key}|${this.dtype}|${name}`);
+        }
+      }
       m.set(name, t);
     }
     return t;
   }
+
+  private readonly perGraphQ = new WeakMap<Graph, Map<string, QuantizedMatrix>>();
+
+  /** A linear weight as the graph reads it: a float [in, out] tensor, or MatMulNBits blocks of a quantized base. */
+  linearWeight(g: Graph, name: string, opts: BuildOptions = {}): Tensor | QuantizedMatrix {
+    if (opts.weightsAsInputs || !this.weights.isQuantized(name)) return this.weight(g, name, opts);
+    let m = this.perGraphQ.get(g);
+    if (!m) this.perGraphQ.set(g, (m = new Map()));
+    let q = m.get(name);
+    if (!q) {
+      const [k, n] = this.weights.shape(name);
+      const bits = quantBits(this.weights.quantization as 'int8' | 'int4');
+      const pack = this.weights.pack(this.packNames());
+      let b: Tensor;
+      let scales: Tensor;
+      if (pack) {
+        const [rb, rs] = [pack.ref(`${name}.qb`), pack.ref(`${name}.qs`)];
+        b = g.externalInitializer(`${name}.qb`, rb.dtype, rb.shape, rb.external, `${pack.id}|${name}.qb`);
+        scales = g.externalInitializer(`${name}.qs`, rs.dtype, rs.shape, rs.external, `${pack.id}|${name}.qs`);
+      } else {
+        const w = this.weights.quantized(name);
+        const blocks = Math.ceil(k! / QUANT_BLOCK);
+        const key = `${this.weights.key}|${this.dtype}|${this.weights.quantization}|${name}`;
+        b = g.initializer(`${name}.qb`, 'uint8', [n!, blocks, (QUANT_BLOCK * bits) / 8], w.b, `${key}.qb`);
+        scales = g.initializer(`${name}.qs`, this.dtype, [n!, blocks], w.scales, `${key}.qs`);
+      }
+      q = { b, scales, k: k!, n: n!, bits, blockSize: QUANT_BLOCK, accuracyLevel: this.accuracyLevel };
+      m.set(name, q);
+    }
+    return q;
+  }
+
+  /** MatMulNBits' accuracy level for the quantized base (4: the fast path; 0: float inputs, for gradient checks). */
+  accuracyLevel = QUANT_ACCURACY;
 
   private lora(g: Graph, opts: BuildOptions, layer: number | 'lm_head', m: LoraTarget, x: Tensor): Linear['lora'] {
     const spec = opts.lora;
@@ -149,7 +206,7 @@ export class LlamaGraphs {
     for (let l = 0; l < c.numLayers; l++) {
       const W = (n: string) => this.weight(g, `layers.${l}.${n}`, opts);
       const lin = (m: LinearModule, withBias = false): Linear => ({
-        weight: W(m),
+        weight: this.linearWeight(g, `layers.${l}.${m}`, opts),
         bias: withBias ? W(`${m}_bias`) : undefined,
         lora: this.lora(g, opts, l, m, x),
       });
@@ -176,8 +233,8 @@ export class LlamaGraphs {
   logits(g: Graph, hidden: Tensor, opts: BuildOptions = {}): Tensor {
     // Tied embeddings in full training: the head is the (trainable) embedding, transposed.
     const tiedInput = this.cfg.tieWordEmbeddings && opts.weightsAsInputs;
-    const head: Linear = { weight: tiedInput ? op.transpose(this.weight(g, 'embed', opts), [1, 0]) : this.weight(g, 'lm_head', opts), lora: this.lora(g, opts, 'lm_head', 'lm_head', hidden) };
-    const y = op.matmul(hidden, head.weight);
+    const head: Linear = { weight: tiedInput ? op.transpose(this.weight(g, 'embed', opts), [1, 0]) : this.linearWeight(g, 'lm_head', opts), lora: this.lora(g, opts, 'lm_head', 'lm_head', hidden) };
+    const y = isQuantized(head.weight) ? op.matmulNBits(hidden, head.weight) : op.matmul(hidden, head.weight);
     let out = y;
     if (head.lora) {
       const xin = head.lora.dropout ? op.mul(hidden, head.lora.dropout) : hidden;

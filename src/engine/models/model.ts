@@ -9,6 +9,8 @@ import { loadModelFolder, type ModelFolder } from './folder';
 import type { ModelConfig } from './config';
 import { LlamaGraphs, loraInputs, loraSpecKey, type LoraSpec } from './llama';
 import { PreparedWeights, type ComputeDtype, type WeightSource } from './weights';
+import { modelCacheDir } from './pack';
+import { BASE_QUANTIZATIONS, type BaseQuantization } from './quantize';
 
 /** LoRA tensors keyed by graph input name (lora.<layer>.<module>.a [in, r] / .b [r, out]). */
 export interface AdapterWeights {
@@ -19,6 +21,13 @@ export interface AdapterWeights {
 export interface LoadOptions {
   /** Compute dtype; default float32 on the CPU and float16 on GPU providers. */
   dtype?: ComputeDtype;
+  /** The frozen base's linear weights as 8- or 4-bit blocks (MatMulNBits); default none. */
+  quantize?: BaseQuantization;
+  /**
+   * Where the weight pack and the graphs that read it are kept (default: modelCacheDir(dir));
+   * false = no pack, weights as graph initializers in memory.
+   */
+  cacheDir?: string | false;
 }
 
 /** Identifies a folder's weights by path, size and modification time, without reading them. */
@@ -35,29 +44,51 @@ export class CausalLM {
   readonly graphs: LlamaGraphs;
   private readonly sessions = new Map<string, Promise<Session>>();
 
+  private readonly variants = new Map<BaseQuantization, CausalLM>();
+
   private constructor(
     readonly config: ModelConfig,
-    source: WeightSource,
-    weightsId: string,
+    private readonly source: WeightSource,
+    private readonly weightsId: string,
     private readonly tok: Tokenizer | undefined,
     readonly backend: Backend,
     readonly dtype: ComputeDtype,
     /** The model folder, when loaded from one. */
     readonly dir?: string,
+    readonly quantization: BaseQuantization = 'none',
+    private readonly cacheDir?: string,
   ) {
-    this.graphs = new LlamaGraphs(config, new PreparedWeights(config, dtype, weightsId, source));
+    if (!(BASE_QUANTIZATIONS as readonly string[]).includes(quantization)) throw new Error(`base quantization must be ${BASE_QUANTIZATIONS.join(', ')} (got '${quantization}')`);
+    this.graphs = new LlamaGraphs(config, new PreparedWeights(config, dtype, weightsId, source, quantization, cacheDir));
   }
 
   static async load(dir: string, backend: Backend, opts: LoadOptions = {}): Promise<CausalLM> {
     const folder: ModelFolder = loadModelFolder(dir);
     const tokenizer = await Tokenizer.fromFolder(dir);
     const dtype = opts.dtype ?? (backend.provider === 'cpu' ? 'float32' : 'float16');
-    return new CausalLM(folder.config, folder.weights, weightsKey(dir), tokenizer, backend, dtype, dir);
+    const cacheDir = opts.cacheDir === false ? undefined : opts.cacheDir ?? modelCacheDir(dir);
+    return new CausalLM(folder.config, folder.weights, weightsKey(dir), tokenizer, backend, dtype, dir, opts.quantize ?? 'none', cacheDir);
   }
 
   /** A model from weights in memory (tests, training a model from scratch). */
-  static fromWeights(config: ModelConfig, source: WeightSource, backend: Backend, opts: { dtype?: ComputeDtype; id: string; tokenizer?: Tokenizer }): CausalLM {
-    return new CausalLM(config, source, opts.id, opts.tokenizer, backend, opts.dtype ?? 'float32');
+  static fromWeights(config: ModelConfig, source: WeightSource, backend: Backend, opts: { dtype?: ComputeDtype; id: string; tokenizer?: Tokenizer; quantize?: BaseQuantization }): CausalLM {
+    return new CausalLM(config, source, opts.id, opts.tokenizer, backend, opts.dtype ?? 'float32', undefined, opts.quantize ?? 'none');
+  }
+
+  /**
+   * The same model with its base quantized otherwise (or not): shares the config, tokenizer,
+   * backend and weight files; its own graphs, sessions and weight pack. Cheap: nothing is read
+   * until a session is asked for. The same object for the same setting.
+   */
+  withQuantization(q: BaseQuantization): CausalLM {
+    if (q === this.quantization) return this;
+    let m = this.variants.get(q);
+    if (!m) {
+      m = new CausalLM(this.config, this.source, this.weightsId, this.tok, this.backend, this.dtype, this.dir, q, this.cacheDir);
+      m.variants.set(this.quantization, this);
+      this.variants.set(q, m);
+    }
+    return m;
   }
 
   get tokenizer(): Tokenizer {

@@ -4,5 +4,6 @@ export * from './linalg';
 export * from './reduce';
 export * from './shape';
 export * from './nn';
+export * from './quant';
 export type { Operand } from './common';
 export { unbroadcast } from './backward';

@@ -1,0 +1,89 @@
+// A product with a frozen, block-quantized weight: ONNX Runtime's com.microsoft MatMulNBits (the
+// operator its own GenAI models use on CPU and GPU), and its backward with respect to the input.
+import { attr, type Tensor } from '../graph';
+import { defGrad } from './registry';
+import { attrOf, fail } from './common';
+import { add, cast, div, mul, sub } from './elementwise';
+import { matmul } from './linalg';
+import { concat, reshape, slice, unsqueeze } from './shape';
+
+/**
+ * A [K, N] weight (y = x·W) quantized in blocks along K, as MatMulNBits reads it: `b` uint8
+ * [N, ⌈K/block⌉, block·bits/8] (two 4-bit values per byte, low nibble first), `scales`
+ * [N, ⌈K/block⌉] in the compute dtype, symmetric: w = (q − 2^(bits−1)) · scale.
+ */
+export interface QuantizedMatrix {
+  b: Tensor;
+  scales: Tensor;
+  k: number;
+  n: number;
+  bits: 4 | 8;
+  blockSize: number;
+  /**
+   * MatMulNBits' accuracy_level: 4 quantizes the input to int8 inside (the fast path, ≈ 4e-3
+   * relative error per product); 0 computes in the input's float type. 8 bits at level 0 is a
+   * slow path on the CPU (20–40× slower than float32): use 4.
+   */
+  accuracyLevel: number;
+}
+
+export const isQuantized = (w: Tensor | QuantizedMatrix): w is QuantizedMatrix => !(w as Tensor).graph;
+
+/** x [..., K] · W [K, N] → [..., N] with W quantized. */
+export function matmulNBits(x: Tensor, w: QuantizedMatrix): Tensor {
+  if (x.dtype !== 'float32' && x.dtype !== 'float16') fail('MatMulNBits', 'needs a float32 or float16 input', x);
+  if (x.shape[x.rank - 1] !== w.k) fail('MatMulNBits', `the input's last dimension is not K = ${w.k}`, x);
+  const blocks = Math.ceil(w.k / w.blockSize);
+  const bShape = [w.n, blocks, (w.blockSize * w.bits) / 8];
+  if (w.b.dtype !== 'uint8' || w.b.shape.join() !== bShape.join()) fail('MatMulNBits', `B must be uint8 [${bShape.join(', ')}]`, w.b);
+  if (w.scales.dtype !== x.dtype || w.scales.shape.join() !== [w.n, blocks].join()) fail('MatMulNBits', `scales must be ${x.dtype} [${w.n}, ${blocks}]`, w.scales);
+  return x.graph.node(
+    'MatMulNBits',
+    [x, w.b, w.scales],
+    { K: attr.int(w.k), N: attr.int(w.n), bits: attr.int(w.bits), block_size: attr.int(w.blockSize), accuracy_level: attr.int(w.accuracyLevel) },
+    [{ dtype: x.dtype, shape: [...x.shape.slice(0, -1), w.n] }],
+    { domain: 'com.microsoft' },
+  )[0]!;
+}
+
+/**
+ * The weight as floats [N, K] (the layout of B: row n holds W[:, n]), dequantized inside the
+ * graph. B first goes through an Expand whose shape is read from `like` at run time (always [1]):
+ * ONNX Runtime would otherwise constant-fold the whole chain at session creation into a float
+ * copy of every weight; this way the float rows exist only while the product that reads them runs.
+ */
+export function dequantizeInGraph(w: QuantizedMatrix, dtype: Tensor['dtype'], like: Tensor): Tensor {
+  const g = w.b.graph;
+  const blocks = Math.ceil(w.k / w.blockSize);
+  const rows = g.node('Shape', [like], { start: attr.int(0), end: attr.int(1) }, [{ dtype: 'int64', shape: [1] }])[0]!;
+  const one = add(mul(rows, g.scalar(0, 'int64')), g.scalar(1, 'int64')); // [1] = [1], known only at run time
+  const bRun = g.node('Expand', [w.b, one], {}, [{ dtype: 'uint8', shape: w.b.shape }])[0]!;
+  let q: Tensor; // [N, blocks, block] as integers in float
+  if (w.bits === 8) {
+    q = cast(bRun, dtype);
+  } else {
+    const b = cast(bRun, 'int32');
+    const hi = div(b, g.scalar(16, 'int32'));
+    const lo = sub(b, mul(hi, g.scalar(16, 'int32')));
+    q = cast(reshape(concat([unsqueeze(lo, [-1]), unsqueeze(hi, [-1])], -1), [w.n, blocks, w.blockSize]), dtype);
+  }
+  const deq = mul(sub(q, g.scalar(2 ** (w.bits - 1), dtype)), unsqueeze(w.scales, [-1])); // [N, blocks, block]
+  const flat = reshape(deq, [w.n, blocks * w.blockSize]);
+  return blocks * w.blockSize === w.k ? flat : slice(flat, [0], [w.k], [1]);
+}
+
+// The base is frozen: only the input gets a gradient, dx = dy · Wᵀ = dy [..., N] · W' [N, K], with
+// W' dequantized from the same blocks the forward read. The other choice, MatMulNBits on a second
+// copy quantized along N, would keep that copy in memory for the whole run and quantize dy to
+// int8 at accuracy level 4; this one holds no extra weights and is the exact gradient of the
+// dequantized product, at the price of dequantizing each weight once per backward pass — small
+// next to the product itself when a train batch has hundreds of rows.
+defGrad('MatMulNBits', (n, [dy], needs) => {
+  if (!needs[0]) return [undefined, undefined, undefined];
+  const [x, b, scales] = n.inputs as Tensor[];
+  const w: QuantizedMatrix = {
+    b: b!, scales: scales!, k: attrOf(n, 'K', 'int'), n: attrOf(n, 'N', 'int'), bits: attrOf(n, 'bits', 'int') as 4 | 8,
+    blockSize: attrOf(n, 'block_size', 'int'), accuracyLevel: attrOf(n, 'accuracy_level', 'int'),
+  };
+  return [matmul(dy!, dequantizeInGraph(w, x!.dtype, dy!)), undefined, undefined];
+});

@@ -1,0 +1,156 @@
+// A weight pack: every tensor a model's graphs read, prepared once (transposed, converted to the
+// compute dtype, or block-quantized) into one file beside the model, each tensor on a page
+// boundary. Graphs refer to it as ONNX external data, so ONNX Runtime maps the weights from the
+// file: JavaScript never holds them, every session of the model (score, step, train) and every
+// process reads the same pages, and a second start skips reading and preparing the weights.
+//
+// <id>.weights holds the bytes; <id>.json lists the tensors and the file's size. Both are written
+// to a temporary name and renamed, the manifest last, so a manifest always describes a complete
+// file; a pack whose manifest is missing, unreadable or disagrees with what is asked is rebuilt.
+// The id says what the bytes are (model files by path, size and mtime; dtype; quantization;
+// format version), so a changed model or setting never reads a stale pack.
+import { accessSync, closeSync, constants, existsSync, fsyncSync, mkdirSync, openSync, readdirSync, readFileSync, renameSync, rmSync, statSync, writeFileSync, writeSync } from 'node:fs';
+import { createHash } from 'node:crypto';
+import { homedir } from 'node:os';
+import { join, resolve } from 'node:path';
+import { bytesOf, byteSize, type DType, type ExternalData, type TypedData } from '../graph';
+
+/** Bumped whenever what a pack holds for the same id changes (layout, quantizer). */
+export const PACK_FORMAT = 1;
+const PAGE = 4096;
+
+export interface PackEntry {
+  name: string;
+  dtype: DType;
+  shape: number[];
+}
+
+interface Manifest {
+  format: number;
+  id: string;
+  size: number;
+  tensors: Record<string, { dtype: DType; shape: number[]; offset: number; length: number }>;
+}
+
+/**
+ * Where a model folder's caches go: `.docdistill-cache` inside it when it is writable (a
+ * `.gitignore` there keeps it out of version control), otherwise under $XDG_CACHE_HOME (or
+ * ~/.cache)/docdistill/models/<hash of the folder's path>. DOCDISTILL_CACHE_DIR moves them all.
+ */
+export function modelCacheDir(modelDir: string): string {
+  const abs = resolve(modelDir);
+  const tag = createHash('sha256').update(abs).digest('hex').slice(0, 16);
+  const env = process.env.DOCDISTILL_CACHE_DIR;
+  if (env) return join(env, tag);
+  const beside = join(abs, '.docdistill-cache');
+  try {
+    mkdirSync(beside, { recursive: true });
+    accessSync(beside, constants.W_OK);
+    const ignore = join(beside, '.gitignore');
+    if (!existsSync(ignore)) writeFileSync(ignore, '# DocDistill caches (weight packs, graphs): safe to delete\n*\n');
+    return beside;
+  } catch {
+    return join(process.env.XDG_CACHE_HOME || join(homedir(), '.cache'), 'docdistill', 'models', tag);
+  }
+}
+
+export class WeightPack {
+  private constructor(
+    readonly dir: string,
+    readonly id: string,
+    readonly path: string,
+    private readonly manifest: Manifest,
+    /** Whether this call wrote the pack (false: an existing one was reused). */
+    readonly built: boolean,
+  ) {}
+
+  /**
+   * The pack `id` in `dir` holding exactly `entries`: reused when a complete one is there,
+   * otherwise built by `load`, one tensor at a time (so at most one tensor is in memory).
+   * `stalePrefix`: other packs in `dir` whose id does not start with it are deleted after a build
+   * (packs of an earlier version of the same model files).
+   */
+  static ensure(dir: string, id: string, entries: readonly PackEntry[], load: (name: string) => TypedData, stalePrefix?: string): WeightPack {
+    if (!/^[\w.-]+$/.test(id)) throw new Error(`weight pack id '${id}' may only hold letters, digits, '.', '_' and '-'`);
+    const path = join(dir, `${id}.weights`);
+    const mpath = join(dir, `${id}.json`);
+    const existing = readManifest(mpath, path, id, entries);
+    if (existing) return new WeightPack(dir, id, path, existing, false);
+
+    mkdirSync(dir, { recursive: true });
+    const manifest: Manifest = { format: PACK_FORMAT, id, size: 0, tensors: {} };
+    const tmp = `.tmp-${process.pid}-${Date.now()}`;
+    const fd = openSync(path + tmp, 'w');
+    try {
+      let end = 0;
+      for (const e of entries) {
+        const data = load(e.name);
+        const length = e.shape.reduce((a, b) => a * b, 1) * byteSize[e.dtype];
+        if (data.byteLength !== length) throw new Error(`weight pack: ${e.name} has ${data.byteLength} bytes, expected ${length} (${e.dtype} [${e.shape.join(', ')}])`);
+        const offset = Math.ceil(end / PAGE) * PAGE;
+        const raw = bytesOf(data);
+        for (let done = 0; done < raw.byteLength; ) done += writeSync(fd, raw, done, Math.min(raw.byteLength - done, 1 << 30), offset + done);
+        manifest.tensors[e.name] = { dtype: e.dtype, shape: [...e.shape], offset, length };
+        end = offset + length;
+      }
+      manifest.size = end;
+      fsyncSync(fd);
+    } catch (err) {
+      closeSync(fd);
+      rmSync(path + tmp, { force: true });
+      const need = entries.reduce((n, e) => n + e.shape.reduce((a, b) => a * b, 1) * byteSize[e.dtype], 0);
+      const code = (err as NodeJS.ErrnoException).code;
+      if (code === 'ENOSPC' || code === 'EDQUOT' || code === 'EACCES' || code === 'EROFS') {
+        throw new Error(`could not write the weight pack (${(need / 2 ** 30).toFixed(2)} GiB) into ${dir}: ${(err as Error).message}. Free some space there, or point DOCDISTILL_CACHE_DIR at a folder with room.`);
+      }
+      throw err;
+    }
+    closeSync(fd);
+    renameSync(path + tmp, path);
+    writeFileSync(mpath + tmp, JSON.stringify(manifest));
+    renameSync(mpath + tmp, mpath);
+    if (stalePrefix !== undefined) pruneStale(dir, stalePrefix, id);
+    return new WeightPack(dir, id, path, manifest, true);
+  }
+
+  has(name: string): boolean {
+    return name in this.manifest.tensors;
+  }
+
+  /** A tensor of the pack as external data for Graph.externalInitializer. */
+  ref(name: string): { dtype: DType; shape: number[]; external: ExternalData } {
+    const t = this.manifest.tensors[name];
+    if (!t) throw new Error(`weight pack ${this.id} has no tensor '${name}'`);
+    return { dtype: t.dtype, shape: t.shape, external: { path: this.path, offset: t.offset, length: t.length } };
+  }
+
+  get bytes(): number {
+    return this.manifest.size;
+  }
+}
+
+function readManifest(mpath: string, path: string, id: string, entries: readonly PackEntry[]): Manifest | undefined {
+  if (!existsSync(mpath) || !existsSync(path)) return undefined;
+  let m: Manifest;
+  try {
+    m = JSON.parse(readFileSync(mpath, 'utf8')) as Manifest;
+  } catch {
+    return undefined;
+  }
+  if (m.format !== PACK_FORMAT || m.id !== id || !m.tensors || statSync(path).size !== m.size) return undefined;
+  if (Object.keys(m.tensors).length !== entries.length) return undefined;
+  for (const e of entries) {
+    const t = m.tensors[e.name];
+    if (!t || t.dtype !== e.dtype || t.shape.join() !== e.shape.join() || t.offset % PAGE !== 0 || t.offset + t.length > m.size) return undefined;
+  }
+  return m;
+}
+
+/** Deletes packs that belong to other versions of the model's files, and the graphs that read them (<id>.<hash>.onnx). */
+function pruneStale(dir: string, keepPrefix: string, justBuilt: string): void {
+  for (const f of readdirSync(dir)) {
+    const m = /^([\w-]+)\.(weights|json|[0-9a-f]{32}\.onnx)$/.exec(f);
+    if (!m || m[1] === justBuilt || m[1]!.startsWith(keepPrefix)) continue;
+    rmSync(join(dir, f), { force: true });
+  }
+}

@@ -1,0 +1,258 @@
+// A quantized frozen base (MatMulNBits int8/int4) and the weight pack beside the model: the
+// quantizer against its own dequantization and ONNX Runtime's kernel, the log-probs of real text
+// against float32, a LoRA gradient through the quantized base against finite differences, and the
+// pack and graph cache's reuse and invalidation.
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { cpSync, existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync, truncateSync, utimesSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { Backend, type HostTensor } from '../../../src/engine/backend';
+import { Graph, op } from '../../../src/engine/graph';
+import { CausalLM } from '../../../src/engine/models/model';
+import { loraInputs, type LoraSpec } from '../../../src/engine/models/llama';
+import { dequantizeRows, quantizeRows, type BaseQuantization } from '../../../src/engine/models/quantize';
+import { buildTrainGraph, trainableNames } from '../../../src/engine/train/graph';
+import { LoraTrainer, type DistillSample } from '../../../src/engine/train/trainer';
+import { writeExampleDocs } from '../../../src/demo/examples';
+import { makeModel } from '../../../src/tools/makeModel';
+import { resolveSettings } from '../../../src/pipeline/settings';
+import { rng } from '../helpers/random';
+import { randomWeights, tinyConfig } from '../helpers/tinyModel';
+
+const root = mkdtempSync(join(tmpdir(), 'dd-quant-'));
+test.after(() => rmSync(root, { recursive: true, force: true }));
+let beP: Promise<Backend> | undefined;
+const backend = () => (beP ??= Backend.create({ device: 'cpu', threads: 1 }));
+
+/** A copy of a model folder in a temp dir (the pack is written beside the model). */
+function copyModel(src: string, name: string): string {
+  const dir = join(root, name);
+  cpSync(src, dir, { recursive: true, filter: (p) => !p.includes('.docdistill-cache') });
+  return dir;
+}
+
+test('quantizer: int8 and int4 blocks round-trip within half a step, and MatMulNBits computes with them', async () => {
+  const r = rng(3);
+  const [N, K, M] = [40, 80, 5]; // K not a multiple of the block: the last block is padded
+  const w = Float32Array.from({ length: N * K }, () => (r() - 0.5) * (r() < 0.05 ? 4 : 1));
+  const x = Float32Array.from({ length: M * K }, () => r() - 0.5);
+  for (const bits of [8, 4] as const) {
+    const q = quantizeRows(w, N, K, bits);
+    const dq = dequantizeRows(q);
+    const blocks = Math.ceil(K / 32);
+    for (let n = 0; n < N; n++) {
+      for (let k = 0; k < K; k++) {
+        const s = (q.scales as Float32Array)[n * blocks + Math.floor(k / 32)]!;
+        assert.ok(Math.abs(dq[n * K + k]! - w[n * K + k]!) <= s / 2 + 1e-7, `bits ${bits}: w[${n},${k}] off by more than half a step`);
+      }
+    }
+    // ONNX Runtime's MatMulNBits against x · dequantized(W)ᵀ in float64, at accuracy levels 0 and 4.
+    const ref = new Float64Array(M * N);
+    for (let m = 0; m < M; m++) for (let n = 0; n < N; n++) for (let k = 0; k < K; k++) ref[m * N + n]! += x[m * K + k]! * dq[n * K + k]!;
+    for (const level of [0, 4]) {
+      const g = new Graph(`mmnb_${bits}_${level}`);
+      const b = g.initializer('b', 'uint8', [N, blocks, (32 * bits) / 8], q.b);
+      const sc = g.initializer('s', 'float32', [N, blocks], q.scales);
+      g.output(op.matmulNBits(g.input('x', 'float32', [M, K]), { b, scales: sc, k: K, n: N, bits, blockSize: 32, accuracyLevel: level }), 'y');
+      const y = (await (await (await backend()).session(g)).run({ x: { dtype: 'float32', dims: [M, K], data: x } })).y!.data as Float32Array;
+      const scale = Math.max(...ref.map(Math.abs));
+      const err = Math.max(...y.map((v, i) => Math.abs(v - ref[i]!))) / scale;
+      assert.ok(err < (level === 0 ? 1e-5 : 2e-2), `bits ${bits} level ${level}: relative error ${err}`);
+    }
+  }
+});
+
+/** Mean and largest |Δ log-prob| of quantized against float32 over the tokens of `texts`. */
+async function fidelity(dir: string, texts: string[], q: BaseQuantization): Promise<{ mean: number; max: number; tokens: number }> {
+  const be = await backend();
+  const f32 = await CausalLM.load(dir, be);
+  const qm = await CausalLM.load(dir, be, { quantize: q });
+  const ids = texts.map((t) => f32.tokenizer.encode(t).slice(0, 200));
+  const [a, b] = [await f32.score(ids), await qm.score(ids)];
+  let sum = 0, max = 0, n = 0;
+  a.forEach((row, i) => row.forEach((v, j) => {
+    if (v === null) return;
+    const d = Math.abs(v - b[i]![j]!);
+    sum += d;
+    max = Math.max(max, d);
+    n++;
+  }));
+  return { mean: sum / n, max, tokens: n };
+}
+
+const docsDir = join(root, 'docs');
+const realText = (): string[] => {
+  if (!existsSync(docsDir)) writeExampleDocs(docsDir, 6, 11);
+  return readdirSync(docsDir).filter((f) => f.endsWith('.md')).sort().map((f) => readFileSync(join(docsDir, f), 'utf8'));
+};
+
+// Bounds: 2–4× what was measured when this was written (the test prints the figures): on the
+// random tiny-qwen2 0.0008 (int8) and 0.011 (int4).
+// The demo model is far more sensitive than a random one: its weights have outliers ≈ 40× their
+// RMS, and a block holding one has coarse steps for the rest (it measured 0.095 at int8 and 0.48
+// at int4; with level 0 activations 0.053 and 0.46).
+const bounds: Record<string, Record<'int8' | 'int4', number>> = { demo: { int8: 0.2, int4: 1 }, 'tiny-qwen2': { int8: 0.003, int4: 0.03 } };
+
+const made = (shape: string, name: string) => makeModel({ shape, seed: 5, out: join(root, name) }).dir;
+
+for (const [label, src] of [['demo', () => copyModel(join(__dirname, '../../../media/demo-model'), 'fid-demo')], ['tiny-qwen2', () => made('tiny-qwen2', 'fid-qwen2')]] as const) {
+  test(`quantized base: log-probs of real text stay close to float32 (${label} model)`, async () => {
+    const dir = src();
+    const texts = realText();
+    for (const q of ['int8', 'int4'] as const) {
+      const f = await fidelity(dir, texts, q);
+      console.log(`${label} ${q}: mean |Δ log-prob| ${f.mean.toFixed(4)}, max ${f.max.toFixed(3)} over ${f.tokens} tokens`);
+      assert.ok(f.mean < bounds[label]![q], `${q}: mean |Δ log-prob| ${f.mean}`);
+    }
+  });
+}
+
+test('quantized base: the LoRA gradient flows through MatMulNBits (finite differences, KL distillation)', async () => {
+  const cfg = tinyConfig({ hiddenSize: 64, intermediateSize: 96, headDim: 16, numLayers: 2, vocabSize: 53 });
+  const be = await backend();
+  for (const q of ['int8', 'int4'] as const) {
+    const model = CausalLM.fromWeights(cfg, randomWeights(cfg, 4), be, { id: `grad-${q}`, quantize: q });
+    // Level 0 computes the product in float (level 4 rounds the input to int8, a step function that
+    // finite differences cannot see through); the backward is the same at every level.
+    model.graphs.accuracyLevel = 0;
+    const spec: LoraSpec = { rank: 2, alpha: 4, targets: ['q', 'v', 'up', 'down', 'lm_head'] };
+    const o = { loss: 'kl' as const, lora: spec, temperature: 2 };
+    const g = buildTrainGraph(model.graphs, o);
+    assert.ok(g.nodes.some((n) => n.op === 'MatMulNBits'), 'the base is read through MatMulNBits');
+    const floats = g.initializers.filter((w) => /^layers\.\d+\.(q|k|v|o|gate|up|down)$/.test(w.tensor.name)).map((w) => w.tensor.name);
+    assert.deepEqual(floats, [], 'no float copy of a decoder linear weight');
+    assert.equal(g.initializers.filter((w) => w.tensor.name.endsWith('.qb')).length, cfg.numLayers * 7);
+    const s = await be.session(g);
+    const r = rng(8);
+    const tok = () => 2 + Math.floor(r() * (cfg.vocabSize - 2));
+    const i64 = (dims: number[], v: number[]): HostTensor => ({ dtype: 'int64', dims, data: BigInt64Array.from(v, BigInt) });
+    const f32 = (dims: number[], v: number[]): HostTensor => ({ dtype: 'float32', dims, data: Float32Array.from(v) });
+    const student = Array.from({ length: 12 }, tok);
+    const teacher = [...Array.from({ length: 5 }, tok), ...student.slice(0, 6)];
+    const feeds: Record<string, HostTensor> = {
+      ids: i64([2, 6], student), mask: i64([2, 6], Array(12).fill(1)), positions: i64([2, 6], [0, 1, 2, 3, 4, 5, 0, 1, 2, 3, 4, 5]),
+      student_idx: i64([2, 3], [2, 3, 4, 1, 2, 3]), answer_mask: f32([2, 3], [1, 1, 1, 1, 1, 0]), sample_weights: f32([2], [1, 0.5]),
+      teacher_ids: i64([2, 11], [...teacher, ...teacher]),
+      teacher_mask: i64([2, 11], Array(22).fill(1)), teacher_positions: i64([2, 11], [...Array(11).keys(), ...Array(11).keys()]),
+      teacher_idx: i64([2, 3], [7, 8, 9, 6, 7, 8]),
+    };
+    for (const i of loraInputs(cfg, spec)) feeds[i.name] = f32(i.shape, Array.from({ length: i.shape[0] * i.shape[1] }, () => (r() - 0.5) * 0.8));
+    const out = await s.run(feeds);
+    let worst = 0;
+    const h = 3e-3;
+    for (const n of trainableNames(model.graphs, o)) {
+      const x = feeds[n]!.data as Float32Array;
+      const grad = out[`grad.${n}`]!.data as Float32Array;
+      // The largest gradient of each tensor, where float32 differences are well above rounding.
+      let j = 0;
+      grad.forEach((v, k) => (Math.abs(v) > Math.abs(grad[j]!) ? (j = k) : 0));
+      const orig = x[j]!;
+      x[j] = orig + h;
+      const lp = (await s.run(feeds, ['loss'])).loss!.data[0] as number;
+      x[j] = orig - h;
+      const lm = (await s.run(feeds, ['loss'])).loss!.data[0] as number;
+      x[j] = orig;
+      const num = (lp - lm) / (2 * h);
+      const rel = Math.abs(grad[j]! - num) / Math.max(Math.abs(num), Math.abs(grad[j]!), 1e-4);
+      worst = Math.max(worst, rel);
+    }
+    console.log(`${q}: loss ${(out.loss!.data[0] as number).toFixed(5)}, worst relative LoRA gradient error ${worst.toExponential(2)}`);
+    assert.ok(worst < 2e-2, `${q}: relative error ${worst}`);
+  }
+});
+
+test('weight pack and graphs beside the model: reused by the next load, rebuilt when the model or setting changes', async () => {
+  const dir = made('tiny-llama', 'cache');
+  const cache = join(dir, '.docdistill-cache');
+  const ids = [[1, 5, 9, 13, 17, 21, 25]];
+  const load = async (q: BaseQuantization = 'none') => {
+    const be = await Backend.create({ device: 'cpu', threads: 1 });
+    const m = await CausalLM.load(dir, be, { quantize: q });
+    const lp = await m.score(ids);
+    await be.dispose();
+    return { lp, pack: m.graphs.weights.pack([])! };
+  };
+  const files = () => readdirSync(cache).sort();
+  const first = await load();
+  assert.ok(first.pack.built, 'the first load builds the pack');
+  const onnx = files().filter((f) => f.endsWith('.onnx'));
+  assert.equal(onnx.length, 1, `one graph file: ${files().join(', ')}`);
+  const graphMtime = statSync(join(cache, onnx[0]!)).mtimeMs;
+  assert.ok(readFileSync(join(cache, '.gitignore'), 'utf8').includes('*'));
+
+  const second = await load();
+  assert.equal(second.pack.built, false, 'the second load reuses the pack');
+  assert.equal(second.pack.id, first.pack.id);
+  assert.equal(statSync(join(cache, onnx[0]!)).mtimeMs, graphMtime, 'and the graph file');
+  assert.deepEqual(second.lp, first.lp);
+
+  // Another setting: its own pack, the float one stays.
+  const q8 = await load('int8');
+  assert.ok(q8.pack.built && q8.pack.id !== first.pack.id);
+  assert.ok(existsSync(first.pack.path));
+
+  // Weights held once: the sessions map the pack; JavaScript kept no prepared copy (without a pack it does).
+  const be = await backend();
+  const held = async (cacheDir?: false) => {
+    const m = await CausalLM.load(dir, be, { cacheDir, quantize: 'int8' });
+    await m.score(ids);
+    return m.graphs.weights.heldBytes;
+  };
+  assert.equal(await held(), 0);
+  assert.ok((await held(false)) > 0);
+
+
+  // A damaged pack (truncated, or its manifest unreadable) is rebuilt, with the same results.
+  truncateSync(first.pack.path, 100);
+  const repaired = await load();
+  assert.ok(repaired.pack.built);
+  assert.deepEqual(repaired.lp, first.lp);
+  writeFileSync(join(cache, `${first.pack.id}.json`), '{not json');
+  assert.ok((await load()).pack.built);
+
+  // Changed weights (a new modification time): a new pack; the old version's packs are deleted.
+  const st = join(dir, 'model.safetensors');
+  utimesSync(st, new Date(), new Date(Date.now() + 5000));
+  const changed = await load();
+  assert.ok(changed.pack.built && changed.pack.id !== first.pack.id);
+  assert.ok(!existsSync(first.pack.path) && !existsSync(q8.pack.path), `stale packs left: ${files().join(', ')}`);
+  assert.ok(!existsSync(join(cache, onnx[0]!)), 'and their graphs');
+  assert.ok(files().some((f) => f.startsWith(`${changed.pack.id}.`) && f.endsWith('.onnx')), 'the new graph is there');
+  assert.ok(!files().some((f) => f.includes('.tmp-')), 'no temporary files left');
+});
+
+test('quantized base: LoRA distillation trains (the KL falls) with teacher and student on the same int4 base', async () => {
+  const cfg = tinyConfig({ hiddenSize: 64, intermediateSize: 96, headDim: 16, numLayers: 2, vocabSize: 53 });
+  const model = CausalLM.fromWeights(cfg, randomWeights(cfg, 6), await backend(), { id: 'train-int4', quantize: 'int4' });
+  const r = rng(2);
+  const tok = () => 2 + Math.floor(r() * (cfg.vocabSize - 2));
+  const samples: DistillSample[] = Array.from({ length: 4 }, () => {
+    const doc = Array.from({ length: 8 }, tok);
+    const qa = Array.from({ length: 6 }, tok);
+    return { teacher: [...doc, ...qa], student: qa, answerLength: 3 };
+  });
+  const t = new LoraTrainer(model, {
+    loss: 'kl', lora: { rank: 4, alpha: 8, targets: ['q', 'v', 'up', 'down'] }, dropout: 0, temperature: 1, lr: 2e-2, weightDecay: 0, beta1: 0.9, beta2: 0.999, eps: 1e-8,
+    schedule: 'constant', warmupSteps: 0, totalSteps: 12, microBatch: 4, gradAccum: 1, maxGradNorm: 1, seed: 0,
+  });
+  const losses: number[] = [];
+  for (let i = 0; i < 12; i++) losses.push((await t.trainStep(samples)).loss);
+  console.log(`int4 base, KL: ${losses.map((l) => l.toFixed(4)).join(' ')}`);
+  assert.ok(losses.every(Number.isFinite));
+  assert.ok(losses.at(-1)! < 0.5 * losses[0]!, `the KL fell from ${losses[0]} to ${losses.at(-1)}`);
+});
+
+test('baseQuantization: validated as a setting; withQuantization gives one model per setting, sharing the weights source', async () => {
+  assert.equal(resolveSettings({}).baseQuantization, 'none');
+  assert.equal(resolveSettings({ baseQuantization: 'int4' }).baseQuantization, 'int4');
+  assert.throws(() => resolveSettings({ baseQuantization: 'int3' as never }), /baseQuantization must be none, int8, int4 \(got int3\)/);
+  const cfg = tinyConfig();
+  const m = CausalLM.fromWeights(cfg, randomWeights(cfg, 1), await backend(), { id: 'variants' });
+  const q8 = m.withQuantization('int8');
+  assert.equal(q8.quantization, 'int8');
+  assert.equal(m.withQuantization('int8'), q8);
+  assert.equal(q8.withQuantization('none'), m);
+  assert.equal(m.withQuantization('none'), m);
+  assert.throws(() => CausalLM.fromWeights(cfg, randomWeights(cfg, 1), m.backend, { id: 'f64', dtype: 'float64', quantize: 'int8' }), /needs a float32 or float16 compute dtype/);
+});
