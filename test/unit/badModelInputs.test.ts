@@ -21,16 +21,16 @@ let model: string;
 let adapter: string;
 
 /**
- * Every path under `dir` with its size (folders end in /). A model folder's weight cache
- * (.docdistill-cache: packs and graphs, written atomically, safe to delete) is a cache, not a
- * leftover; only temporary files in it would be.
+ * Every path under `dir` with its size (folders end in /). The models' weight cache (under HOME,
+ * which these tests put inside `dir`: packs and graphs, written atomically, safe to delete) is a
+ * cache, not a leftover; only temporary files in it would be.
  */
 function snapshot(dir: string): string[] {
   const out: string[] = [];
   const walk = (d: string) => {
     for (const n of readdirSync(d).sort()) {
       const p = join(d, n);
-      if (p.includes('.docdistill-cache') && !n.includes('.tmp-')) {
+      if (p.includes(join('.cache', 'docdistill')) && !n.includes('.tmp-')) {
         if (statSync(p).isDirectory()) walk(p);
         continue;
       }

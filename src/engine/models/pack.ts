@@ -9,7 +9,7 @@
 // file; a pack whose manifest is missing, unreadable or disagrees with what is asked is rebuilt.
 // The id says what the bytes are (model files by path, size and mtime; dtype; quantization;
 // format version), so a changed model or setting never reads a stale pack.
-import { accessSync, closeSync, constants, existsSync, fsyncSync, mkdirSync, openSync, readdirSync, readFileSync, renameSync, rmSync, statSync, writeFileSync, writeSync } from 'node:fs';
+import { closeSync, existsSync, fsyncSync, mkdirSync, openSync, readdirSync, readFileSync, renameSync, rmSync, statSync, writeFileSync, writeSync } from 'node:fs';
 import { createHash } from 'node:crypto';
 import { homedir } from 'node:os';
 import { join, resolve } from 'node:path';
@@ -33,25 +33,24 @@ interface Manifest {
 }
 
 /**
- * Where a model folder's caches go: `.docdistill-cache` inside it when it is writable (a
- * `.gitignore` there keeps it out of version control), otherwise under $XDG_CACHE_HOME (or
- * ~/.cache)/docdistill/models/<hash of the folder's path>. DOCDISTILL_CACHE_DIR moves them all.
+ * Where a model folder's caches go: a folder of the user's cache, named by a hash of the model
+ * folder's path — $XDG_CACHE_HOME (or ~/.cache)/docdistill/models/<hash> on Linux,
+ * ~/Library/Caches/docdistill/models/<hash> on macOS, %LOCALAPPDATA%\docdistill\models\<hash>
+ * on Windows, shared by the CLI and the extension's worker. DOCDISTILL_CACHE_DIR moves them all.
+ * Never inside the model folder: that may be a Hugging Face snapshot, a shared or
+ * version-controlled folder, or inside a workspace, where gigabytes of cache do not belong.
  */
 export function modelCacheDir(modelDir: string): string {
-  const abs = resolve(modelDir);
-  const tag = createHash('sha256').update(abs).digest('hex').slice(0, 16);
+  const tag = createHash('sha256').update(resolve(modelDir)).digest('hex').slice(0, 16);
+  return join(cacheRoot(), 'models', tag);
+}
+
+function cacheRoot(): string {
   const env = process.env.DOCDISTILL_CACHE_DIR;
-  if (env) return join(env, tag);
-  const beside = join(abs, '.docdistill-cache');
-  try {
-    mkdirSync(beside, { recursive: true });
-    accessSync(beside, constants.W_OK);
-    const ignore = join(beside, '.gitignore');
-    if (!existsSync(ignore)) writeFileSync(ignore, '# DocDistill caches (weight packs, graphs): safe to delete\n*\n');
-    return beside;
-  } catch {
-    return join(process.env.XDG_CACHE_HOME || join(homedir(), '.cache'), 'docdistill', 'models', tag);
-  }
+  if (env) return resolve(env);
+  if (process.platform === 'win32' && process.env.LOCALAPPDATA) return join(process.env.LOCALAPPDATA, 'docdistill');
+  if (process.platform === 'darwin') return join(homedir(), 'Library', 'Caches', 'docdistill');
+  return join(process.env.XDG_CACHE_HOME || join(homedir(), '.cache'), 'docdistill');
 }
 
 export class WeightPack {

@@ -10,6 +10,7 @@ import { join } from 'node:path';
 import { Backend, type HostTensor } from '../../../src/engine/backend';
 import { Graph, op } from '../../../src/engine/graph';
 import { CausalLM } from '../../../src/engine/models/model';
+import { modelCacheDir } from '../../../src/engine/models/pack';
 import { loraInputs, type LoraSpec } from '../../../src/engine/models/llama';
 import { dequantizeRows, quantizeRows, type BaseQuantization } from '../../../src/engine/models/quantize';
 import { buildTrainGraph, trainableNames } from '../../../src/engine/train/graph';
@@ -162,9 +163,9 @@ test('quantized base: the LoRA gradient flows through MatMulNBits (finite differ
   }
 });
 
-test('weight pack and graphs beside the model: reused by the next load, rebuilt when the model or setting changes', async () => {
+test('weight pack and graphs in the model cache folder: reused by the next load, rebuilt when the model or setting changes', async () => {
   const dir = made('tiny-llama', 'cache');
-  const cache = join(dir, '.docdistill-cache');
+  const cache = modelCacheDir(dir);
   const ids = [[1, 5, 9, 13, 17, 21, 25]];
   const load = async (q: BaseQuantization = 'none') => {
     const be = await Backend.create({ device: 'cpu', threads: 1 });
@@ -179,7 +180,7 @@ test('weight pack and graphs beside the model: reused by the next load, rebuilt 
   const onnx = files().filter((f) => f.endsWith('.onnx'));
   assert.equal(onnx.length, 1, `one graph file: ${files().join(', ')}`);
   const graphMtime = statSync(join(cache, onnx[0]!)).mtimeMs;
-  assert.ok(readFileSync(join(cache, '.gitignore'), 'utf8').includes('*'));
+  assert.ok(!existsSync(join(dir, '.docdistill-cache')), 'nothing is written into the model folder');
 
   const second = await load();
   assert.equal(second.pack.built, false, 'the second load reuses the pack');
@@ -201,7 +202,6 @@ test('weight pack and graphs beside the model: reused by the next load, rebuilt 
   };
   assert.equal(await held(), 0);
   assert.ok((await held(false)) > 0);
-
 
   // A damaged pack (truncated, or its manifest unreadable) is rebuilt, with the same results.
   truncateSync(first.pack.path, 100);
