@@ -10,7 +10,11 @@ const production = process.argv.includes('--production');
 
 function walk(dir, pred, acc = []) {
   let names;
-  try { names = readdirSync(dir); } catch { return acc; }
+  try {
+    names = readdirSync(dir);
+  } catch {
+    return acc;
+  }
   for (const n of names) {
     const p = join(dir, n);
     if (statSync(p).isDirectory()) walk(p, pred, acc);
@@ -83,7 +87,13 @@ if (gpuTests.length > 0) {
 
 const benches = walk('bench', (p) => p.endsWith('.bench.ts'));
 if (benches.length > 0) {
-  builds.push({ ...nodeCommon, entryPoints: benches, outdir: 'out/bench', outbase: 'bench', outExtension: { '.js': '.cjs' } });
+  builds.push({
+    ...nodeCommon,
+    entryPoints: benches,
+    outdir: 'out/bench',
+    outbase: 'bench',
+    outExtension: { '.js': '.cjs' },
+  });
 }
 
 if (watch) {

@@ -26,7 +26,9 @@ export function peakRssMb(): number {
   try {
     const m = /VmHWM:\s+(\d+) kB/.exec(readFileSync('/proc/self/status', 'utf8'));
     if (m) return Number(m[1]) / 1024;
-  } catch { /* not Linux */ }
+  } catch {
+    /* not Linux */
+  }
   return process.memoryUsage().rss / 2 ** 20;
 }
 
@@ -36,13 +38,19 @@ export function threadsArg(): number {
 }
 
 export function machine(): Record<string, unknown> {
-  return { cpu: cpus()[0]?.model, cores: cpus().length, node: process.version, platform: `${process.platform}-${process.arch}` };
+  return {
+    cpu: cpus()[0]?.model,
+    cores: cpus().length,
+    node: process.version,
+    platform: `${process.platform}-${process.arch}`,
+  };
 }
 
 export function table(rows: Record<string, string | number>[]): void {
   if (!rows.length) return;
   const cols = Object.keys(rows[0]!);
-  const fmt = (v: string | number) => (typeof v === 'number' ? (Math.abs(v) >= 100 ? v.toFixed(0) : v.toPrecision(3)) : v);
+  const fmt = (v: string | number) =>
+    typeof v === 'number' ? (Math.abs(v) >= 100 ? v.toFixed(0) : v.toPrecision(3)) : v;
   const w = cols.map((c) => Math.max(c.length, ...rows.map((r) => String(fmt(r[c] ?? '')).length)));
   console.log(cols.map((c, i) => c.padEnd(w[i]!)).join('  '));
   for (const r of rows) console.log(cols.map((c, i) => String(fmt(r[c] ?? '')).padEnd(w[i]!)).join('  '));
@@ -51,7 +59,10 @@ export function table(rows: Record<string, string | number>[]): void {
 export function saveResult(name: string, result: unknown): void {
   mkdirSync('bench/out', { recursive: true });
   const path = `bench/out/${name}.json`;
-  writeFileAtomic(path, JSON.stringify({ machine: machine(), date: new Date().toISOString(), ...(result as object) }, null, 2));
+  writeFileAtomic(
+    path,
+    JSON.stringify({ machine: machine(), date: new Date().toISOString(), ...(result as object) }, null, 2),
+  );
   console.log(`→ ${path}`);
 }
 

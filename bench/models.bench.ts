@@ -40,7 +40,12 @@ async function ours(dir: string) {
       logits = await st.decode(next);
     }
     const c = now();
-    results.push({ batch: B, prefill_tok_s: (B * PROMPT) / ((b - a) / 1000), decode_tok_s: (B * NEW) / ((c - b) / 1000), decode_ms_per_step: (c - b) / NEW });
+    results.push({
+      batch: B,
+      prefill_tok_s: (B * PROMPT) / ((b - a) / 1000),
+      decode_tok_s: (B * NEW) / ((c - b) / 1000),
+      decode_ms_per_step: (c - b) / NEW,
+    });
   }
   await be.dispose();
   return { loadS, results, peakRssMb: peakRssMb() };
@@ -54,22 +59,40 @@ async function main() {
   }
   // Ours in a child process, so its peak memory is its own.
   const { spawnSync } = await import('node:child_process');
-  const r = spawnSync(process.execPath, [__filename, '--child', `--threads=${threads}`], { encoding: 'utf8', maxBuffer: 1 << 24 });
+  const r = spawnSync(process.execPath, [__filename, '--child', `--threads=${threads}`], {
+    encoding: 'utf8',
+    maxBuffer: 1 << 24,
+  });
   if (r.status !== 0) throw new Error(r.stderr);
   const me = JSON.parse(r.stdout.trim().split('\n').pop()!) as Awaited<ReturnType<typeof ours>>;
-  const torch = torchBaseline('generate_bench.py', [dir, '--threads', String(threads), '--prompt', String(PROMPT), '--new-tokens', String(NEW), '--batches', '1,16']) as
-    | { results: { batch: number; prefill_tok_s: number; decode_tok_s: number }[]; peak_rss_mb: number } | undefined;
+  const torch = torchBaseline('generate_bench.py', [
+    dir,
+    '--threads',
+    String(threads),
+    '--prompt',
+    String(PROMPT),
+    '--new-tokens',
+    String(NEW),
+    '--batches',
+    '1,16',
+  ]) as { results: { batch: number; prefill_tok_s: number; decode_tok_s: number }[]; peak_rss_mb: number } | undefined;
   const rows = me.results.map((m) => {
     const t = torch?.results.find((x) => x.batch === m.batch);
     return {
       batch: m.batch,
-      'prefill tok/s': m.prefill_tok_s, 'torch prefill': t?.prefill_tok_s ?? NaN, 'prefill ×': t ? m.prefill_tok_s / t.prefill_tok_s : NaN,
-      'decode tok/s': m.decode_tok_s, 'torch decode': t?.decode_tok_s ?? NaN, 'decode ×': t ? m.decode_tok_s / t.decode_tok_s : NaN,
+      'prefill tok/s': m.prefill_tok_s,
+      'torch prefill': t?.prefill_tok_s ?? NaN,
+      'prefill ×': t ? m.prefill_tok_s / t.prefill_tok_s : NaN,
+      'decode tok/s': m.decode_tok_s,
+      'torch decode': t?.decode_tok_s ?? NaN,
+      'decode ×': t ? m.decode_tok_s / t.decode_tok_s : NaN,
     };
   });
   console.log(`SmolLM2-135M-shaped, float32, ${threads} threads, prompt ${PROMPT}, ${NEW} new tokens`);
   table(rows);
-  console.log(`peak RSS: ours ${me.peakRssMb.toFixed(0)} MB, PyTorch ${torch?.peak_rss_mb ?? 'n/a'} MB; model load + session ${me.loadS.toFixed(1)} s`);
+  console.log(
+    `peak RSS: ours ${me.peakRssMb.toFixed(0)} MB, PyTorch ${torch?.peak_rss_mb ?? 'n/a'} MB; model load + session ${me.loadS.toFixed(1)} s`,
+  );
   saveResult('models', { threads, ours: me, torch, rows });
 }
 

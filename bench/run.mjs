@@ -10,7 +10,10 @@ if (!existsSync(dir)) {
   console.error('bench: nothing built in out/bench; run `node esbuild.mjs` first');
   process.exit(1);
 }
-const all = readdirSync(dir).filter((f) => f.endsWith('.bench.cjs')).map((f) => f.replace(/\.bench\.cjs$/, '')).sort();
+const all = readdirSync(dir)
+  .filter((f) => f.endsWith('.bench.cjs'))
+  .map((f) => f.replace(/\.bench\.cjs$/, ''))
+  .sort();
 // Options are `--name=value` or `--name value`; `--shape NAME` alone runs the real-shape bench.
 const opts = [];
 const names = [];
@@ -18,7 +21,8 @@ const argv = process.argv.slice(2);
 for (let i = 0; i < argv.length; i++) {
   const a = argv[i];
   if (!a.startsWith('-')) names.push(a);
-  else if (a.includes('=') || ['--expose-gc'].includes(a) || i + 1 >= argv.length || argv[i + 1].startsWith('-')) opts.push(a);
+  else if (a.includes('=') || ['--expose-gc'].includes(a) || i + 1 >= argv.length || argv[i + 1].startsWith('-'))
+    opts.push(a);
   else opts.push(`${a}=${argv[++i]}`);
 }
 const wanted = names.length === 0 && opts.some((o) => o.startsWith('--shape=')) ? ['shape'] : names;

@@ -20,7 +20,8 @@ import type { ModelConfig } from '../src/engine/models/config';
 import { now, peakRssMb, saveResult, table, threadsArg, timeIt, torchBaseline } from './common';
 
 const threads = threadsArg();
-const arg = (name: string): string | undefined => process.argv.find((x) => x.startsWith(`--${name}=`))?.split('=')[1] ??
+const arg = (name: string): string | undefined =>
+  process.argv.find((x) => x.startsWith(`--${name}=`))?.split('=')[1] ??
   (process.argv.includes(`--${name}`) ? process.argv[process.argv.indexOf(`--${name}`) + 1] : undefined);
 const shapeName = arg('shape');
 const quantize = arg('quantize') ?? 'none';
@@ -28,14 +29,25 @@ const PROMPT = 350; // a passage of ≈300 tokens + instructions, as the teacher
 const NEW = 64;
 const BATCHES = [1, 16];
 // Train step: batch 8, teacher = passage + question + answer, student = question + answer.
-const TB = 8, TS = 384, SS = 64, TA = 32, RANK = 16, STEPS = 2;
+const TB = 8,
+  TS = 384,
+  SS = 64,
+  TA = 32,
+  RANK = 16,
+  STEPS = 2;
 
 const ALL_PHASES = ['bandwidth', 'generate', 'train', 'torch-generate', 'torch-train'] as const;
 type Phase = (typeof ALL_PHASES)[number];
 
 /** Float32 bytes read by one decode step at batch 1: every linear weight and the LM head once. */
 function decodeBytes(c: ModelConfig): number {
-  const D = c.hiddenSize, L = c.numLayers, I = c.intermediateSize, H = c.numHeads, K = c.numKvHeads, E = c.headDim, V = c.vocabSize;
+  const D = c.hiddenSize,
+    L = c.numLayers,
+    I = c.intermediateSize,
+    H = c.numHeads,
+    K = c.numKvHeads,
+    E = c.headDim,
+    V = c.vocabSize;
   return 4 * (L * (D * H * E + 2 * D * K * E + H * E * D + 3 * D * I) + V * D);
 }
 
@@ -54,7 +66,9 @@ function modelDir(shape: string): string {
  */
 async function bandwidth(c: ModelConfig) {
   const be = await Backend.create({ device: 'cpu', threads });
-  const D = c.hiddenSize, I = c.intermediateSize, N = 72;
+  const D = c.hiddenSize,
+    I = c.intermediateSize,
+    N = 72;
   const g = new Graph(`bandwidth_${D}_${I}_${N}`);
   let x = g.input('x', 'float32', [1, D]);
   let seed = 12345;
@@ -82,7 +96,10 @@ function randomIds(V: number, seed0: number) {
 async function generateChild(dir: string) {
   const be = await Backend.create({ device: 'cpu', threads });
   const t0 = now();
-  const model = await CausalLM.load(dir, be, { dtype: 'float32', ...(quantize !== 'none' ? { quantize } : {}) } as never);
+  const model = await CausalLM.load(dir, be, {
+    dtype: 'float32',
+    ...(quantize !== 'none' ? { quantize } : {}),
+  } as never);
   const t1 = now();
   const graph = model.graphs.stepGraph({});
   const t2 = now();
@@ -110,21 +127,49 @@ async function generateChild(dir: string) {
       logits = await st.decode(next);
     }
     const c = now();
-    results.push({ batch: B, prefillS: (b - a) / 1000, decodeS: (c - b) / 1000, prefillTokS: (B * PROMPT) / ((b - a) / 1000), decodeTokS: (B * NEW) / ((c - b) / 1000), decodeMsPerStep: (c - b) / NEW, peakRssMb: peakRssMb() });
+    results.push({
+      batch: B,
+      prefillS: (b - a) / 1000,
+      decodeS: (c - b) / 1000,
+      prefillTokS: (B * PROMPT) / ((b - a) / 1000),
+      decodeTokS: (B * NEW) / ((c - b) / 1000),
+      decodeMsPerStep: (c - b) / NEW,
+      peakRssMb: peakRssMb(),
+    });
   }
   await be.dispose();
-  return { folderS: (t1 - t0) / 1000, graphS: (t2 - t1) / 1000, sessionS: (t3 - t2) / 1000, nodes: graph.nodes.length, rssLoadedMb: rssLoaded, results, peakRssMb: peakRssMb() };
+  return {
+    folderS: (t1 - t0) / 1000,
+    graphS: (t2 - t1) / 1000,
+    sessionS: (t3 - t2) / 1000,
+    nodes: graph.nodes.length,
+    rssLoadedMb: rssLoaded,
+    results,
+    peakRssMb: peakRssMb(),
+  };
 }
 
 async function trainChild(dir: string) {
   const be = await Backend.create({ device: 'cpu', threads });
-  const model = await CausalLM.load(dir, be, { dtype: 'float32', ...(quantize !== 'none' ? { quantize } : {}) } as never);
+  const model = await CausalLM.load(dir, be, {
+    dtype: 'float32',
+    ...(quantize !== 'none' ? { quantize } : {}),
+  } as never);
   const rnd = randomIds(model.config.vocabSize, 7);
   const batch: DistillSample[] = Array.from({ length: TB }, () => {
     const ans = Array.from({ length: TA }, rnd);
-    return { student: [...Array.from({ length: SS - TA }, rnd), ...ans], teacher: [...Array.from({ length: TS - TA }, rnd), ...ans], answerLength: TA };
+    return {
+      student: [...Array.from({ length: SS - TA }, rnd), ...ans],
+      teacher: [...Array.from({ length: TS - TA }, rnd), ...ans],
+      answerLength: TA,
+    };
   });
-  const t = new LoraTrainer(model, { ...defaultTrainerConfig({ rank: RANK, alpha: 2 * RANK, targets: [...LORA_TARGETS] }, 100), microBatch: TB, lr: 1e-4, warmupSteps: 0 });
+  const t = new LoraTrainer(model, {
+    ...defaultTrainerConfig({ rank: RANK, alpha: 2 * RANK, targets: [...LORA_TARGETS] }, 100),
+    microBatch: TB,
+    lr: 1e-4,
+    warmupSteps: 0,
+  });
   const tc = now();
   await t.trainStep(batch); // graph + session creation + a step
   const firstS = (now() - tc) / 1000;
@@ -139,7 +184,18 @@ async function trainChild(dir: string) {
 }
 
 function child<T>(kind: string): T {
-  const r = spawnSync(process.execPath, ['--expose-gc', __filename, `--child=${kind}`, `--shape=${shapeName}`, `--threads=${threads}`, `--quantize=${quantize}`], { encoding: 'utf8', maxBuffer: 1 << 26, stdio: ['ignore', 'pipe', 'inherit'] });
+  const r = spawnSync(
+    process.execPath,
+    [
+      '--expose-gc',
+      __filename,
+      `--child=${kind}`,
+      `--shape=${shapeName}`,
+      `--threads=${threads}`,
+      `--quantize=${quantize}`,
+    ],
+    { encoding: 'utf8', maxBuffer: 1 << 26, stdio: ['ignore', 'pipe', 'inherit'] },
+  );
   if (r.status !== 0) throw new Error(`${kind} child failed (status ${r.status}, signal ${r.signal})`);
   return JSON.parse(r.stdout.trim().split('\n').pop()!) as T;
 }
@@ -151,7 +207,11 @@ const ratio = (a?: number, b?: number) => (a && b ? `${(a / b).toFixed(2)}×` : 
 
 function report(shape: string, cfg: ModelConfig, res: Results) {
   type Gen = Awaited<ReturnType<typeof generateChild>>;
-  type TGen = { load_s: number; results: { batch: number; prefill_tok_s: number; decode_tok_s: number }[]; peak_rss_mb: number };
+  type TGen = {
+    load_s: number;
+    results: { batch: number; prefill_tok_s: number; decode_tok_s: number }[];
+    peak_rss_mb: number;
+  };
   type Tr = Awaited<ReturnType<typeof trainChild>>;
   type TTr = { mean_step_s: number; peak_rss_mb: number };
   const bw = res.bandwidth?.data as Awaited<ReturnType<typeof bandwidth>> | undefined;
@@ -161,12 +221,23 @@ function report(shape: string, cfg: ModelConfig, res: Results) {
   const tt = res['torch-train']?.data as TTr | undefined;
   const bytes = decodeBytes(cfg);
   const limitMs = bw ? bytes / (bw.gbPerS * 1e6) : undefined;
-  console.log(`\n${shape}, ${quantize === 'none' ? 'float32' : quantize}, ${threads} threads; prompt ${PROMPT}, ${NEW} new tokens; train b${TB}, teacher ${TS} / student ${SS} / answer ${TA}, r${RANK}`);
-  for (const p of ALL_PHASES) console.log(`  ${p.padEnd(15)} ${res[p] ? `measured ${res[p]!.date}` : 'not measured (--phase=' + p + ')'}`);
-  if (bw) console.log(`memory bandwidth (72 float32 MatMuls, M = 1, ${(bw.bytes / 1e9).toFixed(2)} GB): ${bw.gbPerS.toFixed(1)} GB/s; decode b1 reads ${(bytes / 1e9).toFixed(2)} GB float32 → limit ${f(limitMs, 0)} ms/token = ${f(limitMs ? 1000 / limitMs : undefined)} tok/s`);
+  console.log(
+    `\n${shape}, ${quantize === 'none' ? 'float32' : quantize}, ${threads} threads; prompt ${PROMPT}, ${NEW} new tokens; train b${TB}, teacher ${TS} / student ${SS} / answer ${TA}, r${RANK}`,
+  );
+  for (const p of ALL_PHASES)
+    console.log(`  ${p.padEnd(15)} ${res[p] ? `measured ${res[p]!.date}` : 'not measured (--phase=' + p + ')'}`);
+  if (bw)
+    console.log(
+      `memory bandwidth (72 float32 MatMuls, M = 1, ${(bw.bytes / 1e9).toFixed(2)} GB): ${bw.gbPerS.toFixed(1)} GB/s; decode b1 reads ${(bytes / 1e9).toFixed(2)} GB float32 → limit ${f(limitMs, 0)} ms/token = ${f(limitMs ? 1000 / limitMs : undefined)} tok/s`,
+    );
   const rows: Record<string, string | number>[] = [];
   const add = (what: string, ours?: number, torch?: number, unit = '', higherBetter = true) =>
-    rows.push({ what, DocDistill: `${f(ours)}${unit}`, PyTorch: `${f(torch)}${unit}`, 'vs PyTorch (>1 better)': higherBetter ? ratio(ours, torch) : ratio(torch, ours) });
+    rows.push({
+      what,
+      DocDistill: `${f(ours)}${unit}`,
+      PyTorch: `${f(torch)}${unit}`,
+      'vs PyTorch (>1 better)': higherBetter ? ratio(ours, torch) : ratio(torch, ours),
+    });
   add('load + session s', gen ? gen.folderS + gen.graphS + gen.sessionS : undefined, tg?.load_s, '', false);
   for (const B of BATCHES) {
     const o = gen?.results.find((x) => x.batch === B);
@@ -179,37 +250,63 @@ function report(shape: string, cfg: ModelConfig, res: Results) {
   add('peak RSS train MB', tr?.peakRssMb, tt?.peak_rss_mb, '', false);
   table(rows);
   const b1 = gen?.results.find((x) => x.batch === 1);
-  if (b1 && limitMs) console.log(`decode b1: ${b1.decodeMsPerStep.toFixed(0)} ms/token = ${(b1.decodeMsPerStep / limitMs).toFixed(2)}× the float32 bandwidth limit (${limitMs.toFixed(0)} ms)`);
+  if (b1 && limitMs)
+    console.log(
+      `decode b1: ${b1.decodeMsPerStep.toFixed(0)} ms/token = ${(b1.decodeMsPerStep / limitMs).toFixed(2)}× the float32 bandwidth limit (${limitMs.toFixed(0)} ms)`,
+    );
   console.log('phases (DocDistill):');
   if (gen) {
     console.log(`  read folder + tokenizer   ${gen.folderS.toFixed(2)} s`);
-    console.log(`  build step graph          ${gen.graphS.toFixed(2)} s (${gen.nodes} nodes; reads + transposes the weights)`);
-    console.log(`  step session              ${gen.sessionS.toFixed(2)} s (writes the .onnx when new + ORT session create; peak RSS so far ${gen.rssLoadedMb.toFixed(0)} MB)`);
-    for (const r of gen.results) console.log(`  b${String(r.batch).padEnd(2)} prefill ${r.prefillS.toFixed(2)} s, decode ${r.decodeS.toFixed(2)} s (${r.decodeMsPerStep.toFixed(0)} ms/step); peak RSS ${r.peakRssMb.toFixed(0)} MB`);
+    console.log(
+      `  build step graph          ${gen.graphS.toFixed(2)} s (${gen.nodes} nodes; reads + transposes the weights)`,
+    );
+    console.log(
+      `  step session              ${gen.sessionS.toFixed(2)} s (writes the .onnx when new + ORT session create; peak RSS so far ${gen.rssLoadedMb.toFixed(0)} MB)`,
+    );
+    for (const r of gen.results)
+      console.log(
+        `  b${String(r.batch).padEnd(2)} prefill ${r.prefillS.toFixed(2)} s, decode ${r.decodeS.toFixed(2)} s (${r.decodeMsPerStep.toFixed(0)} ms/step); peak RSS ${r.peakRssMb.toFixed(0)} MB`,
+      );
   }
-  if (tr) console.log(`  train: first step (graph + session + step) ${tr.firstStepS.toFixed(1)} s, then ${tr.stepS.toFixed(1)} s/step`);
+  if (tr)
+    console.log(
+      `  train: first step (graph + session + step) ${tr.firstStepS.toFixed(1)} s, then ${tr.stepS.toFixed(1)} s/step`,
+    );
 }
 
 async function main() {
   if (!shapeName) {
-    console.log(`shape: skipped (pass --shape NAME: ${Object.keys(MODEL_SHAPES).filter((s) => !s.startsWith('tiny')).join(', ')})`);
+    console.log(
+      `shape: skipped (pass --shape NAME: ${Object.keys(MODEL_SHAPES)
+        .filter((s) => !s.startsWith('tiny'))
+        .join(', ')})`,
+    );
     return;
   }
-  if (!MODEL_SHAPES[shapeName]) throw new Error(`unknown --shape '${shapeName}' (one of ${Object.keys(MODEL_SHAPES).join(', ')})`);
+  if (!MODEL_SHAPES[shapeName])
+    throw new Error(`unknown --shape '${shapeName}' (one of ${Object.keys(MODEL_SHAPES).join(', ')})`);
   const dir = modelDir(shapeName);
   const kind = arg('child');
   if (kind) {
     const model = await CausalLM.load(dir, await Backend.create({ device: 'cpu', threads: 1 }));
     const cfg = model.config;
-    const out = kind === 'bandwidth' ? await bandwidth(cfg) : kind === 'generate' ? await generateChild(dir) : await trainChild(dir);
+    const out =
+      kind === 'bandwidth'
+        ? await bandwidth(cfg)
+        : kind === 'generate'
+          ? await generateChild(dir)
+          : await trainChild(dir);
     console.log(JSON.stringify(out));
     return;
   }
   const phases = (arg('phase') ?? ALL_PHASES.join(',')).split(',') as Phase[];
-  for (const p of phases) if (!ALL_PHASES.includes(p)) throw new Error(`unknown --phase ${p} (${ALL_PHASES.join(', ')})`);
+  for (const p of phases)
+    if (!ALL_PHASES.includes(p)) throw new Error(`unknown --phase ${p} (${ALL_PHASES.join(', ')})`);
   const name = `shape-${shapeName}${quantize === 'none' ? '' : `-${quantize}`}`;
   const file = `bench/out/${name}.json`;
-  const res: Results = existsSync(file) ? ((JSON.parse(readFileSync(file, 'utf8')) as { results?: Results }).results ?? {}) : {};
+  const res: Results = existsSync(file)
+    ? ((JSON.parse(readFileSync(file, 'utf8')) as { results?: Results }).results ?? {})
+    : {};
   // The PyTorch phases are float32 whatever --quantize says: the baseline.
   const torchFile = `bench/out/shape-${shapeName}.json`;
   if (quantize !== 'none' && existsSync(torchFile)) {
@@ -220,8 +317,36 @@ async function main() {
   for (const p of phases) {
     const t0 = now();
     let data: unknown;
-    if (p === 'torch-generate') data = torchBaseline('generate_bench.py', [dir, '--threads', String(threads), '--prompt', String(PROMPT), '--new-tokens', String(NEW), '--batches', BATCHES.join(',')]);
-    else if (p === 'torch-train') data = torchBaseline('train_bench.py', [dir, '--threads', String(threads), '--batch', String(TB), '--seq', String(SS), '--teacher-seq', String(TS), '--answer', String(TA), '--rank', String(RANK), '--steps', '1']);
+    if (p === 'torch-generate')
+      data = torchBaseline('generate_bench.py', [
+        dir,
+        '--threads',
+        String(threads),
+        '--prompt',
+        String(PROMPT),
+        '--new-tokens',
+        String(NEW),
+        '--batches',
+        BATCHES.join(','),
+      ]);
+    else if (p === 'torch-train')
+      data = torchBaseline('train_bench.py', [
+        dir,
+        '--threads',
+        String(threads),
+        '--batch',
+        String(TB),
+        '--seq',
+        String(SS),
+        '--teacher-seq',
+        String(TS),
+        '--answer',
+        String(TA),
+        '--rank',
+        String(RANK),
+        '--steps',
+        '1',
+      ]);
     else data = child(p);
     if (data) res[p] = { date, data };
     console.log(`phase ${p}: ${((now() - t0) / 1000).toFixed(0)} s`);

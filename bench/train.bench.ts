@@ -11,13 +11,28 @@ import { LORA_TARGETS } from '../src/engine/models/llama';
 import { benchModel, now, peakRssMb, saveResult, table, threadsArg, timeIt, torchBaseline } from './common';
 
 const threads = threadsArg();
-const B = 4, S = 256, TS = 256, A = 64, RANK = 16, STEPS = 3;
+const B = 4,
+  S = 256,
+  TS = 256,
+  A = 64,
+  RANK = 16,
+  STEPS = 3;
 
 async function matmulPeak(be: Backend): Promise<number> {
   let best = 0;
-  for (const [M, K, N] of [[1024, 576, 1536], [1024, 1536, 576], [1024, 1024, 1024]] as const) {
+  for (const [M, K, N] of [
+    [1024, 576, 1536],
+    [1024, 1536, 576],
+    [1024, 1024, 1024],
+  ] as const) {
     const g = new Graph(`peak_${M}_${K}_${N}`);
-    g.output(op.matmul(g.input('a', 'float32', [M, K]), g.initializer('b', 'float32', [K, N], new Float32Array(K * N).fill(0.01))), 'y');
+    g.output(
+      op.matmul(
+        g.input('a', 'float32', [M, K]),
+        g.initializer('b', 'float32', [K, N], new Float32Array(K * N).fill(0.01)),
+      ),
+      'y',
+    );
     const s = await be.session(g);
     const a = new Float32Array(M * K).fill(0.5);
     const ms = await timeIt(() => s.run({ a: { dtype: 'float32', dims: [M, K], data: a } }), 10, 2);
@@ -35,9 +50,18 @@ async function ours(dir: string) {
   const rnd = () => ((seed = (seed * 16807) % 2147483647) % (c.vocabSize - 3)) + 3;
   const batch: DistillSample[] = Array.from({ length: B }, () => {
     const ans = Array.from({ length: A }, rnd);
-    return { student: [...Array.from({ length: S - A }, rnd), ...ans], teacher: [...Array.from({ length: TS - A }, rnd), ...ans], answerLength: A };
+    return {
+      student: [...Array.from({ length: S - A }, rnd), ...ans],
+      teacher: [...Array.from({ length: TS - A }, rnd), ...ans],
+      answerLength: A,
+    };
   });
-  const t = new LoraTrainer(model, { ...defaultTrainerConfig({ rank: RANK, alpha: 2 * RANK, targets: [...LORA_TARGETS] }, 100), microBatch: B, lr: 1e-4, warmupSteps: 0 });
+  const t = new LoraTrainer(model, {
+    ...defaultTrainerConfig({ rank: RANK, alpha: 2 * RANK, targets: [...LORA_TARGETS] }, 100),
+    microBatch: B,
+    lr: 1e-4,
+    warmupSteps: 0,
+  });
   const tc = now();
   await t.trainStep(batch); // session creation + warm-up
   const firstS = (now() - tc) / 1000;
@@ -50,12 +74,27 @@ async function ours(dir: string) {
   const step = times.reduce((x, y) => x + y, 0) / times.length;
   // Model FLOPs of one step: student forward + backward (≈ 3 × forward; LoRA adds little) and the
   // teacher forward, 2·params per token plus attention.
-  const D = c.hiddenSize, L = c.numLayers, I = c.intermediateSize, H = c.numHeads, K = c.numKvHeads, E = c.headDim, V = c.vocabSize;
+  const D = c.hiddenSize,
+    L = c.numLayers,
+    I = c.intermediateSize,
+    H = c.numHeads,
+    K = c.numKvHeads,
+    E = c.headDim,
+    V = c.vocabSize;
   const perTokLayer = 2 * (D * H * E + 2 * D * K * E + H * E * D + 3 * D * I);
-  const fwd = (T: number, logitsRows: number) => B * (T * L * perTokLayer + 2 * L * H * T * T * E + 2 * logitsRows * D * V);
+  const fwd = (T: number, logitsRows: number) =>
+    B * (T * L * perTokLayer + 2 * L * H * T * T * E + 2 * logitsRows * D * V);
   const flops = 3 * fwd(S, A) + fwd(TS, A);
   await be.dispose();
-  return { stepS: step, firstStepS: firstS, tokensPerS: (B * S) / step, gflops: flops / step / 1e9, matmulPeak: peak, mfu: flops / step / 1e9 / peak, peakRssMb: peakRssMb() };
+  return {
+    stepS: step,
+    firstStepS: firstS,
+    tokensPerS: (B * S) / step,
+    gflops: flops / step / 1e9,
+    matmulPeak: peak,
+    mfu: flops / step / 1e9 / peak,
+    peakRssMb: peakRssMb(),
+  };
 }
 
 async function main() {
@@ -65,17 +104,54 @@ async function main() {
     return;
   }
   const { spawnSync } = await import('node:child_process');
-  const r = spawnSync(process.execPath, [__filename, '--child', `--threads=${threads}`], { encoding: 'utf8', maxBuffer: 1 << 24 });
+  const r = spawnSync(process.execPath, [__filename, '--child', `--threads=${threads}`], {
+    encoding: 'utf8',
+    maxBuffer: 1 << 24,
+  });
   if (r.status !== 0) throw new Error(r.stderr);
   const me = JSON.parse(r.stdout.trim().split('\n').pop()!) as Awaited<ReturnType<typeof ours>>;
-  const torch = torchBaseline('train_bench.py', [dir, '--threads', String(threads), '--batch', String(B), '--seq', String(S), '--teacher-seq', String(TS), '--answer', String(A), '--rank', String(RANK), '--steps', '2']) as
-    | { mean_step_s: number; tokens_per_s: number; peak_rss_mb: number } | undefined;
-  console.log(`LoRA KL step: SmolLM2-135M-shaped, batch ${B} × ${S} (teacher ${TS}, answer ${A}), rank ${RANK}, all targets, ${threads} threads`);
+  const torch = torchBaseline('train_bench.py', [
+    dir,
+    '--threads',
+    String(threads),
+    '--batch',
+    String(B),
+    '--seq',
+    String(S),
+    '--teacher-seq',
+    String(TS),
+    '--answer',
+    String(A),
+    '--rank',
+    String(RANK),
+    '--steps',
+    '2',
+  ]) as { mean_step_s: number; tokens_per_s: number; peak_rss_mb: number } | undefined;
+  console.log(
+    `LoRA KL step: SmolLM2-135M-shaped, batch ${B} × ${S} (teacher ${TS}, answer ${A}), rank ${RANK}, all targets, ${threads} threads`,
+  );
   table([
-    { engine: 'DocDistill', 'step s': me.stepS, 'tokens/s': me.tokensPerS, 'GFLOP/s': me.gflops, MFU: `${(100 * me.mfu).toFixed(0)} %`, 'peak RSS MB': me.peakRssMb },
-    { engine: 'PyTorch eager', 'step s': torch?.mean_step_s ?? NaN, 'tokens/s': torch?.tokens_per_s ?? NaN, 'GFLOP/s': '', MFU: '', 'peak RSS MB': torch?.peak_rss_mb ?? NaN },
+    {
+      engine: 'DocDistill',
+      'step s': me.stepS,
+      'tokens/s': me.tokensPerS,
+      'GFLOP/s': me.gflops,
+      MFU: `${(100 * me.mfu).toFixed(0)} %`,
+      'peak RSS MB': me.peakRssMb,
+    },
+    {
+      engine: 'PyTorch eager',
+      'step s': torch?.mean_step_s ?? NaN,
+      'tokens/s': torch?.tokens_per_s ?? NaN,
+      'GFLOP/s': '',
+      MFU: '',
+      'peak RSS MB': torch?.peak_rss_mb ?? NaN,
+    },
   ]);
-  if (torch) console.log(`speed-up ${(me.tokensPerS / torch.tokens_per_s).toFixed(2)}×; MatMul peak measured ${me.matmulPeak.toFixed(0)} GFLOP/s; first step (graph + session) ${me.firstStepS.toFixed(1)} s`);
+  if (torch)
+    console.log(
+      `speed-up ${(me.tokensPerS / torch.tokens_per_s).toFixed(2)}×; MatMul peak measured ${me.matmulPeak.toFixed(0)} GFLOP/s; first step (graph + session) ${me.firstStepS.toFixed(1)} s`,
+    );
   saveResult('train', { threads, ours: me, torch });
 }
 

@@ -21,10 +21,26 @@ step('production build');
 execFileSync(process.execPath, ['esbuild.mjs', '--production'], { stdio: 'inherit' });
 
 // Allow-list → regexes.
-const rules = readFileSync('.vscodeignore', 'utf8').split('\n').map((l) => l.trim()).filter((l) => l.startsWith('!'))
+const rules = readFileSync('.vscodeignore', 'utf8')
+  .split('\n')
+  .map((l) => l.trim())
+  .filter((l) => l.startsWith('!'))
   .map((l) => l.slice(1).replaceAll('${PLATFORM}', platform).replaceAll('${ARCH}', arch));
 const esc = (q) => q.replace(/[.+^$()|[\]\\{}?]/g, '\\$&');
-const toRe = (g) => new RegExp('^' + g.split('**/').map((a) => a.split('**').map((p) => p.split('*').map(esc).join('[^/]*')).join('.*')).join('(?:.*/)?') + '$');
+const toRe = (g) =>
+  new RegExp(
+    '^' +
+      g
+        .split('**/')
+        .map((a) =>
+          a
+            .split('**')
+            .map((p) => p.split('*').map(esc).join('[^/]*'))
+            .join('.*'),
+        )
+        .join('(?:.*/)?') +
+      '$',
+  );
 const allow = rules.map(toRe);
 function walk(dir, acc = []) {
   for (const e of readdirSync(dir, { withFileTypes: true })) {
@@ -36,9 +52,30 @@ function walk(dir, acc = []) {
   }
   return acc;
 }
-const roots = ['package.json', 'package.nls.json', 'l10n', 'README.md', 'CHANGELOG.md', 'LICENSE', 'dist', 'media', 'examples', 'node_modules/onnxruntime-node', 'node_modules/onnxruntime-common'];
-const files = roots.flatMap((r) => (existsSync(r) ? (statSync(r).isDirectory() ? walk(join(root, r)) : [r]) : [])).filter((f) => allow.some((re) => re.test(f)));
-for (const need of ['dist/extension.js', 'dist/worker.js', 'dist/webview/dashboard.js', 'dist/webview/chat.js', `node_modules/onnxruntime-node/bin/napi-v6/${platform}/${arch}/onnxruntime_binding.node`, 'media/demo-model/model.safetensors']) {
+const roots = [
+  'package.json',
+  'package.nls.json',
+  'l10n',
+  'README.md',
+  'CHANGELOG.md',
+  'LICENSE',
+  'dist',
+  'media',
+  'examples',
+  'node_modules/onnxruntime-node',
+  'node_modules/onnxruntime-common',
+];
+const files = roots
+  .flatMap((r) => (existsSync(r) ? (statSync(r).isDirectory() ? walk(join(root, r)) : [r]) : []))
+  .filter((f) => allow.some((re) => re.test(f)));
+for (const need of [
+  'dist/extension.js',
+  'dist/worker.js',
+  'dist/webview/dashboard.js',
+  'dist/webview/chat.js',
+  `node_modules/onnxruntime-node/bin/napi-v6/${platform}/${arch}/onnxruntime_binding.node`,
+  'media/demo-model/model.safetensors',
+]) {
   if (!files.includes(need)) throw new Error(`package: ${need} is missing (build first, or the allow-list misses it)`);
 }
 
@@ -50,7 +87,10 @@ for (const f of files) {
 }
 // Only onnxruntime-node stays a dependency; its own install-time dependencies are not needed.
 const { devDependencies: _d, scripts: _s, ...rest } = pkg;
-writeFileSync(join(stage, 'package.json'), JSON.stringify({ ...rest, dependencies: { 'onnxruntime-node': pkg.dependencies['onnxruntime-node'] } }, null, 2));
+writeFileSync(
+  join(stage, 'package.json'),
+  JSON.stringify({ ...rest, dependencies: { 'onnxruntime-node': pkg.dependencies['onnxruntime-node'] } }, null, 2),
+);
 const ortPkgPath = join(stage, 'node_modules', 'onnxruntime-node', 'package.json');
 const ortPkg = JSON.parse(readFileSync(ortPkgPath, 'utf8'));
 delete ortPkg.scripts;
@@ -63,7 +103,11 @@ const out = join(outDir, `${pkg.name}-${pkg.version}-${target}.vsix`);
 rmSync(out, { force: true });
 step(`vsce package --target ${target}`);
 const vsce = join(root, 'node_modules', '@vscode', 'vsce', 'vsce');
-execFileSync(process.execPath, [vsce, 'package', '--target', target, '--out', out, '--allow-missing-repository', '--skip-license'], { cwd: stage, stdio: 'inherit' });
+execFileSync(
+  process.execPath,
+  [vsce, 'package', '--target', target, '--out', out, '--allow-missing-repository', '--skip-license'],
+  { cwd: stage, stdio: 'inherit' },
+);
 
 // Read the zip's central directory to check the contents.
 function zipEntries(path) {
@@ -85,12 +129,22 @@ function zipEntries(path) {
 void inflateRawSync;
 const entries = zipEntries(out);
 const names = entries.map((e) => e.name);
-const otherBinaries = names.filter((n) => n.includes('/bin/napi-v6/') && !n.includes(`/bin/napi-v6/${platform}/${arch}/`));
-if (otherBinaries.length) throw new Error(`package: other platforms' binaries in the VSIX: ${otherBinaries.slice(0, 5).join(', ')}`);
-for (const need of ['extension/dist/extension.js', 'extension/dist/worker.js', 'extension/node_modules/onnxruntime-common/dist/cjs/package.json', `extension/node_modules/onnxruntime-node/bin/napi-v6/${platform}/${arch}/onnxruntime_binding.node`, 'extension/node_modules/onnxruntime-common/dist/cjs/index.js']) {
+const otherBinaries = names.filter(
+  (n) => n.includes('/bin/napi-v6/') && !n.includes(`/bin/napi-v6/${platform}/${arch}/`),
+);
+if (otherBinaries.length)
+  throw new Error(`package: other platforms' binaries in the VSIX: ${otherBinaries.slice(0, 5).join(', ')}`);
+for (const need of [
+  'extension/dist/extension.js',
+  'extension/dist/worker.js',
+  'extension/node_modules/onnxruntime-common/dist/cjs/package.json',
+  `extension/node_modules/onnxruntime-node/bin/napi-v6/${platform}/${arch}/onnxruntime_binding.node`,
+  'extension/node_modules/onnxruntime-common/dist/cjs/index.js',
+]) {
   if (!names.includes(need)) throw new Error(`package: ${need} is not in the VSIX`);
 }
-if (names.some((n) => n.endsWith('.map') || n.includes('/src/') || n.includes('/test/'))) throw new Error('package: sources, tests or source maps leaked into the VSIX');
+if (names.some((n) => n.endsWith('.map') || n.includes('/src/') || n.includes('/test/')))
+  throw new Error('package: sources, tests or source maps leaked into the VSIX');
 const mb = statSync(out).size / 2 ** 20;
 console.log(`package: ${relative(root, out)} — ${mb.toFixed(1)} MB, ${entries.length} files (${target})`);
 if (mb >= 40) console.warn(`package: WARNING: the VSIX is ${mb.toFixed(1)} MB, over the 40 MB target`);

@@ -25,19 +25,32 @@ export async function activate(ctx: vscode.ExtensionContext): Promise<void> {
     const jobs = new Jobs(d);
     d.own(
       registerCommands(commandTable(d, jobs)),
-      vscode.window.registerWebviewPanelSerializer(DashboardPanel.viewType, { deserializeWebviewPanel: async (panel) => DashboardPanel.revive(d, panel) }),
-      vscode.window.registerWebviewPanelSerializer(ChatPanel.viewType, { deserializeWebviewPanel: async (panel) => ChatPanel.revive(d, panel) }),
-      vscode.workspace.onDidChangeConfiguration((e) => {
-        if (e.affectsConfiguration('docdistill.model') || e.affectsConfiguration('docdistill.device') || e.affectsConfiguration('docdistill.threads')) void d.restartWorker();
+      vscode.window.registerWebviewPanelSerializer(DashboardPanel.viewType, {
+        deserializeWebviewPanel: async (panel) => DashboardPanel.revive(d, panel),
       }),
-      registerViews(d, jobs), registerChatParticipant(d), registerHousekeeping(ctx),
+      vscode.window.registerWebviewPanelSerializer(ChatPanel.viewType, {
+        deserializeWebviewPanel: async (panel) => ChatPanel.revive(d, panel),
+      }),
+      vscode.workspace.onDidChangeConfiguration((e) => {
+        if (
+          e.affectsConfiguration('docdistill.model') ||
+          e.affectsConfiguration('docdistill.device') ||
+          e.affectsConfiguration('docdistill.threads')
+        )
+          void d.restartWorker();
+      }),
+      registerViews(d, jobs),
+      registerChatParticipant(d),
+      registerHousekeeping(ctx),
       new StatusBar(d),
       (docs = new AutoRedistill(d, jobs)),
     );
   } catch (e) {
     const message = e instanceof Error ? e.message : String(e);
     d.log.error(`activation failed: ${e instanceof Error && e.stack ? e.stack : message}`);
-    void vscode.window.showErrorMessage(vscode.l10n.t('DocDistill could not start: {0}', message), vscode.l10n.t('Show Log')).then((a) => a && d.log.show());
+    void vscode.window
+      .showErrorMessage(vscode.l10n.t('DocDistill could not start: {0}', message), vscode.l10n.t('Show Log'))
+      .then((a) => a && d.log.show());
     throw e;
   }
 }

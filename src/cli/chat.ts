@@ -25,13 +25,23 @@ ${modelUsage}
   --temperature T    0 = greedy (default)
 `,
   async run(args, ctx) {
-    const { values: v } = parse(args, { ...modelOptions, system: { type: 'string' }, 'max-tokens': { type: 'string' }, temperature: { type: 'string' } });
+    const { values: v } = parse(args, {
+      ...modelOptions,
+      system: { type: 'string' },
+      'max-tokens': { type: 'string' },
+      temperature: { type: 'string' },
+    });
     const { backend, model, adapter } = await loadFromArgs(v, ctx.err);
     const tok = model.tokenizer;
-    if (!tok.hasChatTemplate) throw new UsageError('this model has no chat template; use "docdistill generate" instead');
+    if (!tok.hasChatTemplate)
+      throw new UsageError('this model has no chat template; use "docdistill generate" instead');
     const rl = createInterface({ input: process.stdin, output: process.stderr, terminal: !!process.stdin.isTTY });
-    const history: { role: 'system' | 'user' | 'assistant'; content: string }[] = [{ role: 'system', content: v.system ?? DEFAULT_PROMPTS.system }];
-    ctx.err(`chatting with ${model.dir}${adapter ? ` + adapter (${adapter.spec.rank}-rank LoRA)` : ''}; /reset, /exit\n`);
+    const history: { role: 'system' | 'user' | 'assistant'; content: string }[] = [
+      { role: 'system', content: v.system ?? DEFAULT_PROMPTS.system },
+    ];
+    ctx.err(
+      `chatting with ${model.dir}${adapter ? ` + adapter (${adapter.spec.rank}-rank LoRA)` : ''}; /reset, /exit\n`,
+    );
     try {
       for (;;) {
         let line: string;
@@ -47,9 +57,17 @@ ${modelUsage}
           continue;
         }
         history.push({ role: 'user', content: line });
-        const ids = tok.encode(tok.applyChatTemplate(history, { addGenerationPrompt: true }), { addSpecialTokens: false });
+        const ids = tok.encode(tok.applyChatTemplate(history, { addGenerationPrompt: true }), {
+          addSpecialTokens: false,
+        });
         ctx.out('model> ');
-        const [r] = await generate(model, [ids], { maxTokens: intOption(v['max-tokens'], 'max-tokens', 1) ?? 256, temperature: numOption(v.temperature, 'temperature') ?? 0, adapter, signal: ctx.signal, onText: (_, t) => ctx.out(t) });
+        const [r] = await generate(model, [ids], {
+          maxTokens: intOption(v['max-tokens'], 'max-tokens', 1) ?? 256,
+          temperature: numOption(v.temperature, 'temperature') ?? 0,
+          adapter,
+          signal: ctx.signal,
+          onText: (_, t) => ctx.out(t),
+        });
         ctx.out('\n');
         history.push({ role: 'assistant', content: r!.text });
       }
@@ -70,17 +88,34 @@ Re-runs the evaluation of a run on its held-out questions and prints the table (
 latest run of the adapter --name, or the latest run).
 `,
   async run(args, ctx) {
-    const { values: v } = parse(args, { ...modelOptions, root: { type: 'string' }, run: { type: 'string' }, name: { type: 'string' }, json: { type: 'boolean', default: false } });
-    const bad = (v.name !== undefined && nameProblem(v.name, 'adapter name (--name)')) || (v.run !== undefined && nameProblem(v.run, 'run id (--run)'));
+    const { values: v } = parse(args, {
+      ...modelOptions,
+      root: { type: 'string' },
+      run: { type: 'string' },
+      name: { type: 'string' },
+      json: { type: 'boolean', default: false },
+    });
+    const bad =
+      (v.name !== undefined && nameProblem(v.name, 'adapter name (--name)')) ||
+      (v.run !== undefined && nameProblem(v.run, 'run id (--run)'));
     if (bad) throw new UsageError(bad);
     const root = resolve(v.root ?? '.');
     const workDir = join(root, '.docdistill');
     let runId = v.run;
     if (!runId) {
       const runs = listDirs(join(workDir, 'runs')).reverse();
-      runId = runs.find((r) => !v.name || readJson<{ name: string }>(join(workDir, 'runs', r, 'run.json'))?.name === v.name);
+      runId = runs.find(
+        (r) => !v.name || readJson<{ name: string }>(join(workDir, 'runs', r, 'run.json'))?.name === v.name,
+      );
     }
-    if (!runId) throw new UsageError(`no run found in ${workDir}${v.name ? ` for adapter ${v.name}` : ''}; known adapters: ${listAdapters(workDir).map((a) => a.name).join(', ') || 'none'}`);
+    if (!runId)
+      throw new UsageError(
+        `no run found in ${workDir}${v.name ? ` for adapter ${v.name}` : ''}; known adapters: ${
+          listAdapters(workDir)
+            .map((a) => a.name)
+            .join(', ') || 'none'
+        }`,
+      );
     const name = readJson<{ name: string }>(join(workDir, 'runs', runId, 'run.json'))?.name ?? 'docs';
     const { backend, model } = await loadFromArgs(v, ctx.err);
     try {

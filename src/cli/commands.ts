@@ -9,4 +9,15 @@ import { demoCommand } from './demo';
 import { trainCommand, mergeCommand } from './train';
 import { chatCommand, evalCommand } from './chat';
 
-export const commands: Command[] = [demoCommand, distillCommand, evalCommand, chatCommand, generateCommand, scoreCommand, trainCommand, mergeCommand, makeModelCommand, demoModelCommand];
+export const commands: Command[] = [
+  demoCommand,
+  distillCommand,
+  evalCommand,
+  chatCommand,
+  generateCommand,
+  scoreCommand,
+  trainCommand,
+  mergeCommand,
+  makeModelCommand,
+  demoModelCommand,
+];

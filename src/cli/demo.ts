@@ -41,10 +41,18 @@ ${settingsUsageFor({ ...DEFAULT_SETTINGS, ...DEMO_SETTINGS })}
 `,
   async run(args, ctx) {
     const { values: v, positionals } = parse(args, {
-      ...settingsOptions, root: { type: 'string' }, device: { type: 'string', default: 'cpu' }, threads: { type: 'string' }, model: { type: 'string' },
-      seeds: { type: 'string' }, 'no-sft': { type: 'boolean', default: false }, docs: { type: 'string' }, quantize: { type: 'string' },
+      ...settingsOptions,
+      root: { type: 'string' },
+      device: { type: 'string', default: 'cpu' },
+      threads: { type: 'string' },
+      model: { type: 'string' },
+      seeds: { type: 'string' },
+      'no-sft': { type: 'boolean', default: false },
+      docs: { type: 'string' },
+      quantize: { type: 'string' },
     });
-    if (positionals.length) throw new UsageError(`unexpected argument '${positionals[0]}' (the demo distils examples/docs)`);
+    if (positionals.length)
+      throw new UsageError(`unexpected argument '${positionals[0]}' (the demo distils examples/docs)`);
     const settings = settingsFrom(v);
     if (v.quantize !== undefined) settings.baseQuantization = quantizeOption(v.quantize);
     const nSeeds = intOption(v.seeds, 'seeds', 1) ?? 1;
@@ -53,18 +61,27 @@ ${settingsUsageFor({ ...DEFAULT_SETTINGS, ...DEMO_SETTINGS })}
     const root = packageRoot();
     const modelDir = v.model ?? join(root, 'media', 'demo-model');
     const examples = join(root, 'examples');
-    if (!existsSync(join(modelDir, 'model.safetensors'))) throw new UsageError(`the demo model is missing at ${modelDir}; run "docdistill demo-model train --out ${modelDir}"`);
+    if (!existsSync(join(modelDir, 'model.safetensors')))
+      throw new UsageError(
+        `the demo model is missing at ${modelDir}; run "docdistill demo-model train --out ${modelDir}"`,
+      );
     const docCounts = v.docs?.split(',').map((x) => intOption(x.trim(), 'docs', 1)!);
-    if (docCounts?.some((n) => n > 100)) throw new UsageError(`--docs takes up to 100 documents (the demo world has ${HELD_OUT_PEOPLE} people the model never read about, 20 of them kept unknown)`);
+    if (docCounts?.some((n) => n > 100))
+      throw new UsageError(
+        `--docs takes up to 100 documents (the demo world has ${HELD_OUT_PEOPLE} people the model never read about, 20 of them kept unknown)`,
+      );
     const device = v.device as ProviderChoice;
-    if (device !== 'auto' && !(PROVIDERS as readonly string[]).includes(device)) throw new UsageError(`--device must be auto or one of ${PROVIDERS.join(', ')}`);
+    if (device !== 'auto' && !(PROVIDERS as readonly string[]).includes(device))
+      throw new UsageError(`--device must be auto or one of ${PROVIDERS.join(', ')}`);
     const work = v.root ? resolve(v.root) : mkdtempSync(join(tmpdir(), 'docdistill-demo-'));
     const t0 = performance.now();
     const backend = await Backend.create({ device, threads: intOption(v.threads, 'threads') });
     try {
       // Graded on the base it was distilled on.
       const model = await CausalLM.load(modelDir, backend, { quantize: settings.baseQuantization });
-      ctx.err(`demo model: ${modelDir} (${backend.provider}${model.quantization === 'none' ? '' : `, ${model.quantization} base`}); workspace: ${work}\n`);
+      ctx.err(
+        `demo model: ${modelDir} (${backend.provider}${model.quantization === 'none' ? '' : `, ${model.quantization} base`}); workspace: ${work}\n`,
+      );
       const all: DemoScores[] = [];
       // One set of documents, or (--docs) one generated set per count, each in its own folder.
       const sets = docCounts
@@ -83,12 +100,20 @@ ${settingsUsageFor({ ...DEFAULT_SETTINGS, ...DEMO_SETTINGS })}
         for (const seed of seeds) {
           const dir = many ? join(set.dir, `seed-${seed}`) : set.dir;
           const res = await runDemo(model, {
-            docsDir: set.docsDir, facts, workRoot: docCounts ? join(dir, 'workspace') : dir, settings: { ...settings, seed }, sft: !v['no-sft'],
-            onEvent: terminalReporter(ctx, !!process.stderr.isTTY), signal: ctx.signal, log: (s) => ctx.err(`\n== ${many ? `seed ${seed}: ` : ''}${s}\n`),
+            docsDir: set.docsDir,
+            facts,
+            workRoot: docCounts ? join(dir, 'workspace') : dir,
+            settings: { ...settings, seed },
+            sft: !v['no-sft'],
+            onEvent: terminalReporter(ctx, !!process.stderr.isTTY),
+            signal: ctx.signal,
+            log: (s) => ctx.err(`\n== ${many ? `seed ${seed}: ` : ''}${s}\n`),
           });
           all.push(res.scores);
           forSet.push(res.scores);
-          ctx.out(`\n${docCounts ? `${set.n} documents${many ? ', ' : '\n'}` : ''}${many ? `seed ${seed}\n` : ''}${demoTable(res.scores)}\n`);
+          ctx.out(
+            `\n${docCounts ? `${set.n} documents${many ? ', ' : '\n'}` : ''}${many ? `seed ${seed}\n` : ''}${demoTable(res.scores)}\n`,
+          );
         }
         capacity.push({ n: set.n, minutes: (performance.now() - t1) / 60000 / seeds.length, scores: forSet });
       }
@@ -101,7 +126,9 @@ ${settingsUsageFor({ ...DEFAULT_SETTINGS, ...DEMO_SETTINGS })}
       }
       const details = docCounts
         ? `${join(work, 'demo-capacity.json')} and ${join(work, 'docs-*')}`
-        : many ? `${join(work, 'demo-seeds.json')} and ${join(work, 'seed-*')}` : `${join(work, 'demo-eval.json')} and ${join(work, '.docdistill')}`;
+        : many
+          ? `${join(work, 'demo-seeds.json')} and ${join(work, 'seed-*')}`
+          : `${join(work, 'demo-eval.json')} and ${join(work, '.docdistill')}`;
       ctx.out(`\nfinished in ${((performance.now() - t0) / 60000).toFixed(1)} min; details in ${details}\n`);
       return 0;
     } finally {

@@ -13,7 +13,8 @@ import { join } from 'node:path';
 
 function mixOption(v: string | undefined): keyof typeof DemoData.MIXES | undefined {
   if (v === undefined) return undefined;
-  if (!Object.keys(DemoData.MIXES).includes(v)) throw new UsageError(`--mix must be one of ${Object.keys(DemoData.MIXES).join(', ')} (got ${v})`);
+  if (!Object.keys(DemoData.MIXES).includes(v))
+    throw new UsageError(`--mix must be one of ${Object.keys(DemoData.MIXES).join(', ')} (got ${v})`);
   return Number(v) as keyof typeof DemoData.MIXES;
 }
 
@@ -40,16 +41,40 @@ docs    writes documents about people the model has never read about (held-out n
 `,
   async run(args, ctx) {
     const { values: v, positionals } = parse(args, {
-      out: { type: 'string' }, model: { type: 'string' }, minutes: { type: 'string' }, seed: { type: 'string' },
-      threads: { type: 'string' }, 'per-relation': { type: 'string' }, 'eval-every': { type: 'string' }, count: { type: 'string' }, steps: { type: 'string' }, 'all-subjects-from': { type: 'string' },
-      temperature: { type: 'string' }, mix: { type: 'string' }, multi: { type: 'string' }, from: { type: 'string' }, lr: { type: 'string' }, warmup: { type: 'string' },
+      out: { type: 'string' },
+      model: { type: 'string' },
+      minutes: { type: 'string' },
+      seed: { type: 'string' },
+      threads: { type: 'string' },
+      'per-relation': { type: 'string' },
+      'eval-every': { type: 'string' },
+      count: { type: 'string' },
+      steps: { type: 'string' },
+      'all-subjects-from': { type: 'string' },
+      temperature: { type: 'string' },
+      mix: { type: 'string' },
+      multi: { type: 'string' },
+      from: { type: 'string' },
+      lr: { type: 'string' },
+      warmup: { type: 'string' },
     });
     const sub = positionals[0];
     if (sub === 'train') {
       if (!v.out) throw new UsageError('--out DIR is required');
       const res = await trainDemoModel({
-        out: v.out, minutes: numOption(v.minutes, 'minutes') ?? 90, steps: intOption(v.steps, 'steps', 1), allSubjectsFrom: intOption(v['all-subjects-from'], 'all-subjects-from', 0), seed: intOption(v.seed, 'seed') ?? 1,
-        threads: intOption(v.threads, 'threads'), mix: mixOption(v.mix), from: v.from, lr: numOption(v.lr, 'lr'), warmup: intOption(v.warmup, 'warmup', 0), evalEvery: intOption(v['eval-every'], 'eval-every', 1), log: (l) => ctx.err(`${l}\n`), signal: ctx.signal,
+        out: v.out,
+        minutes: numOption(v.minutes, 'minutes') ?? 90,
+        steps: intOption(v.steps, 'steps', 1),
+        allSubjectsFrom: intOption(v['all-subjects-from'], 'all-subjects-from', 0),
+        seed: intOption(v.seed, 'seed') ?? 1,
+        threads: intOption(v.threads, 'threads'),
+        mix: mixOption(v.mix),
+        from: v.from,
+        lr: numOption(v.lr, 'lr'),
+        warmup: intOption(v.warmup, 'warmup', 0),
+        evalEvery: intOption(v['eval-every'], 'eval-every', 1),
+        log: (l) => ctx.err(`${l}\n`),
+        signal: ctx.signal,
       });
       ctx.out(JSON.stringify(res) + '\n');
       return 0;
@@ -67,16 +92,32 @@ docs    writes documents about people the model has never read about (held-out n
       const backend = await Backend.create({ device: 'cpu', threads: intOption(v.threads, 'threads') });
       const model = await CausalLM.load(v.model, backend);
       const data = new DemoData(model.tokenizer, makeVocab(info.seed));
-      const res = await evaluateDemo(model, data, { seed: 4242, perRelation: intOption(v['per-relation'], 'per-relation', 1) ?? 24 });
+      const res = await evaluateDemo(model, data, {
+        seed: 4242,
+        perRelation: intOption(v['per-relation'], 'per-relation', 1) ?? 24,
+      });
       ctx.out(`greedy: ${fmtEval(res)}\n`);
       // As the pipeline would sample them for this model: its own recommended settings, else the defaults.
       const d = { ...DEFAULT_SETTINGS, ...modelDefaults(v.model) };
       const temperature = numOption(v.temperature, 'temperature') ?? d.questionTemperature;
       const topK = d.questionTopK;
-      const sq = await evaluateSampledQuestions(model, data, { seed: 4243, n: intOption(v.count, 'count', 1) ?? 400, temperature, topK, answerTemperature: d.answerTemperature, answerTopK: d.answerTopK, answerableOnly: d.answerableOnly });
+      const sq = await evaluateSampledQuestions(model, data, {
+        seed: 4243,
+        n: intOption(v.count, 'count', 1) ?? 400,
+        temperature,
+        topK,
+        answerTemperature: d.answerTemperature,
+        answerTopK: d.answerTopK,
+        answerableOnly: d.answerableOnly,
+      });
       const pct = (x: number) => `${(100 * x).toFixed(1)} %`;
-      ctx.out(`questions sampled as the pipeline does (temperature ${temperature}, top-k ${topK}, n=${sq.n}): valid ${pct(sq.valid)}; grounded ${pct(sq.grounded)}; kept by the pipeline (grounded, and the teacher answers) ${pct(sq.kept)}; valid among the kept ${pct(sq.validAmongKept)}\n`);
-      if (sq.invalidKept.length) ctx.out(`kept but not valid, e.g.:\n${sq.invalidKept.map((x) => `  ${JSON.stringify(x.question)}  (document: ${x.facts.join(', ')})`).join('\n')}\n`);
+      ctx.out(
+        `questions sampled as the pipeline does (temperature ${temperature}, top-k ${topK}, n=${sq.n}): valid ${pct(sq.valid)}; grounded ${pct(sq.grounded)}; kept by the pipeline (grounded, and the teacher answers) ${pct(sq.kept)}; valid among the kept ${pct(sq.validAmongKept)}\n`,
+      );
+      if (sq.invalidKept.length)
+        ctx.out(
+          `kept but not valid, e.g.:\n${sq.invalidKept.map((x) => `  ${JSON.stringify(x.question)}  (document: ${x.facts.join(', ')})`).join('\n')}\n`,
+        );
       await backend.dispose();
       return 0;
     }

@@ -15,11 +15,13 @@ const bar = (done: number, total: number, width = 24) => {
   return `[${'#'.repeat(n)}${'.'.repeat(width - n)}] ${String(Math.round(f * 100)).padStart(3)}%`;
 };
 
-const eta = (s?: number) => (s === undefined || !Number.isFinite(s) ? '' : s > 90 ? ` ETA ${Math.round(s / 60)} min` : ` ETA ${Math.round(s)} s`);
+const eta = (s?: number) =>
+  s === undefined || !Number.isFinite(s) ? '' : s > 90 ? ` ETA ${Math.round(s / 60)} min` : ` ETA ${Math.round(s)} s`;
 
 export function evalTable(s: EvalSummary): string {
   const pct = (x: number) => `${(100 * x).toFixed(1)}%`.padStart(7);
-  const row = (label: string, m: EvalSummary['base']) => `${label.padEnd(26)}${pct(m.exact)}${pct(m.contains)}${pct(m.f1)}`;
+  const row = (label: string, m: EvalSummary['base']) =>
+    `${label.padEnd(26)}${pct(m.exact)}${pct(m.contains)}${pct(m.f1)}`;
   return [
     `held-out questions: ${s.n}`,
     `${''.padEnd(26)}  exact contains     F1`,
@@ -44,23 +46,66 @@ export function terminalReporter(ctx: CommandContext, tty: boolean): (e: Distill
   let lastPlain = 0;
   return (e) => {
     switch (e.type) {
-      case 'run': end(); ctx.err(`${e.resumed ? 'resuming' : 'run'} ${e.runId} (${e.dir})\n`); break;
-      case 'phase': end(); if (e.status !== 'done') ctx.err(`${e.phase}: ${e.status === 'skipped' ? `skipped (${e.detail})` : 'started'}\n`); break;
-      case 'progress': if (tty || Date.now() - lastPlain > 5000) { line(`  ${e.phase.padEnd(9)} ${bar(e.done, e.total)} ${e.done}/${e.total}${eta(e.etaSec)}`); lastPlain = Date.now(); } break;
-      case 'train': if (tty || Date.now() - lastPlain > 5000) { line(`  train     ${bar(e.step, e.totalSteps)} step ${e.step}/${e.totalSteps} epoch ${e.epoch.toFixed(2)} loss ${e.loss.toFixed(4)} lr ${e.lr.toExponential(1)} ${Math.round(e.tokensPerSec)} tok/s${eta(e.etaSec)}`); lastPlain = Date.now(); } break;
-      case 'validation': end(); ctx.err(`  validation loss after epoch ${e.epoch}: ${e.loss.toFixed(4)}\n`); break;
-      case 'sample': end(); ctx.err(`  sample  Q: ${e.question}\n          A: ${e.answer.slice(0, 160)}\n`); break;
-      case 'log': end(); ctx.err(`${e.level === 'warn' ? 'warning: ' : ''}${e.message}\n`); break;
-      case 'eval': end(); break;
-      case 'done': end(); break;
+      case 'run':
+        end();
+        ctx.err(`${e.resumed ? 'resuming' : 'run'} ${e.runId} (${e.dir})\n`);
+        break;
+      case 'phase':
+        end();
+        if (e.status !== 'done')
+          ctx.err(`${e.phase}: ${e.status === 'skipped' ? `skipped (${e.detail})` : 'started'}\n`);
+        break;
+      case 'progress':
+        if (tty || Date.now() - lastPlain > 5000) {
+          line(`  ${e.phase.padEnd(9)} ${bar(e.done, e.total)} ${e.done}/${e.total}${eta(e.etaSec)}`);
+          lastPlain = Date.now();
+        }
+        break;
+      case 'train':
+        if (tty || Date.now() - lastPlain > 5000) {
+          line(
+            `  train     ${bar(e.step, e.totalSteps)} step ${e.step}/${e.totalSteps} epoch ${e.epoch.toFixed(2)} loss ${e.loss.toFixed(4)} lr ${e.lr.toExponential(1)} ${Math.round(e.tokensPerSec)} tok/s${eta(e.etaSec)}`,
+          );
+          lastPlain = Date.now();
+        }
+        break;
+      case 'validation':
+        end();
+        ctx.err(`  validation loss after epoch ${e.epoch}: ${e.loss.toFixed(4)}\n`);
+        break;
+      case 'sample':
+        end();
+        ctx.err(`  sample  Q: ${e.question}\n          A: ${e.answer.slice(0, 160)}\n`);
+        break;
+      case 'log':
+        end();
+        ctx.err(`${e.level === 'warn' ? 'warning: ' : ''}${e.message}\n`);
+        break;
+      case 'eval':
+        end();
+        break;
+      case 'done':
+        end();
+        break;
     }
   };
 }
 
 export const settingsOptions = {
-  questions: { type: 'string' }, rounds: { type: 'string' }, epochs: { type: 'string' }, lr: { type: 'string' }, rank: { type: 'string' },
-  alpha: { type: 'string' }, targets: { type: 'string' }, loss: { type: 'string' }, temperature: { type: 'string' }, 'batch-size': { type: 'string' },
-  'held-out': { type: 'string' }, 'general-share': { type: 'string' }, seed: { type: 'string' }, dropout: { type: 'string' },
+  questions: { type: 'string' },
+  rounds: { type: 'string' },
+  epochs: { type: 'string' },
+  lr: { type: 'string' },
+  rank: { type: 'string' },
+  alpha: { type: 'string' },
+  targets: { type: 'string' },
+  loss: { type: 'string' },
+  temperature: { type: 'string' },
+  'batch-size': { type: 'string' },
+  'held-out': { type: 'string' },
+  'general-share': { type: 'string' },
+  seed: { type: 'string' },
+  dropout: { type: 'string' },
   'keep-ungrounded': { type: 'boolean' },
   set: { type: 'string', multiple: true },
 } as const;
@@ -74,7 +119,12 @@ export function setOptions(pairs: string[] | undefined): Partial<DistillSettings
     const k = p.slice(0, eq).trim();
     const raw = p.slice(eq + 1).trim();
     const def = settingDefault(k);
-    if (def === undefined) throw new UsageError(`--set: '${k}' is not a setting; one of ${Object.keys(DEFAULT_SETTINGS).filter((x) => settingDefault(x) !== undefined).join(', ')}`);
+    if (def === undefined)
+      throw new UsageError(
+        `--set: '${k}' is not a setting; one of ${Object.keys(DEFAULT_SETTINGS)
+          .filter((x) => settingDefault(x) !== undefined)
+          .join(', ')}`,
+      );
     if (typeof def === 'number') {
       const n = Number(raw);
       if (raw === '' || !Number.isFinite(n)) throw new UsageError(`--set ${k} must be a number (got '${raw}')`);
@@ -82,7 +132,11 @@ export function setOptions(pairs: string[] | undefined): Partial<DistillSettings
     } else if (typeof def === 'boolean') {
       if (raw !== 'true' && raw !== 'false') throw new UsageError(`--set ${k} must be true or false (got '${raw}')`);
       out[k] = raw === 'true';
-    } else if (Array.isArray(def)) out[k] = raw.split(',').map((t) => t.trim()).filter(Boolean);
+    } else if (Array.isArray(def))
+      out[k] = raw
+        .split(',')
+        .map((t) => t.trim())
+        .filter(Boolean);
     else out[k] = raw;
   }
   return out as Partial<DistillSettings>;
@@ -98,7 +152,9 @@ export function settingsFrom(v: Record<string, string | string[] | boolean | und
     learningRate: numOption(s('lr'), 'lr'),
     loraRank: intOption(s('rank'), 'rank', 1),
     loraAlpha: numOption(s('alpha'), 'alpha'),
-    loraTargets: s('targets')?.split(',').map((t) => t.trim()) as LoraTarget[] | undefined,
+    loraTargets: s('targets')
+      ?.split(',')
+      .map((t) => t.trim()) as LoraTarget[] | undefined,
     loss: s('loss') as DistillSettings['loss'] | undefined,
     distillTemperature: numOption(s('temperature'), 'temperature'),
     batchSize: intOption(s('batch-size'), 'batch-size', 1),
@@ -151,8 +207,12 @@ ${settingsUsage}
 `,
   async run(args, ctx) {
     const { values: v, positionals } = parse(args, {
-      ...modelOptions, ...settingsOptions, name: { type: 'string', default: 'docs' }, root: { type: 'string' },
-      'no-eval': { type: 'boolean', default: false }, json: { type: 'boolean', default: false },
+      ...modelOptions,
+      ...settingsOptions,
+      name: { type: 'string', default: 'docs' },
+      root: { type: 'string' },
+      'no-eval': { type: 'boolean', default: false },
+      json: { type: 'boolean', default: false },
     });
     if (!positionals.length) throw new UsageError('give at least one Markdown file or folder');
     const bad = nameProblem(v.name, 'adapter name (--name)');
@@ -162,9 +222,14 @@ ${settingsUsage}
     if (v.quantize !== undefined) settings.baseQuantization = quantizeOption(v.quantize);
     const { backend, model } = await loadFromArgs(v, ctx.err);
     try {
-      const d = new Distiller(model, { inputs: positionals, root: resolve(v.root ?? '.'), name: v.name!, settings, skipEval: v['no-eval'] }, {
-        onEvent: terminalReporter(ctx, !!process.stderr.isTTY), signal: ctx.signal,
-      });
+      const d = new Distiller(
+        model,
+        { inputs: positionals, root: resolve(v.root ?? '.'), name: v.name!, settings, skipEval: v['no-eval'] },
+        {
+          onEvent: terminalReporter(ctx, !!process.stderr.isTTY),
+          signal: ctx.signal,
+        },
+      );
       const res = await d.run();
       if (v.json) ctx.out(JSON.stringify(res) + '\n');
       else {

@@ -8,7 +8,13 @@ const round1 = (x: number) => Math.round(x * 10) / 10;
 const rate = (n: number, ms: number) => (ms > 0 ? `${((1000 * n) / ms).toFixed(1)} tokens/s` : '–');
 
 /** load 12.3 s · prefill 350 tokens 2.10 s (166.7 tokens/s) · decode 63 tokens 12.00 s (5.3 tokens/s) */
-export function timingsLine(t: { loadMs: number; prefillMs: number; prefillTokens: number; decodeMs: number; decodeTokens: number }): string {
+export function timingsLine(t: {
+  loadMs: number;
+  prefillMs: number;
+  prefillTokens: number;
+  decodeMs: number;
+  decodeTokens: number;
+}): string {
   return `load ${(t.loadMs / 1000).toFixed(2)} s · prefill ${t.prefillTokens} tokens ${(t.prefillMs / 1000).toFixed(2)} s (${rate(t.prefillTokens, t.prefillMs)}) · decode ${t.decodeTokens} tokens ${(t.decodeMs / 1000).toFixed(2)} s (${rate(t.decodeTokens, t.decodeMs)})`;
 }
 
@@ -68,22 +74,44 @@ ${modelUsage}
       const tok = model.tokenizer;
       const ids = prompts.map((p) => {
         if (!v.chat) return tok.encode(p);
-        const messages = [...(v.system ? [{ role: 'system' as const, content: v.system }] : []), { role: 'user' as const, content: p }];
+        const messages = [
+          ...(v.system ? [{ role: 'system' as const, content: v.system }] : []),
+          { role: 'user' as const, content: p },
+        ];
         return tok.encode(tok.applyChatTemplate(messages, { addGenerationPrompt: true }), { addSpecialTokens: false });
       });
       const stream = !v.json && prompts.length === 1;
       let t: GenerateTimings = { prefillMs: 0, prefillTokens: 0, decodeMs: 0, decodeTokens: 0 };
-      const res = await generate(model, ids, { ...opts, adapter, signal: ctx.signal, onText: stream ? (_, s) => ctx.out(s) : undefined, onTimings: (x) => (t = x) });
-      const timings = { loadMs: round1(loadMs), prefillMs: round1(t.prefillMs), prefillTokens: t.prefillTokens, decodeMs: round1(t.decodeMs), decodeTokens: t.decodeTokens };
+      const res = await generate(model, ids, {
+        ...opts,
+        adapter,
+        signal: ctx.signal,
+        onText: stream ? (_, s) => ctx.out(s) : undefined,
+        onTimings: (x) => (t = x),
+      });
+      const timings = {
+        loadMs: round1(loadMs),
+        prefillMs: round1(t.prefillMs),
+        prefillTokens: t.prefillTokens,
+        decodeMs: round1(t.decodeMs),
+        decodeTokens: t.decodeTokens,
+      };
       if (v.json) {
-        res.forEach((r, i) => ctx.out(JSON.stringify({ prompt: prompts[i], text: r.text, ids: r.ids, finishReason: r.finishReason, timings }) + '\n'));
+        res.forEach((r, i) =>
+          ctx.out(
+            JSON.stringify({ prompt: prompts[i], text: r.text, ids: r.ids, finishReason: r.finishReason, timings }) +
+              '\n',
+          ),
+        );
       } else if (stream) {
         ctx.out('\n');
       } else {
         res.forEach((r, i) => ctx.out(`--- ${i + 1}: ${prompts[i]}\n${r.text}\n`));
       }
       const n = res.reduce((a, r) => a + r.ids.length, 0);
-      ctx.err(`[${n} new tokens on ${backend.provider}, ${model.dtype}${model.quantization === 'none' ? '' : `, ${model.quantization} base`}] ${timingsLine(timings)}\n`);
+      ctx.err(
+        `[${n} new tokens on ${backend.provider}, ${model.dtype}${model.quantization === 'none' ? '' : `, ${model.quantization} base`}] ${timingsLine(timings)}\n`,
+      );
       return 0;
     } finally {
       await backend.dispose();

@@ -72,7 +72,12 @@ export async function main(argv: string[]): Promise<number> {
 
 if (require.main === module) {
   main(process.argv.slice(2)).then(
-    (code) => { process.exitCode = code; },
-    (e) => { process.stderr.write(`docdistill: ${String(e)}\n`); process.exitCode = 1; },
+    (code) => {
+      process.exitCode = code;
+    },
+    (e) => {
+      process.stderr.write(`docdistill: ${String(e)}\n`);
+      process.exitCode = 1;
+    },
   );
 }

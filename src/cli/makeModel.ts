@@ -4,7 +4,9 @@ import type { Command } from './command';
 import { UsageError } from './command';
 import { MODEL_SHAPES, makeModel, type WeightDtype } from '../tools/makeModel';
 
-const shapeList = Object.values(MODEL_SHAPES).map((s) => `    ${s.name.padEnd(14)} ${s.description}`).join('\n');
+const shapeList = Object.values(MODEL_SHAPES)
+  .map((s) => `    ${s.name.padEnd(14)} ${s.description}`)
+  .join('\n');
 
 export const makeModelCommand: Command = {
   name: 'make-model',
@@ -34,19 +36,26 @@ ${shapeList}
         strict: true,
         allowPositionals: false,
         options: {
-          shape: { type: 'string' }, out: { type: 'string' }, seed: { type: 'string', default: '0' },
-          dtype: { type: 'string' }, 'max-shard-mb': { type: 'string' }, force: { type: 'boolean', default: false },
+          shape: { type: 'string' },
+          out: { type: 'string' },
+          seed: { type: 'string', default: '0' },
+          dtype: { type: 'string' },
+          'max-shard-mb': { type: 'string' },
+          force: { type: 'boolean', default: false },
         },
       }).values;
     } catch (e) {
       throw new UsageError((e as Error).message);
     }
     if (!v.shape) throw new UsageError(`--shape is required (one of ${Object.keys(MODEL_SHAPES).join(', ')})`);
-    if (!MODEL_SHAPES[v.shape]) throw new UsageError(`unknown --shape '${v.shape}' (one of ${Object.keys(MODEL_SHAPES).join(', ')})`);
+    if (!MODEL_SHAPES[v.shape])
+      throw new UsageError(`unknown --shape '${v.shape}' (one of ${Object.keys(MODEL_SHAPES).join(', ')})`);
     if (!v.out) throw new UsageError('--out DIR is required');
     const seed = Number(v.seed);
-    if (!/^\d+$/.test(v.seed!) || !Number.isSafeInteger(seed) || seed > 0xffffffff) throw new UsageError(`--seed must be a whole number from 0 to 4294967295 (got '${v.seed}')`);
-    if (v.dtype !== undefined && !['float32', 'float16', 'bfloat16'].includes(v.dtype)) throw new UsageError(`--dtype must be float32, float16 or bfloat16 (got '${v.dtype}')`);
+    if (!/^\d+$/.test(v.seed!) || !Number.isSafeInteger(seed) || seed > 0xffffffff)
+      throw new UsageError(`--seed must be a whole number from 0 to 4294967295 (got '${v.seed}')`);
+    if (v.dtype !== undefined && !['float32', 'float16', 'bfloat16'].includes(v.dtype))
+      throw new UsageError(`--dtype must be float32, float16 or bfloat16 (got '${v.dtype}')`);
     let maxShardBytes: number | undefined;
     if (v['max-shard-mb'] !== undefined) {
       const mb = Number(v['max-shard-mb']);
@@ -56,7 +65,12 @@ ${shapeList}
     const t0 = Date.now();
     let lastPct = -1;
     const r = makeModel({
-      shape: v.shape, seed, out: v.out, dtype: v.dtype as WeightDtype | undefined, maxShardBytes, force: v.force,
+      shape: v.shape,
+      seed,
+      out: v.out,
+      dtype: v.dtype as WeightDtype | undefined,
+      maxShardBytes,
+      force: v.force,
       onProgress: (done, total) => {
         const pct = Math.floor((100 * done) / total);
         if (pct >= lastPct + 10 || done === total) {
@@ -66,7 +80,9 @@ ${shapeList}
       },
     });
     const bytes = r.files.reduce((a, f) => a + f.bytes, 0);
-    ctx.out(`${r.dir}: ${r.shape.name} (${r.shape.architecture}), ${(r.parameters / 1e6).toFixed(2)}M parameters, ${r.dtype}, seed ${seed}\n`);
+    ctx.out(
+      `${r.dir}: ${r.shape.name} (${r.shape.architecture}), ${(r.parameters / 1e6).toFixed(2)}M parameters, ${r.dtype}, seed ${seed}\n`,
+    );
     for (const f of r.files) ctx.out(`  ${f.name.padEnd(40)} ${f.bytes} bytes\n`);
     ctx.out(`${(bytes / 1e6).toFixed(1)} MB in ${((Date.now() - t0) / 1000).toFixed(1)} s\n`);
     return 0;

@@ -51,7 +51,8 @@ export function numOption(v: string | undefined, name: string): number | undefin
 
 export function quantizeOption(v: string | undefined): BaseQuantization | undefined {
   if (v === undefined) return undefined;
-  if (!(BASE_QUANTIZATIONS as readonly string[]).includes(v)) throw new UsageError(`--quantize must be ${BASE_QUANTIZATIONS.join(', ')} (got '${v}')`);
+  if (!(BASE_QUANTIZATIONS as readonly string[]).includes(v))
+    throw new UsageError(`--quantize must be ${BASE_QUANTIZATIONS.join(', ')} (got '${v}')`);
   return v as BaseQuantization;
 }
 
@@ -62,12 +63,17 @@ export interface LoadedModel {
 }
 
 /** `log` gets one line saying which device was chosen and why the others were not. */
-export async function loadFromArgs(v: { model?: string; adapter?: string; device?: string; threads?: string; dtype?: string; quantize?: string }, log?: (text: string) => void): Promise<LoadedModel> {
+export async function loadFromArgs(
+  v: { model?: string; adapter?: string; device?: string; threads?: string; dtype?: string; quantize?: string },
+  log?: (text: string) => void,
+): Promise<LoadedModel> {
   if (!v.model) throw new UsageError('--model DIR is required');
   if (!existsSync(v.model)) throw new UsageError(`--model: no such folder '${v.model}'`);
   const device = (v.device ?? 'auto') as ProviderChoice;
-  if (device !== 'auto' && !(PROVIDERS as readonly string[]).includes(device)) throw new UsageError(`--device must be auto, ${PROVIDERS.join(', ')} (got '${device}')`);
-  if (v.dtype !== undefined && v.dtype !== 'float32' && v.dtype !== 'float16') throw new UsageError(`--dtype must be float32 or float16 (got '${v.dtype}')`);
+  if (device !== 'auto' && !(PROVIDERS as readonly string[]).includes(device))
+    throw new UsageError(`--device must be auto, ${PROVIDERS.join(', ')} (got '${device}')`);
+  if (v.dtype !== undefined && v.dtype !== 'float32' && v.dtype !== 'float16')
+    throw new UsageError(`--dtype must be float32 or float16 (got '${v.dtype}')`);
   const quantize = quantizeOption(v.quantize);
   const backend = await Backend.create({ device, threads: intOption(v.threads, 'threads', 0) });
   log?.(`${backend.describeDevice()}\n`);

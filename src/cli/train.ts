@@ -30,18 +30,27 @@ export function readPairs(path: string, model: CausalLM): DistillSample[] {
     } catch {
       throw new UsageError(`${path}:${i + 1}: not valid JSON`);
     }
-    if (!o.teacher || !o.student || typeof o.answer !== 'string') throw new UsageError(`${path}:${i + 1}: needs "teacher", "student" (text or chat messages) and "answer"`);
+    if (!o.teacher || !o.student || typeof o.answer !== 'string')
+      throw new UsageError(`${path}:${i + 1}: needs "teacher", "student" (text or chat messages) and "answer"`);
     if (o.weight !== undefined && (typeof o.weight !== 'number' || !Number.isFinite(o.weight) || o.weight < 0)) {
       throw new UsageError(`${path}:${i + 1}: "weight" must be a non-negative number, got ${JSON.stringify(o.weight)}`);
     }
-    const ans = [...model.tokenizer.encode(o.answer, { addSpecialTokens: false }), ...model.tokenizer.eosIds.slice(0, 1)];
+    const ans = [
+      ...model.tokenizer.encode(o.answer, { addSpecialTokens: false }),
+      ...model.tokenizer.eosIds.slice(0, 1),
+    ];
     const teacher = [...promptIds(model, o.teacher), ...ans];
     const student = [...promptIds(model, o.student), ...ans];
     // Past the context the positions have no trained meaning (and the graph grows with T²).
     const ctx = model.config.maxPositionEmbeddings;
-    for (const [which, ids] of [['teacher', teacher], ['student', student]] as const) {
+    for (const [which, ids] of [
+      ['teacher', teacher],
+      ['student', student],
+    ] as const) {
       if (ids.length > ctx) {
-        throw new UsageError(`${path}:${i + 1}: the ${which} prompt with the answer is ${ids.length} tokens, longer than the model's context of ${ctx}: shorten the prompt (split the document into smaller chunks) or the answer`);
+        throw new UsageError(
+          `${path}:${i + 1}: the ${which} prompt with the answer is ${ids.length} tokens, longer than the model's context of ${ctx}: shorten the prompt (split the document into smaller chunks) or the answer`,
+        );
       }
     }
     out.push({ teacher, student, answerLength: ans.length, weight: o.weight });
@@ -69,9 +78,22 @@ ${modelUsage}
 `,
   async run(args, ctx) {
     const { values: v } = parse(args, {
-      ...modelOptions, data: { type: 'string' }, out: { type: 'string' }, loss: { type: 'string', default: 'kl' }, epochs: { type: 'string' }, lr: { type: 'string' },
-      'batch-size': { type: 'string' }, 'grad-accum': { type: 'string' }, rank: { type: 'string' }, alpha: { type: 'string' }, targets: { type: 'string' },
-      temperature: { type: 'string' }, warmup: { type: 'string' }, 'weight-decay': { type: 'string' }, dropout: { type: 'string' }, seed: { type: 'string' },
+      ...modelOptions,
+      data: { type: 'string' },
+      out: { type: 'string' },
+      loss: { type: 'string', default: 'kl' },
+      epochs: { type: 'string' },
+      lr: { type: 'string' },
+      'batch-size': { type: 'string' },
+      'grad-accum': { type: 'string' },
+      rank: { type: 'string' },
+      alpha: { type: 'string' },
+      targets: { type: 'string' },
+      temperature: { type: 'string' },
+      warmup: { type: 'string' },
+      'weight-decay': { type: 'string' },
+      dropout: { type: 'string' },
+      seed: { type: 'string' },
     });
     if (!v.data || !v.out) throw new UsageError('--data and --out are required');
     if (v.loss !== 'kl' && v.loss !== 'ce') throw new UsageError('--loss must be kl or ce');
@@ -89,9 +111,15 @@ ${modelUsage}
       const total = Math.ceil(data.length / perStep) * epochs;
       const cfg = {
         ...defaultTrainerConfig({ rank, alpha: numOption(v.alpha, 'alpha') ?? 2 * rank, targets }, total),
-        loss: v.loss as 'kl' | 'ce', lr: numOption(v.lr, 'lr') ?? 1e-4, microBatch: batch, gradAccum: accum, temperature: numOption(v.temperature, 'temperature') ?? 2,
-        warmupSteps: Math.round((numOption(v.warmup, 'warmup') ?? 0.1) * total), weightDecay: numOption(v['weight-decay'], 'weight-decay') ?? 0.1,
-        dropout: numOption(v.dropout, 'dropout') ?? 0, seed: intOption(v.seed, 'seed') ?? 0,
+        loss: v.loss as 'kl' | 'ce',
+        lr: numOption(v.lr, 'lr') ?? 1e-4,
+        microBatch: batch,
+        gradAccum: accum,
+        temperature: numOption(v.temperature, 'temperature') ?? 2,
+        warmupSteps: Math.round((numOption(v.warmup, 'warmup') ?? 0.1) * total),
+        weightDecay: numOption(v['weight-decay'], 'weight-decay') ?? 0.1,
+        dropout: numOption(v.dropout, 'dropout') ?? 0,
+        seed: intOption(v.seed, 'seed') ?? 0,
       };
       const t = new LoraTrainer(model, cfg);
       ctx.err(`${data.length} pairs, ${total} steps of ${perStep} (${t.describe()})\n`);
@@ -101,7 +129,9 @@ ${modelUsage}
         for (let i = 0; i < data.length && !ctx.signal.aborted; i += perStep) {
           const r = await t.trainStep(data.slice(i, i + perStep));
           tokens += r.tokens;
-          ctx.err(`step ${r.step}/${total} epoch ${e + 1} loss ${r.loss.toFixed(4)} lr ${r.lr.toExponential(2)} |g| ${r.gradNorm.toFixed(3)} ${(tokens / ((performance.now() - t0) / 1000)).toFixed(0)} tok/s\n`);
+          ctx.err(
+            `step ${r.step}/${total} epoch ${e + 1} loss ${r.loss.toFixed(4)} lr ${r.lr.toExponential(2)} |g| ${r.gradNorm.toFixed(3)} ${(tokens / ((performance.now() - t0) / 1000)).toFixed(0)} tok/s\n`,
+          );
         }
       }
       await t.sync();
@@ -123,7 +153,11 @@ Writes a Hugging Face model folder (float32) with W + (alpha/r)·B·A in every a
 tokenizer files are copied. Refuses non-finite results and an existing --out.
 `,
   async run(args, ctx) {
-    const { values: v } = parse(args, { model: { type: 'string' }, adapter: { type: 'string' }, out: { type: 'string' } });
+    const { values: v } = parse(args, {
+      model: { type: 'string' },
+      adapter: { type: 'string' },
+      out: { type: 'string' },
+    });
     if (!v.model || !v.adapter || !v.out) throw new UsageError('--model, --adapter and --out are required');
     const r = mergeAdapter(v.model, v.adapter, v.out);
     ctx.out(`merged ${r.merged} adapted weights into ${v.out} (${r.tensors} tensors)\n`);

@@ -12,7 +12,14 @@ const IO_CHUNK = 1 << 30;
  */
 export function writeAll(fd: number, data: Uint8Array, position?: number): void {
   let off = 0;
-  while (off < data.length) off += writeSync(fd, data, off, Math.min(IO_CHUNK, data.length - off), position === undefined ? null : position + off);
+  while (off < data.length)
+    off += writeSync(
+      fd,
+      data,
+      off,
+      Math.min(IO_CHUNK, data.length - off),
+      position === undefined ? null : position + off,
+    );
 }
 
 /** Writes `path` atomically with `write(fd)`, which fills the temporary file. */

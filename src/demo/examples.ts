@@ -40,7 +40,10 @@ export function writeExampleDocs(dir: string, count: number, seed: number, multi
     const k = 2 + (i % 3);
     const es = names.slice(next, next + k).map((n) => makeEntity(n, 3 + rng.int(4), vocab, rng));
     next += k;
-    if (es.length < k) throw new Error(`the demo world has too few people for ${count} documents and ${multiFiles} about several people`);
+    if (es.length < k)
+      throw new Error(
+        `the demo world has too few people for ${count} documents and ${multiFiles} about several people`,
+      );
     const file = `${es.map((e) => e.name.toLowerCase()).join('-')}.md`;
     writeAtomic(join(dir, file), renderPeopleDoc(es, rng));
     for (const entity of es) docs.push({ file, entity });

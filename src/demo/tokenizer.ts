@@ -20,9 +20,17 @@ export function buildVocab(v: WorldVocab): string[] {
   const words = new Set<string>();
   const add = (t: string) => preTokenize(t).forEach((w) => words.add(w));
   const texts = [
-    ...Object.values(TEMPLATES).flat(), ...Object.values(QUESTIONS).flat(), ...Object.values(ANSWERS),
-    DEFAULT_PROMPTS.system, DEFAULT_PROMPTS.documentBlock, DEFAULT_PROMPTS.questionRequest, DEFAULT_PROMPTS.generalQuestionRequest,
-    'Question:', DONT_KNOW, 'system user assistant', '#',
+    ...Object.values(TEMPLATES).flat(),
+    ...Object.values(QUESTIONS).flat(),
+    ...Object.values(ANSWERS),
+    DEFAULT_PROMPTS.system,
+    DEFAULT_PROMPTS.documentBlock,
+    DEFAULT_PROMPTS.questionRequest,
+    DEFAULT_PROMPTS.generalQuestionRequest,
+    'Question:',
+    DONT_KNOW,
+    'system user assistant',
+    '#',
   ];
   texts.forEach(add);
   [...JOBS, ...COLOURS, ...FOODS, ...INSTRUMENTS, ...YEARS, ...v.people, ...v.pets, ...v.towns].forEach(add);
@@ -49,7 +57,15 @@ export function tokenizerJson(vocab: string[]): object {
     version: '1.0',
     truncation: null,
     padding: null,
-    added_tokens: SPECIAL_TOKENS.map((content, id) => ({ id, content, single_word: false, lstrip: false, rstrip: false, normalized: false, special: true })),
+    added_tokens: SPECIAL_TOKENS.map((content, id) => ({
+      id,
+      content,
+      single_word: false,
+      lstrip: false,
+      rstrip: false,
+      normalized: false,
+      special: true,
+    })),
     normalizer: { type: 'NFC' },
     pre_tokenizer: { type: 'BertPreTokenizer' },
     post_processor: null,
@@ -76,6 +92,11 @@ export function tokenizerConfigJson(): object {
     clean_up_tokenization_spaces: true,
     model_max_length: 512,
     tokenizer_class: 'PreTrainedTokenizerFast',
-    added_tokens_decoder: Object.fromEntries(SPECIAL_TOKENS.map((content, id) => [String(id), { content, lstrip: false, normalized: false, rstrip: false, single_word: false, special: true }])),
+    added_tokens_decoder: Object.fromEntries(
+      SPECIAL_TOKENS.map((content, id) => [
+        String(id),
+        { content, lstrip: false, normalized: false, rstrip: false, single_word: false, special: true },
+      ]),
+    ),
   };
 }

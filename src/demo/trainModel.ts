@@ -16,11 +16,36 @@ import { Tokenizer } from '../engine/tokenizer';
 import { FullTrainer, type LmSequence } from '../engine/train/full';
 import { generate } from '../engine/generate';
 import { isGrounded, wordSet } from '../pipeline/questions';
-import { DEFAULT_PROMPTS, DONT_KNOW, generalQuestionMessages, paraphraseMessages, questionMessages, saysDontKnow, studentMessages, teacherMessages, type ChatMessage } from '../pipeline/prompts';
+import {
+  DEFAULT_PROMPTS,
+  DONT_KNOW,
+  generalQuestionMessages,
+  paraphraseMessages,
+  questionMessages,
+  saysDontKnow,
+  studentMessages,
+  teacherMessages,
+  type ChatMessage,
+} from '../pipeline/prompts';
 import { buildVocab, tokenizerConfigJson, tokenizerJson } from './tokenizer';
 import { HELD_OUT_PEOPLE as HELD_OUT } from './examples';
 import { DEMO_SETTINGS } from './demo';
-import { QUESTIONS, RELATIONS, fill, absentRelations, answerFor, makeEntity, makeVocab, parseQuestion, question, renderDoc, renderPeopleDoc, type Entity, type Relation, type WorldVocab } from './world';
+import {
+  QUESTIONS,
+  RELATIONS,
+  fill,
+  absentRelations,
+  answerFor,
+  makeEntity,
+  makeVocab,
+  parseQuestion,
+  question,
+  renderDoc,
+  renderPeopleDoc,
+  type Entity,
+  type Relation,
+  type WorldVocab,
+} from './world';
 import { Rng } from '../common/rng';
 
 export interface DemoTrainOptions {
@@ -50,19 +75,30 @@ export const DEMO_SHAPE = { hidden: 128, layers: 4, heads: 4, intermediate: 384 
 
 class MemWeights implements WeightSource {
   readonly t = new Map<string, { shape: number[]; data: Float32Array }>();
-  has(n: string) { return this.t.has(n); }
-  info(n: string) { return this.t.get(n)!; }
-  float32(n: string) { return this.t.get(n)!.data; }
+  has(n: string) {
+    return this.t.has(n);
+  }
+  info(n: string) {
+    return this.t.get(n)!;
+  }
+  float32(n: string) {
+    return this.t.get(n)!.data;
+  }
 }
 
 function initWeights(c: ModelConfig, rng: Rng): MemWeights {
   const w = new MemWeights();
   const normal = (n: number, std: number) => {
     const a = new Float32Array(n);
-    for (let i = 0; i < n; i++) a[i] = std * Math.sqrt(-2 * Math.log(Math.max(rng.next(), 1e-12))) * Math.cos(2 * Math.PI * rng.next());
+    for (let i = 0; i < n; i++)
+      a[i] = std * Math.sqrt(-2 * Math.log(Math.max(rng.next(), 1e-12))) * Math.cos(2 * Math.PI * rng.next());
     return a;
   };
-  const put = (name: string, shape: number[], std: number) => w.t.set(name, { shape, data: std ? normal(shape[0]! * (shape[1] ?? 1), std) : new Float32Array(shape[0]!).fill(1) });
+  const put = (name: string, shape: number[], std: number) =>
+    w.t.set(name, {
+      shape,
+      data: std ? normal(shape[0]! * (shape[1] ?? 1), std) : new Float32Array(shape[0]!).fill(1),
+    });
   const { hiddenSize: D, intermediateSize: I, numHeads: H, headDim: E, vocabSize: V } = c;
   const outStd = 0.02 / Math.sqrt(2 * c.numLayers);
   put('model.embed_tokens.weight', [V, D], 0.02);
@@ -90,7 +126,10 @@ function fromFolder(dir: string, c: ModelConfig): MemWeights {
     const init = initWeights(c, new Rng(0));
     for (const [name, t] of init.t) {
       const got = f.float32(name);
-      if (got.length !== t.data.length) throw new Error(`--from ${dir}: ${name} has ${got.length} values, this seed's model needs ${t.data.length} (train with the seed that made it)`);
+      if (got.length !== t.data.length)
+        throw new Error(
+          `--from ${dir}: ${name} has ${got.length} values, this seed's model needs ${t.data.length} (train with the seed that made it)`,
+        );
       w.t.set(name, { shape: t.shape, data: Float32Array.from(got) });
     }
   } finally {
@@ -130,7 +169,9 @@ export class DemoData {
 
   /** Chat ids of a prompt (with generation header), and the answer ids ending in <|im_end|>. */
   chat(messages: ChatMessage[], answer?: string): { prompt: number[]; answer: number[] } {
-    const prompt = this.tok.encode(this.tok.applyChatTemplate(messages, { addGenerationPrompt: true }), { addSpecialTokens: false });
+    const prompt = this.tok.encode(this.tok.applyChatTemplate(messages, { addGenerationPrompt: true }), {
+      addSpecialTokens: false,
+    });
     const ans = answer === undefined ? [] : [...this.tok.encode(answer, { addSpecialTokens: false }), this.imEnd];
     return { prompt, answer: ans };
   }
@@ -145,7 +186,12 @@ export class DemoData {
 
   /** 3–8 facts; for training also short documents of 1–2 facts, where reading is easiest to discover. */
   entity(rng: Rng, pool: string[], short = 0): Entity {
-    return makeEntity(rng.pick(pool), short > 0 && rng.next() < short ? 1 + rng.int(2) : 3 + rng.int(6), this.vocab, rng);
+    return makeEntity(
+      rng.pick(pool),
+      short > 0 && rng.next() < short ? 1 + rng.int(2) : 3 + rng.int(6),
+      this.vocab,
+      rng,
+    );
   }
 
   /**
@@ -217,7 +263,9 @@ export class DemoData {
       const q = question(who, rng.pick(RELATIONS), rng, { reserved: rng.next() < 0.3 });
       return this.seq(this.chat(studentMessages(q.text), DONT_KNOW));
     }
-    return this.seq(this.chat(generalQuestionMessages(), question(rng.pick(this.vocab.people), rng.pick(RELATIONS), rng).text));
+    return this.seq(
+      this.chat(generalQuestionMessages(), question(rng.pick(this.vocab.people), rng.pick(RELATIONS), rng).text),
+    );
   }
 }
 
@@ -245,18 +293,42 @@ export interface DemoEval {
 }
 
 /** Greedy answers for a batch of prompts; `weights` fed as inputs mid-training. */
-async function greedy(model: CausalLM, weights: Record<string, HostTensor> | undefined, prompts: number[][], maxTokens: number): Promise<string[]> {
+async function greedy(
+  model: CausalLM,
+  weights: Record<string, HostTensor> | undefined,
+  prompts: number[][],
+  maxTokens: number,
+): Promise<string[]> {
   return (await generate(model, prompts, { maxTokens, weights })).map((g) => g.text);
 }
 
-export async function evaluateDemo(model: CausalLM, data: DemoData, opts: { seed: number; perRelation: number; feeds?: Record<string, HostTensor> }): Promise<DemoEval> {
+export async function evaluateDemo(
+  model: CausalLM,
+  data: DemoData,
+  opts: { seed: number; perRelation: number; feeds?: Record<string, HostTensor> },
+): Promise<DemoEval> {
   const rng = new Rng(opts.seed);
-  const absRng = new Rng(opts.seed + 1);  // its own stream: the other items stay as they were
+  const absRng = new Rng(opts.seed + 1); // its own stream: the other items stay as they were
   const read = Object.fromEntries(RELATIONS.map((r) => [r, 0])) as Record<Relation, number>;
-  let paraOk = 0, paraN = 0;
-  let reservedOk = 0, reservedN = 0, closedIdk = 0, closedOk = 0, qValid = 0, absentIdk = 0, absentN = 0;
+  let paraOk = 0,
+    paraN = 0;
+  let reservedOk = 0,
+    reservedN = 0,
+    closedIdk = 0,
+    closedOk = 0,
+    qValid = 0,
+    absentIdk = 0,
+    absentN = 0;
   const batch = 16;
-  const items: { e: Entity; doc: string; rel: Relation; value: string; q: string; reserved: boolean; absentQ?: string }[] = [];
+  const items: {
+    e: Entity;
+    doc: string;
+    rel: Relation;
+    value: string;
+    q: string;
+    reserved: boolean;
+    absentQ?: string;
+  }[] = [];
   for (const rel of RELATIONS) {
     for (let i = 0; i < opts.perRelation; i++) {
       let e = data.entity(rng, data.heldOutPeople);
@@ -265,7 +337,15 @@ export async function evaluateDemo(model: CausalLM, data: DemoData, opts: { seed
       const reserved = i % 3 === 2;
       const absent = absentRelations(e);
       const absentQ = absent.length ? question(e.name, absRng.pick(absent), absRng).text : undefined;
-      items.push({ e, doc: renderDoc(e, rng), rel, value: f.value, q: question(e.name, rel, rng, { reserved }).text, reserved, absentQ });
+      items.push({
+        e,
+        doc: renderDoc(e, rng),
+        rel,
+        value: f.value,
+        q: question(e.name, rel, rng, { reserved }).text,
+        reserved,
+        absentQ,
+      });
     }
   }
   // Documents about several people: the asked one held out, the others anyone.
@@ -279,33 +359,78 @@ export async function evaluateDemo(model: CausalLM, data: DemoData, opts: { seed
       const es = data.company(e, multiRng, 1, data.vocab.people);
       const absent = absentRelations(e);
       multi.push({
-        doc: renderPeopleDoc(es, multiRng), rel, value: e.facts.find((x) => x.relation === rel)!.value, q: question(e.name, rel, multiRng).text,
+        doc: renderPeopleDoc(es, multiRng),
+        rel,
+        value: e.facts.find((x) => x.relation === rel)!.value,
+        q: question(e.name, rel, multiRng).text,
         absentQ: absent.length ? question(e.name, multiRng.pick(absent), multiRng).text : undefined,
       });
     }
   }
-  let absentMultiIdk = 0, absentMultiN = 0;
+  let absentMultiIdk = 0,
+    absentMultiN = 0;
   for (let i = 0; i < multi.length; i += batch) {
     const chunk = multi.slice(i, i + batch);
-    const ans = await greedy(model, opts.feeds, chunk.map((it) => data.chat(teacherMessages(it.doc, it.q)).prompt), 16);
+    const ans = await greedy(
+      model,
+      opts.feeds,
+      chunk.map((it) => data.chat(teacherMessages(it.doc, it.q)).prompt),
+      16,
+    );
     chunk.forEach((it, j) => ans[j]!.includes(it.value) && readMulti[it.rel]++);
     const withAbsent = chunk.filter((it) => it.absentQ);
-    const abs = withAbsent.length ? await greedy(model, opts.feeds, withAbsent.map((it) => data.chat(teacherMessages(it.doc, it.absentQ!)).prompt), 16) : [];
+    const abs = withAbsent.length
+      ? await greedy(
+          model,
+          opts.feeds,
+          withAbsent.map((it) => data.chat(teacherMessages(it.doc, it.absentQ!)).prompt),
+          16,
+        )
+      : [];
     absentMultiN += abs.length;
     absentMultiIdk += abs.filter((a) => saysDontKnow(a)).length;
   }
   for (const r of RELATIONS) readMulti[r] /= opts.perRelation;
   for (let i = 0; i < items.length; i += batch) {
     const chunk = items.slice(i, i + batch);
-    const teacher = await greedy(model, opts.feeds, chunk.map((it) => data.chat(teacherMessages(it.doc, it.q)).prompt), 16);
-    const closed = await greedy(model, opts.feeds, chunk.map((it) => data.chat(studentMessages(it.q)).prompt), 16);
-    const qs = await greedy(model, opts.feeds, chunk.map((it) => data.chat(questionMessages(it.doc)).prompt), 16);
+    const teacher = await greedy(
+      model,
+      opts.feeds,
+      chunk.map((it) => data.chat(teacherMessages(it.doc, it.q)).prompt),
+      16,
+    );
+    const closed = await greedy(
+      model,
+      opts.feeds,
+      chunk.map((it) => data.chat(studentMessages(it.q)).prompt),
+      16,
+    );
+    const qs = await greedy(
+      model,
+      opts.feeds,
+      chunk.map((it) => data.chat(questionMessages(it.doc)).prompt),
+      16,
+    );
     const withAbsent = chunk.filter((it) => it.absentQ);
-    const abs = withAbsent.length ? await greedy(model, opts.feeds, withAbsent.map((it) => data.chat(teacherMessages(it.doc, it.absentQ!)).prompt), 16) : [];
+    const abs = withAbsent.length
+      ? await greedy(
+          model,
+          opts.feeds,
+          withAbsent.map((it) => data.chat(teacherMessages(it.doc, it.absentQ!)).prompt),
+          16,
+        )
+      : [];
     absentN += abs.length;
     absentIdk += abs.filter((a) => saysDontKnow(a)).length;
     const writable = chunk.filter((it) => !it.reserved);
-    const para = writable.length ? await greedy(model, opts.feeds, writable.map((it) => data.chat(paraphraseMessages(it.q)).prompt), 16) : [];
+    const para = writable.length
+      ? await greedy(
+          model,
+          opts.feeds,
+          writable.map((it) => data.chat(paraphraseMessages(it.q)).prompt),
+          16,
+        )
+      : [];
     writable.forEach((it, j) => {
       const forms = QUESTIONS[it.rel].slice(0, -1).map((t) => fill(t, it.e.name));
       if (para[j]!.trim() === forms[1 - forms.indexOf(it.q)]) paraOk++;
@@ -327,9 +452,18 @@ export async function evaluateDemo(model: CausalLM, data: DemoData, opts: { seed
   const n = items.length;
   for (const r of RELATIONS) read[r] /= opts.perRelation;
   return {
-    read, readAll: RELATIONS.reduce((a, r) => a + read[r], 0) / RELATIONS.length, readReserved: reservedN ? reservedOk / reservedN : 0,
-    closedDontKnow: closedIdk / n, closedCorrect: closedOk / n, questionsValid: qValid / n, paraphraseValid: paraN ? paraOk / paraN : 0, n, absentDontKnow: absentN ? absentIdk / absentN : 0,
-    readMulti, readMultiAll: RELATIONS.reduce((a, r) => a + readMulti[r], 0) / RELATIONS.length, absentMultiDontKnow: absentMultiN ? absentMultiIdk / absentMultiN : 0,
+    read,
+    readAll: RELATIONS.reduce((a, r) => a + read[r], 0) / RELATIONS.length,
+    readReserved: reservedN ? reservedOk / reservedN : 0,
+    closedDontKnow: closedIdk / n,
+    closedCorrect: closedOk / n,
+    questionsValid: qValid / n,
+    paraphraseValid: paraN ? paraOk / paraN : 0,
+    n,
+    absentDontKnow: absentN ? absentIdk / absentN : 0,
+    readMulti,
+    readMultiAll: RELATIONS.reduce((a, r) => a + readMulti[r], 0) / RELATIONS.length,
+    absentMultiDontKnow: absentMultiN ? absentMultiIdk / absentMultiN : 0,
   };
 }
 
@@ -341,9 +475,24 @@ export function fmtEval(e: DemoEval): string {
 export function demoConfig(vocabSize: number, imEnd: number, pad: number): ModelConfig {
   const { hidden, layers, heads, intermediate } = DEMO_SHAPE;
   return {
-    architecture: 'LlamaForCausalLM', modelType: 'llama', vocabSize, hiddenSize: hidden, intermediateSize: intermediate, numLayers: layers,
-    numHeads: heads, numKvHeads: heads, headDim: hidden / heads, rmsNormEps: 1e-5, ropeTheta: 10000, maxPositionEmbeddings: 512,
-    tieWordEmbeddings: true, qkvBias: false, qkNorm: false, torchDtype: 'float32', eosTokenIds: [imEnd], padTokenId: pad,
+    architecture: 'LlamaForCausalLM',
+    modelType: 'llama',
+    vocabSize,
+    hiddenSize: hidden,
+    intermediateSize: intermediate,
+    numLayers: layers,
+    numHeads: heads,
+    numKvHeads: heads,
+    headDim: hidden / heads,
+    rmsNormEps: 1e-5,
+    ropeTheta: 10000,
+    maxPositionEmbeddings: 512,
+    tieWordEmbeddings: true,
+    qkvBias: false,
+    qkNorm: false,
+    torchDtype: 'float32',
+    eosTokenIds: [imEnd],
+    padTokenId: pad,
   };
 }
 
@@ -358,20 +507,41 @@ export async function trainDemoModel(o: DemoTrainOptions): Promise<DemoEval> {
   const cfg = demoConfig(words.length, tok.tokenToId('<|im_end|>')!, tok.tokenToId('<|endoftext|>')!);
   const backend = await Backend.create({ device: 'cpu', threads: o.threads });
   const rng = new Rng(o.seed * 7919 + 1);
-  const model = CausalLM.fromWeights(cfg, o.from ? fromFolder(o.from, cfg) : initWeights(cfg, rng), backend, { id: `demo-${o.seed}`, tokenizer: tok });
+  const model = CausalLM.fromWeights(cfg, o.from ? fromFolder(o.from, cfg) : initWeights(cfg, rng), backend, {
+    id: `demo-${o.seed}`,
+    tokenizer: tok,
+  });
   const data = new DemoData(tok, vocab);
   data.mix = o.mix ?? 1;
   const batchSize = 24;
   // A step budget that fits the time box at the measured speed is fixed after the first steps.
-  const trainer = new FullTrainer(model, { lr: o.lr ?? 3e-3, weightDecay: 0.05, beta1: 0.9, beta2: 0.98, schedule: 'cosine', warmupSteps: o.warmup ?? 200, totalSteps: o.steps ?? 1e9, maxGradNorm: 1 });
+  const trainer = new FullTrainer(model, {
+    lr: o.lr ?? 3e-3,
+    weightDecay: 0.05,
+    beta1: 0.9,
+    beta2: 0.98,
+    schedule: 'cosine',
+    warmupSteps: o.warmup ?? 200,
+    totalSteps: o.steps ?? 1e9,
+    maxGradNorm: 1,
+  });
   const ckptDir = join(o.out, '.checkpoint');
   let step0 = 0;
   let dataRng = new Rng(o.seed * 31 + 7);
   if (existsSync(join(ckptDir, 'state.json'))) {
-    const st = JSON.parse(readFileSync(join(ckptDir, 'state.json'), 'utf8')) as { step: number; rng: number; totalSteps: number; elapsedMs: number };
+    const st = JSON.parse(readFileSync(join(ckptDir, 'state.json'), 'utf8')) as {
+      step: number;
+      rng: number;
+      totalSteps: number;
+      elapsedMs: number;
+    };
     const f = SafetensorsFile.open(join(ckptDir, 'state.safetensors'));
     for (const k of trainer.params.keys()) trainer.params.get(k)!.set(f.float32(k));
-    trainer.opt.state = { step: st.step, m: new Map([...trainer.params.keys()].map((k) => [k, f.float32(`m.${k}`)])), v: new Map([...trainer.params.keys()].map((k) => [k, f.float32(`v.${k}`)])) };
+    trainer.opt.state = {
+      step: st.step,
+      m: new Map([...trainer.params.keys()].map((k) => [k, f.float32(`m.${k}`)])),
+      v: new Map([...trainer.params.keys()].map((k) => [k, f.float32(`v.${k}`)])),
+    };
     f.close();
     dataRng = new Rng(st.rng);
     step0 = st.step;
@@ -382,11 +552,26 @@ export async function trainDemoModel(o: DemoTrainOptions): Promise<DemoEval> {
     mkdirSync(ckptDir, { recursive: true });
     const tensors = [...trainer.params].flatMap(([k, v]) => [
       { name: k, dtype: 'F32' as const, shape: [v.length], data: v },
-      { name: `m.${k}`, dtype: 'F32' as const, shape: [v.length], data: trainer.opt.state.m.get(k) ?? new Float32Array(v.length) },
-      { name: `v.${k}`, dtype: 'F32' as const, shape: [v.length], data: trainer.opt.state.v.get(k) ?? new Float32Array(v.length) },
+      {
+        name: `m.${k}`,
+        dtype: 'F32' as const,
+        shape: [v.length],
+        data: trainer.opt.state.m.get(k) ?? new Float32Array(v.length),
+      },
+      {
+        name: `v.${k}`,
+        dtype: 'F32' as const,
+        shape: [v.length],
+        data: trainer.opt.state.v.get(k) ?? new Float32Array(v.length),
+      },
     ]);
     writeSafetensors(join(ckptDir, 'state.safetensors'), tensors);
-    writeJsonAtomic(join(ckptDir, 'state.json'), { step: trainer.step, rng: dataRng.state, totalSteps: trainer.totalSteps, elapsedMs });
+    writeJsonAtomic(join(ckptDir, 'state.json'), {
+      step: trainer.step,
+      rng: dataRng.state,
+      totalSteps: trainer.totalSteps,
+      elapsedMs,
+    });
   };
   const budgetMs = o.minutes * 60_000;
   let tokens = 0;
@@ -395,7 +580,8 @@ export async function trainDemoModel(o: DemoTrainOptions): Promise<DemoEval> {
   const evalEvery = o.evalEvery ?? 500;
   const startedAt = performance.now();
   let elapsedBefore = 0;
-  if (step0) elapsedBefore = (JSON.parse(readFileSync(join(ckptDir, 'state.json'), 'utf8')) as { elapsedMs: number }).elapsedMs;
+  if (step0)
+    elapsedBefore = (JSON.parse(readFileSync(join(ckptDir, 'state.json'), 'utf8')) as { elapsedMs: number }).elapsedMs;
   for (;;) {
     const elapsed = elapsedBefore + performance.now() - startedAt;
     if (o.signal?.aborted) break;
@@ -410,7 +596,10 @@ export async function trainDemoModel(o: DemoTrainOptions): Promise<DemoEval> {
       trainer.totalSteps = Math.max(500, Math.floor((budgetMs - elapsed) / msPerStep) + r.step);
       o.log(`${msPerStep.toFixed(0)} ms/step → ${trainer.totalSteps} steps in ${o.minutes} min`);
     }
-    if (r.step % 50 === 0) o.log(`step ${r.step}/${trainer.totalSteps} loss ${emaLoss.toFixed(4)} lr ${r.lr.toExponential(2)} |g| ${r.gradNorm.toFixed(2)} ${(tokens / ((performance.now() - startedAt) / 1000)).toFixed(0)} tok/s ${((elapsed) / 60000).toFixed(1)} min`);
+    if (r.step % 50 === 0)
+      o.log(
+        `step ${r.step}/${trainer.totalSteps} loss ${emaLoss.toFixed(4)} lr ${r.lr.toExponential(2)} |g| ${r.gradNorm.toFixed(2)} ${(tokens / ((performance.now() - startedAt) / 1000)).toFixed(0)} tok/s ${(elapsed / 60000).toFixed(1)} min`,
+      );
     if (r.step % evalEvery === 0) {
       last = await evaluateDemo(model, data, { seed: 99, perRelation: 6, feeds: trainer.weightFeeds() });
       o.log(`eval @${r.step}: ${fmtEval(last)}`);
@@ -418,14 +607,29 @@ export async function trainDemoModel(o: DemoTrainOptions): Promise<DemoEval> {
     }
   }
   // Final model: Hugging Face layout.
-  const weight = (name: string) => ({ shape: model.graphs.weights.get(name).shape, data: trainer.params.get(`w.${name}`)! });
+  const weight = (name: string) => ({
+    shape: model.graphs.weights.get(name).shape,
+    data: trainer.params.get(`w.${name}`)!,
+  });
   saveModelFolder(o.out, cfg, model.graphs.weightNames(), weight, { max_new_tokens: 32 });
   const final = await evaluateDemo(model, data, { seed: 12345, perRelation: 24, feeds: trainer.weightFeeds() });
   const minutes = (elapsedBefore + performance.now() - startedAt) / 60000;
   o.log(`final (held-out people, ${final.n} questions): ${fmtEval(final)}`);
   writeJsonAtomic(join(o.out, 'training.json'), {
-    seed: o.seed, shape: DEMO_SHAPE, mix: o.mix ?? 1, from: o.from, lr: o.lr, allSubjectsFrom: o.allSubjectsFrom, vocabSize: cfg.vocabSize, steps: trainer.step, batchSize, minutes: Number(minutes.toFixed(1)),
-    wallMinutesThisRun: Number(((performance.now() - t0) / 60000).toFixed(1)), final, prompts: DEFAULT_PROMPTS, distillDefaults: DEMO_SETTINGS,
+    seed: o.seed,
+    shape: DEMO_SHAPE,
+    mix: o.mix ?? 1,
+    from: o.from,
+    lr: o.lr,
+    allSubjectsFrom: o.allSubjectsFrom,
+    vocabSize: cfg.vocabSize,
+    steps: trainer.step,
+    batchSize,
+    minutes: Number(minutes.toFixed(1)),
+    wallMinutesThisRun: Number(((performance.now() - t0) / 60000).toFixed(1)),
+    final,
+    prompts: DEFAULT_PROMPTS,
+    distillDefaults: DEMO_SETTINGS,
   });
   if (!o.signal?.aborted) rmSync(ckptDir, { recursive: true, force: true });
   await backend.dispose();
@@ -440,7 +644,10 @@ export interface SampledQuestionsEval {
   valid: number;
   /** Naming only what the document mentions (the pipeline's `isGrounded` filter). */
   grounded: number;
-  /** Grounded, and the teacher's sampled answer is not "I do not know" (the `answerableOnly` filter): what the pipeline trains on. */
+  /**
+   * Grounded, and the teacher's sampled answer is not "I do not know" (the `answerableOnly` filter):
+   * what the pipeline trains on.
+   */
   kept: number;
   /** Valid among the kept ones. */
   validAmongKept: number;
@@ -454,19 +661,42 @@ export interface SampledQuestionsEval {
  * how many of them pass the pipeline's filters: grounded in the document, and answered by the
  * teacher (its answer sampled as the pipeline samples answers).
  */
-export async function evaluateSampledQuestions(model: CausalLM, data: DemoData, o: { seed: number; n: number; temperature: number; topK: number; answerTemperature: number; answerTopK: number; answerableOnly: boolean }): Promise<SampledQuestionsEval> {
+export async function evaluateSampledQuestions(
+  model: CausalLM,
+  data: DemoData,
+  o: {
+    seed: number;
+    n: number;
+    temperature: number;
+    topK: number;
+    answerTemperature: number;
+    answerTopK: number;
+    answerableOnly: boolean;
+  },
+): Promise<SampledQuestionsEval> {
   const rng = new Rng(o.seed);
   const items = Array.from({ length: o.n }, () => {
     const e = data.entity(rng, data.heldOutPeople);
     return { e, doc: renderDoc(e, rng) };
   });
-  let valid = 0, grounded = 0, kept = 0, validKept = 0;
+  let valid = 0,
+    grounded = 0,
+    kept = 0,
+    validKept = 0;
   const invalidKept: SampledQuestionsEval['invalidKept'] = [];
   for (let i = 0; i < items.length; i += 32) {
     const chunk = items.slice(i, i + 32);
-    const out = await generate(model, chunk.map((it) => data.chat(questionMessages(it.doc)).prompt), { maxTokens: 24, temperature: o.temperature, topK: o.topK, seed: o.seed + i });
+    const out = await generate(
+      model,
+      chunk.map((it) => data.chat(questionMessages(it.doc)).prompt),
+      { maxTokens: 24, temperature: o.temperature, topK: o.topK, seed: o.seed + i },
+    );
     const qs = out.map((r) => r.text.trim());
-    const answers = await generate(model, chunk.map((it, j) => data.chat(teacherMessages(it.doc, qs[j]!)).prompt), { maxTokens: 32, temperature: o.answerTemperature, topK: o.answerTopK, seed: o.seed + i + 1 });
+    const answers = await generate(
+      model,
+      chunk.map((it, j) => data.chat(teacherMessages(it.doc, qs[j]!)).prompt),
+      { maxTokens: 32, temperature: o.answerTemperature, topK: o.answerTopK, seed: o.seed + i + 1 },
+    );
     chunk.forEach((it, j) => {
       const q = qs[j]!;
       const pq = parseQuestion(q, it.e.name);
@@ -477,8 +707,18 @@ export async function evaluateSampledQuestions(model: CausalLM, data: DemoData, 
       if (g) grounded++;
       if (k) kept++;
       if (ok && k) validKept++;
-      if (!ok && k && invalidKept.length < 12) invalidKept.push({ question: q, facts: it.e.facts.map((f) => f.relation) });
+      if (!ok && k && invalidKept.length < 12)
+        invalidKept.push({ question: q, facts: it.e.facts.map((f) => f.relation) });
     });
   }
-  return { temperature: o.temperature, topK: o.topK, n: o.n, valid: valid / o.n, grounded: grounded / o.n, kept: kept / o.n, validAmongKept: kept ? validKept / kept : 0, invalidKept };
+  return {
+    temperature: o.temperature,
+    topK: o.topK,
+    n: o.n,
+    valid: valid / o.n,
+    grounded: grounded / o.n,
+    kept: kept / o.n,
+    validAmongKept: kept ? validKept / kept : 0,
+    invalidKept,
+  };
 }

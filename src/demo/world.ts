@@ -10,22 +10,172 @@ import { Rng } from '../common/rng';
 export const RELATIONS = ['town', 'job', 'colour', 'year', 'pet', 'sibling', 'food', 'instrument'] as const;
 export type Relation = (typeof RELATIONS)[number];
 
-export const JOBS = ['baker', 'pilot', 'farmer', 'doctor', 'teacher', 'painter', 'sailor', 'miner', 'tailor', 'weaver', 'potter', 'singer', 'dancer', 'lawyer', 'nurse', 'chef', 'carpenter', 'fisher', 'hunter', 'builder', 'writer', 'judge', 'banker', 'gardener', 'jeweler', 'smith', 'brewer', 'butcher', 'cobbler', 'mason', 'dentist', 'clerk', 'guard', 'merchant', 'scribe', 'herder', 'glazier', 'cooper', 'drummer', 'barber'];
-export const COLOURS = ['red', 'blue', 'green', 'yellow', 'purple', 'orange', 'black', 'white', 'grey', 'pink', 'brown', 'gold', 'silver', 'teal', 'violet', 'amber'];
-export const FOODS = ['bread', 'cheese', 'apples', 'pears', 'soup', 'rice', 'fish', 'honey', 'plums', 'figs', 'dates', 'olives', 'noodles', 'beans', 'carrots', 'grapes', 'melons', 'cherries', 'nuts', 'eggs', 'pies', 'cakes', 'berries', 'lentils', 'peaches', 'onions', 'turnips', 'mushrooms', 'oats', 'dumplings'];
-export const INSTRUMENTS = ['flute', 'harp', 'drum', 'violin', 'lute', 'trumpet', 'piano', 'cello', 'guitar', 'horn', 'oboe', 'banjo', 'fiddle', 'bagpipe', 'organ', 'zither', 'tuba', 'clarinet', 'bassoon', 'lyre'];
+export const JOBS = [
+  'baker',
+  'pilot',
+  'farmer',
+  'doctor',
+  'teacher',
+  'painter',
+  'sailor',
+  'miner',
+  'tailor',
+  'weaver',
+  'potter',
+  'singer',
+  'dancer',
+  'lawyer',
+  'nurse',
+  'chef',
+  'carpenter',
+  'fisher',
+  'hunter',
+  'builder',
+  'writer',
+  'judge',
+  'banker',
+  'gardener',
+  'jeweler',
+  'smith',
+  'brewer',
+  'butcher',
+  'cobbler',
+  'mason',
+  'dentist',
+  'clerk',
+  'guard',
+  'merchant',
+  'scribe',
+  'herder',
+  'glazier',
+  'cooper',
+  'drummer',
+  'barber',
+];
+export const COLOURS = [
+  'red',
+  'blue',
+  'green',
+  'yellow',
+  'purple',
+  'orange',
+  'black',
+  'white',
+  'grey',
+  'pink',
+  'brown',
+  'gold',
+  'silver',
+  'teal',
+  'violet',
+  'amber',
+];
+export const FOODS = [
+  'bread',
+  'cheese',
+  'apples',
+  'pears',
+  'soup',
+  'rice',
+  'fish',
+  'honey',
+  'plums',
+  'figs',
+  'dates',
+  'olives',
+  'noodles',
+  'beans',
+  'carrots',
+  'grapes',
+  'melons',
+  'cherries',
+  'nuts',
+  'eggs',
+  'pies',
+  'cakes',
+  'berries',
+  'lentils',
+  'peaches',
+  'onions',
+  'turnips',
+  'mushrooms',
+  'oats',
+  'dumplings',
+];
+export const INSTRUMENTS = [
+  'flute',
+  'harp',
+  'drum',
+  'violin',
+  'lute',
+  'trumpet',
+  'piano',
+  'cello',
+  'guitar',
+  'horn',
+  'oboe',
+  'banjo',
+  'fiddle',
+  'bagpipe',
+  'organ',
+  'zither',
+  'tuba',
+  'clarinet',
+  'bassoon',
+  'lyre',
+];
 export const YEARS = Array.from({ length: 121 }, (_, i) => String(1900 + i));
 
 /** Sentence templates per relation: {N} the person, {V} the value, always right after the cue. */
 export const TEMPLATES: Record<Relation, string[]> = {
-  town: ['{N} lives in the town of {V}.', 'The home of {N} is in the town of {V}.', 'These days {N} stays in the town of {V}.', 'For many years {N} has lived in the town of {V}.'],
-  job: ['{N} works as a {V}.', 'By trade, {N} works as a {V}.', 'For a living {N} works as a {V}.', 'Most days {N} works as a {V}.'],
-  colour: ['{N} likes the colour {V} best.', 'The favourite of {N} is the colour {V}.', 'Above all, {N} loves the colour {V}.', 'Of all colours {N} picks the colour {V}.'],
-  year: ['{N} was born in the year {V}.', 'The birth of {N} was in the year {V}.', 'It was in the year {V} that {N} was born.', '{N} came into the world in the year {V}.'],
-  pet: ['{N} has a pet named {V}.', 'At home {N} keeps a pet named {V}.', 'A pet named {V} lives with {N}.', '{N} takes care of a pet named {V}.'],
-  sibling: ['{N} has a sibling named {V}.', 'A sibling named {V} often visits {N}.', '{N} grew up with a sibling named {V}.', 'The family of {N} includes a sibling named {V}.'],
-  food: ['{N} likes to eat {V}.', 'Every day {N} likes to eat {V}.', 'At dinner {N} likes to eat {V}.', 'When hungry, {N} likes to eat {V}.'],
-  instrument: ['{N} plays the {V}.', 'In the evening {N} plays the {V}.', 'With friends {N} plays the {V}.', 'Since childhood {N} plays the {V}.'],
+  town: [
+    '{N} lives in the town of {V}.',
+    'The home of {N} is in the town of {V}.',
+    'These days {N} stays in the town of {V}.',
+    'For many years {N} has lived in the town of {V}.',
+  ],
+  job: [
+    '{N} works as a {V}.',
+    'By trade, {N} works as a {V}.',
+    'For a living {N} works as a {V}.',
+    'Most days {N} works as a {V}.',
+  ],
+  colour: [
+    '{N} likes the colour {V} best.',
+    'The favourite of {N} is the colour {V}.',
+    'Above all, {N} loves the colour {V}.',
+    'Of all colours {N} picks the colour {V}.',
+  ],
+  year: [
+    '{N} was born in the year {V}.',
+    'The birth of {N} was in the year {V}.',
+    'It was in the year {V} that {N} was born.',
+    '{N} came into the world in the year {V}.',
+  ],
+  pet: [
+    '{N} has a pet named {V}.',
+    'At home {N} keeps a pet named {V}.',
+    'A pet named {V} lives with {N}.',
+    '{N} takes care of a pet named {V}.',
+  ],
+  sibling: [
+    '{N} has a sibling named {V}.',
+    'A sibling named {V} often visits {N}.',
+    '{N} grew up with a sibling named {V}.',
+    'The family of {N} includes a sibling named {V}.',
+  ],
+  food: [
+    '{N} likes to eat {V}.',
+    'Every day {N} likes to eat {V}.',
+    'At dinner {N} likes to eat {V}.',
+    'When hungry, {N} likes to eat {V}.',
+  ],
+  instrument: [
+    '{N} plays the {V}.',
+    'In the evening {N} plays the {V}.',
+    'With friends {N} plays the {V}.',
+    'Since childhood {N} plays the {V}.',
+  ],
 };
 
 /**
@@ -39,7 +189,11 @@ export const QUESTIONS: Record<Relation, string[]> = {
   colour: ['What is the favourite colour of {N}?', 'Which colour does {N} like best?', 'What colour does {N} love?'],
   year: ['When was {N} born?', 'In which year was {N} born?', 'What is the birth year of {N}?'],
   pet: ['What is the name of the pet of {N}?', 'What is the pet of {N} called?', 'What pet does {N} have?'],
-  sibling: ['What is the name of the sibling of {N}?', 'Who is the sibling of {N}?', 'What is the sibling of {N} called?'],
+  sibling: [
+    'What is the name of the sibling of {N}?',
+    'Who is the sibling of {N}?',
+    'What is the sibling of {N} called?',
+  ],
   food: ['What does {N} like to eat?', 'Which food does {N} like?', 'What food does {N} enjoy?'],
   instrument: ['What does {N} play?', 'Which instrument does {N} play?', 'What instrument can {N} play?'],
 };
@@ -76,12 +230,48 @@ export interface QA {
   reserved: boolean;
 }
 
-const ONSETS = ['b', 'd', 'f', 'g', 'k', 'l', 'm', 'n', 'p', 'r', 's', 't', 'v', 'z', 'br', 'dr', 'gr', 'kr', 'pr', 'tr', 'vr', 'zh', 'th', 'sk', 'qu', 'bl', 'gl', 'kl', 'pl', 'sl'];
+const ONSETS = [
+  'b',
+  'd',
+  'f',
+  'g',
+  'k',
+  'l',
+  'm',
+  'n',
+  'p',
+  'r',
+  's',
+  't',
+  'v',
+  'z',
+  'br',
+  'dr',
+  'gr',
+  'kr',
+  'pr',
+  'tr',
+  'vr',
+  'zh',
+  'th',
+  'sk',
+  'qu',
+  'bl',
+  'gl',
+  'kl',
+  'pl',
+  'sl',
+];
 const VOWELS = ['a', 'e', 'i', 'o', 'u', 'ae', 'ei', 'ou', 'y'];
 const CODAS = ['', '', 'n', 'r', 'l', 'x', 'th', 'sk', 'nd', 'rn', 'lk', 'z', 'q'];
 
 /** Invented, capitalised, pronounceable names: `count` distinct ones, none equal to `taken`. */
-export function inventNames(count: number, rng: Rng, taken: Set<string>, syllables: [number, number] = [2, 3]): string[] {
+export function inventNames(
+  count: number,
+  rng: Rng,
+  taken: Set<string>,
+  syllables: [number, number] = [2, 3],
+): string[] {
   const out: string[] = [];
   let guard = 0;
   while (out.length < count) {
@@ -106,7 +296,15 @@ export interface WorldVocab {
 
 /** Every word the world's templates use (lower-cased), so invented names never collide with them. */
 export function templateWords(): Set<string> {
-  const texts = [...Object.values(TEMPLATES).flat(), ...Object.values(QUESTIONS).flat(), ...Object.values(ANSWERS), ...JOBS, ...COLOURS, ...FOODS, ...INSTRUMENTS];
+  const texts = [
+    ...Object.values(TEMPLATES).flat(),
+    ...Object.values(QUESTIONS).flat(),
+    ...Object.values(ANSWERS),
+    ...JOBS,
+    ...COLOURS,
+    ...FOODS,
+    ...INSTRUMENTS,
+  ];
   const words = new Set<string>();
   for (const t of texts) for (const w of t.toLowerCase().match(/[a-z]+/g) ?? []) words.add(w);
   return words;
@@ -116,7 +314,88 @@ export function makeVocab(seed: number, sizes = { people: 1500, pets: 300, towns
   const rng = new Rng(seed);
   const taken = templateWords();
   // Common English words that invented syllables could spell; keep them out of the name pools.
-  for (const w of ['baker', 'bread', 'gold', 'the', 'and', 'was', 'tree', 'pine', 'love', 'blue', 'done', 'gone', 'bone', 'tone', 'stone', 'drone', 'zone', 'fire', 'more', 'sure', 'pure', 'sore', 'core', 'lore', 'bore', 'bare', 'rare', 'care', 'dare', 'fare', 'mare', 'pare', 'ware', 'sale', 'tale', 'male', 'pale', 'bale', 'gale', 'kale', 'vale', 'dale', 'tile', 'pile', 'mile', 'file', 'bile', 'vile', 'rile', 'role', 'pole', 'mole', 'hole', 'sole', 'dole', 'tole', 'line', 'mine', 'nine', 'fine', 'dine', 'wine', 'vine', 'tine', 'kine', 'sine', 'lane', 'mane', 'pane', 'sane', 'vane', 'bane', 'cane', 'wane', 'rune', 'tune', 'dune', 'june', 'prune']) taken.add(w);
+  for (const w of [
+    'baker',
+    'bread',
+    'gold',
+    'the',
+    'and',
+    'was',
+    'tree',
+    'pine',
+    'love',
+    'blue',
+    'done',
+    'gone',
+    'bone',
+    'tone',
+    'stone',
+    'drone',
+    'zone',
+    'fire',
+    'more',
+    'sure',
+    'pure',
+    'sore',
+    'core',
+    'lore',
+    'bore',
+    'bare',
+    'rare',
+    'care',
+    'dare',
+    'fare',
+    'mare',
+    'pare',
+    'ware',
+    'sale',
+    'tale',
+    'male',
+    'pale',
+    'bale',
+    'gale',
+    'kale',
+    'vale',
+    'dale',
+    'tile',
+    'pile',
+    'mile',
+    'file',
+    'bile',
+    'vile',
+    'rile',
+    'role',
+    'pole',
+    'mole',
+    'hole',
+    'sole',
+    'dole',
+    'tole',
+    'line',
+    'mine',
+    'nine',
+    'fine',
+    'dine',
+    'wine',
+    'vine',
+    'tine',
+    'kine',
+    'sine',
+    'lane',
+    'mane',
+    'pane',
+    'sane',
+    'vane',
+    'bane',
+    'cane',
+    'wane',
+    'rune',
+    'tune',
+    'dune',
+    'june',
+    'prune',
+  ])
+    taken.add(w);
   return {
     people: inventNames(sizes.people, rng, taken, [2, 3]),
     pets: inventNames(sizes.pets, rng, taken, [2, 2]),
@@ -126,18 +405,25 @@ export function makeVocab(seed: number, sizes = { people: 1500, pets: 300, towns
 
 function valueFor(rel: Relation, v: WorldVocab, rng: Rng, self: string): string {
   switch (rel) {
-    case 'town': return rng.pick(v.towns);
-    case 'job': return rng.pick(JOBS);
-    case 'colour': return rng.pick(COLOURS);
-    case 'year': return rng.pick(YEARS);
-    case 'pet': return rng.pick(v.pets);
+    case 'town':
+      return rng.pick(v.towns);
+    case 'job':
+      return rng.pick(JOBS);
+    case 'colour':
+      return rng.pick(COLOURS);
+    case 'year':
+      return rng.pick(YEARS);
+    case 'pet':
+      return rng.pick(v.pets);
     case 'sibling': {
       let s = rng.pick(v.people);
       while (s === self) s = rng.pick(v.people);
       return s;
     }
-    case 'food': return rng.pick(FOODS);
-    case 'instrument': return rng.pick(INSTRUMENTS);
+    case 'food':
+      return rng.pick(FOODS);
+    case 'instrument':
+      return rng.pick(INSTRUMENTS);
   }
 }
 
@@ -148,7 +434,8 @@ export function makeEntity(name: string, nFacts: number, v: WorldVocab, rng: Rng
 }
 
 /** The relations an entity has no fact for (what its document does not say). */
-export const absentRelations = (e: Entity): Relation[] => RELATIONS.filter((r) => !e.facts.some((f) => f.relation === r));
+export const absentRelations = (e: Entity): Relation[] =>
+  RELATIONS.filter((r) => !e.facts.some((f) => f.relation === r));
 
 export const fill = (t: string, n: string, v = ''): string => t.replaceAll('{N}', n).replaceAll('{V}', v);
 
@@ -170,7 +457,12 @@ export function renderPeopleDoc(es: Entity[], rng: Rng): string {
   return es.map((e) => renderDoc(e, rng).replace(/^# /, '## ')).join('\n');
 }
 
-export function question(e: string, rel: Relation, rng: Rng, opts: { reserved?: boolean } = {}): { text: string; reserved: boolean } {
+export function question(
+  e: string,
+  rel: Relation,
+  rng: Rng,
+  opts: { reserved?: boolean } = {},
+): { text: string; reserved: boolean } {
   const qs = QUESTIONS[rel];
   if (opts.reserved) return { text: fill(qs[qs.length - 1]!, e), reserved: true };
   return { text: fill(qs[rng.int(qs.length - 1)]!, e), reserved: false };
@@ -182,14 +474,22 @@ export const answerFor = (e: string, f: Fact): string => fill(ANSWERS[f.relation
 export function allQAs(e: Entity): QA[] {
   return e.facts.flatMap((f) =>
     QUESTIONS[f.relation].map((q, i, all) => ({
-      entity: e.name, relation: f.relation, question: fill(q, e.name), answer: answerFor(e.name, f), value: f.value, reserved: i === all.length - 1,
+      entity: e.name,
+      relation: f.relation,
+      question: fill(q, e.name),
+      answer: answerFor(e.name, f),
+      value: f.value,
+      reserved: i === all.length - 1,
     })),
   );
 }
 
 /** Which relation a question asks about, if it is a well-formed question of this world about `name`. */
 export function parseQuestion(q: string, name?: string): { relation: Relation; entity: string } | undefined {
-  const norm = q.trim().replace(/\s+/g, ' ').replace(/\s+([?.,!])/g, '$1');
+  const norm = q
+    .trim()
+    .replace(/\s+/g, ' ')
+    .replace(/\s+([?.,!])/g, '$1');
   for (const rel of RELATIONS) {
     for (const t of QUESTIONS[rel]) {
       const re = new RegExp('^' + t.replace(/[?.]/g, (c) => `\\${c}`).replace('{N}', '([A-Z][a-z]+)') + '$');

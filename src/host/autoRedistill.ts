@@ -11,7 +11,10 @@ export class AutoRedistill implements vscode.Disposable {
   private watcher?: DocsWatcher;
   private readonly subs: vscode.Disposable[];
 
-  constructor(private readonly dd: DocDistill, private readonly jobs: Jobs) {
+  constructor(
+    private readonly dd: DocDistill,
+    private readonly jobs: Jobs,
+  ) {
     this.subs = [
       dd.onDidChangeFolder(() => this.start()),
       vscode.workspace.onDidChangeConfiguration((e) => e.affectsConfiguration('docdistill.docsGlob') && this.start()),
@@ -23,7 +26,12 @@ export class AutoRedistill implements vscode.Disposable {
     this.watcher?.dispose();
     const root = this.dd.root;
     if (!root) return;
-    this.watcher = new DocsWatcher(root, this.dd.cfg().get<string>('docsGlob', 'docs/**/*.md'), (files) => void this.onDocsChanged(files), (m) => this.dd.log.debug(m));
+    this.watcher = new DocsWatcher(
+      root,
+      this.dd.cfg().get<string>('docsGlob', 'docs/**/*.md'),
+      (files) => void this.onDocsChanged(files),
+      (m) => this.dd.log.debug(m),
+    );
   }
 
   private async onDocsChanged(files: string[]): Promise<void> {
@@ -37,7 +45,17 @@ export class AutoRedistill implements vscode.Disposable {
     const redistill = t('Re-distill');
     for (const a of stale) {
       if (mode === 'off') continue;
-      const go = mode === 'on' || (await vscode.window.showInformationMessage(t('DocDistill: {0} passage(s) of the docs behind "{1}" changed. Re-distill what changed?', a.changed + a.removed, a.name), redistill, t('Not Now'))) === redistill;
+      const go =
+        mode === 'on' ||
+        (await vscode.window.showInformationMessage(
+          t(
+            'DocDistill: {0} passage(s) of the docs behind "{1}" changed. Re-distill what changed?',
+            a.changed + a.removed,
+            a.name,
+          ),
+          redistill,
+          t('Not Now'),
+        )) === redistill;
       if (go) await this.jobs.runJob(a.sources, a.name);
     }
   }

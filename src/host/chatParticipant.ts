@@ -15,7 +15,9 @@ export function historyOf(context: vscode.ChatContext): { role: 'user' | 'assist
   for (const turn of context.history) {
     if (turn instanceof vscode.ChatRequestTurn) out.push({ role: 'user', content: turn.prompt });
     else if (turn instanceof vscode.ChatResponseTurn) {
-      const text = turn.response.map((r) => (r instanceof vscode.ChatResponseMarkdownPart ? r.value.value : '')).join('');
+      const text = turn.response
+        .map((r) => (r instanceof vscode.ChatResponseMarkdownPart ? r.value.value : ''))
+        .join('');
       if (text) out.push({ role: 'assistant', content: text });
     }
   }
@@ -24,7 +26,12 @@ export function historyOf(context: vscode.ChatContext): { role: 'user' | 'assist
 
 export function makeChatHandler(dd: DocDistill): vscode.ChatRequestHandler {
   return async (request, context, stream, token) => {
-    const modes: P.ChatMode[] = request.command === 'compare' ? ['base', 'student', 'teacher'] : request.command === 'teacher' ? ['teacher'] : ['student'];
+    const modes: P.ChatMode[] =
+      request.command === 'compare'
+        ? ['base', 'student', 'teacher']
+        : request.command === 'teacher'
+          ? ['teacher']
+          : ['student'];
     let w;
     try {
       w = await dd.client();
@@ -44,7 +51,11 @@ export function makeChatHandler(dd: DocDistill): vscode.ChatRequestHandler {
     if (adapter && root) for (const s of adapter.sources) stream.reference(vscode.Uri.file(join(root, s)));
     const ac = new AbortController();
     const sub = token.onCancellationRequested(() => ac.abort());
-    const label: Record<P.ChatMode, string> = { base: t('Base model (no docs)'), student: t('Student ({0}, no docs)', adapter?.name ?? ''), teacher: t('Teacher (docs in the prompt)') };
+    const label: Record<P.ChatMode, string> = {
+      base: t('Base model (no docs)'),
+      student: t('Student ({0}, no docs)', adapter?.name ?? ''),
+      teacher: t('Teacher (docs in the prompt)'),
+    };
     try {
       for (const mode of modes) {
         if (token.isCancellationRequested) break;
@@ -54,7 +65,17 @@ export function makeChatHandler(dd: DocDistill): vscode.ChatRequestHandler {
         const onDelta = (p: { streamId: string; text: string }) => p.streamId === streamId && stream.markdown(p.text);
         w.on('chatDelta', onDelta);
         try {
-          await w.request(P.Chat.type, { streamId, mode, adapter: adapter?.name, messages: [...historyOf(context), { role: 'user', content: request.prompt }], maxTokens: 200 }, ac.signal);
+          await w.request(
+            P.Chat.type,
+            {
+              streamId,
+              mode,
+              adapter: adapter?.name,
+              messages: [...historyOf(context), { role: 'user', content: request.prompt }],
+              maxTokens: 200,
+            },
+            ac.signal,
+          );
         } finally {
           w.off('chatDelta', onDelta);
         }
@@ -74,7 +95,10 @@ export function registerChatParticipant(dd: DocDistill): vscode.Disposable {
   const p = vscode.chat.createChatParticipant('docdistill.participant', makeChatHandler(dd));
   p.iconPath = vscode.Uri.joinPath(dd.ctx.extensionUri, 'media', 'icon.png');
   p.followupProvider = {
-    provideFollowups: (result) => (result.metadata?.modes as string[] | undefined)?.includes('base') ? [] : [{ prompt: '', command: 'compare', label: t('Compare with the base model and the teacher') }],
+    provideFollowups: (result) =>
+      (result.metadata?.modes as string[] | undefined)?.includes('base')
+        ? []
+        : [{ prompt: '', command: 'compare', label: t('Compare with the base model and the teacher') }],
   };
   return p;
 }

@@ -13,7 +13,8 @@ export function commandTable(dd: DocDistill, jobs: Jobs): CommandTable {
   return {
     'docdistill.showLog': () => dd.log.show(),
     'docdistill.selectModel': () => selectModel(dd),
-    'docdistill.distill': (uri?: vscode.Uri, uris?: vscode.Uri[]) => jobs.distillUris(uris?.length ? uris : uri ? [uri] : []),
+    'docdistill.distill': (uri?: vscode.Uri, uris?: vscode.Uri[]) =>
+      jobs.distillUris(uris?.length ? uris : uri ? [uri] : []),
     'docdistill.distillDocsFolder': () => jobs.distillDocsFolder(),
     'docdistill.distillDemo': () => jobs.distillDemo(),
     'docdistill.openDashboard': () => DashboardPanel.show(dd),

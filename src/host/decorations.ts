@@ -11,21 +11,38 @@ export class DocDecorations implements vscode.FileDecorationProvider, vscode.Dis
 
   constructor(private readonly index: DocsIndex) {
     this.subs.push(index.onDidChange(() => this.changed.fire(undefined)));
-    this.subs.push(vscode.workspace.onDidChangeConfiguration((e) => e.affectsConfiguration('docdistill.decorations') && this.changed.fire(undefined)));
+    this.subs.push(
+      vscode.workspace.onDidChangeConfiguration(
+        (e) => e.affectsConfiguration('docdistill.decorations') && this.changed.fire(undefined),
+      ),
+    );
     this.subs.push(vscode.window.registerFileDecorationProvider(this));
   }
 
   provideFileDecoration(uri: vscode.Uri): vscode.FileDecoration | undefined {
-    if (uri.scheme !== 'file' || !vscode.workspace.getConfiguration('docdistill').get<boolean>('decorations', true)) return undefined;
+    if (uri.scheme !== 'file' || !vscode.workspace.getConfiguration('docdistill').get<boolean>('decorations', true))
+      return undefined;
     const s = this.index.statusOf(uri);
     if (!s) return undefined;
     switch (s.state) {
       case 'distilled':
-        return new vscode.FileDecoration('D', vscode.l10n.t('DocDistill: distilled into {0}', s.adapters.join(', ')), new vscode.ThemeColor('charts.green'));
+        return new vscode.FileDecoration(
+          'D',
+          vscode.l10n.t('DocDistill: distilled into {0}', s.adapters.join(', ')),
+          new vscode.ThemeColor('charts.green'),
+        );
       case 'stale':
-        return new vscode.FileDecoration('S', vscode.l10n.t('DocDistill: changed since {0} was distilled — re-distill to update', s.staleIn.join(', ')), new vscode.ThemeColor('list.warningForeground'));
+        return new vscode.FileDecoration(
+          'S',
+          vscode.l10n.t('DocDistill: changed since {0} was distilled — re-distill to update', s.staleIn.join(', ')),
+          new vscode.ThemeColor('list.warningForeground'),
+        );
       case 'excluded':
-        return new vscode.FileDecoration('–', vscode.l10n.t('DocDistill: outside the docs glob (docdistill.docsGlob), not distilled'), new vscode.ThemeColor('gitDecoration.ignoredResourceForeground'));
+        return new vscode.FileDecoration(
+          '–',
+          vscode.l10n.t('DocDistill: outside the docs glob (docdistill.docsGlob), not distilled'),
+          new vscode.ThemeColor('gitDecoration.ignoredResourceForeground'),
+        );
       default:
         return undefined;
     }

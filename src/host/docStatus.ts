@@ -24,9 +24,17 @@ export function readAdapters(root: string): AdapterOnDisk[] {
   const out: AdapterOnDisk[] = [];
   for (const name of names.sort()) {
     try {
-      const info = JSON.parse(readFileSync(join(dir, name, 'docdistill.json'), 'utf8')) as { created?: string; chunks?: { source: string }[] };
+      const info = JSON.parse(readFileSync(join(dir, name, 'docdistill.json'), 'utf8')) as {
+        created?: string;
+        chunks?: { source: string }[];
+      };
       const chunks = info.chunks ?? [];
-      out.push({ name, created: info.created ?? '', sources: [...new Set(chunks.map((c) => c.source))], chunks: chunks.length });
+      out.push({
+        name,
+        created: info.created ?? '',
+        sources: [...new Set(chunks.map((c) => c.source))],
+        chunks: chunks.length,
+      });
     } catch {
       /* not an adapter folder, or half-written */
     }
@@ -54,10 +62,12 @@ export interface DocStatus {
  */
 export function docStatus(path: string, inGlob: boolean, mtimeMs: number, adapters: AdapterOnDisk[]): DocStatus {
   const mine = adapters.filter((a) => a.sources.includes(path));
-  const staleIn = mine.filter((a) => {
-    const t = Date.parse(a.created);
-    return Number.isFinite(t) && mtimeMs > t;
-  }).map((a) => a.name);
+  const staleIn = mine
+    .filter((a) => {
+      const t = Date.parse(a.created);
+      return Number.isFinite(t) && mtimeMs > t;
+    })
+    .map((a) => a.name);
   const state: DocState = mine.length ? (staleIn.length ? 'stale' : 'distilled') : inGlob ? 'new' : 'excluded';
   return { path, state, adapters: mine.map((a) => a.name), staleIn };
 }

@@ -42,7 +42,11 @@ export class DocDistill implements vscode.Disposable {
 
   constructor(readonly ctx: vscode.ExtensionContext) {
     this.log = vscode.window.createOutputChannel('DocDistill', { log: true });
-    this.jobs.push(...(ctx.workspaceState.get<JobView[]>('docdistill.jobs') ?? []).map((j) => (j.state === 'running' || j.state === 'restarting' ? { ...j, state: 'cancelled' as const } : j)));
+    this.jobs.push(
+      ...(ctx.workspaceState.get<JobView[]>('docdistill.jobs') ?? []).map((j) =>
+        j.state === 'running' || j.state === 'restarting' ? { ...j, state: 'cancelled' as const } : j,
+      ),
+    );
   }
 
   get extensionUri(): vscode.Uri {
@@ -63,7 +67,9 @@ export class DocDistill implements vscode.Disposable {
   private folderUri?: vscode.Uri;
 
   get folder(): vscode.WorkspaceFolder | undefined {
-    return (this.folderUri && vscode.workspace.getWorkspaceFolder(this.folderUri)) || vscode.workspace.workspaceFolders?.[0];
+    return (
+      (this.folderUri && vscode.workspace.getWorkspaceFolder(this.folderUri)) || vscode.workspace.workspaceFolders?.[0]
+    );
   }
 
   get root(): string | undefined {
@@ -77,7 +83,9 @@ export class DocDistill implements vscode.Disposable {
   useFolder(f: vscode.WorkspaceFolder): boolean {
     if (this.folder?.uri.toString() === f.uri.toString()) return true;
     if (this.running) {
-      void vscode.window.showWarningMessage(t('DocDistill: "{0}" is still running in another folder. Cancel it first, or wait.', this.running.job.name));
+      void vscode.window.showWarningMessage(
+        t('DocDistill: "{0}" is still running in another folder. Cancel it first, or wait.', this.running.job.name),
+      );
       return false;
     }
     this.folderUri = f.uri;
@@ -96,7 +104,8 @@ export class DocDistill implements vscode.Disposable {
   modelDir(): string {
     const m = this.cfg().get<string>('model', '').trim();
     if (!m) return this.ctx.asAbsolutePath(join('media', 'demo-model'));
-    if (looksLikeHubId(m) && !existsSync(m)) return join(this.ctx.globalStorageUri.fsPath, 'models', m.replace('/', '--'));
+    if (looksLikeHubId(m) && !existsSync(m))
+      return join(this.ctx.globalStorageUri.fsPath, 'models', m.replace('/', '--'));
     return this.root && !m.startsWith('/') && !/^[A-Za-z]:[\\/]/.test(m) ? join(this.root, m) : m;
   }
 
@@ -115,16 +124,38 @@ export class DocDistill implements vscode.Disposable {
     await this.worker?.dispose();
     const problem = checkModelFolder(modelDir);
     if (problem) throw new Error(t('{0} — run "DocDistill: Select Base Model"', problem));
-    const w = new WorkerClient({ workerPath: this.ctx.asAbsolutePath(join('dist', 'worker.js')), init: { workspaceRoot: root, modelDir, device, threads } });
-    w.on('stderr', (d: string) => d.split('\n').filter(Boolean).forEach((l) => this.log.debug(`[worker] ${l}`)));
-    w.on('log', (p: { level: string; message: string }) => (p.level === 'error' ? this.log.error(p.message) : p.level === 'warn' ? this.log.warn(p.message) : this.log.info(p.message)));
-    w.on('exited', (e: { code: number | null; signal: string | null; stderr: string; expected: boolean; willRestart: boolean }) => {
-      if (e.expected) return;
-      this.log.error(`the worker stopped (code ${e.code}, signal ${e.signal})${e.willRestart ? '; restarting it' : ''}\n${e.stderr.slice(-2000)}`);
-      if (this.running) this.running.job.state = 'restarting';
-      this.statusChanged.fire();
-      if (!e.willRestart) void vscode.window.showErrorMessage(t('The DocDistill worker keeps stopping. See the log.'), t('Show Log')).then((a) => a && this.log.show());
+    const w = new WorkerClient({
+      workerPath: this.ctx.asAbsolutePath(join('dist', 'worker.js')),
+      init: { workspaceRoot: root, modelDir, device, threads },
     });
+    w.on('stderr', (d: string) =>
+      d
+        .split('\n')
+        .filter(Boolean)
+        .forEach((l) => this.log.debug(`[worker] ${l}`)),
+    );
+    w.on('log', (p: { level: string; message: string }) =>
+      p.level === 'error'
+        ? this.log.error(p.message)
+        : p.level === 'warn'
+          ? this.log.warn(p.message)
+          : this.log.info(p.message),
+    );
+    w.on(
+      'exited',
+      (e: { code: number | null; signal: string | null; stderr: string; expected: boolean; willRestart: boolean }) => {
+        if (e.expected) return;
+        this.log.error(
+          `the worker stopped (code ${e.code}, signal ${e.signal})${e.willRestart ? '; restarting it' : ''}\n${e.stderr.slice(-2000)}`,
+        );
+        if (this.running) this.running.job.state = 'restarting';
+        this.statusChanged.fire();
+        if (!e.willRestart)
+          void vscode.window
+            .showErrorMessage(t('The DocDistill worker keeps stopping. See the log.'), t('Show Log'))
+            .then((a) => a && this.log.show());
+      },
+    );
     w.on('restarted', () => {
       this.log.info('worker restarted');
       if (this.running) this.running.job.state = 'running';
@@ -150,7 +181,9 @@ export class DocDistill implements vscode.Disposable {
 
   async restartWorker(): Promise<void> {
     if (this.running) {
-      void vscode.window.showWarningMessage(t('DocDistill: the new model/device setting applies after the running job.'));
+      void vscode.window.showWarningMessage(
+        t('DocDistill: the new model/device setting applies after the running job.'),
+      );
       return;
     }
     const w = this.worker;

@@ -12,7 +12,10 @@ export function ensureGitignore(root: string): boolean {
   const file = join(dir, '.gitignore');
   if (existsSync(file)) return false;
   mkdirSync(dir, { recursive: true });
-  writeFileSync(file, '# Written by DocDistill: run folders are large and local; adapters/ stays committable.\nruns/\n*.tmp\n');
+  writeFileSync(
+    file,
+    '# Written by DocDistill: run folders are large and local; adapters/ stays committable.\nruns/\n*.tmp\n',
+  );
   return true;
 }
 
@@ -25,12 +28,20 @@ export function registerHousekeeping(ctx: vscode.ExtensionContext): vscode.Dispo
   return vscode.commands.registerCommand('docdistill.setHfToken', async () => {
     const v = await vscode.window.showInputBox({
       title: vscode.l10n.t('Hugging Face token'),
-      prompt: vscode.l10n.t('Stored in VS Code\'s secret storage, used to download gated models. Leave empty to remove it. The HF_TOKEN environment variable, when set, is used instead.'),
-      password: true, ignoreFocusOut: true, placeHolder: 'hf_…',
+      prompt: vscode.l10n.t(
+        "Stored in VS Code's secret storage, used to download gated models. Leave empty to remove it. The HF_TOKEN environment variable, when set, is used instead.",
+      ),
+      password: true,
+      ignoreFocusOut: true,
+      placeHolder: 'hf_…',
     });
     if (v === undefined) return;
     if (v.trim()) await ctx.secrets.store(SECRET, v.trim());
     else await ctx.secrets.delete(SECRET);
-    void vscode.window.showInformationMessage(v.trim() ? vscode.l10n.t('DocDistill: Hugging Face token stored.') : vscode.l10n.t('DocDistill: Hugging Face token removed.'));
+    void vscode.window.showInformationMessage(
+      v.trim()
+        ? vscode.l10n.t('DocDistill: Hugging Face token stored.')
+        : vscode.l10n.t('DocDistill: Hugging Face token removed.'),
+    );
   });
 }

@@ -21,7 +21,8 @@ export function checkModelFolder(dir: string): string | undefined {
     return `${cfgPath} is not valid JSON (${(e as Error).message})`;
   }
   const arch = Array.isArray(cfg.architectures) ? String(cfg.architectures[0]) : undefined;
-  if (!arch || !SUPPORTED.includes(arch)) return `${dir}: architecture ${arch ?? '(none)'} is not supported; supported: ${SUPPORTED.join(', ')}`;
+  if (!arch || !SUPPORTED.includes(arch))
+    return `${dir}: architecture ${arch ?? '(none)'} is not supported; supported: ${SUPPORTED.join(', ')}`;
   if (!existsSync(join(dir, 'model.safetensors')) && !existsSync(join(dir, 'model.safetensors.index.json'))) {
     return `${dir} has no model.safetensors or model.safetensors.index.json${existsSync(join(dir, 'pytorch_model.bin')) ? ' (pytorch_model.bin is a pickle file and is never loaded; convert it to safetensors)' : ''}`;
   }

@@ -19,7 +19,8 @@ export interface PanelHost {
 }
 
 const t = vscode.l10n.t;
-const escapeAttr = (s: string) => s.replace(/&/g, '&amp;').replace(/"/g, '&quot;').replace(/</g, '&lt;').replace(/>/g, '&gt;');
+const escapeAttr = (s: string) =>
+  s.replace(/&/g, '&amp;').replace(/"/g, '&quot;').replace(/</g, '&lt;').replace(/>/g, '&gt;');
 
 /** The page of a webview. Its strings come translated: the l10n bundle goes in as data-l10n. */
 export function webviewHtml(webview: vscode.Webview, extensionUri: vscode.Uri, script: string, title: string): string {
@@ -89,12 +90,19 @@ export class DashboardPanel {
   private static current?: DashboardPanel;
   private readonly subs: vscode.Disposable[] = [];
 
-  private constructor(private readonly dd: PanelHost, readonly panel: vscode.WebviewPanel) {
+  private constructor(
+    private readonly dd: PanelHost,
+    readonly panel: vscode.WebviewPanel,
+  ) {
     panel.iconPath = vscode.Uri.joinPath(dd.extensionUri, 'media', 'icon.png');
     panel.webview.options = panelOptions(dd.extensionUri);
     panel.webview.html = webviewHtml(panel.webview, dd.extensionUri, 'dashboard', t('DocDistill Dashboard'));
     this.subs.push(panel.webview.onDidReceiveMessage((m: FromDashboard) => this.onMessage(m)));
-    this.subs.push(dd.onDidChange((e) => (e.event && e.jobId ? this.post({ type: 'jobEvent', jobId: e.jobId, event: e.event }) : this.sendState())));
+    this.subs.push(
+      dd.onDidChange((e) =>
+        e.event && e.jobId ? this.post({ type: 'jobEvent', jobId: e.jobId, event: e.event }) : this.sendState(),
+      ),
+    );
     panel.onDidDispose(() => {
       this.subs.forEach((s) => s.dispose());
       if (DashboardPanel.current === this) DashboardPanel.current = undefined;
@@ -110,7 +118,12 @@ export class DashboardPanel {
       if (jobId) DashboardPanel.current.post({ type: 'reveal', jobId });
       return;
     }
-    const panel = vscode.window.createWebviewPanel(DashboardPanel.viewType, 'DocDistill', vscode.ViewColumn.Active, panelOptions(dd.extensionUri));
+    const panel = vscode.window.createWebviewPanel(
+      DashboardPanel.viewType,
+      'DocDistill',
+      vscode.ViewColumn.Active,
+      panelOptions(dd.extensionUri),
+    );
     DashboardPanel.current = new DashboardPanel(dd, panel);
     DashboardPanel.current.pendingReveal = jobId;
     void dd.refreshAdapters().catch(() => {});
@@ -135,7 +148,13 @@ export class DashboardPanel {
       this.pendingReveal = undefined;
       return;
     }
-    const cmd = { cancel: 'docdistill.cancelJob', distillDocs: 'docdistill.distillDocsFolder', chat: 'docdistill.chat', selectModel: 'docdistill.selectModel', manageAdapters: 'docdistill.manageAdapters' }[m.command];
+    const cmd = {
+      cancel: 'docdistill.cancelJob',
+      distillDocs: 'docdistill.distillDocsFolder',
+      chat: 'docdistill.chat',
+      selectModel: 'docdistill.selectModel',
+      manageAdapters: 'docdistill.manageAdapters',
+    }[m.command];
     if (cmd) void vscode.commands.executeCommand(cmd);
   }
 }
@@ -146,7 +165,10 @@ export class ChatPanel {
   private readonly subs: vscode.Disposable[] = [];
   private abort?: AbortController;
 
-  private constructor(private readonly dd: PanelHost, readonly panel: vscode.WebviewPanel) {
+  private constructor(
+    private readonly dd: PanelHost,
+    readonly panel: vscode.WebviewPanel,
+  ) {
     panel.iconPath = vscode.Uri.joinPath(dd.extensionUri, 'media', 'icon.png');
     panel.webview.options = panelOptions(dd.extensionUri);
     panel.webview.html = webviewHtml(panel.webview, dd.extensionUri, 'chat', t('DocDistill Chat'));
@@ -161,7 +183,12 @@ export class ChatPanel {
 
   static show(dd: PanelHost): void {
     if (ChatPanel.current) return ChatPanel.current.panel.reveal();
-    const panel = vscode.window.createWebviewPanel(ChatPanel.viewType, t('DocDistill Chat'), vscode.ViewColumn.Beside, panelOptions(dd.extensionUri));
+    const panel = vscode.window.createWebviewPanel(
+      ChatPanel.viewType,
+      t('DocDistill Chat'),
+      vscode.ViewColumn.Beside,
+      panelOptions(dd.extensionUri),
+    );
     ChatPanel.current = new ChatPanel(dd, panel);
   }
 
@@ -175,7 +202,12 @@ export class ChatPanel {
 
   private sendInit(): void {
     const names = this.dd.adapters.map((a) => a.name);
-    this.post({ type: 'init', adapters: names, active: this.dd.adapters.find((a) => a.active)?.name ?? names.at(-1), model: this.dd.model?.dir });
+    this.post({
+      type: 'init',
+      adapters: names,
+      active: this.dd.adapters.find((a) => a.active)?.name ?? names.at(-1),
+      model: this.dd.model?.dir,
+    });
   }
 
   private async onMessage(m: FromChat): Promise<void> {
@@ -194,18 +226,31 @@ export class ChatPanel {
       for (const mode of m.modes) this.post({ type: 'error', id: `${m.id}:${mode}`, message: (e as Error).message });
       return;
     }
-    const onDelta = (p: { streamId: string; text: string }) => p.streamId.startsWith(`${m.id}:`) && this.post({ type: 'delta', id: p.streamId, text: p.text });
+    const onDelta = (p: { streamId: string; text: string }) =>
+      p.streamId.startsWith(`${m.id}:`) && this.post({ type: 'delta', id: p.streamId, text: p.text });
     w.on('chatDelta', onDelta);
     try {
-      await Promise.all(m.modes.map(async (mode) => {
-        const id = `${m.id}:${mode}`;
-        try {
-          const r = await w.request(P.Chat.type, { streamId: id, mode, adapter: m.adapter, messages: [...m.history, { role: 'user', content: m.question }], maxTokens: 200 }, ac.signal);
-          this.post({ type: 'done', id, text: r.text, ms: r.ms, tokens: r.tokens, finishReason: r.finishReason });
-        } catch (e) {
-          this.post({ type: 'error', id, message: (e as Error).message });
-        }
-      }));
+      await Promise.all(
+        m.modes.map(async (mode) => {
+          const id = `${m.id}:${mode}`;
+          try {
+            const r = await w.request(
+              P.Chat.type,
+              {
+                streamId: id,
+                mode,
+                adapter: m.adapter,
+                messages: [...m.history, { role: 'user', content: m.question }],
+                maxTokens: 200,
+              },
+              ac.signal,
+            );
+            this.post({ type: 'done', id, text: r.text, ms: r.ms, tokens: r.tokens, finishReason: r.finishReason });
+          } catch (e) {
+            this.post({ type: 'error', id, message: (e as Error).message });
+          }
+        }),
+      );
     } finally {
       w.off('chatDelta', onDelta);
     }

@@ -23,14 +23,25 @@ export class StatusBar implements vscode.Disposable {
     const s = this.item;
     if (r) {
       const pc = jobPercent(r);
-      s.text = r.state === 'restarting' ? `$(sync~spin) ${t('DocDistill: restarting worker')}` : `$(sync~spin) DocDistill: ${describeJob(r)}${pc !== undefined ? ` (${pc}%)` : ''}`;
-      s.tooltip = new vscode.MarkdownString(t('Distilling **{0}** — click for the dashboard. Cancel with *DocDistill: Cancel Job*.', r.name));
+      s.text =
+        r.state === 'restarting'
+          ? `$(sync~spin) ${t('DocDistill: restarting worker')}`
+          : `$(sync~spin) DocDistill: ${describeJob(r)}${pc !== undefined ? ` (${pc}%)` : ''}`;
+      s.tooltip = new vscode.MarkdownString(
+        t('Distilling **{0}** — click for the dashboard. Cancel with *DocDistill: Cancel Job*.', r.name),
+      );
       s.backgroundColor = undefined;
     } else {
       const stale = this.dd.adapters.filter((a) => a.stale);
       const names = stale.map((a) => a.name).join(', ');
-      s.text = stale.length ? `$(warning) ${stale.length > 1 ? t('DocDistill: {0} stale adapters', stale.length) : t('DocDistill: 1 stale adapter')}` : '$(sparkle) DocDistill';
-      s.tooltip = stale.length ? (stale.length > 1 ? t('Docs changed since {0} were trained — click for the dashboard', names) : t('Docs changed since {0} was trained — click for the dashboard', names)) : t('DocDistill — click for the dashboard');
+      s.text = stale.length
+        ? `$(warning) ${stale.length > 1 ? t('DocDistill: {0} stale adapters', stale.length) : t('DocDistill: 1 stale adapter')}`
+        : '$(sparkle) DocDistill';
+      s.tooltip = stale.length
+        ? stale.length > 1
+          ? t('Docs changed since {0} were trained — click for the dashboard', names)
+          : t('Docs changed since {0} was trained — click for the dashboard', names)
+        : t('DocDistill — click for the dashboard');
       s.backgroundColor = stale.length ? new vscode.ThemeColor('statusBarItem.warningBackground') : undefined;
     }
     s.show();

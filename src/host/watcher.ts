@@ -33,7 +33,11 @@ export function globToRegExp(glob: string): RegExp {
       const end = glob.indexOf('}', i);
       if (end < 0) re += '\\{';
       else {
-        re += `(?:${glob.slice(i + 1, end).split(',').map((s) => s.replace(/[.+^$()|[\]\\]/g, '\\$&').replace(/\*/g, '[^/]*')).join('|')})`;
+        re += `(?:${glob
+          .slice(i + 1, end)
+          .split(',')
+          .map((s) => s.replace(/[.+^$()|[\]\\]/g, '\\$&').replace(/\*/g, '[^/]*'))
+          .join('|')})`;
         i = end;
       }
     } else re += c.replace(/[.+^$()|[\]\\]/g, '\\$&');
@@ -88,7 +92,11 @@ export class DocsWatcher {
     const base = join(root, globBase(glob));
     this.w = watch(base, {
       ignoreInitial: true,
-      ignored: (p: string) => p.split(sep).includes('.docdistill') || p.split(sep).includes('node_modules') || p.split(sep).includes('.git') || leadsOutside(root, p),
+      ignored: (p: string) =>
+        p.split(sep).includes('.docdistill') ||
+        p.split(sep).includes('node_modules') ||
+        p.split(sep).includes('.git') ||
+        leadsOutside(root, p),
       awaitWriteFinish: { stabilityThreshold: 200, pollInterval: 50 },
     });
     const hit = (p: string) => {
@@ -102,7 +110,11 @@ export class DocsWatcher {
         onChange(files);
       }, debounceMs);
     };
-    this.w.on('add', hit).on('change', hit).on('unlink', hit).on('error', (e) => log(`watcher: ${String(e)}`));
+    this.w
+      .on('add', hit)
+      .on('change', hit)
+      .on('unlink', hit)
+      .on('error', (e) => log(`watcher: ${String(e)}`));
     log(`watching ${base} for ${glob}`);
   }
 

@@ -3,7 +3,16 @@
 // folder. Free of `vscode`, so it is tested with a real child process in plain Node.
 import { spawn, type ChildProcess } from 'node:child_process';
 import { EventEmitter } from 'node:events';
-import { createMessageConnection, StreamMessageReader, StreamMessageWriter, RequestType, NotificationType, CancellationTokenSource, ResponseError, type MessageConnection } from 'vscode-jsonrpc/node';
+import {
+  createMessageConnection,
+  StreamMessageReader,
+  StreamMessageWriter,
+  RequestType,
+  NotificationType,
+  CancellationTokenSource,
+  ResponseError,
+  type MessageConnection,
+} from 'vscode-jsonrpc/node';
 import * as P from '../protocol';
 
 export interface WorkerClientOptions {
@@ -67,10 +76,14 @@ export class WorkerClient extends EventEmitter {
 
   private async launch(): Promise<P.InitializeResult> {
     const gen = ++this.generation;
-    const child = spawn(this.o.nodePath ?? process.execPath, [this.o.workerPath, '--stdio', '--parent-pid', String(process.pid)], {
-      stdio: ['pipe', 'pipe', 'pipe'],
-      env: { ...process.env, ...this.o.env, ELECTRON_RUN_AS_NODE: '1' },
-    });
+    const child = spawn(
+      this.o.nodePath ?? process.execPath,
+      [this.o.workerPath, '--stdio', '--parent-pid', String(process.pid)],
+      {
+        stdio: ['pipe', 'pipe', 'pipe'],
+        env: { ...process.env, ...this.o.env, ELECTRON_RUN_AS_NODE: '1' },
+      },
+    );
     this.child = child;
     this.stderrTail = '';
     child.stderr!.setEncoding('utf8');
@@ -109,13 +122,16 @@ export class WorkerClient extends EventEmitter {
     if (willRestart) {
       const delay = (this.o.backoffMs ?? 500) * 2 ** (this.crashes.length - 1);
       this.restarting = new Promise<void>((resolveP, reject) => {
-        setTimeout(() => {
-          if (this.disposed) return reject(new WorkerGoneError('disposed'));
-          this.start().then((r) => {
-            this.emit('restarted', r);
-            resolveP();
-          }, reject);
-        }, Math.min(delay, 30_000));
+        setTimeout(
+          () => {
+            if (this.disposed) return reject(new WorkerGoneError('disposed'));
+            this.start().then((r) => {
+              this.emit('restarted', r);
+              resolveP();
+            }, reject);
+          },
+          Math.min(delay, 30_000),
+        );
       });
       this.restarting.catch(() => {});
     } else {
@@ -142,10 +158,14 @@ export class WorkerClient extends EventEmitter {
       return await new Promise<R>((resolveP, reject) => {
         const onExit = () => reject(new WorkerGoneError(`the worker exited during ${d.method}`));
         this.once('exited', onExit);
-        conn.sendRequest(req(d), params, cts.token).then(resolveP, (e: unknown) => {
-          if (gen !== this.generation || !this.conn) reject(new WorkerGoneError(`the worker exited during ${d.method}`));
-          else reject(e);
-        }).finally(() => this.off('exited', onExit));
+        conn
+          .sendRequest(req(d), params, cts.token)
+          .then(resolveP, (e: unknown) => {
+            if (gen !== this.generation || !this.conn)
+              reject(new WorkerGoneError(`the worker exited during ${d.method}`));
+            else reject(e);
+          })
+          .finally(() => this.off('exited', onExit));
       });
     } finally {
       cancel?.removeEventListener('abort', onAbort);
@@ -169,7 +189,10 @@ export class WorkerClient extends EventEmitter {
           return await this.request(P.Distill.type, { ...params, runId }, cancel);
         } catch (e) {
           if (e instanceof WorkerGoneError && !cancel?.aborted && !this.disposed && this.restarting) {
-            this.emit('log', { level: 'warn', message: `the worker stopped during ${params.name}; resuming run ${runId ?? ''} in a new worker` });
+            this.emit('log', {
+              level: 'warn',
+              message: `the worker stopped during ${params.name}; resuming run ${runId ?? ''} in a new worker`,
+            });
             continue;
           }
           throw e;
@@ -188,7 +211,11 @@ export class WorkerClient extends EventEmitter {
     if (!child || child.exitCode !== null || child.signalCode !== null) return;
     const exited = new Promise<void>((r) => child.once('exit', () => r()));
     try {
-      if (this.conn) await Promise.race([this.conn.sendRequest(req(P.Shutdown.type), undefined), new Promise((r) => setTimeout(r, timeoutMs))]);
+      if (this.conn)
+        await Promise.race([
+          this.conn.sendRequest(req(P.Shutdown.type), undefined),
+          new Promise((r) => setTimeout(r, timeoutMs)),
+        ]);
     } catch {
       /* the worker may already be gone */
     }

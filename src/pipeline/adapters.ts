@@ -54,7 +54,10 @@ export function adapterPrompts(info: AdapterInfo | undefined): PromptSettings {
 }
 
 /** Which adapters are stale for the current chunks of their sources (hash sets differ). */
-export function staleness(info: AdapterInfo, currentChunks: { source: string; hash: string }[]): { stale: boolean; changed: number; removed: number } {
+export function staleness(
+  info: AdapterInfo,
+  currentChunks: { source: string; hash: string }[],
+): { stale: boolean; changed: number; removed: number } {
   const known = new Set(info.chunks.map((c) => c.hash));
   const sources = new Set(info.chunks.map((c) => c.source));
   const cur = currentChunks.filter((c) => sources.has(c.source));
@@ -69,7 +72,11 @@ export function staleness(info: AdapterInfo, currentChunks: { source: string; ha
  * the model's token counter, its staleness: the sources re-chunked with the adapter's chunk budget
  * (a source that cannot be read counts as removed). Without a counter nothing is known to be stale.
  */
-export function adapterStatus(info: AdapterInfo, root: string, countTokens?: (text: string) => number): { sources: string[]; stale: boolean; changed: number; removed: number } {
+export function adapterStatus(
+  info: AdapterInfo,
+  root: string,
+  countTokens?: (text: string) => number,
+): { sources: string[]; stale: boolean; changed: number; removed: number } {
   const sources = recordedSources(info.chunks, root, undefined, undefined, true);
   if (!countTokens) return { sources, stale: false, changed: 0, removed: 0 };
   const cur = sources.flatMap((s) => {
@@ -91,7 +98,9 @@ export function runAdapterDir(run: RunContext): string | undefined {
   if (existsSync(run.paths.published)) {
     const now = readAdapterInfo(run.adapterDir)?.runId;
     if (now === run.state.id) return run.adapterDir;
-    throw new Error(`the adapter that run ${run.state.id} trained has since been replaced in ${run.adapterDir}${now ? ` by run ${now}` : ''}; evaluate that run instead`);
+    throw new Error(
+      `the adapter that run ${run.state.id} trained has since been replaced in ${run.adapterDir}${now ? ` by run ${now}` : ''}; evaluate that run instead`,
+    );
   }
   return run.state.baseAdapter;
 }
@@ -107,8 +116,14 @@ export function publishAdapter(run: RunContext, summary?: EvalSummary): void {
   const trained = run.paths.adapter;
   if (!existsSync(trained)) return;
   const info: AdapterInfo = {
-    name: run.req.name, model: run.modelId, created: new Date().toISOString(), runId: run.state.id,
-    chunks: chunks(run).map((c) => ({ source: c.source, hash: c.hash })), chunkBudget: chunkBudget(run.model, run.s), settings: run.s, summary,
+    name: run.req.name,
+    model: run.modelId,
+    created: new Date().toISOString(),
+    runId: run.state.id,
+    chunks: chunks(run).map((c) => ({ source: c.source, hash: c.hash })),
+    chunkBudget: chunkBudget(run.model, run.s),
+    settings: run.s,
+    summary,
   };
   writeJson(join(trained, ADAPTER_INFO_FILE), info);
   const dest = run.adapterDir;

@@ -7,7 +7,16 @@ import { join, resolve } from 'node:path';
 import type { AdapterWeights, CausalLM } from '../engine/models/model';
 import type { DistillEvent, EvalSummary, Phase } from './events';
 import { publishAdapter, readAdapterInfo, type AdapterInfo } from './adapters';
-import { latestUnfinishedRun, newRunId, readJson, runPaths, safeName, writeJson, type RunPaths, type RunState } from './runFolder';
+import {
+  latestUnfinishedRun,
+  newRunId,
+  readJson,
+  runPaths,
+  safeName,
+  writeJson,
+  type RunPaths,
+  type RunState,
+} from './runFolder';
 import { definedSettings, modelDefaults, resolveSettings, type DistillSettings } from './settings';
 import { check, type DistillRequest, type RunContext } from './phases/context';
 import { ingest } from './phases/ingest';
@@ -47,7 +56,9 @@ export class Distiller {
     this.s = resolveSettings({ ...modelDefaults(model.dir), ...definedSettings(req.settings) });
     safeName(req.name, 'adapter name');
     if (!model.tokenizer.hasChatTemplate) {
-      throw new Error(`the model at ${model.dir ?? '(memory)'} has no chat template; DocDistill needs an instruct/chat model (its tokenizer_config.json must have a "chat_template")`);
+      throw new Error(
+        `the model at ${model.dir ?? '(memory)'} has no chat template; DocDistill needs an instruct/chat model (its tokenizer_config.json must have a "chat_template")`,
+      );
     }
     this.model = model.withQuantization(this.s.baseQuantization);
   }
@@ -75,14 +86,29 @@ export class Distiller {
       id = newRunId();
       const prev = this.previousAdapter();
       state = {
-        id, name: this.req.name, model: this.modelId(), created: new Date().toISOString(), inputs: this.req.inputs, settings: this.s, phases: {},
-        baseAdapter: prev ? this.adapterDir : undefined, knownHashes: prev?.chunks.map((c) => c.hash),
+        id,
+        name: this.req.name,
+        model: this.modelId(),
+        created: new Date().toISOString(),
+        inputs: this.req.inputs,
+        settings: this.s,
+        phases: {},
+        baseAdapter: prev ? this.adapterDir : undefined,
+        knownHashes: prev?.chunks.map((c) => c.hash),
       };
     }
     const paths: RunPaths = runPaths(this.workDir, id);
     const run: RunContext = {
-      model: this.model, req: this.req, s: this.s, state, paths, adapterDir: this.adapterDir, modelId: this.modelId(), signal: this.signal,
-      emit: this.emit, save: () => writeJson(paths.run, state),
+      model: this.model,
+      req: this.req,
+      s: this.s,
+      state,
+      paths,
+      adapterDir: this.adapterDir,
+      modelId: this.modelId(),
+      signal: this.signal,
+      emit: this.emit,
+      save: () => writeJson(paths.run, state),
     };
     if (!resumed) run.save();
     return { run, resumed };
@@ -92,7 +118,11 @@ export class Distiller {
     const info = readAdapterInfo(this.adapterDir);
     if (!info) return undefined;
     if (info.model !== this.modelId()) {
-      this.emit({ type: 'log', level: 'warn', message: `adapter ${this.req.name} was trained on another model (${info.model}); starting it afresh` });
+      this.emit({
+        type: 'log',
+        level: 'warn',
+        message: `adapter ${this.req.name} was trained on another model (${info.model}); starting it afresh`,
+      });
       return undefined;
     }
     return info;
@@ -137,7 +167,8 @@ export class Distiller {
   async evaluateOnly(): Promise<EvalSummary | undefined> {
     if (!this.req.runId) throw new Error('evaluateOnly needs a run id');
     const { run } = this.openRun();
-    if (run.state.phases.answers !== 'done') throw new Error(`run ${run.state.id} has no answers yet; distil it to the end first`);
+    if (run.state.phases.answers !== 'done')
+      throw new Error(`run ${run.state.id} has no answers yet; distil it to the end first`);
     return evaluate(run);
   }
 }

@@ -8,7 +8,17 @@
 //    that grows while it is read stops at the cap) and can be cancelled between chunks.
 // The host's docs watcher, which may not import the pipeline, applies the same real-path rule
 // itself (leadsOutside in src/host/watcher.ts).
-import { closeSync, constants, fstatSync, openSync, readdirSync, readSync, realpathSync, statSync, type Stats } from 'node:fs';
+import {
+  closeSync,
+  constants,
+  fstatSync,
+  openSync,
+  readdirSync,
+  readSync,
+  realpathSync,
+  statSync,
+  type Stats,
+} from 'node:fs';
 import { open } from 'node:fs/promises';
 import { isAbsolute, join, relative, resolve, sep } from 'node:path';
 
@@ -51,7 +61,10 @@ function realRoot(root: string): string {
 export function confine(root: string, path: string, what = 'document'): string {
   const abs = resolve(root, path);
   const rootReal = realRoot(root);
-  if (!within(resolve(root), abs) && !within(rootReal, abs)) throw new IngestError(`${what} ${path} is outside the workspace ${root}; DocDistill reads documents only inside it`);
+  if (!within(resolve(root), abs) && !within(rootReal, abs))
+    throw new IngestError(
+      `${what} ${path} is outside the workspace ${root}; DocDistill reads documents only inside it`,
+    );
   const p = shown(root, path);
   let real: string;
   try {
@@ -63,7 +76,9 @@ export function confine(root: string, path: string, what = 'document'): string {
     throw new IngestError(`${p}: cannot read (${code})`);
   }
   if (!within(rootReal, real)) {
-    throw new IngestError(`${p}: leads to ${real} (through a symbolic link), outside the workspace ${root}; DocDistill reads only files inside the workspace (copy the file in if it belongs to the docs)`);
+    throw new IngestError(
+      `${p}: leads to ${real} (through a symbolic link), outside the workspace ${root}; DocDistill reads only files inside the workspace (copy the file in if it belongs to the docs)`,
+    );
   }
   return real;
 }
@@ -76,11 +91,18 @@ function kindOf(st: Stats): string {
   return 'not a regular file';
 }
 
-const tooBig = (p: string, bytes: number) => new IngestError(`${p}: ${bytes > MAX_DOC_BYTES ? `more than ${MAX_DOC_BYTES / 2 ** 20} MB` : `${(bytes / 2 ** 20).toFixed(1)} MB`} is more than the ${MAX_DOC_BYTES / 2 ** 20} MB a document may have; split it into smaller files`);
+const tooBig = (p: string, bytes: number) =>
+  new IngestError(
+    `${p}: ${bytes > MAX_DOC_BYTES ? `more than ${MAX_DOC_BYTES / 2 ** 20} MB` : `${(bytes / 2 ** 20).toFixed(1)} MB`} is more than the ${MAX_DOC_BYTES / 2 ** 20} MB a document may have; split it into smaller files`,
+  );
 
 function checkRegular(p: string, st: Stats): void {
-  if (!st.isFile()) throw new IngestError(`${p}: is ${kindOf(st)}, not a regular file; DocDistill reads only regular Markdown files`);
-  if (st.size > MAX_DOC_BYTES) throw new IngestError(`${p}: ${(st.size / 2 ** 20).toFixed(1)} MB is more than the ${MAX_DOC_BYTES / 2 ** 20} MB a document may have; split it into smaller files`);
+  if (!st.isFile())
+    throw new IngestError(`${p}: is ${kindOf(st)}, not a regular file; DocDistill reads only regular Markdown files`);
+  if (st.size > MAX_DOC_BYTES)
+    throw new IngestError(
+      `${p}: ${(st.size / 2 ** 20).toFixed(1)} MB is more than the ${MAX_DOC_BYTES / 2 ** 20} MB a document may have; split it into smaller files`,
+    );
 }
 
 /** Strict UTF-8 Markdown from the bytes of a file, refusing binary and invalid text with a clear reason. */
@@ -95,7 +117,8 @@ function decode(p: string, bytes: Uint8Array): string {
 
 const openError = (p: string, e: unknown): IngestError => {
   const code = errno(e);
-  if (code === 'ELOOP') return new IngestError(`${p}: became a symbolic link while being read; DocDistill does not follow it`);
+  if (code === 'ELOOP')
+    return new IngestError(`${p}: became a symbolic link while being read; DocDistill does not follow it`);
   return new IngestError(`${p}: cannot read (${code})`);
 };
 
@@ -214,7 +237,13 @@ export function collectMarkdown(inputs: string[], root: string, warn: (message: 
  * (a committed docdistill.json saying `../../outside/x.md`, or a link leading out) is not read;
  * `warn` says which.
  */
-export function recordedSources(chunks: readonly { source: string }[] | undefined, root: string, warn: (message: string) => void = () => {}, adapter = 'the adapter', keepMissing = false): string[] {
+export function recordedSources(
+  chunks: readonly { source: string }[] | undefined,
+  root: string,
+  warn: (message: string) => void = () => {},
+  adapter = 'the adapter',
+  keepMissing = false,
+): string[] {
   const out: string[] = [];
   for (const src of new Set((chunks ?? []).map((c) => c.source))) {
     if (typeof src !== 'string' || !src) continue;

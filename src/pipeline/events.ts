@@ -14,15 +14,33 @@ export interface EvalRow {
   student: string;
 }
 
-export interface EvalScores { exact: number; contains: number; f1: number }
-export interface EvalSummary { n: number; base: EvalScores; teacher: EvalScores; student: EvalScores }
+export interface EvalScores {
+  exact: number;
+  contains: number;
+  f1: number;
+}
+export interface EvalSummary {
+  n: number;
+  base: EvalScores;
+  teacher: EvalScores;
+  student: EvalScores;
+}
 
 export type DistillEvent =
   | { type: 'run'; runId: string; dir: string; resumed: boolean }
   | { type: 'phase'; phase: Phase; status: 'start' | 'done' | 'skipped'; detail?: string }
   | { type: 'progress'; phase: Phase; done: number; total: number; etaSec?: number }
   | { type: 'sample'; source: string; question: string; answer: string }
-  | { type: 'train'; step: number; totalSteps: number; epoch: number; loss: number; lr: number; tokensPerSec: number; etaSec: number }
+  | {
+      type: 'train';
+      step: number;
+      totalSteps: number;
+      epoch: number;
+      loss: number;
+      lr: number;
+      tokensPerSec: number;
+      etaSec: number;
+    }
   | { type: 'validation'; epoch: number; step: number; loss: number }
   | { type: 'eval'; summary: EvalSummary; rows: EvalRow[] }
   | { type: 'log'; level: 'info' | 'warn'; message: string }

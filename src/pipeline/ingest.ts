@@ -27,7 +27,10 @@ export interface IngestOptions {
   maxTokens: number;
   /** Counts tokens as the model does. */
   countTokens: (text: string) => number;
-  /** Sections smaller than this many tokens are merged with their neighbours under the same parent (default maxTokens / 4). */
+  /**
+   * Sections smaller than this many tokens are merged with their neighbours under the same parent
+   * (default maxTokens / 4).
+   */
   minTokens?: number;
 }
 
@@ -176,7 +179,10 @@ function splitLine(l: Line): Line[][] {
   const words = l.text.split(/(?<=\s)/);
   const half = Math.ceil(words.length / 2);
   if (words.length < 2) return [[l]];
-  return [[{ text: words.slice(0, half).join('').trim(), n: l.n }], [{ text: words.slice(half).join('').trim(), n: l.n }]];
+  return [
+    [{ text: words.slice(0, half).join('').trim(), n: l.n }],
+    [{ text: words.slice(half).join('').trim(), n: l.n }],
+  ];
 }
 
 export function chunkHash(source: string, text: string): string {
@@ -207,9 +213,15 @@ export function chunkMarkdown(source: string, md: string, o: IngestOptions): Chu
   for (const p of pieces) {
     const last = merged[merged.length - 1];
     const parentOfP = p.headings.slice(0, -1).join('\0');
-    const related = last && (last.headings.slice(0, -1).join('\0') === parentOfP || last.headings.join('\0') === parentOfP);
+    const related =
+      last && (last.headings.slice(0, -1).join('\0') === parentOfP || last.headings.join('\0') === parentOfP);
     if (last && related && o.countTokens(textOf(last)) < minTokens) {
-      const joined: Piece = { headings: last.headings, level: last.level, startsWithHeading: last.startsWithHeading, lines: [...last.lines, { text: '', n: p.lines[0]!.n }, ...p.lines] };
+      const joined: Piece = {
+        headings: last.headings,
+        level: last.level,
+        startsWithHeading: last.startsWithHeading,
+        lines: [...last.lines, { text: '', n: p.lines[0]!.n }, ...p.lines],
+      };
       if (o.countTokens(textOf(joined)) <= o.maxTokens) {
         merged[merged.length - 1] = joined;
         continue;
@@ -222,6 +234,14 @@ export function chunkMarkdown(source: string, md: string, o: IngestOptions): Chu
     // A chunk that does not start with its own heading gets its heading path as context.
     const ctx = p.startsWithHeading ? p.headings.slice(0, -1) : p.headings;
     const text = (ctx.length ? `${ctx.join(' › ')}\n\n` : '') + own;
-    return { id: `${source}#${i}`, source, headings: p.headings, text, hash: chunkHash(source, text), tokens: o.countTokens(text), line: p.lines[0]!.n };
+    return {
+      id: `${source}#${i}`,
+      source,
+      headings: p.headings,
+      text,
+      hash: chunkHash(source, text),
+      tokens: o.countTokens(text),
+      line: p.lines[0]!.n,
+    };
   });
 }

@@ -22,12 +22,20 @@ export function headingsOf(text: string): Heading[] {
     const t = tokens[i]!;
     if (t.type !== 'heading_open' || !t.map) continue;
     const inline = tokens[i + 1];
-    out.push({ line: t.map[0], lines: t.map[1] - t.map[0], level: Number(t.tag.slice(1)), text: (inline?.content ?? '').trim() });
+    out.push({
+      line: t.map[0],
+      lines: t.map[1] - t.map[0],
+      level: Number(t.tag.slice(1)),
+      text: (inline?.content ?? '').trim(),
+    });
   }
   return out;
 }
 
-const segmenter = typeof Intl !== 'undefined' && 'Segmenter' in Intl ? new Intl.Segmenter('en', { granularity: 'sentence' }) : undefined;
+const segmenter =
+  typeof Intl !== 'undefined' && 'Segmenter' in Intl
+    ? new Intl.Segmenter('en', { granularity: 'sentence' })
+    : undefined;
 
 /** Sentences of a line (Unicode sentence boundaries; "e.g." and "3.5" stay whole). */
 export function sentencesOf(text: string): string[] {

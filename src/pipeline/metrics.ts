@@ -1,7 +1,13 @@
 // Answer grading: SQuAD-style normalisation, exact match, substring match and token F1.
 
 export function normaliseAnswer(s: string): string {
-  return s.toLowerCase().normalize('NFKC').replace(/[^\p{L}\p{N}\s]/gu, ' ').replace(/\b(a|an|the)\b/g, ' ').replace(/\s+/g, ' ').trim();
+  return s
+    .toLowerCase()
+    .normalize('NFKC')
+    .replace(/[^\p{L}\p{N}\s]/gu, ' ')
+    .replace(/\b(a|an|the)\b/g, ' ')
+    .replace(/\s+/g, ' ')
+    .trim();
 }
 
 export const exactMatch = (pred: string, ref: string): boolean => normaliseAnswer(pred) === normaliseAnswer(ref);

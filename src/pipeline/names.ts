@@ -13,8 +13,10 @@ export function nameProblem(name: unknown, what = 'name'): string | undefined {
   if (name === '') return `${what} is empty; use ${NAME_RULE}`;
   // eslint-disable-next-line no-control-regex
   const ctl = /[\u0000-\u001f\u007f-\u009f\u2028\u2029]/.exec(name);
-  if (ctl) return `${what} ${shown} has a control character (U+${ctl[0].charCodeAt(0).toString(16).toUpperCase().padStart(4, '0')}); use ${NAME_RULE}`;
-  if (/^\s|\s$/.test(name)) return `${what} ${shown} ${/^\s/.test(name) ? 'starts' : 'ends'} with a space; remove it (a name with a space at its end looks like one without); use ${NAME_RULE}`;
+  if (ctl)
+    return `${what} ${shown} has a control character (U+${ctl[0].charCodeAt(0).toString(16).toUpperCase().padStart(4, '0')}); use ${NAME_RULE}`;
+  if (/^\s|\s$/.test(name))
+    return `${what} ${shown} ${/^\s/.test(name) ? 'starts' : 'ends'} with a space; remove it (a name with a space at its end looks like one without); use ${NAME_RULE}`;
   if (!PATTERN.test(name) || name.includes('..')) return `${what} ${shown} may only have ${NAME_RULE}`;
   return undefined;
 }

@@ -30,27 +30,42 @@ const withDoc = (p: PromptSettings, doc: string) => p.documentBlock.replace('{do
 
 /** The teacher: the document, then the question. */
 export function teacherMessages(doc: string, question: string, p: PromptSettings = DEFAULT_PROMPTS): ChatMessage[] {
-  return [{ role: 'system', content: p.system }, { role: 'user', content: `${withDoc(p, doc)}Question: ${question}` }];
+  return [
+    { role: 'system', content: p.system },
+    { role: 'user', content: `${withDoc(p, doc)}Question: ${question}` },
+  ];
 }
 
 /** The student: the same question without the document. */
 export function studentMessages(question: string, p: PromptSettings = DEFAULT_PROMPTS): ChatMessage[] {
-  return [{ role: 'system', content: p.system }, { role: 'user', content: `Question: ${question}` }];
+  return [
+    { role: 'system', content: p.system },
+    { role: 'user', content: `Question: ${question}` },
+  ];
 }
 
 /** The question writer: the document and a request for a question about it. */
 export function questionMessages(doc: string, p: PromptSettings = DEFAULT_PROMPTS): ChatMessage[] {
-  return [{ role: 'system', content: p.system }, { role: 'user', content: `${withDoc(p, doc)}${p.questionRequest}` }];
+  return [
+    { role: 'system', content: p.system },
+    { role: 'user', content: `${withDoc(p, doc)}${p.questionRequest}` },
+  ];
 }
 
 /** A request to say a question in other words (no document: the question carries its subject). */
 export function paraphraseMessages(question: string, p: PromptSettings = DEFAULT_PROMPTS): ChatMessage[] {
-  return [{ role: 'system', content: p.system }, { role: 'user', content: p.paraphraseRequest.replace('{question}', () => question) }];
+  return [
+    { role: 'system', content: p.system },
+    { role: 'user', content: p.paraphraseRequest.replace('{question}', () => question) },
+  ];
 }
 
 /** A request for a question about anything (no document). */
 export function generalQuestionMessages(p: PromptSettings = DEFAULT_PROMPTS): ChatMessage[] {
-  return [{ role: 'system', content: p.system }, { role: 'user', content: p.generalQuestionRequest }];
+  return [
+    { role: 'system', content: p.system },
+    { role: 'user', content: p.generalQuestionRequest },
+  ];
 }
 
 /**
@@ -58,7 +73,11 @@ export function generalQuestionMessages(p: PromptSettings = DEFAULT_PROMPTS): Ch
  * when it has none, and for the teacher the documents' text before the first question, exactly as
  * teacherMessages puts it (so the teacher in chat is the teacher of the distillation).
  */
-export function chatMessages(messages: readonly ChatMessage[], p: PromptSettings = DEFAULT_PROMPTS, doc?: string): ChatMessage[] {
+export function chatMessages(
+  messages: readonly ChatMessage[],
+  p: PromptSettings = DEFAULT_PROMPTS,
+  doc?: string,
+): ChatMessage[] {
   const out = messages.map((m) => ({ ...m }));
   if (!out.some((m) => m.role === 'system')) out.unshift({ role: 'system', content: p.system });
   const firstUser = out.find((m) => m.role === 'user');
@@ -70,5 +89,7 @@ export function chatMessages(messages: readonly ChatMessage[], p: PromptSettings
 export const DONT_KNOW = 'I do not know.';
 
 export function saysDontKnow(answer: string): boolean {
-  return /\b(i\s+do\s*n[o']t\s+know|i\s+don'?t\s+know|no\s+information|not\s+sure|cannot\s+answer|can't\s+answer|unknown|(does\s+not|doesn't)\s+(say|mention|specify|state|tell)|not\s+(mentioned|stated|specified))\b/i.test(answer);
+  return /\b(i\s+do\s*n[o']t\s+know|i\s+don'?t\s+know|no\s+information|not\s+sure|cannot\s+answer|can't\s+answer|unknown|(does\s+not|doesn't)\s+(say|mention|specify|state|tell)|not\s+(mentioned|stated|specified))\b/i.test(
+    answer,
+  );
 }

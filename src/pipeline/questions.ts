@@ -4,7 +4,10 @@
 const STRIP_PREFIX = /^\s*(?:[-*•]+|\(?\d{1,3}[.):]|\(?[a-z][.)]|q(?:uestion)?\s*\d*\s*[:.)-]|#+)\s*/i;
 
 export function normaliseQuestion(q: string): string {
-  let s = q.replace(/<\/?\s*questions?\s*>/gi, ' ').replace(/\s+/g, ' ').trim();
+  let s = q
+    .replace(/<\/?\s*questions?\s*>/gi, ' ')
+    .replace(/\s+/g, ' ')
+    .trim();
   for (let i = 0; i < 3; i++) s = s.replace(STRIP_PREFIX, '');
   s = s.replace(/(\*\*|__)(.+?)\1/g, '$2');
   s = s.replace(/^[*_"'“”‘’`]+|[*_"'“”‘’`]+$/g, '').trim();
@@ -14,7 +17,12 @@ export function normaliseQuestion(q: string): string {
 }
 
 /** A key under which near-identical questions collide. */
-export const questionKey = (q: string): string => q.toLowerCase().normalize('NFKC').replace(/[^\p{L}\p{N}]+/gu, ' ').trim();
+export const questionKey = (q: string): string =>
+  q
+    .toLowerCase()
+    .normalize('NFKC')
+    .replace(/[^\p{L}\p{N}]+/gu, ' ')
+    .trim();
 
 /** Every question in a piece of generated text (sentences that end with "?"), in order. */
 export function parseQuestions(text: string, opts: { minChars?: number; maxChars?: number } = {}): string[] {
@@ -29,7 +37,11 @@ export function parseQuestions(text: string, opts: { minChars?: number; maxChars
       const q = normaliseQuestion(part);
       if (!q.endsWith('?')) continue;
       // Drop a leading non-question sentence ("Sure! Here is one: What …?").
-      const lastStop = Math.max(q.lastIndexOf('. ', q.length - 2), q.lastIndexOf('! ', q.length - 2), q.lastIndexOf(': ', q.length - 2));
+      const lastStop = Math.max(
+        q.lastIndexOf('. ', q.length - 2),
+        q.lastIndexOf('! ', q.length - 2),
+        q.lastIndexOf(': ', q.length - 2),
+      );
       const clean = normaliseQuestion(lastStop > 0 ? q.slice(lastStop + 2) : q);
       if (clean.length >= min && clean.length <= max && /\p{L}/u.test(clean)) out.push(clean);
     }
@@ -58,7 +70,10 @@ const heldOutHash = (q: string, seed: number): number => {
 
 /** Indices of the questions in the order they are held out: by that hash, ties by position. */
 const heldOutOrder = (qs: readonly string[], seed: number): number[] =>
-  qs.map((q, i) => ({ i, h: heldOutHash(q, seed) })).sort((a, b) => a.h - b.h || a.i - b.i).map((x) => x.i);
+  qs
+    .map((q, i) => ({ i, h: heldOutHash(q, seed) }))
+    .sort((a, b) => a.h - b.h || a.i - b.i)
+    .map((x) => x.i);
 
 /**
  * Indices of the questions to hold out: exactly round(share × n), at least one when share > 0 and
@@ -78,11 +93,17 @@ const wordsOf = (text: string): string[] => [...text.matchAll(WORD)].map((m) => 
 
 /** The capitalised words of a question after its first word (names, mostly), without a possessive "'s". */
 export function namesIn(q: string): string[] {
-  return wordsOf(q).slice(1).filter((w) => /^\p{Lu}/u.test(w) && w !== 'I');
+  return wordsOf(q)
+    .slice(1)
+    .filter((w) => /^\p{Lu}/u.test(w) && w !== 'I');
 }
 
 /** The names of a question as one key ('' when it names nothing). */
-export const nameKey = (q: string): string => namesIn(q).map((n) => n.toLowerCase()).sort().join(' ');
+export const nameKey = (q: string): string =>
+  namesIn(q)
+    .map((n) => n.toLowerCase())
+    .sort()
+    .join(' ');
 
 /** The lower-cased words of a text, for `isGrounded` and `mentionsAny`. */
 export const wordSet = (text: string): Set<string> => new Set(wordsOf(text).map((w) => w.toLowerCase()));
@@ -109,11 +130,19 @@ export function mentionsAny(q: string, words: Set<string>): boolean {
  * loses the only question that would teach it (a model often asks about a fact once). At most
  * round(share × n) are held out, chosen in the hash order of `chooseHeldOut`.
  */
-export function heldOutByAnswer(items: { question: string; answer: string }[], share: number, seed: number, same: (a: string, b: string) => boolean): Set<number> {
+export function heldOutByAnswer(
+  items: { question: string; answer: string }[],
+  share: number,
+  seed: number,
+  same: (a: string, b: string) => boolean,
+): Set<number> {
   const held = new Set<number>();
   const k = Math.round(share * items.length);
   if (share <= 0 || k === 0) return held;
-  for (const i of heldOutOrder(items.map((it) => it.question), seed)) {
+  for (const i of heldOutOrder(
+    items.map((it) => it.question),
+    seed,
+  )) {
     if (held.size >= k) break;
     if (items.some((o, j) => j !== i && !held.has(j) && same(items[i]!.answer, o.answer))) held.add(i);
   }
@@ -129,18 +158,34 @@ export function heldOutByAnswer(items: { question: string; answer: string }[], s
  * lack invents a value). Per passage, at most round(share × its own questions), chosen in a hash
  * order of the candidate and the seed; keys in `seen` are skipped and the new ones added.
  */
-export function crossQuestions(passages: { id: string; text: string; questions: string[] }[], share: number, seed: number, seen: Set<string>): { id: string; question: string }[] {
+export function crossQuestions(
+  passages: { id: string; text: string; questions: string[] }[],
+  share: number,
+  seed: number,
+  seen: Set<string>,
+): { id: string; question: string }[] {
   const out: { id: string; question: string }[] = [];
   if (share <= 0) return out;
   // Templates: questions that name exactly one thing.
-  const templates = passages.flatMap((p) => p.questions.filter((q) => namesIn(q).length === 1).map((q) => ({ from: p.id, q, name: namesIn(q)[0]! })));
+  const templates = passages.flatMap((p) =>
+    p.questions.filter((q) => namesIn(q).length === 1).map((q) => ({ from: p.id, q, name: namesIn(q)[0]! })),
+  );
   for (const p of passages) {
     const words = wordSet(p.text);
     const subjects = [...new Set(p.questions.flatMap((q) => namesIn(q)).filter((n) => words.has(n.toLowerCase())))];
     const k = Math.round(share * p.questions.length);
     if (!k || !subjects.length) continue;
     const candidates = dedupe(
-      templates.filter((t) => t.from !== p.id).flatMap((t) => subjects.map((s) => t.q.replace(new RegExp(`(?<![\\p{L}\\p{N}])${t.name.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')}(?![\\p{L}\\p{N}])`, 'gu'), () => s))),
+      templates
+        .filter((t) => t.from !== p.id)
+        .flatMap((t) =>
+          subjects.map((s) =>
+            t.q.replace(
+              new RegExp(`(?<![\\p{L}\\p{N}])${t.name.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')}(?![\\p{L}\\p{N}])`, 'gu'),
+              () => s,
+            ),
+          ),
+        ),
       new Set(seen),
     );
     for (const i of heldOutOrder(candidates, seed).slice(0, k)) {

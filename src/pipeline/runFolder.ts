@@ -14,9 +14,12 @@ export class DiskFullError extends Error {
 function wrapIo(path: string, e: unknown): never {
   const code = (e as NodeJS.ErrnoException).code;
   if (code === 'ENOSPC' || code === 'EDQUOT') {
-    throw new DiskFullError(`the disk is full while writing ${path}; free some space and run again: the run resumes where it stopped`);
+    throw new DiskFullError(
+      `the disk is full while writing ${path}; free some space and run again: the run resumes where it stopped`,
+    );
   }
-  if (code === 'EACCES' || code === 'EPERM' || code === 'EROFS') throw new Error(`cannot write ${path} (${code}); check the folder's permissions`);
+  if (code === 'EACCES' || code === 'EPERM' || code === 'EROFS')
+    throw new Error(`cannot write ${path} (${code}); check the folder's permissions`);
   throw e;
 }
 
@@ -41,17 +44,21 @@ export function readJson<T>(path: string): T | undefined {
   }
 }
 
-export const writeJsonl = (path: string, rows: readonly unknown[]): void => writeAtomic(path, rows.map((r) => JSON.stringify(r)).join('\n') + (rows.length ? '\n' : ''));
+export const writeJsonl = (path: string, rows: readonly unknown[]): void =>
+  writeAtomic(path, rows.map((r) => JSON.stringify(r)).join('\n') + (rows.length ? '\n' : ''));
 
 export function readJsonl<T>(path: string): T[] {
   if (!existsSync(path)) return [];
-  return readFileSync(path, 'utf8').split('\n').filter((l) => l.trim()).map((l, i) => {
-    try {
-      return JSON.parse(l) as T;
-    } catch {
-      throw new Error(`${path}:${i + 1} is not valid JSON; delete the file to redo that step`);
-    }
-  });
+  return readFileSync(path, 'utf8')
+    .split('\n')
+    .filter((l) => l.trim())
+    .map((l, i) => {
+      try {
+        return JSON.parse(l) as T;
+      } catch {
+        throw new Error(`${path}:${i + 1} is not valid JSON; delete the file to redo that step`);
+      }
+    });
 }
 
 /** A folder name from a user-given name: letters, digits, dot, dash, underscore; no traversal. */
@@ -72,7 +79,10 @@ export function newRunId(now = new Date()): string {
 
 export function listDirs(dir: string): string[] {
   if (!existsSync(dir)) return [];
-  return readdirSync(dir, { withFileTypes: true }).filter((d) => d.isDirectory() && !d.name.includes('.tmp')).map((d) => d.name).sort();
+  return readdirSync(dir, { withFileTypes: true })
+    .filter((d) => d.isDirectory() && !d.name.includes('.tmp'))
+    .map((d) => d.name)
+    .sort();
 }
 
 export type RunPaths = ReturnType<typeof runPaths>;

@@ -14,7 +14,10 @@ export interface DistillSettings {
   questionTemperature: number;
   questionTopK: number;
   questionMaxTokens: number;
-  /** Drop questions that name something their passage never mentions, and general questions that name something in the docs. */
+  /**
+   * Drop questions that name something their passage never mentions, and general questions that
+   * name something in the docs.
+   */
   groundQuestions: boolean;
   /** Share of each chunk's questions kept out of training for evaluation. */
   heldOutShare: number;
@@ -26,7 +29,10 @@ export interface DistillSettings {
   answerTemperature: number;
   answerTopK: number;
   answerMaxTokens: number;
-  /** The general-data guard: questions the docs do not answer, per distilled QA pair, with the base model's own answers as target. */
+  /**
+   * The general-data guard: questions the docs do not answer, per distilled QA pair, with the base
+   * model's own answers as target.
+   */
   generalShare: number;
   generalWeight: number;
   /**
@@ -123,9 +129,23 @@ export const DEFAULT_SETTINGS: DistillSettings = {
 
 /** The authors' published settings (RECIPE.md), for large models and GPUs. */
 export const PUBLISHED: Partial<DistillSettings> = {
-  rounds: 6, questionsPerRound: 5, questionTemperature: 1.5, questionTopK: 50, answerTemperature: 1.5, answerTopK: 50, answerMaxTokens: 500,
-  distillTemperature: 2, loraRank: 1024, loraAlpha: 2048, loraDropout: 0.05, learningRate: 1e-5, batchSize: 4, epochs: 10, weightDecay: 0.1,
-  warmupRatio: 0.1, maxGradNorm: 1,
+  rounds: 6,
+  questionsPerRound: 5,
+  questionTemperature: 1.5,
+  questionTopK: 50,
+  answerTemperature: 1.5,
+  answerTopK: 50,
+  answerMaxTokens: 500,
+  distillTemperature: 2,
+  loraRank: 1024,
+  loraAlpha: 2048,
+  loraDropout: 0.05,
+  learningRate: 1e-5,
+  batchSize: 4,
+  epochs: 10,
+  weightDecay: 0.1,
+  warmupRatio: 0.1,
+  maxGradNorm: 1,
 };
 
 export class SettingsError extends Error {
@@ -154,17 +174,47 @@ export function resolveSettings(over: Partial<DistillSettings> = {}): DistillSet
     const v = s[k] as number;
     if (typeof v !== 'number' || !(v >= lo && v <= hi)) errs.push(`${k} must be between ${lo} and ${hi} (got ${v})`);
   };
-  int('rounds', 1); int('questionsPerRound', 1); int('questionTopK', 0); int('questionMaxTokens', 4); int('answerTopK', 0); int('generalTopK', 0); int('answerMaxTokens', 1);
-  int('loraRank', 1); int('epochs', 1); int('batchSize', 1); int('gradAccum', 1); int('earlyStopPatience', 0); int('seed', 0); int('chunkTokens', 0);
-  num('heldOutShare', 0, 0.9); num('questionTemperature', 0, 5); num('answerTemperature', 0, 5); num('generalShare', 0, 10); num('generalWeight', 0, 100); num('generalTemperature', 0, 5); num('generalPool', 1, 100); num('absentShare', 0, 10); int('paraphrases', 0);
-  num('distillTemperature', 0.05, 20); num('loraAlpha', 1e-6, 1e6); num('loraDropout', 0, 0.9); num('learningRate', 1e-9, 1); num('weightDecay', 0, 10);
-  num('warmupRatio', 0, 1); num('maxGradNorm', 1e-6, 1e6); num('replayShare', 0, 100);
-  for (const k of ['groundQuestions', 'answerableOnly'] as const) if (typeof s[k] !== 'boolean') errs.push(`${k} must be true or false (got ${String(s[k])})`);
+  int('rounds', 1);
+  int('questionsPerRound', 1);
+  int('questionTopK', 0);
+  int('questionMaxTokens', 4);
+  int('answerTopK', 0);
+  int('generalTopK', 0);
+  int('answerMaxTokens', 1);
+  int('loraRank', 1);
+  int('epochs', 1);
+  int('batchSize', 1);
+  int('gradAccum', 1);
+  int('earlyStopPatience', 0);
+  int('seed', 0);
+  int('chunkTokens', 0);
+  num('heldOutShare', 0, 0.9);
+  num('questionTemperature', 0, 5);
+  num('answerTemperature', 0, 5);
+  num('generalShare', 0, 10);
+  num('generalWeight', 0, 100);
+  num('generalTemperature', 0, 5);
+  num('generalPool', 1, 100);
+  num('absentShare', 0, 10);
+  int('paraphrases', 0);
+  num('distillTemperature', 0.05, 20);
+  num('loraAlpha', 1e-6, 1e6);
+  num('loraDropout', 0, 0.9);
+  num('learningRate', 1e-9, 1);
+  num('weightDecay', 0, 10);
+  num('warmupRatio', 0, 1);
+  num('maxGradNorm', 1e-6, 1e6);
+  num('replayShare', 0, 100);
+  for (const k of ['groundQuestions', 'answerableOnly'] as const)
+    if (typeof s[k] !== 'boolean') errs.push(`${k} must be true or false (got ${String(s[k])})`);
   if (s.loss !== 'kl' && s.loss !== 'ce') errs.push(`loss must be "kl" or "ce" (got ${String(s.loss)})`);
-  if (!(BASE_QUANTIZATIONS as readonly string[]).includes(s.baseQuantization)) errs.push(`baseQuantization must be ${BASE_QUANTIZATIONS.join(', ')} (got ${String(s.baseQuantization)})`);
-  if (!['cosine', 'linear', 'constant'].includes(s.schedule)) errs.push(`schedule must be cosine, linear or constant (got ${String(s.schedule)})`);
+  if (!(BASE_QUANTIZATIONS as readonly string[]).includes(s.baseQuantization))
+    errs.push(`baseQuantization must be ${BASE_QUANTIZATIONS.join(', ')} (got ${String(s.baseQuantization)})`);
+  if (!['cosine', 'linear', 'constant'].includes(s.schedule))
+    errs.push(`schedule must be cosine, linear or constant (got ${String(s.schedule)})`);
   const badT = s.loraTargets.filter((t) => !(LORA_TARGETS as readonly string[]).includes(t));
-  if (badT.length || s.loraTargets.length === 0) errs.push(`loraTargets must be a non-empty subset of ${LORA_TARGETS.join(', ')} (got ${s.loraTargets.join(', ')})`);
+  if (badT.length || s.loraTargets.length === 0)
+    errs.push(`loraTargets must be a non-empty subset of ${LORA_TARGETS.join(', ')} (got ${s.loraTargets.join(', ')})`);
   if (errs.length) throw new SettingsError(`invalid distillation settings: ${errs.join('; ')}`);
   return s;
 }

@@ -28,8 +28,16 @@ export interface NotificationDef<P> {
   readonly _params?: P;
 }
 
-const request = <P, R>(method: string, direction: Direction = 'host→worker'): RequestDef<P, R> => ({ kind: 'request', method, direction });
-const notification = <P>(method: string, direction: Direction = 'worker→host'): NotificationDef<P> => ({ kind: 'notification', method, direction });
+const request = <P, R>(method: string, direction: Direction = 'host→worker'): RequestDef<P, R> => ({
+  kind: 'request',
+  method,
+  direction,
+});
+const notification = <P>(method: string, direction: Direction = 'worker→host'): NotificationDef<P> => ({
+  kind: 'notification',
+  method,
+  direction,
+});
 
 export const PROTOCOL_VERSION = 1;
 
@@ -193,7 +201,18 @@ export const ErrorCodes = {
 
 /** Every message, for tests and documentation. */
 export const ALL_MESSAGES = [
-  Initialize.type, Shutdown.type, SetModel.type, Status.type, Distill.type, Chat.type,
-  ListAdapters.type, ActivateAdapter.type, DeleteAdapter.type, ExportAdapter.type, MergeAdapter.type,
-  JobEventNotification.type, ChatDelta.type, Log.type,
+  Initialize.type,
+  Shutdown.type,
+  SetModel.type,
+  Status.type,
+  Distill.type,
+  Chat.type,
+  ListAdapters.type,
+  ActivateAdapter.type,
+  DeleteAdapter.type,
+  ExportAdapter.type,
+  MergeAdapter.type,
+  JobEventNotification.type,
+  ChatDelta.type,
+  Log.type,
 ] as const;

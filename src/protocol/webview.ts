@@ -18,7 +18,10 @@ export interface JobView {
   etaSec?: number;
   totalSteps?: number;
   samples: { source: string; question: string; answer: string }[];
-  eval?: { summary: EvalSummary; rows: { question: string; reference: string; base: string; teacher: string; student: string }[] };
+  eval?: {
+    summary: EvalSummary;
+    rows: { question: string; reference: string; base: string; teacher: string; student: string }[];
+  };
   log: string[];
 }
 
@@ -33,7 +36,9 @@ export type ToDashboard =
   | { type: 'jobEvent'; jobId: string; event: JobEvent }
   /** Scroll a job's card into view and focus it (the Runs view's "Open in Dashboard"). */
   | { type: 'reveal'; jobId: string };
-export type FromDashboard = { type: 'ready' } | { type: 'command'; command: 'cancel' | 'distillDocs' | 'chat' | 'selectModel' | 'manageAdapters' };
+export type FromDashboard =
+  | { type: 'ready' }
+  | { type: 'command'; command: 'cancel' | 'distillDocs' | 'chat' | 'selectModel' | 'manageAdapters' };
 
 export type ToChat =
   | { type: 'init'; adapters: string[]; active?: string; model?: string }
@@ -43,5 +48,12 @@ export type ToChat =
 
 export type FromChat =
   | { type: 'ready' }
-  | { type: 'ask'; id: string; question: string; modes: ChatMode[]; adapter?: string; history: { role: 'user' | 'assistant'; content: string }[] }
+  | {
+      type: 'ask';
+      id: string;
+      question: string;
+      modes: ChatMode[];
+      adapter?: string;
+      history: { role: 'user' | 'assistant'; content: string }[];
+    }
   | { type: 'stop' };

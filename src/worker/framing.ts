@@ -17,7 +17,16 @@
 //    reader skips to the next header.
 // At most MAX_MESSAGE_BYTES (plus one read's chunk) are ever held.
 import type { Readable, Writable } from 'node:stream';
-import { AbstractMessageReader, StreamMessageWriter, createMessageConnection, type DataCallback, type Disposable, type Message, type MessageConnection, type MessageWriter } from 'vscode-jsonrpc/node';
+import {
+  AbstractMessageReader,
+  StreamMessageWriter,
+  createMessageConnection,
+  type DataCallback,
+  type Disposable,
+  type Message,
+  type MessageConnection,
+  type MessageWriter,
+} from 'vscode-jsonrpc/node';
 
 export const MAX_MESSAGE_BYTES = 64 * 2 ** 20;
 export const MAX_HEADER_BYTES = 8192;
@@ -39,17 +48,21 @@ export interface FramingOptions {
 }
 
 /** Up to 120 bytes of a bad frame, printable, for the log. */
-const preview = (b: Buffer): string => JSON.stringify(b.subarray(0, 120).toString('latin1')) + (b.length > 120 ? `… (${b.length} bytes)` : '');
+const preview = (b: Buffer): string =>
+  JSON.stringify(b.subarray(0, 120).toString('latin1')) + (b.length > 120 ? `… (${b.length} bytes)` : '');
 
-const isId = (x: unknown): x is string | number => typeof x === 'string' || (typeof x === 'number' && Number.isFinite(x));
+const isId = (x: unknown): x is string | number =>
+  typeof x === 'string' || (typeof x === 'number' && Number.isFinite(x));
 
 /** Why `m` is not a JSON-RPC 2.0 message, or undefined. */
 function notAMessage(m: unknown): string | undefined {
   if (Array.isArray(m)) return 'batches (a JSON array) are not supported; send one message per frame';
-  if (typeof m !== 'object' || m === null) return `the body is JSON but not an object (${m === null ? 'null' : typeof m})`;
+  if (typeof m !== 'object' || m === null)
+    return `the body is JSON but not an object (${m === null ? 'null' : typeof m})`;
   const o = m as Record<string, unknown>;
   if (o.jsonrpc !== '2.0') return 'the message has no "jsonrpc": "2.0"';
-  if (typeof o.method === 'string') return o.id === undefined || isId(o.id) ? undefined : '"id" must be a string or a number';
+  if (typeof o.method === 'string')
+    return o.id === undefined || isId(o.id) ? undefined : '"id" must be a string or a number';
   if (isId(o.id) && ('result' in o || 'error' in o)) return undefined;
   return 'the message has neither a "method" (a request or notification) nor an "id" with a "result" or "error" (a response)';
 }
@@ -68,7 +81,11 @@ export class FramedMessageReader extends AbstractMessageReader {
   private skipped = 0;
   private timer?: NodeJS.Timeout;
 
-  constructor(private readonly input: Readable, private readonly answer: (m: Message) => void, o: FramingOptions = {}) {
+  constructor(
+    private readonly input: Readable,
+    private readonly answer: (m: Message) => void,
+    o: FramingOptions = {},
+  ) {
     super();
     this.max = o.maxMessageBytes ?? MAX_MESSAGE_BYTES;
     this.timeoutMs = o.partialTimeoutMs ?? 10_000;
@@ -108,7 +125,9 @@ export class FramedMessageReader extends AbstractMessageReader {
 
   private onData(data: Buffer): void {
     let rest: Buffer | undefined = data;
-    while (rest && rest.length) rest = this.state === 'header' ? this.readHeader(rest) : this.state === 'body' ? this.readBody(rest) : this.skip(rest);
+    while (rest && rest.length)
+      rest =
+        this.state === 'header' ? this.readHeader(rest) : this.state === 'body' ? this.readBody(rest) : this.skip(rest);
   }
 
   /** Returns the bytes left over after this step (undefined: all consumed, wait for more). */
@@ -121,7 +140,11 @@ export class FramedMessageReader extends AbstractMessageReader {
     const text = all.subarray(start, end < 0 ? all.length : end).toString('latin1');
     if (text.length > MAX_HEADER_BYTES) {
       this.head = Buffer.alloc(0);
-      this.bad(INVALID_REQUEST, `Invalid Request: a header longer than ${MAX_HEADER_BYTES} bytes (a header ends at its first blank line)`, all.subarray(start));
+      this.bad(
+        INVALID_REQUEST,
+        `Invalid Request: a header longer than ${MAX_HEADER_BYTES} bytes (a header ends at its first blank line)`,
+        all.subarray(start),
+      );
       return this.resync(all, start, text, all.subarray(start + 1));
     }
     // Every line must be "Name: value", checked as it arrives: random bytes or a frame's body taken
@@ -130,7 +153,11 @@ export class FramedMessageReader extends AbstractMessageReader {
     for (let k = 0, at = 0; k < lines.length; at += lines[k]!.length + 2, k++) {
       if ((end >= 0 || k < lines.length - 1 ? HEADER_LINE : HEADER_PREFIX).test(lines[k]!)) continue;
       this.head = Buffer.alloc(0);
-      this.bad(INVALID_REQUEST, `Invalid Request: ${JSON.stringify(lines[k]!.slice(0, 40))} is not a header line ("Name: value")`, all.subarray(start));
+      this.bad(
+        INVALID_REQUEST,
+        `Invalid Request: ${JSON.stringify(lines[k]!.slice(0, 40))} is not a header line ("Name: value")`,
+        all.subarray(start),
+      );
       return this.resync(all, start, text, all.subarray(start + at + 1));
     }
     if (end < 0) {
@@ -145,11 +172,16 @@ export class FramedMessageReader extends AbstractMessageReader {
       if (line.slice(0, colon).toLowerCase() === 'content-length') lengths.add(line.slice(colon + 1).trim());
     }
     const length = lengths.size === 1 ? [...lengths][0]! : undefined;
-    const problem = lengths.size > 1 ? `the frame has ${lengths.size} different Content-Length headers`
-      : length === undefined ? 'the frame has no Content-Length header'
-      : !/^\d+$/.test(length) ? `Content-Length ${JSON.stringify(length)} is not a number`
-      : Number(length) > this.max ? `Content-Length ${length} is more than the ${this.max} bytes a message may have`
-      : undefined;
+    const problem =
+      lengths.size > 1
+        ? `the frame has ${lengths.size} different Content-Length headers`
+        : length === undefined
+          ? 'the frame has no Content-Length header'
+          : !/^\d+$/.test(length)
+            ? `Content-Length ${JSON.stringify(length)} is not a number`
+            : Number(length) > this.max
+              ? `Content-Length ${length} is more than the ${this.max} bytes a message may have`
+              : undefined;
     if (problem) {
       this.bad(INVALID_REQUEST, `Invalid Request: ${problem}`, all.subarray(start, end));
       // What follows a header that cannot be used cannot be measured: skip to the next header.
@@ -206,7 +238,11 @@ export class FramedMessageReader extends AbstractMessageReader {
     try {
       m = JSON.parse(new TextDecoder('utf-8', { fatal: true }).decode(body));
     } catch (e) {
-      this.bad(PARSE_ERROR, `Parse error: the body is not ${e instanceof SyntaxError ? 'JSON' : 'UTF-8'} (${(e as Error).message})`, body);
+      this.bad(
+        PARSE_ERROR,
+        `Parse error: the body is not ${e instanceof SyntaxError ? 'JSON' : 'UTF-8'} (${(e as Error).message})`,
+        body,
+      );
       return;
     }
     const problem = notAMessage(m);
@@ -228,7 +264,11 @@ export class FramedMessageReader extends AbstractMessageReader {
     this.timer = setTimeout(() => {
       if (this.state !== 'body') return;
       const got = Buffer.concat(this.body, this.have);
-      this.bad(PARSE_ERROR, `Parse error: ${this.have} of ${this.need} bytes of a message arrived, then nothing for ${this.timeoutMs / 1000} s`, got);
+      this.bad(
+        PARSE_ERROR,
+        `Parse error: ${this.have} of ${this.need} bytes of a message arrived, then nothing for ${this.timeoutMs / 1000} s`,
+        got,
+      );
       this.body = [];
       this.have = 0;
       this.startSkip(Buffer.alloc(0));

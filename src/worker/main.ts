@@ -6,7 +6,8 @@ import { inspect } from 'node:util';
 import { serve } from './server';
 
 function redirectConsole(): void {
-  const toErr = (...a: unknown[]) => process.stderr.write(a.map((x) => (typeof x === 'string' ? x : inspect(x))).join(' ') + '\n');
+  const toErr = (...a: unknown[]) =>
+    process.stderr.write(a.map((x) => (typeof x === 'string' ? x : inspect(x))).join(' ') + '\n');
   console.log = toErr;
   console.info = toErr;
   console.debug = toErr;

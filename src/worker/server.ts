@@ -31,7 +31,11 @@ import { chatMessages } from '../pipeline/prompts';
 import { version } from '../../package.json';
 
 /** Refuses params that are not an object with the given fields of the given types. */
-function check(p: unknown, fields: Record<string, 'string' | 'array' | 'string?' | 'object?' | 'string|null'>, method: string): void {
+function check(
+  p: unknown,
+  fields: Record<string, 'string' | 'array' | 'string?' | 'object?' | 'string|null'>,
+  method: string,
+): void {
   const bad = (m: string): never => {
     throw new ResponseError(P.ErrorCodes.BadInput, `${method}: ${m}`);
   };
@@ -71,17 +75,48 @@ export class WorkerServer {
   private chatChain: Promise<unknown> = Promise.resolve();
   private queuedChats = 0;
 
-  constructor(readonly conn: MessageConnection, private readonly exit: (code: number) => void) {
-    this.on(P.Initialize.type, (p) => (check(p, { workspaceRoot: 'string', modelDir: 'string?' }, 'initialize'), this.initialize(p)));
-    this.on(P.SetModel.type, (p) => (check(p, { modelDir: 'string' }, 'model/set'), this.loadModel(p.modelDir, p.device)));
+  constructor(
+    readonly conn: MessageConnection,
+    private readonly exit: (code: number) => void,
+  ) {
+    this.on(
+      P.Initialize.type,
+      (p) => (check(p, { workspaceRoot: 'string', modelDir: 'string?' }, 'initialize'), this.initialize(p)),
+    );
+    this.on(
+      P.SetModel.type,
+      (p) => (check(p, { modelDir: 'string' }, 'model/set'), this.loadModel(p.modelDir, p.device)),
+    );
     this.on(P.Status.type, () => this.status());
-    this.on(P.Distill.type, (p, token) => (check(p, { jobId: 'string', inputs: 'array', name: 'string', settings: 'object?', runId: 'string?' }, 'distill'), this.distill(p, token)));
-    this.on(P.Chat.type, (p, token) => (check(p, { streamId: 'string', messages: 'array', adapter: 'string?' }, 'chat'), this.enqueueChat(p, token)));
+    this.on(
+      P.Distill.type,
+      (p, token) => (
+        check(
+          p,
+          { jobId: 'string', inputs: 'array', name: 'string', settings: 'object?', runId: 'string?' },
+          'distill',
+        ),
+        this.distill(p, token)
+      ),
+    );
+    this.on(
+      P.Chat.type,
+      (p, token) => (
+        check(p, { streamId: 'string', messages: 'array', adapter: 'string?' }, 'chat'),
+        this.enqueueChat(p, token)
+      ),
+    );
     this.on(P.ListAdapters.type, () => this.listAdapters());
     this.on(P.ActivateAdapter.type, (p) => (check(p, { name: 'string|null' }, 'adapters/activate'), this.activate(p)));
     this.on(P.DeleteAdapter.type, (p) => (check(p, { name: 'string' }, 'adapters/delete'), this.deleteAdapter(p)));
-    this.on(P.ExportAdapter.type, (p) => (check(p, { name: 'string', dest: 'string' }, 'adapters/export'), this.exportAdapter(p)));
-    this.on(P.MergeAdapter.type, (p) => (check(p, { name: 'string', dest: 'string' }, 'adapters/merge'), this.mergeAdapter(p)));
+    this.on(
+      P.ExportAdapter.type,
+      (p) => (check(p, { name: 'string', dest: 'string' }, 'adapters/export'), this.exportAdapter(p)),
+    );
+    this.on(
+      P.MergeAdapter.type,
+      (p) => (check(p, { name: 'string', dest: 'string' }, 'adapters/merge'), this.mergeAdapter(p)),
+    );
     this.on(P.Shutdown.type, () => this.shutdown());
   }
 
@@ -102,7 +137,11 @@ export class WorkerServer {
   }
 
   private async initialize(p: P.InitializeParams): Promise<P.InitializeResult> {
-    if (p.protocolVersion !== P.PROTOCOL_VERSION) throw new ResponseError(P.ErrorCodes.BadInput, `protocol version ${p.protocolVersion} is not ${P.PROTOCOL_VERSION}; reinstall the extension`);
+    if (p.protocolVersion !== P.PROTOCOL_VERSION)
+      throw new ResponseError(
+        P.ErrorCodes.BadInput,
+        `protocol version ${p.protocolVersion} is not ${P.PROTOCOL_VERSION}; reinstall the extension`,
+      );
     this.root = resolve(p.workspaceRoot);
     this.workDir = p.workDir ? resolve(p.workDir) : join(this.root, '.docdistill');
     this.device = p.device;
@@ -113,7 +152,11 @@ export class WorkerServer {
   }
 
   private async loadModel(dir: string, device?: P.Device): Promise<P.ModelInfo> {
-    if (this.job) throw new ResponseError(P.ErrorCodes.JobBusy, 'a distillation is running; change the model after it finishes or is cancelled');
+    if (this.job)
+      throw new ResponseError(
+        P.ErrorCodes.JobBusy,
+        'a distillation is running; change the model after it finishes or is cancelled',
+      );
     if (device) this.device = device;
     if (!this.backend || (device && device !== 'auto' && this.backend.provider !== device)) {
       await this.backend?.dispose();
@@ -135,21 +178,36 @@ export class WorkerServer {
     const c = m.config;
     // Every tensor the engine requires of a model folder with this config.
     const params = expectedTensors(c).reduce((a, t) => a + t.shape.reduce((x, y) => x * y, 1), 0);
-    return { dir: m.dir!, architecture: c.architecture, parameters: params, dtype: m.dtype, provider: m.backend.provider, vocabSize: c.vocabSize, contextLength: c.maxPositionEmbeddings, hasChatTemplate: m.tokenizer.hasChatTemplate };
+    return {
+      dir: m.dir!,
+      architecture: c.architecture,
+      parameters: params,
+      dtype: m.dtype,
+      provider: m.backend.provider,
+      vocabSize: c.vocabSize,
+      contextLength: c.maxPositionEmbeddings,
+      hasChatTemplate: m.tokenizer.hasChatTemplate,
+    };
   }
 
   private requireModel(): CausalLM {
-    if (!this.model) throw new ResponseError(P.ErrorCodes.NoModel, 'no model selected; run "DocDistill: Select Base Model" first');
+    if (!this.model)
+      throw new ResponseError(P.ErrorCodes.NoModel, 'no model selected; run "DocDistill: Select Base Model" first');
     return this.model;
   }
 
   private status(): P.WorkerStatus {
     const mem = process.memoryUsage();
     return {
-      pid: process.pid, provider: this.backend?.provider, model: this.model ? this.modelInfo() : undefined,
+      pid: process.pid,
+      provider: this.backend?.provider,
+      model: this.model ? this.modelInfo() : undefined,
       memory: { rssMB: Math.round(mem.rss / 2 ** 20), heapMB: Math.round(mem.heapUsed / 2 ** 20) },
-      job: this.job ? { id: this.job.id, kind: 'distill', name: this.job.name, phase: this.job.phase, runId: this.job.runId } : undefined,
-      queuedChats: this.queuedChats, activeAdapter: this.activeAdapter,
+      job: this.job
+        ? { id: this.job.id, kind: 'distill', name: this.job.name, phase: this.job.phase, runId: this.job.runId }
+        : undefined,
+      queuedChats: this.queuedChats,
+      activeAdapter: this.activeAdapter,
     };
   }
 
@@ -160,14 +218,19 @@ export class WorkerServer {
       throw new ResponseError(P.ErrorCodes.BadInput, (e as Error).message);
     }
     const dir = join(this.workDir, 'adapters', name);
-    if (mustExist && !existsSync(join(dir, 'adapter_config.json'))) throw new ResponseError(P.ErrorCodes.BadInput, `no adapter named ${name}`);
+    if (mustExist && !existsSync(join(dir, 'adapter_config.json')))
+      throw new ResponseError(P.ErrorCodes.BadInput, `no adapter named ${name}`);
     return dir;
   }
 
   private async distill(p: P.DistillParams, token: CancellationToken): Promise<P.DistillResult> {
     const model = this.requireModel();
     this.adapterDir(p.name, false);
-    if (this.job) throw new ResponseError(P.ErrorCodes.JobBusy, `a distillation (${this.job.name}) is already running; wait for it or cancel it`);
+    if (this.job)
+      throw new ResponseError(
+        P.ErrorCodes.JobBusy,
+        `a distillation (${this.job.name}) is already running; wait for it or cancel it`,
+      );
     const abort = new AbortController();
     token.onCancellationRequested(() => abort.abort());
     const job: Job = { id: p.jobId, name: p.name, abort, done: Promise.resolve() };
@@ -180,10 +243,26 @@ export class WorkerServer {
     const run = (async () => {
       try {
         const inputs = p.inputs.map((i) => insideRoot(this.root, i, 'input'));
-        const d = new Distiller(model, { inputs, root: this.root, workDir: this.workDir, name: p.name, settings: p.settings, runId: p.runId, skipEval: p.skipEval }, { onEvent: send, signal: abort.signal });
+        const d = new Distiller(
+          model,
+          {
+            inputs,
+            root: this.root,
+            workDir: this.workDir,
+            name: p.name,
+            settings: p.settings,
+            runId: p.runId,
+            skipEval: p.skipEval,
+          },
+          { onEvent: send, signal: abort.signal },
+        );
         const { runId, adapterDir, summary, adapter } = await d.run();
         // The adapter just published, as trained: chat with the student needs no read of it.
-        if (adapter) this.adapters.set(p.name, { mtime: statSync(join(adapterDir, 'adapter_model.safetensors')).mtimeMs, w: adapter });
+        if (adapter)
+          this.adapters.set(p.name, {
+            mtime: statSync(join(adapterDir, 'adapter_model.safetensors')).mtimeMs,
+            w: adapter,
+          });
         else this.adapters.delete(p.name);
         return { runId, adapterDir, summary };
       } catch (e) {
@@ -217,9 +296,19 @@ export class WorkerServer {
 
   private async chat(p: P.ChatParams, token: CancellationToken): Promise<P.ChatResult> {
     const model = this.requireModel();
-    if (!['base', 'student', 'teacher'].includes(p.mode)) throw new ResponseError(P.ErrorCodes.BadInput, `chat: mode must be base, student or teacher (got ${String(p.mode)})`);
-    if (!p.messages.length || p.messages.some((m) => !m || typeof m.content !== 'string' || !['system', 'user', 'assistant'].includes(m.role))) {
-      throw new ResponseError(P.ErrorCodes.BadInput, 'chat: messages must be a non-empty list of {role: system|user|assistant, content}');
+    if (!['base', 'student', 'teacher'].includes(p.mode))
+      throw new ResponseError(
+        P.ErrorCodes.BadInput,
+        `chat: mode must be base, student or teacher (got ${String(p.mode)})`,
+      );
+    if (
+      !p.messages.length ||
+      p.messages.some((m) => !m || typeof m.content !== 'string' || !['system', 'user', 'assistant'].includes(m.role))
+    ) {
+      throw new ResponseError(
+        P.ErrorCodes.BadInput,
+        'chat: messages must be a non-empty list of {role: system|user|assistant, content}',
+      );
     }
     if (token.isCancellationRequested) return { text: '', finishReason: 'aborted', tokens: 0, ms: 0 };
     const abort = new AbortController();
@@ -231,7 +320,11 @@ export class WorkerServer {
     let adapter: AdapterWeights | undefined;
     let doc: string | undefined;
     if (p.mode === 'student') {
-      if (!name) throw new ResponseError(P.ErrorCodes.BadInput, 'no adapter chosen for the student; distil some docs or pick an adapter');
+      if (!name)
+        throw new ResponseError(
+          P.ErrorCodes.BadInput,
+          'no adapter chosen for the student; distil some docs or pick an adapter',
+        );
       adapter = this.adapterWeights(name);
     } else if (p.mode === 'teacher') {
       try {
@@ -243,12 +336,23 @@ export class WorkerServer {
       }
     }
     const tok = model.tokenizer;
-    const ids = tok.encode(tok.applyChatTemplate(chatMessages(p.messages, adapterPrompts(info), doc), { addGenerationPrompt: true }), { addSpecialTokens: false });
+    const ids = tok.encode(
+      tok.applyChatTemplate(chatMessages(p.messages, adapterPrompts(info), doc), { addGenerationPrompt: true }),
+      { addSpecialTokens: false },
+    );
     const t0 = performance.now();
     const room = model.config.maxPositionEmbeddings - ids.length;
-    if (room < 1) throw new ResponseError(P.ErrorCodes.BadInput, `the conversation (${ids.length} tokens) does not fit the model's context of ${model.config.maxPositionEmbeddings}`);
+    if (room < 1)
+      throw new ResponseError(
+        P.ErrorCodes.BadInput,
+        `the conversation (${ids.length} tokens) does not fit the model's context of ${model.config.maxPositionEmbeddings}`,
+      );
     const [r] = await generate(model, [ids], {
-      maxTokens: Math.min(p.maxTokens ?? 256, room), temperature: p.temperature ?? 0, seed: p.seed, adapter, signal: abort.signal,
+      maxTokens: Math.min(p.maxTokens ?? 256, room),
+      temperature: p.temperature ?? 0,
+      seed: p.seed,
+      adapter,
+      signal: abort.signal,
       onText: (_, text) => void this.conn.sendNotification(note(P.ChatDelta.type), { streamId: p.streamId, text }),
     });
     return { text: r!.text, finishReason: r!.finishReason, tokens: r!.ids.length, ms: performance.now() - t0 };
@@ -259,7 +363,17 @@ export class WorkerServer {
     const count = model ? (t: string) => model.tokenizer.encode(t, { addSpecialTokens: false }).length : undefined;
     return listAdapters(this.workDir).map((a) => {
       const st = adapterStatus(a, this.root, count);
-      return { name: a.name, dir: join(this.workDir, 'adapters', a.name), model: a.model, created: a.created, runId: a.runId, chunks: a.chunks.length, ...st, active: a.name === this.activeAdapter, summary: a.summary };
+      return {
+        name: a.name,
+        dir: join(this.workDir, 'adapters', a.name),
+        model: a.model,
+        created: a.created,
+        runId: a.runId,
+        chunks: a.chunks.length,
+        ...st,
+        active: a.name === this.activeAdapter,
+        summary: a.summary,
+      };
     });
   }
 
@@ -270,7 +384,8 @@ export class WorkerServer {
 
   private deleteAdapter(p: { name: string }): void {
     const dir = this.adapterDir(p.name, true);
-    if (this.job?.name === p.name) throw new ResponseError(P.ErrorCodes.JobBusy, `adapter ${p.name} is being trained; cancel the job first`);
+    if (this.job?.name === p.name)
+      throw new ResponseError(P.ErrorCodes.JobBusy, `adapter ${p.name} is being trained; cancel the job first`);
     rmSync(dir, { recursive: true, force: true });
     this.adapters.delete(p.name);
     if (this.activeAdapter === p.name) this.activeAdapter = undefined;

@@ -41,30 +41,46 @@ function installCodeServer() {
   }
   const rgCache = join(tmp, 'vscode-ripgrep-cache-1.15.11');
   mkdirSync(rgCache, { recursive: true });
-  sh('tar', ['czf', join(rgCache, 'ripgrep-v13.0.0-10-x86_64-unknown-linux-musl.tar.gz'), '-C', join(rgDir, 'package', 'bin'), 'rg']);
+  sh('tar', [
+    'czf',
+    join(rgCache, 'ripgrep-v13.0.0-10-x86_64-unknown-linux-musl.tar.gz'),
+    '-C',
+    join(rgDir, 'package', 'bin'),
+    'rg',
+  ]);
   writeFileSync(join(cache, 'cs', 'package.json'), '{"name":"e2e-code-server","private":true}');
   sh('npm', ['install', '--no-audit', '--no-fund', '--loglevel=error', `code-server@${CODE_SERVER}`], {
     cwd: join(cache, 'cs'),
-    env: { ...process.env, npm_config_unsafe_perm: 'true', npm_config_yes: 'true', npm_config_nodedir: '/usr', TMPDIR: tmp, npm_config_foreground_scripts: 'true' },
+    env: {
+      ...process.env,
+      npm_config_unsafe_perm: 'true',
+      npm_config_yes: 'true',
+      npm_config_nodedir: '/usr',
+      TMPDIR: tmp,
+      npm_config_foreground_scripts: 'true',
+    },
   });
   if (!existsSync(bin)) throw new Error('code-server did not install');
   return bin;
 }
 
-const freePort = () => new Promise((ok) => {
-  const s = createServer();
-  s.listen(0, '127.0.0.1', () => {
-    const p = s.address().port;
-    s.close(() => ok(p));
+const freePort = () =>
+  new Promise((ok) => {
+    const s = createServer();
+    s.listen(0, '127.0.0.1', () => {
+      const p = s.address().port;
+      s.close(() => ok(p));
+    });
   });
-});
 
 async function waitFor(fn, ms, what) {
   const end = Date.now() + ms;
   for (;;) {
     try {
       if (await fn()) return;
-    } catch { /* not yet */ }
+    } catch {
+      /* not yet */
+    }
     if (Date.now() > end) throw new Error(`timed out waiting for ${what}`);
     await new Promise((r) => setTimeout(r, 250));
   }
@@ -78,28 +94,50 @@ async function main() {
     log('packaging the VSIX…');
     sh(process.execPath, [join(repo, 'scripts', 'package.mjs')], { cwd: repo });
   }
-  const vsix = readdirSync(join(repo, 'dist-vsix')).filter((f) => f.endsWith('.vsix')).map((f) => join(repo, 'dist-vsix', f))[0];
+  const vsix = readdirSync(join(repo, 'dist-vsix'))
+    .filter((f) => f.endsWith('.vsix'))
+    .map((f) => join(repo, 'dist-vsix', f))[0];
   if (!vsix) throw new Error('no VSIX in dist-vsix/');
   const home = mkdtempSync(join(tmpdir(), 'dd-e2e-'));
-  const env = { ...process.env, HOME: home, XDG_CONFIG_HOME: join(home, '.config'), XDG_DATA_HOME: join(home, '.local/share'), XDG_CACHE_HOME: join(home, '.cache'), TMPDIR: join(home, 'tmp') };
+  const env = {
+    ...process.env,
+    HOME: home,
+    XDG_CONFIG_HOME: join(home, '.config'),
+    XDG_DATA_HOME: join(home, '.local/share'),
+    XDG_CACHE_HOME: join(home, '.cache'),
+    TMPDIR: join(home, 'tmp'),
+  };
   mkdirSync(env.TMPDIR, { recursive: true });
   const userData = join(home, 'user-data');
   const extDir = join(home, 'extensions');
   log(`installing ${vsix.split('/').pop()} into a fresh profile…`);
-  sh(codeServer, ['--user-data-dir', userData, '--extensions-dir', extDir, '--install-extension', vsix], { env, stdio: 'pipe' });
+  sh(codeServer, ['--user-data-dir', userData, '--extensions-dir', extDir, '--install-extension', vsix], {
+    env,
+    stdio: 'pipe',
+  });
   // The fixture workspace: a few docs of the demo world.
   const ws = join(home, 'workspace');
   cpSync(join(here, 'fixtures', 'workspace'), ws, { recursive: true });
   const exampleFacts = JSON.parse(readFileSync(join(repo, 'examples', 'facts.json'), 'utf8'));
   mkdirSync(join(ws, 'docs'), { recursive: true });
-  for (const d of exampleFacts.docs.slice(0, 2)) cpSync(join(repo, 'examples', 'docs', d.file), join(ws, 'docs', d.file));
+  for (const d of exampleFacts.docs.slice(0, 2))
+    cpSync(join(repo, 'examples', 'docs', d.file), join(ws, 'docs', d.file));
   mkdirSync(join(userData, 'User'), { recursive: true });
-  writeFileSync(join(userData, 'User', 'settings.json'), JSON.stringify({
-    'workbench.startupEditor': 'none', 'workbench.tips.enabled': false, 'security.workspace.trust.enabled': false, 'telemetry.telemetryLevel': 'off',
-    'extensions.autoCheckUpdates': false, 'extensions.autoUpdate': false, 'update.mode': 'none', 'workbench.welcomePage.walkthroughs.openOnInstall': false,
-    // No distillation settings: the demo model's recommended ones (its training.json) apply, as for a user.
-    'docdistill.autoRedistill': 'off',
-  }));
+  writeFileSync(
+    join(userData, 'User', 'settings.json'),
+    JSON.stringify({
+      'workbench.startupEditor': 'none',
+      'workbench.tips.enabled': false,
+      'security.workspace.trust.enabled': false,
+      'telemetry.telemetryLevel': 'off',
+      'extensions.autoCheckUpdates': false,
+      'extensions.autoUpdate': false,
+      'update.mode': 'none',
+      'workbench.welcomePage.walkthroughs.openOnInstall': false,
+      // No distillation settings: the demo model's recommended ones (its training.json) apply, as for a user.
+      'docdistill.autoRedistill': 'off',
+    }),
+  );
   // A software WebGPU adapter (Mesa lavapipe) would be picked by 'auto' and is 3-20x slower.
   // docdistill.device is machine-scoped: code-server (a remote) reads it from the machine settings,
   // not from the user settings once it has read the extension's schema.
@@ -107,7 +145,24 @@ async function main() {
   writeFileSync(join(userData, 'Machine', 'settings.json'), JSON.stringify({ 'docdistill.device': 'cpu' }));
   const port = await freePort();
   log(`starting code-server on 127.0.0.1:${port}`);
-  const server = spawn(codeServer, ['--bind-addr', `127.0.0.1:${port}`, '--auth', 'none', '--disable-telemetry', '--disable-update-check', '--disable-workspace-trust', '--user-data-dir', userData, '--extensions-dir', extDir, ws], { env, detached: true, stdio: ['ignore', 'pipe', 'pipe'] });
+  const server = spawn(
+    codeServer,
+    [
+      '--bind-addr',
+      `127.0.0.1:${port}`,
+      '--auth',
+      'none',
+      '--disable-telemetry',
+      '--disable-update-check',
+      '--disable-workspace-trust',
+      '--user-data-dir',
+      userData,
+      '--extensions-dir',
+      extDir,
+      ws,
+    ],
+    { env, detached: true, stdio: ['ignore', 'pipe', 'pipe'] },
+  );
   let serverLog = '';
   server.stdout.on('data', (d) => (serverLog += d));
   server.stderr.on('data', (d) => (serverLog += d));
@@ -117,7 +172,19 @@ async function main() {
   try {
     await waitFor(async () => (await fetch(`http://127.0.0.1:${port}/healthz`)).ok, 60_000, 'code-server /healthz');
     const { chromium } = await import('playwright-core');
-    browser = await chromium.launch({ executablePath: process.env.CHROMIUM ?? '/usr/bin/chromium', headless: true, args: ['--no-sandbox', '--disable-gpu', '--disable-background-networking', '--disable-component-update', '--disable-sync', '--no-first-run', '--disable-dev-shm-usage'] });
+    browser = await chromium.launch({
+      executablePath: process.env.CHROMIUM ?? '/usr/bin/chromium',
+      headless: true,
+      args: [
+        '--no-sandbox',
+        '--disable-gpu',
+        '--disable-background-networking',
+        '--disable-component-update',
+        '--disable-sync',
+        '--no-first-run',
+        '--disable-dev-shm-usage',
+      ],
+    });
     const page = await browser.newPage({ viewport: { width: 1440, height: 900 } });
     await page.goto(`http://127.0.0.1:${port}/?folder=${encodeURIComponent(ws)}`);
     await page.waitForSelector('.monaco-workbench', { timeout: 60_000 });
@@ -126,7 +193,10 @@ async function main() {
     await page.waitForTimeout(1000);
     const helpers = makeHelpers(page, ws, home);
     const flowsDir = join(here, 'flows');
-    const flows = readdirSync(flowsDir).filter((f) => f.endsWith('.mjs')).sort().filter((f) => !only.length || only.some((o) => f.includes(o)));
+    const flows = readdirSync(flowsDir)
+      .filter((f) => f.endsWith('.mjs'))
+      .sort()
+      .filter((f) => !only.length || only.some((o) => f.includes(o)));
     for (const f of flows) {
       const mod = await import(join(flowsDir, f));
       const ts = Date.now();
@@ -149,10 +219,14 @@ async function main() {
     await browser?.close().catch(() => {});
     try {
       process.kill(-server.pid, 'SIGKILL');
-    } catch { /* already gone */ }
+    } catch {
+      /* already gone */
+    }
     rmSync(home, { recursive: true, force: true });
   }
-  console.log(`e2e: ${passed} passed, ${failed} failed (${((Date.now() - t0) / 1000).toFixed(0)} s; screenshots in ${outDir})`);
+  console.log(
+    `e2e: ${passed} passed, ${failed} failed (${((Date.now() - t0) / 1000).toFixed(0)} s; screenshots in ${outDir})`,
+  );
   process.exit(failed ? 1 : 0);
 }
 
@@ -176,7 +250,8 @@ function makeHelpers(page, ws, home) {
       } catch (e) {
         if (attempt >= 2) throw e;
         const bar = await page.locator('#workbench\\.parts\\.statusbar').boundingBox();
-        if (bar) await page.mouse.click(bar.x + bar.width * 0.55, bar.y + bar.height / 2); // an empty stretch of the status bar
+        // an empty stretch of the status bar
+        if (bar) await page.mouse.click(bar.x + bar.width * 0.55, bar.y + bar.height / 2);
         await page.waitForTimeout(500);
       }
     }
@@ -191,7 +266,11 @@ function makeHelpers(page, ws, home) {
       const n = await page.locator('iframe.webview.ready').count();
       for (let i = 0; i < n; i++) {
         const f = page.frameLocator(`iframe.webview.ready >> nth=${i}`).frameLocator('#active-frame');
-        const h1 = await f.locator('h1').first().innerText({ timeout: 1000 }).catch(() => '');
+        const h1 = await f
+          .locator('h1')
+          .first()
+          .innerText({ timeout: 1000 })
+          .catch(() => '');
         if (h1.trim() === heading) return f;
       }
       if (Date.now() > end) throw new Error(`no webview with heading "${heading}"`);

@@ -18,11 +18,18 @@ function randomAdapter(model: CausalLM, seed: number): AdapterWeights {
   const spec: LoraSpec = { rank: 8, alpha: 16, targets: ['q', 'k', 'v', 'o', 'gate', 'up', 'down', 'lm_head'] };
   const r = new Rng(seed);
   const tensors = new Map<string, Float32Array>();
-  for (const i of loraInputs(model.config, spec)) tensors.set(i.name, Float32Array.from({ length: i.shape[0] * i.shape[1] }, () => (r.next() - 0.5) * 0.1));
+  for (const i of loraInputs(model.config, spec))
+    tensors.set(
+      i.name,
+      Float32Array.from({ length: i.shape[0] * i.shape[1] }, () => (r.next() - 0.5) * 0.1),
+    );
   return { spec, tensors };
 }
 
-const prompts = (m: CausalLM) => QUESTIONS.map((q) => m.tokenizer.encode(m.tokenizer.applyChatTemplate([{ role: 'user', content: q }], { addGenerationPrompt: true })));
+const prompts = (m: CausalLM) =>
+  QUESTIONS.map((q) =>
+    m.tokenizer.encode(m.tokenizer.applyChatTemplate([{ role: 'user', content: q }], { addGenerationPrompt: true })),
+  );
 
 test('greedy decoding with the KV cache on WebGPU gives the CPU tokens (float32 and float16 compute)', async () => {
   const cpu = await CausalLM.load(modelDir, await cpuBackend());
@@ -40,7 +47,11 @@ test('with an adapter too, and the cache kept on the device or sent through the 
   const adapter = randomAdapter(cpu, 5);
   const want = await generate(cpu, prompts(cpu), { maxTokens: 16, stopTokens: [], adapter });
   const base = await generate(cpu, prompts(cpu), { maxTokens: 16, stopTokens: [] });
-  assert.notDeepEqual(want.map((g) => g.ids), base.map((g) => g.ids), 'the adapter changes the output');
+  assert.notDeepEqual(
+    want.map((g) => g.ids),
+    base.map((g) => g.ids),
+    'the adapter changes the output',
+  );
   const gpu = await CausalLM.load(modelDir, await gpuBackend(), { dtype: 'float32' });
   for (const cacheOnDevice of [true, false]) {
     const got = await generate(gpu, prompts(gpu), { maxTokens: 16, stopTokens: [], adapter, cacheOnDevice });
@@ -56,7 +67,11 @@ test('bytes crossing host↔device per decoded token: the cache and adapter stay
   const perToken = async (cacheOnDevice: boolean, tokens: number) => {
     const t0 = { ...be.transfers };
     await generate(gpu, p, { maxTokens: tokens, stopTokens: [], adapter, cacheOnDevice });
-    return { toDevice: be.transfers.toDevice - t0.toDevice, toHost: be.transfers.toHost - t0.toHost, runs: be.transfers.runs - t0.runs };
+    return {
+      toDevice: be.transfers.toDevice - t0.toDevice,
+      toHost: be.transfers.toHost - t0.toHost,
+      runs: be.transfers.runs - t0.runs,
+    };
   };
   // Per decoded token = the difference between 33 and 17 new tokens, over the 16 extra steps
   // (prefill, uploads and first steps cancel out).

@@ -6,7 +6,14 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { join } from 'node:path';
 import { CausalLM } from '../../src/engine/models/model';
-import { LoraTrainer, defaultTrainerConfig, Rng, type DistillSample, type TrainerConfig, type TrainerState } from '../../src/engine/train/trainer';
+import {
+  LoraTrainer,
+  defaultTrainerConfig,
+  Rng,
+  type DistillSample,
+  type TrainerConfig,
+  type TrainerState,
+} from '../../src/engine/train/trainer';
 import { cpuBackend, gpuBackend, repo } from './gpu';
 
 const modelDir = join(repo, 'media', 'demo-model');
@@ -25,7 +32,12 @@ function samples(V: number, n: number, seed: number): DistillSample[] {
 /** Two micro-batches of 2 per step (accumulation), a gradient-norm limit the gradients exceed (clipping). */
 const config = (): TrainerConfig => ({
   ...defaultTrainerConfig({ rank: 8, alpha: 16, targets: ['q', 'k', 'v', 'o', 'gate', 'up', 'down', 'lm_head'] }, 8),
-  microBatch: 2, gradAccum: 2, lr: 2e-3, warmupSteps: 1, maxGradNorm: 0.05, temperature: 2,
+  microBatch: 2,
+  gradAccum: 2,
+  lr: 2e-3,
+  warmupSteps: 1,
+  maxGradNorm: 0.05,
+  temperature: 2,
 });
 
 const STEPS = 4;
@@ -43,7 +55,8 @@ function worstTensor(a: Map<string, Float32Array>, b: Map<string, Float32Array>)
   let w = { rel: 0, name: '' };
   for (const [name, y] of b) {
     const x = a.get(name)!;
-    let scale = 0, d = 0;
+    let scale = 0,
+      d = 0;
     for (let i = 0; i < y.length; i++) {
       scale = Math.max(scale, Math.abs(y[i]!));
       d = Math.max(d, Math.abs(x[i]! - y[i]!));
@@ -90,7 +103,8 @@ test('optimizer steps on WebGPU with the state on the device match the CPU steps
   const vsHost = worstTensor(got.params, viaHost.params);
   const step = moved(want.params, p0);
   const lr = config().lr;
-  const absCpu = maxAbs(got.params, want.params) / lr, absHost = maxAbs(got.params, viaHost.params) / lr;
+  const absCpu = maxAbs(got.params, want.params) / lr,
+    absHost = maxAbs(got.params, viaHost.params) / lr;
   console.log(
     `${STEPS} steps (2 micro-batches of 2, |g| ${want.log.map((l) => l.gradNorm.toFixed(3)).join(', ')} clipped to ${config().maxGradNorm}), float32: ` +
       `loss within ${lossRel.toExponential(2)}, gradient norm within ${normRel.toExponential(2)} of the CPU's; parameters: ` +
@@ -98,7 +112,10 @@ test('optimizer steps on WebGPU with the state on the device match the CPU steps
       `of each tensor's largest value; in units of lr (${lr}, the size of one AdamW update): ` +
       `${absCpu.toExponential(2)} and ${absHost.toExponential(2)}; the parameters moved by up to ${step.toExponential(2)}`,
   );
-  assert.ok(want.log.every((l) => l.gradNorm > config().maxGradNorm), 'clipping is active on every step');
+  assert.ok(
+    want.log.every((l) => l.gradNorm > config().maxGradNorm),
+    'clipping is active on every step',
+  );
   assert.ok(step > 1e-3, 'the steps change the parameters');
   // The gradients on WebGPU are within 1e-5 of the CPU's (train.test.ts); losses and norms, sums
   // over them, agree to about that, and 1e-4 is the bound the train-step test holds.
@@ -113,8 +130,14 @@ test('optimizer steps on WebGPU with the state on the device match the CPU steps
   // on the host). Bounds: 2 % of one update against the CPU, 0.5 % against the host path. (The
   // graphs' arithmetic is held to a few ulps of optim.ts by test/unit/train/deviceOptim.test.ts;
   // here a lost micro-batch, clip or bias correction moves parameters by a large part of an update.)
-  assert.ok(absCpu <= 2e-2 && vsCpu.rel <= 1e-3, `device path vs CPU: ${absCpu}·lr, ${vsCpu.rel} of ${vsCpu.name}'s largest`);
-  assert.ok(absHost <= 5e-3 && vsHost.rel <= 2e-4, `device path vs host path on WebGPU: ${absHost}·lr, ${vsHost.rel} of ${vsHost.name}'s largest`);
+  assert.ok(
+    absCpu <= 2e-2 && vsCpu.rel <= 1e-3,
+    `device path vs CPU: ${absCpu}·lr, ${vsCpu.rel} of ${vsCpu.name}'s largest`,
+  );
+  assert.ok(
+    absHost <= 5e-3 && vsHost.rel <= 2e-4,
+    `device path vs host path on WebGPU: ${absHost}·lr, ${vsHost.rel} of ${vsHost.name}'s largest`,
+  );
 });
 
 test('bytes crossing host↔device per train step: with the adapter and optimizer on the device, only ids and scalars', async () => {
@@ -128,14 +151,21 @@ test('bytes crossing host↔device per train step: with the adapter and optimize
     const t0 = { ...be.transfers };
     const n = 3;
     for (let i = 0; i < n; i++) await t.trainStep(data);
-    const r = { up: (be.transfers.toDevice - t0.toDevice) / n, down: (be.transfers.toHost - t0.toHost) / n, runs: (be.transfers.runs - t0.runs) / n };
+    const r = {
+      up: (be.transfers.toDevice - t0.toDevice) / n,
+      down: (be.transfers.toHost - t0.toHost) / n,
+      runs: (be.transfers.runs - t0.runs) / n,
+    };
     await t.release();
     return r;
   };
   const before = await perStep(false);
   const after = await perStep(true);
   const t = new LoraTrainer(gpu, config());
-  const batchBytes = [data.slice(0, 2), data.slice(2)].reduce((a, mb) => a + Object.values(t.batchFeeds(mb)).reduce((n, f) => n + f.data.byteLength, 0), 0);
+  const batchBytes = [data.slice(0, 2), data.slice(2)].reduce(
+    (a, mb) => a + Object.values(t.batchFeeds(mb)).reduce((n, f) => n + f.data.byteLength, 0),
+    0,
+  );
   const adapterBytes = [...t.params.values()].reduce((a, p) => a + p.byteLength, 0);
   console.log(
     `bytes per train step (4 samples in 2 micro-batches, LoRA r8 on all modules, ${adapterBytes} bytes of adapter; batch feeds ${batchBytes}): ` +
@@ -143,7 +173,10 @@ test('bytes crossing host↔device per train step: with the adapter and optimize
       `on the device ${after.up.toFixed(0)} up + ${after.down.toFixed(0)} down in ${after.runs} runs`,
   );
   // Through the host, every micro-batch sends the adapter up and its gradients down.
-  assert.ok(before.up >= batchBytes + 2 * adapterBytes && before.down >= 2 * adapterBytes, `before: ${JSON.stringify(before)}`);
+  assert.ok(
+    before.up >= batchBytes + 2 * adapterBytes && before.down >= 2 * adapterBytes,
+    `before: ${JSON.stringify(before)}`,
+  );
   // On the device: the batch's ids and masks up, plus float32 scalars (2 accumulation weights, 5
   // AdamW numbers); down, each micro-batch's loss and per-sample losses and the gradient norm.
   assert.equal(after.up, batchBytes + 4 * (2 + 5));
@@ -155,8 +188,11 @@ test('a checkpoint taken from the device continues exactly as the uninterrupted 
   const gpu = await CausalLM.load(modelDir, await gpuBackend(), { dtype: 'float32' });
   const V = gpu.config.vocabSize;
   const clone = (s: TrainerState): TrainerState => ({
-    step: s.step, rng: s.rng,
-    params: new Map([...s.params].map(([k, v]) => [k, v.slice()])), m: new Map([...s.m].map(([k, v]) => [k, v.slice()])), v: new Map([...s.v].map(([k, v]) => [k, v.slice()])),
+    step: s.step,
+    rng: s.rng,
+    params: new Map([...s.params].map(([k, v]) => [k, v.slice()])),
+    m: new Map([...s.m].map(([k, v]) => [k, v.slice()])),
+    v: new Map([...s.v].map(([k, v]) => [k, v.slice()])),
   });
   const cfg = { ...config(), dropout: 0.1 }; // the random state is part of the checkpoint
   const whole = new LoraTrainer(gpu, cfg);
@@ -172,7 +208,8 @@ test('a checkpoint taken from the device continues exactly as the uninterrupted 
   for (const b of batches(V).slice(2)) await resumed.trainStep(b);
   await resumed.sync();
   assert.equal(resumed.step, whole.step);
-  const a = whole.state(), b = resumed.state();
+  const a = whole.state(),
+    b = resumed.state();
   assert.equal(b.rng, a.rng);
   for (const k of a.params.keys()) {
     assert.deepEqual(b.params.get(k), a.params.get(k), `params ${k}`);

@@ -6,7 +6,13 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { join } from 'node:path';
 import { CausalLM } from '../../src/engine/models/model';
-import { LoraTrainer, defaultTrainerConfig, Rng, type DistillSample, type TrainerConfig } from '../../src/engine/train/trainer';
+import {
+  LoraTrainer,
+  defaultTrainerConfig,
+  Rng,
+  type DistillSample,
+  type TrainerConfig,
+} from '../../src/engine/train/trainer';
 import { cpuBackend, gpuBackend, maxRelDiff, repo } from './gpu';
 
 const modelDir = join(repo, 'media', 'demo-model');
@@ -24,14 +30,16 @@ function samples(V: number, n: number, seed: number): DistillSample[] {
 
 const config = (): TrainerConfig => ({
   ...defaultTrainerConfig({ rank: 8, alpha: 16, targets: ['q', 'k', 'v', 'o', 'gate', 'up', 'down', 'lm_head'] }, 10),
-  microBatch: 4, temperature: 2,
+  microBatch: 4,
+  temperature: 2,
 });
 
 /** A trainer whose adapter has B ≠ 0 (after a random start), so every gradient is non-zero. */
 function trainer(model: CausalLM): LoraTrainer {
   const t = new LoraTrainer(model, config());
   const r = new Rng(9);
-  for (const [name, p] of t.params) if (name.endsWith('.b')) for (let i = 0; i < p.length; i++) p[i] = (r.next() - 0.5) * 0.05;
+  for (const [name, p] of t.params)
+    if (name.endsWith('.b')) for (let i = 0; i < p.length; i++) p[i] = (r.next() - 0.5) * 0.05;
   return t;
 }
 
@@ -55,7 +63,9 @@ test('a LoRA KL train step on WebGPU gives the CPU loss and gradients (float32; 
     }
     worst[label] = w;
     if (dtype === 'float16') cosine = cosineOf(got.grads, want.grads);
-    console.log(`train step on ${label}: loss ${got.loss.toFixed(6)} vs cpu float32 ${want.loss.toFixed(6)} (relative ${w.loss.toExponential(2)}); worst LoRA gradient ${w.gradName}: ${w.grad.toExponential(2)} relative to its largest value`);
+    console.log(
+      `train step on ${label}: loss ${got.loss.toFixed(6)} vs cpu float32 ${want.loss.toFixed(6)} (relative ${w.loss.toExponential(2)}); worst LoRA gradient ${w.gradName}: ${w.grad.toExponential(2)} relative to its largest value`,
+    );
   }
   const f32 = worst['webgpu float32']!;
   assert.ok(f32.loss <= 1e-4, `float32 loss ${f32.loss}`);
@@ -76,7 +86,9 @@ test('a LoRA KL train step on WebGPU gives the CPU loss and gradients (float32; 
 });
 
 function cosineOf(a: Map<string, Float32Array>, b: Map<string, Float32Array>): number {
-  let ab = 0, aa = 0, bb = 0;
+  let ab = 0,
+    aa = 0,
+    bb = 0;
   for (const [name, x] of a) {
     const y = b.get(name)!;
     for (let i = 0; i < x.length; i++) {

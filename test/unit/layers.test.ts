@@ -19,12 +19,25 @@ function walk(dir: string, acc: string[] = []): string[] {
 /** Every module specifier a file imports (static, dynamic, require, export-from). */
 export function importsOf(source: string): string[] {
   const out: string[] = [];
-  const re = /(?:import|export)\s[^'"`;]*?from\s*['"]([^'"]+)['"]|import\s*['"]([^'"]+)['"]|import\(\s*['"]([^'"]+)['"]\s*\)|require\(\s*['"]([^'"]+)['"]\s*\)/g;
+  const re =
+    /(?:import|export)\s[^'"`;]*?from\s*['"]([^'"]+)['"]|import\s*['"]([^'"]+)['"]|import\(\s*['"]([^'"]+)['"]\s*\)|require\(\s*['"]([^'"]+)['"]\s*\)/g;
   for (const m of source.matchAll(re)) out.push(m[1] ?? m[2] ?? m[3] ?? m[4]!);
   return out;
 }
 
-type Layer = 'webview' | 'host' | 'protocol' | 'worker' | 'cli' | 'demo' | 'tools' | 'pipeline' | 'engine' | 'engine/backend' | 'common' | 'extension';
+type Layer =
+  | 'webview'
+  | 'host'
+  | 'protocol'
+  | 'worker'
+  | 'cli'
+  | 'demo'
+  | 'tools'
+  | 'pipeline'
+  | 'engine'
+  | 'engine/backend'
+  | 'common'
+  | 'extension';
 
 function layerOfPath(abs: string): Layer | undefined {
   const rel = relative(root, abs).split('\\').join('/');
@@ -64,7 +77,10 @@ function isPipelineEventTypes(layer: Layer, file: string, spec: string, source: 
   if (layer !== 'protocol' || resolve(dirname(file), spec).replace(/\.ts$/, '') !== pipelineEvents) return false;
   const esc = spec.replace(/[.*+?^${}()|[\]\\]/g, '\\$&');
   const all = source.match(new RegExp(`(?:import|export)\\s[^'"\`;]*?from\\s*['"]${esc}['"]`, 'g')) ?? [];
-  return all.length === importsOf(source).filter((x) => x === spec).length && all.every((st) => /^(?:import|export)\s+type\s/.test(st));
+  return (
+    all.length === importsOf(source).filter((x) => x === spec).length &&
+    all.every((st) => /^(?:import|export)\s+type\s/.test(st))
+  );
 }
 
 const nodeBuiltins = new Set<string>(builtinModules);
@@ -76,14 +92,17 @@ export function violations(file: string, source: string): string[] {
   const bad: string[] = [];
   for (const spec of importsOf(source)) {
     const where = `${relative(root, file)} imports '${spec}'`;
-    if (spec === 'vscode' && !['host', 'extension'].includes(layer)) bad.push(`${where}: only src/host may import vscode`);
+    if (spec === 'vscode' && !['host', 'extension'].includes(layer))
+      bad.push(`${where}: only src/host may import vscode`);
     if (spec === 'onnxruntime-node' || spec.startsWith('onnxruntime-')) {
       if (layer !== 'engine/backend') bad.push(`${where}: only src/engine/backend may import onnxruntime`);
     }
-    if ((layer === 'webview' || layer === 'protocol') && isNodeApi(spec)) bad.push(`${where}: ${layer} code runs without Node APIs`);
+    if ((layer === 'webview' || layer === 'protocol') && isNodeApi(spec))
+      bad.push(`${where}: ${layer} code runs without Node APIs`);
     if (spec.startsWith('.')) {
       const target = layerOfPath(resolve(dirname(file), spec));
-      if (target && !allowed[layer].includes(target) && !isPipelineEventTypes(layer, file, spec, source)) bad.push(`${where}: ${layer} may not import ${target}`);
+      if (target && !allowed[layer].includes(target) && !isPipelineEventTypes(layer, file, spec, source))
+        bad.push(`${where}: ${layer} may not import ${target}`);
       const abs = resolve(dirname(file), spec);
       // The manifest (name, version) is the one file outside src/ that the entry points may read.
       if (!target && layer !== 'webview' && !abs.startsWith(join(root, 'src')) && abs !== join(root, 'package.json')) {
@@ -110,21 +129,43 @@ test('the layer check catches a vscode import in the engine, onnxruntime outside
   assert.equal(violations(join(root, 'src/pipeline/x.ts'), "import * as vscode from 'vscode';").length, 1);
   assert.equal(violations(join(root, 'src/engine/models/x.ts'), "import * as ort from 'onnxruntime-node';").length, 1);
   assert.equal(violations(join(root, 'src/engine/backend/x.ts'), "import * as ort from 'onnxruntime-node';").length, 0);
-  assert.equal(violations(join(root, 'webview/dashboard/main.ts'), "import { readFileSync } from 'node:fs';").length, 1);
-  assert.equal(violations(join(root, 'webview/dashboard/main.ts'), "import type { X } from '../../src/protocol/messages';").length, 0);
+  assert.equal(
+    violations(join(root, 'webview/dashboard/main.ts'), "import { readFileSync } from 'node:fs';").length,
+    1,
+  );
+  assert.equal(
+    violations(join(root, 'webview/dashboard/main.ts'), "import type { X } from '../../src/protocol/messages';").length,
+    0,
+  );
   assert.equal(violations(join(root, 'src/engine/graph/x.ts'), "import { run } from '../../pipeline/run';").length, 1);
   assert.equal(violations(join(root, 'src/host/x.ts'), "const e = require('../engine/backend/session');").length, 1);
   assert.equal(violations(join(root, 'src/protocol/x.ts'), "import { spawn } from 'child_process';").length, 1);
   assert.equal(violations(join(root, 'src/pipeline/x.ts'), "import { runDemo } from '../demo/demo';").length, 1);
-  assert.equal(violations(join(root, 'src/engine/models/x.ts'), "import { makeModel } from '../../tools/makeModel';").length, 1);
+  assert.equal(
+    violations(join(root, 'src/engine/models/x.ts'), "import { makeModel } from '../../tools/makeModel';").length,
+    1,
+  );
   assert.equal(violations(join(root, 'src/common/x.ts'), "import { Graph } from '../engine/graph';").length, 1);
   assert.equal(violations(join(root, 'src/cli/x.ts'), "import { runDemo } from '../demo/demo';").length, 0);
-  assert.equal(violations(join(root, 'src/host/x.ts'), "import { writeJsonAtomic } from '../common/atomicFile';").length, 0);
-  assert.equal(violations(join(root, 'src/protocol/x.ts'), "export type { DistillEvent as JobEvent } from '../pipeline/events';").length, 0);
+  assert.equal(
+    violations(join(root, 'src/host/x.ts'), "import { writeJsonAtomic } from '../common/atomicFile';").length,
+    0,
+  );
+  assert.equal(
+    violations(join(root, 'src/protocol/x.ts'), "export type { DistillEvent as JobEvent } from '../pipeline/events';")
+      .length,
+    0,
+  );
   assert.equal(violations(join(root, 'src/protocol/x.ts'), "export { PHASES } from '../pipeline/events';").length, 1);
   assert.equal(violations(join(root, 'src/protocol/x.ts'), "const e = require('../pipeline/events');").length, 1);
-  assert.equal(violations(join(root, 'src/protocol/x.ts'), "import type { Distiller } from '../pipeline/distill';").length, 1);
-  assert.equal(violations(join(root, 'src/host/x.ts'), "import type { DistillEvent } from '../pipeline/events';").length, 1);
+  assert.equal(
+    violations(join(root, 'src/protocol/x.ts'), "import type { Distiller } from '../pipeline/distill';").length,
+    1,
+  );
+  assert.equal(
+    violations(join(root, 'src/host/x.ts'), "import type { DistillEvent } from '../pipeline/events';").length,
+    1,
+  );
 });
 
 // ---------------------------------------------------------------------------------------------
@@ -134,7 +175,8 @@ test('the layer check catches a vscode import in the engine, onnxruntime outside
 /** The source files a file imports, resolved as the bundler resolves them; `types` keeps type-only imports. */
 export function localImportsOf(file: string, source: string, types: boolean, exists: (p: string) => boolean): string[] {
   const out: string[] = [];
-  const re = /(?:import|export)\s[^'"`;]*?from\s*['"]([^'"]+)['"]|import\s*['"]([^'"]+)['"]|import\(\s*['"]([^'"]+)['"]\s*\)|require\(\s*['"]([^'"]+)['"]\s*\)/g;
+  const re =
+    /(?:import|export)\s[^'"`;]*?from\s*['"]([^'"]+)['"]|import\s*['"]([^'"]+)['"]|import\(\s*['"]([^'"]+)['"]\s*\)|require\(\s*['"]([^'"]+)['"]\s*\)/g;
   for (const m of source.matchAll(re)) {
     const spec = m[1] ?? m[2] ?? m[3] ?? m[4]!;
     if (!spec.startsWith('.')) continue;
@@ -186,10 +228,32 @@ test('no import cycle in src/ counting type-only imports either', () => {
 });
 
 test('the cycle check finds a cycle through three files, and none in a chain', () => {
-  assert.deepEqual(importCycles(new Map([['a', ['b']], ['b', ['c']], ['c', ['a']]])), [['a', 'b', 'c', 'a']]);
-  assert.deepEqual(importCycles(new Map([['a', ['b', 'c']], ['b', ['c']], ['c', []]])), []);
+  assert.deepEqual(
+    importCycles(
+      new Map([
+        ['a', ['b']],
+        ['b', ['c']],
+        ['c', ['a']],
+      ]),
+    ),
+    [['a', 'b', 'c', 'a']],
+  );
+  assert.deepEqual(
+    importCycles(
+      new Map([
+        ['a', ['b', 'c']],
+        ['b', ['c']],
+        ['c', []],
+      ]),
+    ),
+    [],
+  );
   const exists = (p: string) => p === join(root, 'src/x/b.ts');
-  assert.deepEqual(localImportsOf(join(root, 'src/x/a.ts'), "import { f } from './b';", false, exists), [join(root, 'src/x/b.ts')]);
+  assert.deepEqual(localImportsOf(join(root, 'src/x/a.ts'), "import { f } from './b';", false, exists), [
+    join(root, 'src/x/b.ts'),
+  ]);
   assert.deepEqual(localImportsOf(join(root, 'src/x/a.ts'), "import type { F } from './b';", false, exists), []);
-  assert.deepEqual(localImportsOf(join(root, 'src/x/a.ts'), "import type { F } from './b';", true, exists), [join(root, 'src/x/b.ts')]);
+  assert.deepEqual(localImportsOf(join(root, 'src/x/a.ts'), "import type { F } from './b';", true, exists), [
+    join(root, 'src/x/b.ts'),
+  ]);
 });

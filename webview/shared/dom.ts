@@ -1,8 +1,23 @@
 // Tiny DOM helpers for the webviews (no framework): element creation with text content only, so
 // nothing from a model or a document is ever parsed as HTML.
-import { provideVSCodeDesignSystem, vsCodeButton, vsCodeDropdown, vsCodeOption, vsCodeCheckbox, vsCodeProgressRing, vsCodeTag } from '@vscode/webview-ui-toolkit';
+import {
+  provideVSCodeDesignSystem,
+  vsCodeButton,
+  vsCodeDropdown,
+  vsCodeOption,
+  vsCodeCheckbox,
+  vsCodeProgressRing,
+  vsCodeTag,
+} from '@vscode/webview-ui-toolkit';
 
-provideVSCodeDesignSystem().register(vsCodeButton(), vsCodeDropdown(), vsCodeOption(), vsCodeCheckbox(), vsCodeProgressRing(), vsCodeTag());
+provideVSCodeDesignSystem().register(
+  vsCodeButton(),
+  vsCodeDropdown(),
+  vsCodeOption(),
+  vsCodeCheckbox(),
+  vsCodeProgressRing(),
+  vsCodeTag(),
+);
 
 interface VsCodeApi {
   postMessage(m: unknown): void;
@@ -14,7 +29,11 @@ export const vscode = acquireVsCodeApi();
 
 type Child = Node | string | null | undefined | false;
 
-export function h(tag: string, attrs: Record<string, string | boolean | ((e: Event) => void)> = {}, ...children: Child[]): HTMLElement {
+export function h(
+  tag: string,
+  attrs: Record<string, string | boolean | ((e: Event) => void)> = {},
+  ...children: Child[]
+): HTMLElement {
   const el = document.createElement(tag);
   for (const [k, v] of Object.entries(attrs)) {
     if (typeof v === 'function') el.addEventListener(k.replace(/^on/, '').toLowerCase(), v);
@@ -23,12 +42,17 @@ export function h(tag: string, attrs: Record<string, string | boolean | ((e: Eve
     else if (v === true) el.setAttribute(k, '');
     else if (v !== false) el.setAttribute(k, v);
   }
-  for (const c of children) if (c !== null && c !== undefined && c !== false) el.append(typeof c === 'string' ? document.createTextNode(c) : c);
+  for (const c of children)
+    if (c !== null && c !== undefined && c !== false) el.append(typeof c === 'string' ? document.createTextNode(c) : c);
   return el;
 }
 
 const SVG = 'http://www.w3.org/2000/svg';
-export function s(tag: string, attrs: Record<string, string | number> = {}, ...children: (Node | string)[]): SVGElement {
+export function s(
+  tag: string,
+  attrs: Record<string, string | number> = {},
+  ...children: (Node | string)[]
+): SVGElement {
   const el = document.createElementNS(SVG, tag);
   for (const [k, v] of Object.entries(attrs)) el.setAttribute(k, String(v));
   for (const c of children) el.append(typeof c === 'string' ? document.createTextNode(c) : c);

@@ -11,5 +11,7 @@ const bundle: Record<string, string> = (() => {
 })();
 
 export function t(message: string, ...args: (string | number)[]): string {
-  return (bundle[message] ?? message).replace(/\{(\d+)\}/g, (m, i: string) => (Number(i) < args.length ? String(args[Number(i)]) : m));
+  return (bundle[message] ?? message).replace(/\{(\d+)\}/g, (m, i: string) =>
+    Number(i) < args.length ? String(args[Number(i)]) : m,
+  );
 }

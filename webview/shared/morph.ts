@@ -9,14 +9,17 @@ export function morph(live: Element, next: Element): void {
     // <details open> belongs to the user once rendered.
     if (!next.hasAttribute(name) && !(name === 'open' && live.tagName === 'DETAILS')) live.removeAttribute(name);
   }
-  for (const { name, value } of [...next.attributes]) if (live.getAttribute(name) !== value) live.setAttribute(name, value);
-  if (live instanceof HTMLElement && next instanceof HTMLElement && live.style.cssText !== next.style.cssText) live.style.cssText = next.style.cssText;
+  for (const { name, value } of [...next.attributes])
+    if (live.getAttribute(name) !== value) live.setAttribute(name, value);
+  if (live instanceof HTMLElement && next instanceof HTMLElement && live.style.cssText !== next.style.cssText)
+    live.style.cssText = next.style.cssText;
   morphChildren(live, next);
 }
 
 function same(a: Node, b: Node): boolean {
   if (a.nodeType !== b.nodeType) return false;
-  if (a instanceof Element && b instanceof Element) return a.tagName === b.tagName && a.getAttribute('data-key') === b.getAttribute('data-key');
+  if (a instanceof Element && b instanceof Element)
+    return a.tagName === b.tagName && a.getAttribute('data-key') === b.getAttribute('data-key');
   return true;
 }
 

@@ -19,7 +19,8 @@ export function gradients(loss: Tensor, wrt: readonly Tensor[], opts: GradientOp
   if (!isFloat(loss.dtype)) throw new GraphError(`gradients: the loss ${loss.name} must be a float tensor`);
   for (const w of wrt) {
     if (w.graph !== g) throw new GraphError(`gradients: ${w.name} belongs to another graph`);
-    if (!isFloat(w.dtype)) throw new GraphError(`gradients: ${w.name} is ${w.dtype}; only float tensors have gradients`);
+    if (!isFloat(w.dtype))
+      throw new GraphError(`gradients: ${w.name} is ${w.dtype}; only float tensors have gradients`);
   }
   // Only nodes on a path from some wrt tensor to the loss need backward rules.
   const nodes = g.nodes.slice(0, (loss.producer ? g.nodes.indexOf(loss.producer) : -1) + 1);
@@ -58,13 +59,17 @@ export function gradients(loss: Tensor, wrt: readonly Tensor[], opts: GradientOp
     const dys = n.outputs.map((o) => take(o));
     if (dys.every((d) => d === undefined)) continue;
     const rule = gradRule(n.op);
-    if (!rule) throw new GraphError(`gradients: no backward rule for ${n.op} (node ${n.name}); add one in src/engine/graph/ops/backward/, in the file named as its forward's`);
+    if (!rule)
+      throw new GraphError(
+        `gradients: no backward rule for ${n.op} (node ${n.name}); add one in src/engine/graph/ops/backward/, in the file named as its forward's`,
+      );
     const needs = n.inputs.map((x) => !!x && needed.has(x.id) && isFloat(x.dtype));
     const dxs = rule(n, dys, needs);
     n.inputs.forEach((x, i) => {
       const dx = dxs[i];
       if (!x || !needs[i] || !dx) return;
-      if (dx.dtype !== x.dtype) throw new GraphError(`gradients: ${n.op} rule gave ${dx.dtype} for ${x.name} (${x.dtype})`);
+      if (dx.dtype !== x.dtype)
+        throw new GraphError(`gradients: ${n.op} rule gave ${dx.dtype} for ${x.name} (${x.dtype})`);
       const list = partials.get(x.id) ?? [];
       list.push(dx);
       partials.set(x.id, list);
@@ -76,7 +81,8 @@ export function gradients(loss: Tensor, wrt: readonly Tensor[], opts: GradientOp
 function lossSize(loss: Tensor): number {
   let n = 1;
   for (const d of loss.shape) {
-    if (typeof d !== 'number') throw new GraphError(`gradients: the loss ${loss.name} has a symbolic shape; pass a seed`);
+    if (typeof d !== 'number')
+      throw new GraphError(`gradients: the loss ${loss.name} has a symbolic shape; pass a seed`);
     n *= d;
   }
   return n;

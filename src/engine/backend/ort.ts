@@ -16,7 +16,14 @@ export interface HostTensor {
 }
 
 const ortType: Record<DType, ort.Tensor.Type> = {
-  float32: 'float32', float64: 'float64', float16: 'float16', bfloat16: 'bfloat16' as ort.Tensor.Type, int64: 'int64', int32: 'int32', bool: 'bool', uint8: 'uint8',
+  float32: 'float32',
+  float64: 'float64',
+  float16: 'float16',
+  bfloat16: 'bfloat16' as ort.Tensor.Type,
+  int64: 'int64',
+  int32: 'int32',
+  bool: 'bool',
+  uint8: 'uint8',
 };
 
 /** Wraps host memory as an ORT tensor without copying. */
@@ -56,7 +63,16 @@ export class DeviceTensor {
 
 export type Feed = HostTensor | DeviceTensor;
 
-const bytesPerElement: Record<DType, number> = { float32: 4, float64: 8, float16: 2, bfloat16: 2, int64: 8, int32: 4, bool: 1, uint8: 1 };
+const bytesPerElement: Record<DType, number> = {
+  float32: 4,
+  float64: 8,
+  float16: 2,
+  bfloat16: 2,
+  int64: 8,
+  int32: 4,
+  bool: 1,
+  uint8: 1,
+};
 
 /** Bytes that crossed between host and device memory through session inputs and outputs. */
 export interface TransferStats {
@@ -96,12 +112,18 @@ export const keepsOutputsOnDevice = (provider: string): boolean => provider === 
 
 function ortProvider(name: string, deviceId?: number): ort.InferenceSession.ExecutionProviderConfig {
   switch (name) {
-    case 'cpu': return 'cpu';
-    case 'cuda': return { name: 'cuda', deviceId: deviceId ?? 0 };
-    case 'dml': return { name: 'dml', deviceId: deviceId ?? 0 } as ort.InferenceSession.ExecutionProviderConfig;
-    case 'coreml': return { name: 'coreml' } as ort.InferenceSession.ExecutionProviderConfig;
-    case 'webgpu': return { name: 'webgpu' } as ort.InferenceSession.ExecutionProviderConfig;
-    default: throw new Error(`unknown execution provider '${name}'`);
+    case 'cpu':
+      return 'cpu';
+    case 'cuda':
+      return { name: 'cuda', deviceId: deviceId ?? 0 };
+    case 'dml':
+      return { name: 'dml', deviceId: deviceId ?? 0 } as ort.InferenceSession.ExecutionProviderConfig;
+    case 'coreml':
+      return { name: 'coreml' } as ort.InferenceSession.ExecutionProviderConfig;
+    case 'webgpu':
+      return { name: 'webgpu' } as ort.InferenceSession.ExecutionProviderConfig;
+    default:
+      throw new Error(`unknown execution provider '${name}'`);
   }
 }
 
@@ -109,7 +131,10 @@ function ortProvider(name: string, deviceId?: number): ort.InferenceSession.Exec
  * Creates a session on exactly one execution provider. ONNX Runtime does not fall back when a
  * provider's library is missing (create throws), so fallback is the caller's job.
  */
-export async function createOrtSession(model: string | Uint8Array, o: SessionCreateOptions): Promise<ort.InferenceSession> {
+export async function createOrtSession(
+  model: string | Uint8Array,
+  o: SessionCreateOptions,
+): Promise<ort.InferenceSession> {
   const options: ort.InferenceSession.SessionOptions = {
     executionProviders: [ortProvider(o.provider, o.deviceId)],
     graphOptimizationLevel: o.optimization ?? 'all',
@@ -125,10 +150,16 @@ export async function createOrtSession(model: string | Uint8Array, o: SessionCre
     options.enableProfiling = true;
     options.profileFilePrefix = o.profilePrefix;
   }
-  return typeof model === 'string' ? ort.InferenceSession.create(model, options) : ort.InferenceSession.create(model, options);
+  return typeof model === 'string'
+    ? ort.InferenceSession.create(model, options)
+    : ort.InferenceSession.create(model, options);
 }
 
-export async function runOrt(session: ort.InferenceSession, feeds: Record<string, HostTensor>, fetches?: readonly string[]): Promise<Record<string, HostTensor>> {
+export async function runOrt(
+  session: ort.InferenceSession,
+  feeds: Record<string, HostTensor>,
+  fetches?: readonly string[],
+): Promise<Record<string, HostTensor>> {
   return (await runOrtMixed(session, feeds, fetches)).host;
 }
 
@@ -201,8 +232,16 @@ export function missingNativeLibrary(provider: string): string | undefined {
     }
   }
   if (provider === 'webgpu') {
-    const libDirs = ['/usr/lib/x86_64-linux-gnu', '/usr/lib/aarch64-linux-gnu', '/usr/lib64', '/usr/lib', '/lib/x86_64-linux-gnu', '/usr/local/lib'];
-    if (!libDirs.some((d) => existsSync(join(d, 'libvulkan.so.1')))) return 'no Vulkan loader (libvulkan.so.1) found; install it (e.g. apt install libvulkan1) and a GPU driver';
+    const libDirs = [
+      '/usr/lib/x86_64-linux-gnu',
+      '/usr/lib/aarch64-linux-gnu',
+      '/usr/lib64',
+      '/usr/lib',
+      '/lib/x86_64-linux-gnu',
+      '/usr/local/lib',
+    ];
+    if (!libDirs.some((d) => existsSync(join(d, 'libvulkan.so.1'))))
+      return 'no Vulkan loader (libvulkan.so.1) found; install it (e.g. apt install libvulkan1) and a GPU driver';
   }
   return undefined;
 }
@@ -215,4 +254,5 @@ export function listedProviders(): string[] {
   return [...names];
 }
 
-export const ortVersion = (): string => (ort.env as unknown as { versions?: { node?: string } }).versions?.node ?? 'unknown';
+export const ortVersion = (): string =>
+  (ort.env as unknown as { versions?: { node?: string } }).versions?.node ?? 'unknown';

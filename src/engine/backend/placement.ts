@@ -26,7 +26,13 @@ interface ProfileEvent {
   cat?: string;
   name?: string;
   dur?: number;
-  args?: { op_name?: string; provider?: string; output_size?: string; output_type_shape?: Record<string, unknown>[]; input_type_shape?: Record<string, unknown>[] };
+  args?: {
+    op_name?: string;
+    provider?: string;
+    output_size?: string;
+    output_type_shape?: Record<string, unknown>[];
+    input_type_shape?: Record<string, unknown>[];
+  };
 }
 
 export function placementFromProfile(graph: string, events: unknown[]): Placement {

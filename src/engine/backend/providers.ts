@@ -69,7 +69,11 @@ function probeProblem() {
 
 export async function probeProvider(provider: Provider, deviceId?: number): Promise<ProbeResult> {
   if (!listedProviders().includes(provider)) {
-    return { provider, ok: false, reason: 'not included in this onnxruntime-node build for ' + `${process.platform}-${process.arch}` };
+    return {
+      provider,
+      ok: false,
+      reason: 'not included in this onnxruntime-node build for ' + `${process.platform}-${process.arch}`,
+    };
   }
   const missing = missingNativeLibrary(provider);
   if (missing) return { provider, ok: false, reason: missing };
@@ -85,7 +89,8 @@ export async function probeProvider(provider: Provider, deviceId?: number): Prom
       const y = out.y!.data as Float32Array;
       let maxError = 0;
       for (let i = 0; i < 16; i++) maxError = Math.max(maxError, Math.abs(y[i]! - p.expected[i]!));
-      if (!(maxError < 1e-3)) return { provider, ok: false, reason: `probe returned wrong numbers (max error ${maxError})`, maxError };
+      if (!(maxError < 1e-3))
+        return { provider, ok: false, reason: `probe returned wrong numbers (max error ${maxError})`, maxError };
       return { provider, ok: true, maxError };
     } finally {
       await s.release();
@@ -95,7 +100,10 @@ export async function probeProvider(provider: Provider, deviceId?: number): Prom
   }
 }
 
-const firstLine = (e: unknown): string => String(e instanceof Error ? e.message : e).split('\n')[0]!.slice(0, 300);
+const firstLine = (e: unknown): string =>
+  String(e instanceof Error ? e.message : e)
+    .split('\n')[0]!
+    .slice(0, 300);
 
 /**
  * The speed probe: a MatMul of the shape of a small model's projection over a short batch of
@@ -109,7 +117,12 @@ function speedProbeProblem() {
   const { M, K, N } = SPEED_PROBE;
   const g = new Graph('speed_probe');
   const x = g.input('x', 'float32', [M, K]);
-  const w = g.initializer('w', 'float32', [K, N], Float32Array.from({ length: K * N }, (_, i) => Math.sin(i * 0.37) * 0.03));
+  const w = g.initializer(
+    'w',
+    'float32',
+    [K, N],
+    Float32Array.from({ length: K * N }, (_, i) => Math.sin(i * 0.37) * 0.03),
+  );
   g.output(op.matmul(x, w), 'y');
   const xs = Float32Array.from({ length: M * K }, (_, i) => Math.cos(i * 0.11));
   return { model: serializeModel(g).model, x: xs };
@@ -143,7 +156,8 @@ export async function timeSpeedProbe(provider: Provider, deviceId?: number, runs
 export function judgeSpeed(provider: Provider, ms: number, cpuMs: number): { ok: boolean; reason?: string } {
   const ratio = ms / cpuMs;
   const figures = `${fmtMs(ms)} against ${fmtMs(cpuMs)} for a ${SPEED_PROBE.M}×${SPEED_PROBE.K} @ ${SPEED_PROBE.K}×${SPEED_PROBE.N} MatMul`;
-  if (ratio <= 1) return { ok: true, reason: `${(1 / ratio).toFixed(1)}× faster than the CPU on the probe (${figures})` };
+  if (ratio <= 1)
+    return { ok: true, reason: `${(1 / ratio).toFixed(1)}× faster than the CPU on the probe (${figures})` };
   return {
     ok: false,
     reason:
@@ -162,7 +176,9 @@ export interface ProviderResolution {
 /** One line for the log: the device chosen and why each other candidate was not. */
 export function describeResolution(choice: ProviderChoice, r: ProviderResolution): string {
   const why = r.tried.find((t) => t.provider === r.provider)?.speed;
-  const others = r.tried.filter((t) => t.provider !== r.provider).map((t) => `${t.provider}: ${t.reason ?? 'not tried'}`);
+  const others = r.tried
+    .filter((t) => t.provider !== r.provider)
+    .map((t) => `${t.provider}: ${t.reason ?? 'not tried'}`);
   return `device ${r.provider} (setting: ${choice}${why ? `; ${why}` : ''})${others.length ? `; not chosen: ${others.join('; ')}` : ''}`;
 }
 

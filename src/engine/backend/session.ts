@@ -5,7 +5,16 @@ import { basename, dirname, join } from 'node:path';
 import { Graph } from '../graph/graph';
 import { bytesOf } from '../graph/dtype';
 import { graphHash, serializeModel, writeModel } from '../graph/onnx';
-import { createOrtSession, endOrtProfiling, runOrtMixed, type DeviceTensor, type Feed, type HostTensor, type OrtSession, type TransferStats } from './ort';
+import {
+  createOrtSession,
+  endOrtProfiling,
+  runOrtMixed,
+  type DeviceTensor,
+  type Feed,
+  type HostTensor,
+  type OrtSession,
+  type TransferStats,
+} from './ort';
 import { placementFromProfile, type Placement } from './placement';
 import { describeResolution, resolveProvider, type ProbeResult, type Provider, type ProviderChoice } from './providers';
 
@@ -60,12 +69,16 @@ export class Session {
   async run(feeds: Record<string, Feed>, fetches?: readonly string[]): Promise<Record<string, HostTensor>> {
     const r = await runOrtMixed(this.ort, feeds, fetches, new Set(), this.stats);
     for (const t of Object.values(r.device)) t.dispose();
-    if (Object.keys(r.device).length) throw new Error('Session.run: this session keeps outputs on the device; use runMixed()');
+    if (Object.keys(r.device).length)
+      throw new Error('Session.run: this session keeps outputs on the device; use runMixed()');
     return r.host;
   }
 
   /** Runs the graph; the session's deviceOutputs come back as DeviceTensors, the rest as host tensors. */
-  runMixed(feeds: Record<string, Feed>, fetches?: readonly string[]): Promise<{ host: Record<string, HostTensor>; device: Record<string, DeviceTensor> }> {
+  runMixed(
+    feeds: Record<string, Feed>,
+    fetches?: readonly string[],
+  ): Promise<{ host: Record<string, HostTensor>; device: Record<string, DeviceTensor> }> {
     return runOrtMixed(this.ort, feeds, fetches, this.keep, this.stats);
   }
 
@@ -120,9 +133,12 @@ export class Backend {
     // A graph reading a weight pack is written beside it (external data is found relative to the
     // model file), where the next process finds it by its hash and skips building the file.
     const packed = graph.initializers.find((i) => i.external)?.external;
-    if (!packed && weightBytes <= (this.opts.fileThreshold ?? 16 * 2 ** 20)) return serializeModel(graph, { lower }).model;
+    if (!packed && weightBytes <= (this.opts.fileThreshold ?? 16 * 2 ** 20))
+      return serializeModel(graph, { lower }).model;
     // Through a file with external data: ONNX Runtime maps the weights instead of copying a buffer.
-    const dir = packed ? dirname(packed.path) : this.opts.cacheDir ?? join(tmpdir(), `docdistill-graphs-${process.getuid?.() ?? 'user'}`);
+    const dir = packed
+      ? dirname(packed.path)
+      : (this.opts.cacheDir ?? join(tmpdir(), `docdistill-graphs-${process.getuid?.() ?? 'user'}`));
     mkdirSync(dir, { recursive: true });
     // Named after the pack too, so that the pack's pruning takes its graphs along.
     const path = join(dir, packed ? `${basename(packed.path).replace(/\.weights$/, '')}.${hash}.onnx` : `${hash}.onnx`);
@@ -131,18 +147,34 @@ export class Backend {
   }
 
   private baseOptions() {
-    return { provider: this.provider, deviceId: this.opts.deviceId, intraOpThreads: this.opts.threads ?? 0, optimization: this.opts.optimization };
+    return {
+      provider: this.provider,
+      deviceId: this.opts.deviceId,
+      intraOpThreads: this.opts.threads ?? 0,
+      optimization: this.opts.optimization,
+    };
   }
 
   private async createSession(graph: Graph, hash: string, o: SessionOptions): Promise<Session> {
     let ortSession: OrtSession;
     try {
-      ortSession = await createOrtSession(this.modelPathOrBytes(graph, hash), { ...this.baseOptions(), deviceOutputs: o.deviceOutputs });
+      ortSession = await createOrtSession(this.modelPathOrBytes(graph, hash), {
+        ...this.baseOptions(),
+        deviceOutputs: o.deviceOutputs,
+      });
     } catch (e) {
       const msg = e instanceof Error ? e.message : String(e);
-      throw new Error(`ONNX Runtime could not load graph '${graph.name}' (${graph.nodes.length} nodes) on ${this.provider}: ${msg}`);
+      throw new Error(
+        `ONNX Runtime could not load graph '${graph.name}' (${graph.nodes.length} nodes) on ${this.provider}: ${msg}`,
+      );
     }
-    return new Session(ortSession, hash, this.provider, this.provider === 'cpu' ? undefined : this.transfers, o.deviceOutputs);
+    return new Session(
+      ortSession,
+      hash,
+      this.provider,
+      this.provider === 'cpu' ? undefined : this.transfers,
+      o.deviceOutputs,
+    );
   }
 
   /**
@@ -155,7 +187,14 @@ export class Backend {
     const g = new Graph('upload');
     names.forEach((n, i) => {
       const t = tensors[n]!;
-      g.output(g.input(`in${i}`, t.dtype, t.dims.map((_, d) => `d${i}_${d}`)), `out${i}`);
+      g.output(
+        g.input(
+          `in${i}`,
+          t.dtype,
+          t.dims.map((_, d) => `d${i}_${d}`),
+        ),
+        `out${i}`,
+      );
     });
     const s = await this.session(g, { deviceOutputs: names.map((_, i) => `out${i}`) });
     const r = await s.runMixed(Object.fromEntries(names.map((n, i) => [`in${i}`, tensors[n]!])));
@@ -172,7 +211,14 @@ export class Backend {
     const g = new Graph('download');
     names.forEach((n, i) => {
       const t = tensors[n]!;
-      g.output(g.input(`in${i}`, t.dtype, t.dims.map((_, d) => `d${i}_${d}`)), `out${i}`);
+      g.output(
+        g.input(
+          `in${i}`,
+          t.dtype,
+          t.dims.map((_, d) => `d${i}_${d}`),
+        ),
+        `out${i}`,
+      );
     });
     const r = await (await this.session(g)).run(Object.fromEntries(names.map((n, i) => [`in${i}`, tensors[n]!])));
     return Object.fromEntries(names.map((n, i) => [n, r[`out${i}`]!]));
@@ -185,7 +231,10 @@ export class Backend {
   async placement(graph: Graph, feeds: Record<string, Feed>, o: SessionOptions = {}): Promise<Placement> {
     const dir = mkdtempSync(join(tmpdir(), 'docdistill-profile-'));
     try {
-      const s = await createOrtSession(this.modelPathOrBytes(graph, graphHash(graph, undefined, LOWER[this.provider])), { ...this.baseOptions(), deviceOutputs: o.deviceOutputs, profilePrefix: join(dir, 'p') });
+      const s = await createOrtSession(
+        this.modelPathOrBytes(graph, graphHash(graph, undefined, LOWER[this.provider])),
+        { ...this.baseOptions(), deviceOutputs: o.deviceOutputs, profilePrefix: join(dir, 'p') },
+      );
       try {
         const r = await runOrtMixed(s, feeds, undefined, new Set(o.deviceOutputs ?? []));
         for (const t of Object.values(r.device)) t.dispose();

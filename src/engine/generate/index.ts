@@ -84,7 +84,12 @@ class HostKvCache implements Cache {
     readonly dtype: 'float32' | 'float16' | 'float64',
   ) {
     this.row = B * K * E;
-    const make = () => (dtype === 'float32' ? new Float32Array(capacity * this.row) : dtype === 'float16' ? new Uint16Array(capacity * this.row) : new Float64Array(capacity * this.row));
+    const make = () =>
+      dtype === 'float32'
+        ? new Float32Array(capacity * this.row)
+        : dtype === 'float16'
+          ? new Uint16Array(capacity * this.row)
+          : new Float64Array(capacity * this.row);
     for (let l = 0; l < layers; l++) {
       this.k.push(make());
       this.v.push(make());
@@ -125,7 +130,11 @@ class DeviceKvCache implements Cache {
   len = 0;
 
   constructor(layers: number, B: number, K: number, E: number, dtype: 'float32' | 'float16' | 'float64') {
-    const empty = (): HostTensor => ({ dtype, dims: [0, B, K, E], data: dtype === 'float32' ? new Float32Array(0) : dtype === 'float16' ? new Uint16Array(0) : new Float64Array(0) });
+    const empty = (): HostTensor => ({
+      dtype,
+      dims: [0, B, K, E],
+      data: dtype === 'float32' ? new Float32Array(0) : dtype === 'float16' ? new Uint16Array(0) : new Float64Array(0),
+    });
     this.k = Array.from({ length: layers }, empty);
     this.v = Array.from({ length: layers }, empty);
   }
@@ -216,7 +225,11 @@ export class Stepper {
     this.S = S1;
     const pos = BigInt64Array.from(this.lengths, (n) => BigInt(n));
     for (let b = 0; b < B; b++) this.lengths[b]!++;
-    return this.run(BigInt64Array.from(tokens, (t) => BigInt(t)), pos, 1);
+    return this.run(
+      BigInt64Array.from(tokens, (t) => BigInt(t)),
+      pos,
+      1,
+    );
   }
 
   private async run(ids: BigInt64Array, pos: BigInt64Array, T: number): Promise<Float32Array> {
@@ -235,7 +248,11 @@ export class Stepper {
 }
 
 /** Generates a continuation of each prompt (token ids), all prompts in one batch. */
-export async function generate(model: CausalLM, prompts: number[][], opts: GenerateOptions = {}): Promise<Generation[]> {
+export async function generate(
+  model: CausalLM,
+  prompts: number[][],
+  opts: GenerateOptions = {},
+): Promise<Generation[]> {
   const cfg = model.config;
   const B = prompts.length;
   if (B === 0) return [];
@@ -247,12 +264,26 @@ export async function generate(model: CausalLM, prompts: number[][], opts: Gener
   const holdBack = Math.max(0, ...stopStrings.map((s) => s.length - 1));
   const Tp = Math.max(...prompts.map((p) => p.length));
   if (Tp + maxTokens > cfg.maxPositionEmbeddings) {
-    throw new Error(`prompt (${Tp} tokens) + max tokens (${maxTokens}) exceed the model's context of ${cfg.maxPositionEmbeddings}`);
+    throw new Error(
+      `prompt (${Tp} tokens) + max tokens (${maxTokens}) exceed the model's context of ${cfg.maxPositionEmbeddings}`,
+    );
   }
   const onDevice = opts.cacheOnDevice ?? keepsOutputsOnDevice(model.backend.provider);
-  const session = await model.session(onDevice ? 'step-device' : 'step', opts.adapter?.spec, opts.weights !== undefined);
+  const session = await model.session(
+    onDevice ? 'step-device' : 'step',
+    opts.adapter?.spec,
+    opts.weights !== undefined,
+  );
   const adapterFeeds = onDevice ? await model.residentAdapterFeeds(opts.adapter) : model.adapterFeeds(opts.adapter);
-  const stepper = new Stepper(session, cfg, model.dtype, B, Tp + maxTokens, { ...adapterFeeds, ...opts.weights }, onDevice);
+  const stepper = new Stepper(
+    session,
+    cfg,
+    model.dtype,
+    B,
+    Tp + maxTokens,
+    { ...adapterFeeds, ...opts.weights },
+    onDevice,
+  );
   try {
     return await decodeLoop(model, stepper, prompts, opts, maxTokens, stopTokens, stopStrings, holdBack);
   } finally {
@@ -342,6 +373,11 @@ async function decodeLoop(
     decodeTokens += done.filter((d) => !d).length;
     logits = await stepper.decode(next);
   }
-  opts.onTimings?.({ prefillMs: t1 - t0, prefillTokens: prompts.reduce((n, p) => n + p.length, 0), decodeMs: performance.now() - t1, decodeTokens });
+  opts.onTimings?.({
+    prefillMs: t1 - t0,
+    prefillTokens: prompts.reduce((n, p) => n + p.length, 0),
+    decodeMs: performance.now() - t1,
+    decodeTokens,
+  });
   return prompts.map((_, b) => ({ ids: gen[b]!, text: texts[b]!, finishReason: done[b]! }));
 }

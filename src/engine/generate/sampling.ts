@@ -34,8 +34,10 @@ export function argmax(x: ArrayLike<number>): number {
 export function sampleToken(logits: Float32Array | Float64Array, o: SamplingOptions, rand: () => number): number {
   const temp = o.temperature ?? 0;
   if (!(temp > 0)) return argmax(logits);
-  if (o.topK !== undefined && (!Number.isInteger(o.topK) || o.topK < 0)) throw new RangeError(`topK must be a whole number ≥ 0 (got ${o.topK})`);
-  if (o.topP !== undefined && !(o.topP > 0 && o.topP <= 1)) throw new RangeError(`topP must be in (0, 1] (got ${o.topP})`);
+  if (o.topK !== undefined && (!Number.isInteger(o.topK) || o.topK < 0))
+    throw new RangeError(`topK must be a whole number ≥ 0 (got ${o.topK})`);
+  if (o.topP !== undefined && !(o.topP > 0 && o.topP <= 1))
+    throw new RangeError(`topP must be in (0, 1] (got ${o.topP})`);
   let max = -Infinity;
   for (let i = 0; i < logits.length; i++) if (logits[i]! > max) max = logits[i]!;
   // Tokens more than 40 nats below the best (at this temperature) carry < 1e-17 of the mass each;

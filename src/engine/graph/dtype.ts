@@ -14,7 +14,14 @@ export const onnxTypeCode: Record<DType, number> = {
 };
 
 export const byteSize: Record<DType, number> = {
-  float32: 4, float64: 8, float16: 2, bfloat16: 2, int64: 8, int32: 4, bool: 1, uint8: 1,
+  float32: 4,
+  float64: 8,
+  float16: 2,
+  bfloat16: 2,
+  int64: 8,
+  int32: 4,
+  bool: 1,
+  uint8: 1,
 };
 
 export const isFloat = (d: DType): boolean => d === 'float32' || d === 'float64' || d === 'float16' || d === 'bfloat16';

@@ -128,10 +128,18 @@ export class Graph {
    * A constant whose bytes stay in a file (ONNX external data): the graph never holds them, and
    * ONNX Runtime maps them from the file. A model that uses it must be written beside that file.
    */
-  externalInitializer(name: string, dtype: DType, shape: readonly number[], external: ExternalData, key: string): Tensor {
+  externalInitializer(
+    name: string,
+    dtype: DType,
+    shape: readonly number[],
+    external: ExternalData,
+    key: string,
+  ): Tensor {
     const n = shape.reduce((a, b) => a * b, 1);
     if (external.length !== n * byteSize[dtype]) {
-      throw new GraphError(`initializer '${name}': ${external.length} bytes in ${external.path} for ${dtype}${fmtShape(shape)} (${n * byteSize[dtype]} expected)`);
+      throw new GraphError(
+        `initializer '${name}': ${external.length} bytes in ${external.path} for ${dtype}${fmtShape(shape)} (${n * byteSize[dtype]} expected)`,
+      );
     }
     const t = this.make(dtype, shape, this.uniqueName(name));
     this.initializers.push({ tensor: t, data: toTyped(dtype, []), key, external });
@@ -169,7 +177,8 @@ export class Graph {
     const node: Node = { op, inputs: [...inputs], outputs, attrs, name, domain: opts.domain };
     for (let i = 0; i < outs.length; i++) {
       const wanted = opts.names?.[i];
-      if (wanted !== undefined && this.names.has(wanted)) throw new GraphError(`tensor name '${wanted}' is already used in the graph`);
+      if (wanted !== undefined && this.names.has(wanted))
+        throw new GraphError(`tensor name '${wanted}' is already used in the graph`);
       const tname = wanted ?? this.uniqueName(`${name}_out${i}`);
       if (wanted !== undefined) this.names.add(wanted);
       outputs.push(this.make(outs[i]!.dtype, outs[i]!.shape, tname, node));
@@ -197,7 +206,9 @@ export class Graph {
     if (hit) return hit;
     const src = this.dimSources.get(d);
     if (!src) throw new GraphError(`symbolic dimension '${d}' has no tensor that carries it`);
-    const [t] = this.node('Shape', [src.tensor], { start: attr.int(src.axis), end: attr.int(src.axis + 1) }, [{ dtype: 'int64', shape: [1] }]);
+    const [t] = this.node('Shape', [src.tensor], { start: attr.int(src.axis), end: attr.int(src.axis + 1) }, [
+      { dtype: 'int64', shape: [1] },
+    ]);
     this.dimCache.set(d, t!);
     return t!;
   }
@@ -220,13 +231,21 @@ export function toTyped(dtype: DType, values: readonly number[] | TypedData): Ty
   if (!Array.isArray(values)) return values as TypedData;
   const v = values as readonly number[];
   switch (dtype) {
-    case 'float32': return Float32Array.from(v);
-    case 'float64': return Float64Array.from(v);
-    case 'float16': return Uint16Array.from(v, floatToHalf);
-    case 'bfloat16': return Uint16Array.from(v, floatToBfloat16);
-    case 'int64': return BigInt64Array.from(v, (x) => BigInt(Math.trunc(x)));
-    case 'int32': return Int32Array.from(v);
-    case 'bool': case 'uint8': return Uint8Array.from(v, (x) => (dtype === 'bool' ? (x ? 1 : 0) : x));
+    case 'float32':
+      return Float32Array.from(v);
+    case 'float64':
+      return Float64Array.from(v);
+    case 'float16':
+      return Uint16Array.from(v, floatToHalf);
+    case 'bfloat16':
+      return Uint16Array.from(v, floatToBfloat16);
+    case 'int64':
+      return BigInt64Array.from(v, (x) => BigInt(Math.trunc(x)));
+    case 'int32':
+      return Int32Array.from(v);
+    case 'bool':
+    case 'uint8':
+      return Uint8Array.from(v, (x) => (dtype === 'bool' ? (x ? 1 : 0) : x));
   }
 }
 
@@ -250,12 +269,12 @@ export function floatToHalf(value: number): number {
     let half = mant >>> shift;
     const rem = mant & ((1 << shift) - 1);
     const mid = 1 << (shift - 1);
-    if (rem > mid || (rem === mid && (half & 1))) half++;
+    if (rem > mid || (rem === mid && half & 1)) half++;
     return sign | half;
   }
   let half = (e << 10) | (mant >>> 13);
   const rem = mant & 0x1fff;
-  if (rem > 0x1000 || (rem === 0x1000 && (half & 1))) half++;
+  if (rem > 0x1000 || (rem === 0x1000 && half & 1)) half++;
   e = half >>> 10;
   return sign | half;
 }

@@ -39,7 +39,9 @@ const LOWERINGS: Record<string, (n: Node, out: NodeOut) => void> = {
     const a = n.attrs.axis;
     const axis = a?.kind === 'int' ? a.value : -1;
     const p = `${n.name}__lower`;
-    out(`${p}_axes`, 'Constant', [], [`${p}_axes`], { value: { kind: 'tensor', dtype: 'int64', shape: [1], data: BigInt64Array.of(BigInt(axis)) } });
+    out(`${p}_axes`, 'Constant', [], [`${p}_axes`], {
+      value: { kind: 'tensor', dtype: 'int64', shape: [1], data: BigInt64Array.of(BigInt(axis)) },
+    });
     out(`${p}_max`, 'ReduceMax', [x, `${p}_axes`], [`${p}_max`], { keepdims: { kind: 'int', value: 1 } });
     out(`${p}_shift`, 'Sub', [x, `${p}_max`], [`${p}_shift`]);
     out(`${p}_exp`, 'Exp', [`${p}_shift`], [`${p}_exp`]);
@@ -52,7 +54,10 @@ const LOWERINGS: Record<string, (n: Node, out: NodeOut) => void> = {
   // the same on the device.
   ConstantOfShape: (n, out) => {
     const v = n.attrs.value;
-    const value = v?.kind === 'tensor' ? v : { kind: 'tensor' as const, dtype: 'float32' as const, shape: [1], data: Float32Array.of(0) };
+    const value =
+      v?.kind === 'tensor'
+        ? v
+        : { kind: 'tensor' as const, dtype: 'float32' as const, shape: [1], data: Float32Array.of(0) };
     const p = `${n.name}__lower`;
     out(`${p}_value`, 'Constant', [], [`${p}_value`], { value: { ...value, shape: [1] } });
     out(n.name, 'Expand', [`${p}_value`, n.inputs[0]!.name], [n.outputs[0]!.name]);
@@ -87,13 +92,23 @@ function valueInfo(t: Tensor): ProtoWriter {
   return new ProtoWriter().string(1, t.name).message(2, typeProto(t));
 }
 
-function tensorProto(name: string, dtype: Initializer['tensor']['dtype'], dims: readonly number[], raw: Uint8Array | undefined, ext?: { location: string; offset: number; length: number }): ProtoWriter {
+function tensorProto(
+  name: string,
+  dtype: Initializer['tensor']['dtype'],
+  dims: readonly number[],
+  raw: Uint8Array | undefined,
+  ext?: { location: string; offset: number; length: number },
+): ProtoWriter {
   const w = new ProtoWriter();
   if (dims.length) w.packedInts(1, dims);
   w.int(2, onnxTypeCode[dtype]);
   w.string(8, name);
   if (ext) {
-    for (const [k, v] of [['location', ext.location], ['offset', String(ext.offset)], ['length', String(ext.length)]] as const) {
+    for (const [k, v] of [
+      ['location', ext.location],
+      ['offset', String(ext.offset)],
+      ['length', String(ext.length)],
+    ] as const) {
       w.message(13, new ProtoWriter().string(1, k).string(2, v));
     }
     w.int(14, 1);
@@ -106,12 +121,18 @@ function tensorProto(name: string, dtype: Initializer['tensor']['dtype'], dims: 
 function attribute(name: string, a: Attr): ProtoWriter {
   const w = new ProtoWriter().string(1, name);
   switch (a.kind) {
-    case 'int': return w.int(3, a.value).int(20, 2);
-    case 'float': return w.float(2, a.value).int(20, 1);
-    case 'string': return w.string(4, a.value).int(20, 3);
-    case 'ints': return w.packedInts(8, a.value).int(20, 7);
-    case 'floats': return w.packedFloats(7, a.value).int(20, 6);
-    case 'tensor': return w.message(5, tensorProto('', a.dtype, a.shape, bytesOf(a.data))).int(20, 4);
+    case 'int':
+      return w.int(3, a.value).int(20, 2);
+    case 'float':
+      return w.float(2, a.value).int(20, 1);
+    case 'string':
+      return w.string(4, a.value).int(20, 3);
+    case 'ints':
+      return w.packedInts(8, a.value).int(20, 7);
+    case 'floats':
+      return w.packedFloats(7, a.value).int(20, 6);
+    case 'tensor':
+      return w.message(5, tensorProto('', a.dtype, a.shape, bytesOf(a.data))).int(20, 4);
   }
 }
 
@@ -149,12 +170,26 @@ export function serializeModel(graph: Graph, opts: SerializeOptions = {}): Seria
     const dims = t.shape as number[];
     if (init.external) {
       // In a weight pack beside the model file (ONNX Runtime resolves the location against the model's folder).
-      g.message(5, tensorProto(t.name, t.dtype, dims, undefined, { location: basename(init.external.path), offset: init.external.offset, length: init.external.length }));
+      g.message(
+        5,
+        tensorProto(t.name, t.dtype, dims, undefined, {
+          location: basename(init.external.path),
+          offset: init.external.offset,
+          length: init.external.length,
+        }),
+      );
     } else if (opts.externalData && raw.byteLength >= threshold) {
       const offset = Math.ceil(externalSize / PAGE) * PAGE;
       external.push({ offset, data: raw });
       externalSize = offset + raw.byteLength;
-      g.message(5, tensorProto(t.name, t.dtype, dims, undefined, { location: opts.externalData.fileName, offset, length: raw.byteLength }));
+      g.message(
+        5,
+        tensorProto(t.name, t.dtype, dims, undefined, {
+          location: opts.externalData.fileName,
+          offset,
+          length: raw.byteLength,
+        }),
+      );
     } else {
       g.message(5, tensorProto(t.name, t.dtype, dims, raw));
     }
@@ -169,7 +204,8 @@ export function serializeModel(graph: Graph, opts: SerializeOptions = {}): Seria
     .message(7, g)
     .message(8, new ProtoWriter().string(1, '').int(2, opts.opset ?? DEFAULT_OPSET));
   // Contrib operators (com.microsoft MatMulNBits) need their domain imported too.
-  for (const d of new Set(graph.nodes.map((n) => n.domain).filter((d): d is string => !!d))) m.message(8, new ProtoWriter().string(1, d).int(2, 1));
+  for (const d of new Set(graph.nodes.map((n) => n.domain).filter((d): d is string => !!d)))
+    m.message(8, new ProtoWriter().string(1, d).int(2, 1));
   return { model: m.finish(), external, externalSize };
 }
 
@@ -197,14 +233,24 @@ export function graphHash(graph: Graph, opset = DEFAULT_OPSET, lower?: readonly 
  * Writes `<path>` and, if any initializer is large, `<path>.data` beside it, each through a
  * temporary file and a rename, so a crash never leaves a half-written model behind.
  */
-export function writeModel(graph: Graph, path: string, opts: { opset?: number; threshold?: number; lower?: readonly string[] } = {}): { modelBytes: number; dataBytes: number } {
+export function writeModel(
+  graph: Graph,
+  path: string,
+  opts: { opset?: number; threshold?: number; lower?: readonly string[] } = {},
+): { modelBytes: number; dataBytes: number } {
   const dataPath = `${path}.data`;
   for (const i of graph.initializers) {
     if (i.external && resolve(dirname(i.external.path)) !== resolve(dirname(path))) {
-      throw new Error(`writeModel: ${basename(path)} must be written in ${dirname(i.external.path)}, beside the weight file its initializer ${i.tensor.name} refers to`);
+      throw new Error(
+        `writeModel: ${basename(path)} must be written in ${dirname(i.external.path)}, beside the weight file its initializer ${i.tensor.name} refers to`,
+      );
     }
   }
-  const s = serializeModel(graph, { opset: opts.opset, lower: opts.lower, externalData: { fileName: basename(dataPath), threshold: opts.threshold ?? 1024 } });
+  const s = serializeModel(graph, {
+    opset: opts.opset,
+    lower: opts.lower,
+    externalData: { fileName: basename(dataPath), threshold: opts.threshold ?? 1024 },
+  });
   if (s.external.length) {
     writeFileAtomicWith(dataPath, (fd) => {
       for (const p of s.external) writeAll(fd, p.data, p.offset);

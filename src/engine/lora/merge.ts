@@ -11,9 +11,20 @@ import { hfModulePath, type LinearModule } from '../models/weights';
 import { readAdapter } from './peft';
 import { hasNonFinite } from '../models/finite';
 
-const TOKENIZER_FILES = ['tokenizer.json', 'tokenizer_config.json', 'special_tokens_map.json', 'chat_template.jinja', 'chat_template.json', 'generation_config.json'];
+const TOKENIZER_FILES = [
+  'tokenizer.json',
+  'tokenizer_config.json',
+  'special_tokens_map.json',
+  'chat_template.jinja',
+  'chat_template.json',
+  'generation_config.json',
+];
 
-export function mergeAdapter(modelDir: string, adapterDir: string, outDir: string): { tensors: number; merged: number } {
+export function mergeAdapter(
+  modelDir: string,
+  adapterDir: string,
+  outDir: string,
+): { tensors: number; merged: number } {
   if (existsSync(outDir)) throw new Error(`${outDir} exists; choose a new folder for the merged model`);
   const folder = loadModelFolder(modelDir, { requireTokenizer: false });
   const cfg = folder.config;
@@ -32,13 +43,20 @@ export function mergeAdapter(modelDir: string, adapterDir: string, outDir: strin
     if (i.which !== 'a') continue;
     const name = i.layer === 'lm_head' ? 'lm_head.weight' : `${hfModulePath(i.layer, i.module as LinearModule)}.weight`;
     const bName = i.name.replace(/\.a$/, '.b');
-    deltas.set(name, { a: adapter.tensors.get(i.name)!, b: adapter.tensors.get(bName)!, inD: i.shape[0], outD: inputs.find((x) => x.name === bName)!.shape[1] });
+    deltas.set(name, {
+      a: adapter.tensors.get(i.name)!,
+      b: adapter.tensors.get(bName)!,
+      inD: i.shape[0],
+      outD: inputs.find((x) => x.name === bName)!.shape[1],
+    });
   }
   const untie = cfg.tieWordEmbeddings && deltas.has('lm_head.weight');
   const names = folder.weights.names().filter((n) => !(untie && n === 'lm_head.weight'));
   const tensors: TensorToWrite[] = [];
   const merged = (name: string, src: string): TensorToWrite => ({
-    name, dtype: 'F32', shape: [...folder.weights.info(src).shape],
+    name,
+    dtype: 'F32',
+    shape: [...folder.weights.info(src).shape],
     data: () => {
       const w = folder.weights.float32(src).slice();
       const d = deltas.get(name);
@@ -54,7 +72,9 @@ export function mergeAdapter(modelDir: string, adapterDir: string, outDir: strin
       }
       for (let i = 0; i < w.length; i++) {
         if (Number.isFinite(w[i]!)) continue;
-        const cause = hasNonFinite(folder.weights.float32(src)) ? `the model's ${src} already holds NaN or infinite values (${modelDir} is corrupt)` : `the adapter's update overflows (${adapterDir})`;
+        const cause = hasNonFinite(folder.weights.float32(src))
+          ? `the model's ${src} already holds NaN or infinite values (${modelDir} is corrupt)`
+          : `the adapter's update overflows (${adapterDir})`;
         throw new Error(`refusing to merge: ${name} would have a non-finite value: ${cause}; nothing was written`);
       }
       return w;
@@ -71,7 +91,11 @@ export function mergeAdapter(modelDir: string, adapterDir: string, outDir: strin
   try {
     writeSafetensors(join(tmp, 'model.safetensors'), tensors, { format: 'pt' });
     const config = JSON.parse(readFileSync(join(modelDir, 'config.json'), 'utf8')) as Record<string, unknown>;
-    writeJsonAtomic(join(tmp, 'config.json'), { ...config, torch_dtype: 'float32', tie_word_embeddings: untie ? false : config.tie_word_embeddings });
+    writeJsonAtomic(join(tmp, 'config.json'), {
+      ...config,
+      torch_dtype: 'float32',
+      tie_word_embeddings: untie ? false : config.tie_word_embeddings,
+    });
     for (const f of TOKENIZER_FILES) if (existsSync(join(modelDir, f))) copyFileSync(join(modelDir, f), join(tmp, f));
     renameSync(tmp, outDir);
     done = true;

@@ -16,11 +16,20 @@ export class AdapterError extends Error {
 }
 
 const hfModuleName: Record<LoraTarget, string> = {
-  q: 'q_proj', k: 'k_proj', v: 'v_proj', o: 'o_proj', gate: 'gate_proj', up: 'up_proj', down: 'down_proj', lm_head: 'lm_head',
+  q: 'q_proj',
+  k: 'k_proj',
+  v: 'v_proj',
+  o: 'o_proj',
+  gate: 'gate_proj',
+  up: 'up_proj',
+  down: 'down_proj',
+  lm_head: 'lm_head',
 };
 
 const peftKey = (layer: number | 'lm_head', which: 'a' | 'b', m?: LinearModule): string =>
-  layer === 'lm_head' ? `base_model.model.lm_head.lora_${which.toUpperCase()}.weight` : `base_model.model.${hfModulePath(layer, m!)}.lora_${which.toUpperCase()}.weight`;
+  layer === 'lm_head'
+    ? `base_model.model.lm_head.lora_${which.toUpperCase()}.weight`
+    : `base_model.model.${hfModulePath(layer, m!)}.lora_${which.toUpperCase()}.weight`;
 
 export interface AdapterMeta {
   baseModel?: string;
@@ -37,7 +46,8 @@ const MAX_DELTA = 1e4;
 /** Reads a PEFT LoRA adapter for a model with this config. Unsupported variants are refused by name. */
 export function readAdapter(dir: string, cfg: ModelConfig): AdapterWeights {
   const cfgPath = join(dir, 'adapter_config.json');
-  if (!existsSync(cfgPath)) throw new AdapterError(`${dir}: no adapter_config.json; is this a PEFT LoRA adapter folder?`);
+  if (!existsSync(cfgPath))
+    throw new AdapterError(`${dir}: no adapter_config.json; is this a PEFT LoRA adapter folder?`);
   let ac: Record<string, unknown>;
   try {
     ac = JSON.parse(readFileSync(cfgPath, 'utf8')) as Record<string, unknown>;
@@ -50,17 +60,21 @@ export function readAdapter(dir: string, cfg: ModelConfig): AdapterWeights {
   if ((ac.peft_type ?? 'LORA') !== 'LORA') bad(`peft_type ${String(ac.peft_type)} is not supported (only LORA)`);
   if (ac.use_dora === true) bad('DoRA adapters are not supported');
   if (ac.fan_in_fan_out === true) bad('fan_in_fan_out adapters (GPT-2 style Conv1D) are not supported');
-  for (const k of ['rank_pattern', 'alpha_pattern']) if (ac[k] && Object.keys(ac[k] as object).length) bad(`per-module ${k} is not supported`);
-  if (ac.layers_to_transform !== null && ac.layers_to_transform !== undefined) bad('layers_to_transform is not supported');
+  for (const k of ['rank_pattern', 'alpha_pattern'])
+    if (ac[k] && Object.keys(ac[k] as object).length) bad(`per-module ${k} is not supported`);
+  if (ac.layers_to_transform !== null && ac.layers_to_transform !== undefined)
+    bad('layers_to_transform is not supported');
   const r = ac.r;
   const alpha = ac.lora_alpha ?? r;
   if (typeof r !== 'number' || !Number.isInteger(r) || r < 1) bad('"r" must be a positive whole number');
-  if (typeof alpha !== 'number' || !(alpha > 0) || !Number.isFinite(alpha)) bad(`"lora_alpha" must be a positive number, got ${JSON.stringify(alpha)}`);
+  if (typeof alpha !== 'number' || !(alpha > 0) || !Number.isFinite(alpha))
+    bad(`"lora_alpha" must be a positive number, got ${JSON.stringify(alpha)}`);
   if ((r as number) > MAX_RANK) bad(`"r" is ${r as number}; more than ${MAX_RANK} is not a LoRA adapter`);
   const tm = ac.target_modules;
   let names: string[];
   if (Array.isArray(tm)) names = tm.map(String);
-  else if (typeof tm === 'string') names = Object.values(hfModuleName).filter((n) => new RegExp(`(^|\\.)${tm}$`).test(n) || n === tm);
+  else if (typeof tm === 'string')
+    names = Object.values(hfModuleName).filter((n) => new RegExp(`(^|\\.)${tm}$`).test(n) || n === tm);
   else names = bad('"target_modules" is missing');
   const targets: LoraTarget[] = [];
   for (const n of names) {
@@ -70,12 +84,20 @@ export function readAdapter(dir: string, cfg: ModelConfig): AdapterWeights {
   }
   // rsLoRA scales by alpha/√r; express it as an equivalent alpha for scale = alpha/r.
   const effAlpha = ac.use_rslora === true ? (alpha as number) * Math.sqrt(r as number) : (alpha as number);
-  const spec: LoraSpec = { rank: r as number, alpha: effAlpha, targets: LORA_TARGETS.filter((t) => targets.includes(t)) };
+  const spec: LoraSpec = {
+    rank: r as number,
+    alpha: effAlpha,
+    targets: LORA_TARGETS.filter((t) => targets.includes(t)),
+  };
   const scale = effAlpha / (r as number);
-  if (!(scale <= MAX_SCALE)) bad(`lora_alpha ${alpha as number} with r ${r as number} scales the update by ${scale.toPrecision(3)}, which is absurd (LoRA uses about 0.5 to 4; at most ${MAX_SCALE} is accepted): the adapter's config is corrupt`);
+  if (!(scale <= MAX_SCALE))
+    bad(
+      `lora_alpha ${alpha as number} with r ${r as number} scales the update by ${scale.toPrecision(3)}, which is absurd (LoRA uses about 0.5 to 4; at most ${MAX_SCALE} is accepted): the adapter's config is corrupt`,
+    );
 
   const file = ['adapter_model.safetensors'].map((f) => join(dir, f)).find(existsSync);
-  if (!file) throw new AdapterError(`${dir}: no adapter_model.safetensors (adapter_model.bin is a pickle and is never loaded)`);
+  if (!file)
+    throw new AdapterError(`${dir}: no adapter_model.safetensors (adapter_model.bin is a pickle and is never loaded)`);
   const st = SafetensorsFile.open(file);
   try {
     const tensors = new Map<string, Float32Array>();
@@ -89,13 +111,18 @@ export function readAdapter(dir: string, cfg: ModelConfig): AdapterWeights {
       const [inD, outD] = linearDims(cfg, i.module);
       const expected = i.which === 'a' ? [spec.rank, inD] : [outD, spec.rank];
       if (shape.length !== 2 || shape[0] !== expected[0] || shape[1] !== expected[1]) {
-        throw new AdapterError(`${file}: ${name} has shape [${shape.join(', ')}], expected [${expected.join(', ')}] for this model`);
+        throw new AdapterError(
+          `${file}: ${name} has shape [${shape.join(', ')}], expected [${expected.join(', ')}] for this model`,
+        );
       }
       const v = st.float32(name);
       let max = 0;
       for (let k = 0; k < v.length; k++) {
         const x = Math.abs(v[k]!);
-        if (!Number.isFinite(x)) throw new AdapterError(`${file}: ${name} holds NaN or infinite values: the adapter is corrupt (train it again)`);
+        if (!Number.isFinite(x))
+          throw new AdapterError(
+            `${file}: ${name} holds NaN or infinite values: the adapter is corrupt (train it again)`,
+          );
         if (x > max) max = x;
       }
       maxAbs.set(i.name, { max, key: name });
@@ -108,7 +135,9 @@ export function readAdapter(dir: string, cfg: ModelConfig): AdapterWeights {
       const maxB = maxAbs.get(a.replace(/\.a$/, '.b'))!.max;
       const bound = scale * spec.rank * maxA * maxB;
       if (bound > MAX_DELTA) {
-        throw new AdapterError(`${file}: the update of ${key.replace(/^base_model\.model\./, '').replace(/\.lora_A.*$/, '')} could reach ${bound.toPrecision(3)} (scale ${scale.toPrecision(3)} × r ${spec.rank} × max|A| ${maxA.toPrecision(3)} × max|B| ${maxB.toPrecision(3)}), far beyond any model weight: the adapter is corrupt or diverged (train it again)`);
+        throw new AdapterError(
+          `${file}: the update of ${key.replace(/^base_model\.model\./, '').replace(/\.lora_A.*$/, '')} could reach ${bound.toPrecision(3)} (scale ${scale.toPrecision(3)} × r ${spec.rank} × max|A| ${maxA.toPrecision(3)} × max|B| ${maxB.toPrecision(3)}), far beyond any model weight: the adapter is corrupt or diverged (train it again)`,
+        );
       }
     }
     return { spec, tensors };
@@ -121,16 +150,28 @@ export function readAdapter(dir: string, cfg: ModelConfig): AdapterWeights {
  * Writes an adapter in the PEFT layout, atomically as a whole: into a temporary sibling folder,
  * then renamed over `dir` (an existing adapter there is replaced only once the new one is complete).
  */
-export function writeAdapter(dir: string, cfg: ModelConfig, adapter: AdapterWeights, meta: AdapterMeta = {}, extraFiles: Record<string, unknown> = {}): void {
+export function writeAdapter(
+  dir: string,
+  cfg: ModelConfig,
+  adapter: AdapterWeights,
+  meta: AdapterMeta = {},
+  extraFiles: Record<string, unknown> = {},
+): void {
   const { spec } = adapter;
   const tmp = `${dir}.tmp-${process.pid}`;
   const tensors: TensorToWrite[] = [];
   for (const i of loraInputs(cfg, spec)) {
     const t = adapter.tensors.get(i.name);
     if (!t) throw new AdapterError(`adapter is missing ${i.name}`);
-    for (let k = 0; k < t.length; k++) if (!Number.isFinite(t[k]!)) throw new AdapterError(`refusing to save: ${i.name} has a non-finite value`);
+    for (let k = 0; k < t.length; k++)
+      if (!Number.isFinite(t[k]!)) throw new AdapterError(`refusing to save: ${i.name} has a non-finite value`);
     const [rows, cols] = i.shape; // a: [in, r], b: [r, out]
-    tensors.push({ name: peftKey(i.layer, i.which, i.module === 'lm_head' ? undefined : (i.module as LinearModule)), dtype: 'F32', shape: [cols, rows], data: transpose2d(t, rows, cols) });
+    tensors.push({
+      name: peftKey(i.layer, i.which, i.module === 'lm_head' ? undefined : (i.module as LinearModule)),
+      dtype: 'F32',
+      shape: [cols, rows],
+      data: transpose2d(t, rows, cols),
+    });
   }
   rmSync(tmp, { recursive: true, force: true });
   mkdirSync(tmp, { recursive: true });

@@ -6,10 +6,21 @@
 // that says what was found and what is supported.
 
 export type Architecture = 'LlamaForCausalLM' | 'Qwen2ForCausalLM' | 'Qwen3ForCausalLM' | 'MistralForCausalLM';
-export const SUPPORTED_ARCHITECTURES: readonly Architecture[] = ['LlamaForCausalLM', 'Qwen2ForCausalLM', 'Qwen3ForCausalLM', 'MistralForCausalLM'];
+export const SUPPORTED_ARCHITECTURES: readonly Architecture[] = [
+  'LlamaForCausalLM',
+  'Qwen2ForCausalLM',
+  'Qwen3ForCausalLM',
+  'MistralForCausalLM',
+];
 
 export type RopeScaling =
-  | { type: 'llama3'; factor: number; lowFreqFactor: number; highFreqFactor: number; originalMaxPositionEmbeddings: number }
+  | {
+      type: 'llama3';
+      factor: number;
+      lowFreqFactor: number;
+      highFreqFactor: number;
+      originalMaxPositionEmbeddings: number;
+    }
   | { type: 'linear'; factor: number };
 
 export interface ModelConfig {
@@ -68,7 +79,10 @@ const isObject = (v: unknown): v is Json => typeof v === 'object' && v !== null 
 
 /** Reads typed values out of a JSON object, naming the file and key in every error. */
 class Reader {
-  constructor(readonly obj: Json, readonly source: string) {}
+  constructor(
+    readonly obj: Json,
+    readonly source: string,
+  ) {}
 
   fail(msg: string): never {
     throw new ModelError(`${this.source}: ${msg}`);
@@ -88,7 +102,10 @@ class Reader {
     if (opts.int && !Number.isInteger(v)) this.fail(`"${key}" must be a whole number, got ${v}`);
     if (opts.positive && !(v > 0)) this.fail(`"${key}" must be positive, got ${v}`);
     if (opts.min !== undefined && v < opts.min) this.fail(`"${key}" must be at least ${opts.min}, got ${v}`);
-    if (opts.max !== undefined && v > opts.max) this.fail(`"${key}" is ${v}, more than any real model has (at most ${opts.max} is accepted): the config is corrupt or not for this kind of model`);
+    if (opts.max !== undefined && v > opts.max)
+      this.fail(
+        `"${key}" is ${v}, more than any real model has (at most ${opts.max} is accepted): the config is corrupt or not for this kind of model`,
+      );
     return v;
   }
 
@@ -112,7 +129,8 @@ class Reader {
     if (v === undefined || v === null) return [];
     const list = Array.isArray(v) ? v : [v];
     for (const x of list) {
-      if (typeof x !== 'number' || !Number.isInteger(x) || x < 0) this.fail(`"${key}" must be a token id or a list of token ids, got ${JSON.stringify(v)}`);
+      if (typeof x !== 'number' || !Number.isInteger(x) || x < 0)
+        this.fail(`"${key}" must be a token id or a list of token ids, got ${JSON.stringify(v)}`);
     }
     return list as number[];
   }
@@ -121,7 +139,8 @@ class Reader {
     const v = this.obj[key];
     if (v === undefined || v === null) return undefined;
     if (Array.isArray(v)) return this.ids(key)[0];
-    if (typeof v !== 'number' || !Number.isInteger(v) || v < 0) this.fail(`"${key}" must be a token id, got ${JSON.stringify(v)}`);
+    if (typeof v !== 'number' || !Number.isInteger(v) || v < 0)
+      this.fail(`"${key}" must be a token id, got ${JSON.stringify(v)}`);
     return v;
   }
 }
@@ -142,13 +161,18 @@ function parseRopeScaling(raw: unknown, r: Reader, maxPos: number): RopeScaling 
     case 'llama3': {
       const lowFreqFactor = s.num('low_freq_factor', { positive: true });
       const highFreqFactor = s.num('high_freq_factor', { positive: true });
-      if (!(highFreqFactor > lowFreqFactor)) s.fail(`"high_freq_factor" (${highFreqFactor}) must be greater than "low_freq_factor" (${lowFreqFactor})`);
+      if (!(highFreqFactor > lowFreqFactor))
+        s.fail(`"high_freq_factor" (${highFreqFactor}) must be greater than "low_freq_factor" (${lowFreqFactor})`);
       return {
         type: 'llama3',
         factor: s.num('factor', { positive: true }),
         lowFreqFactor,
         highFreqFactor,
-        originalMaxPositionEmbeddings: s.num('original_max_position_embeddings', { int: true, positive: true, def: maxPos }),
+        originalMaxPositionEmbeddings: s.num('original_max_position_embeddings', {
+          int: true,
+          positive: true,
+          def: maxPos,
+        }),
       };
     }
     default:
@@ -189,7 +213,8 @@ export function parseConfig(json: unknown, source: string): ModelConfig {
   const archs = json.architectures;
   if (archs !== undefined && archs !== null) {
     const first: unknown = Array.isArray(archs) ? archs[0] : undefined;
-    if (typeof first !== 'string') r.fail(`"architectures" must be a non-empty list of names, got ${JSON.stringify(archs)}`);
+    if (typeof first !== 'string')
+      r.fail(`"architectures" must be a non-empty list of names, got ${JSON.stringify(archs)}`);
     const name = first as string;
     if (!(SUPPORTED_ARCHITECTURES as readonly string[]).includes(name)) {
       r.fail(`architecture "${name}" is not supported (${supported})`);
@@ -208,33 +233,54 @@ export function parseConfig(json: unknown, source: string): ModelConfig {
 
   if (json.quantization_config !== undefined && json.quantization_config !== null) {
     const q = isObject(json.quantization_config) ? json.quantization_config.quant_method : undefined;
-    r.fail(`quantized models${q ? ` (${String(q)})` : ''} are not supported: use an unquantized float32/float16/bfloat16 checkpoint`);
+    r.fail(
+      `quantized models${q ? ` (${String(q)})` : ''} are not supported: use an unquantized float32/float16/bfloat16 checkpoint`,
+    );
   }
   const act = r.str('hidden_act') ?? r.str('hidden_activation') ?? 'silu';
   if (act !== 'silu' && act !== 'swish') r.fail(`hidden_act "${act}" is not supported (supported: "silu")`);
   if (r.bool('mlp_bias', false)) r.fail(`"mlp_bias": true is not supported (MLP projections without bias only)`);
   // Llama, Mistral and Qwen3 put attention_bias on q, k, v *and* o_proj; Qwen2 has q/k/v biases always.
   if (architecture !== 'Qwen2ForCausalLM' && r.bool('attention_bias', false)) {
-    r.fail(`"attention_bias": true is not supported for ${architecture} (it adds an o_proj bias); only Qwen2's q/k/v biases are`);
+    r.fail(
+      `"attention_bias": true is not supported for ${architecture} (it adds an o_proj bias); only Qwen2's q/k/v biases are`,
+    );
   }
   const partial = r.num('partial_rotary_factor', { def: 1 });
-  if (partial !== 1) r.fail(`"partial_rotary_factor": ${partial} is not supported (rotary embedding over the whole head only)`);
+  if (partial !== 1)
+    r.fail(`"partial_rotary_factor": ${partial} is not supported (rotary embedding over the whole head only)`);
 
   const vocabSize = r.num('vocab_size', { int: true, positive: true, max: CONFIG_MAXIMA.vocab_size });
   const hiddenSize = r.num('hidden_size', { int: true, positive: true, max: CONFIG_MAXIMA.hidden_size });
-  const intermediateSize = r.num('intermediate_size', { int: true, positive: true, max: CONFIG_MAXIMA.intermediate_size });
+  const intermediateSize = r.num('intermediate_size', {
+    int: true,
+    positive: true,
+    max: CONFIG_MAXIMA.intermediate_size,
+  });
   const numLayers = r.num('num_hidden_layers', { int: true, positive: true, max: CONFIG_MAXIMA.num_hidden_layers });
   const numHeads = r.num('num_attention_heads', { int: true, positive: true, max: CONFIG_MAXIMA.num_attention_heads });
-  const numKvHeads = r.num('num_key_value_heads', { int: true, positive: true, max: CONFIG_MAXIMA.num_key_value_heads, def: numHeads });
-  if (numHeads % numKvHeads !== 0) r.fail(`num_attention_heads (${numHeads}) must be a multiple of num_key_value_heads (${numKvHeads})`);
+  const numKvHeads = r.num('num_key_value_heads', {
+    int: true,
+    positive: true,
+    max: CONFIG_MAXIMA.num_key_value_heads,
+    def: numHeads,
+  });
+  if (numHeads % numKvHeads !== 0)
+    r.fail(`num_attention_heads (${numHeads}) must be a multiple of num_key_value_heads (${numKvHeads})`);
   let headDim: number;
   if (r.has('head_dim')) {
     headDim = r.num('head_dim', { int: true, positive: true, max: CONFIG_MAXIMA.head_dim });
   } else {
-    if (hiddenSize % numHeads !== 0) r.fail(`hidden_size (${hiddenSize}) is not a multiple of num_attention_heads (${numHeads}) and no "head_dim" is given`);
+    if (hiddenSize % numHeads !== 0)
+      r.fail(
+        `hidden_size (${hiddenSize}) is not a multiple of num_attention_heads (${numHeads}) and no "head_dim" is given`,
+      );
     headDim = hiddenSize / numHeads;
   }
-  if (headDim > CONFIG_MAXIMA.head_dim) r.fail(`the head dimension hidden_size / num_attention_heads is ${headDim}, more than any real model has (at most ${CONFIG_MAXIMA.head_dim} is accepted)`);
+  if (headDim > CONFIG_MAXIMA.head_dim)
+    r.fail(
+      `the head dimension hidden_size / num_attention_heads is ${headDim}, more than any real model has (at most ${CONFIG_MAXIMA.head_dim} is accepted)`,
+    );
   if (headDim % 2 !== 0) r.fail(`the head dimension (${headDim}) must be even for rotary embeddings`);
 
   // transformers 5 moves rope_theta and rope_scaling into "rope_parameters".
@@ -244,8 +290,16 @@ export function parseConfig(json: unknown, source: string): ModelConfig {
     ropeSrc = new Reader(json.rope_parameters, `${source} rope_parameters`);
     scalingRaw = json.rope_parameters;
   }
-  const ropeTheta = ropeSrc.num('rope_theta', { positive: true, def: r.num('rope_theta', { positive: true, def: 10000 }) });
-  let maxPositionEmbeddings = r.num('max_position_embeddings', { int: true, positive: true, max: CONFIG_MAXIMA.max_position_embeddings, def: DEFAULT_MAX_POSITIONS[architecture] });
+  const ropeTheta = ropeSrc.num('rope_theta', {
+    positive: true,
+    def: r.num('rope_theta', { positive: true, def: 10000 }),
+  });
+  let maxPositionEmbeddings = r.num('max_position_embeddings', {
+    int: true,
+    positive: true,
+    max: CONFIG_MAXIMA.max_position_embeddings,
+    def: DEFAULT_MAX_POSITIONS[architecture],
+  });
   const ropeScaling = parseRopeScaling(scalingRaw, r, maxPositionEmbeddings);
 
   // Sliding-window attention equals full causal attention for sequences no longer than the
@@ -258,14 +312,23 @@ export function parseConfig(json: unknown, source: string): ModelConfig {
   }
 
   const dtypeStr = r.str('torch_dtype') ?? r.str('dtype') ?? 'float32';
-  if (!(DTYPES as readonly string[]).includes(dtypeStr)) r.fail(`torch_dtype "${dtypeStr}" is not supported (supported: ${DTYPES.join(', ')})`);
+  if (!(DTYPES as readonly string[]).includes(dtypeStr))
+    r.fail(`torch_dtype "${dtypeStr}" is not supported (supported: ${DTYPES.join(', ')})`);
 
   const rmsNormEps = r.num('rms_norm_eps', { positive: true, def: 1e-6 });
   const cfg: ModelConfig = {
     architecture,
     modelType: modelType ?? expectedType,
-    vocabSize, hiddenSize, intermediateSize, numLayers, numHeads, numKvHeads, headDim,
-    rmsNormEps, ropeTheta, maxPositionEmbeddings,
+    vocabSize,
+    hiddenSize,
+    intermediateSize,
+    numLayers,
+    numHeads,
+    numKvHeads,
+    headDim,
+    rmsNormEps,
+    ropeTheta,
+    maxPositionEmbeddings,
     tieWordEmbeddings: r.bool('tie_word_embeddings', false),
     qkvBias: architecture === 'Qwen2ForCausalLM',
     qkNorm: architecture === 'Qwen3ForCausalLM',
@@ -277,8 +340,13 @@ export function parseConfig(json: unknown, source: string): ModelConfig {
   if (bos !== undefined) cfg.bosTokenId = bos;
   const pad = r.id('pad_token_id');
   if (pad !== undefined) cfg.padTokenId = pad;
-  for (const [k, ids] of [['bos_token_id', bos === undefined ? [] : [bos]], ['eos_token_id', cfg.eosTokenIds], ['pad_token_id', pad === undefined ? [] : [pad]]] as const) {
-    for (const id of ids) if (id >= vocabSize) r.fail(`"${k}" ${id} is outside the vocabulary (vocab_size ${vocabSize})`);
+  for (const [k, ids] of [
+    ['bos_token_id', bos === undefined ? [] : [bos]],
+    ['eos_token_id', cfg.eosTokenIds],
+    ['pad_token_id', pad === undefined ? [] : [pad]],
+  ] as const) {
+    for (const id of ids)
+      if (id >= vocabSize) r.fail(`"${k}" ${id} is outside the vocabulary (vocab_size ${vocabSize})`);
   }
   return cfg;
 }

@@ -21,7 +21,9 @@ export function hasNonFinite(a: ArrayLike<number>): boolean {
  * its values are bad; undefined when every weight is finite. Reads every tensor: only call it once
  * something has already gone wrong.
  */
-export function findNonFiniteWeight(dir: string): { file: string; tensor: string; bad: number; total: number } | undefined {
+export function findNonFiniteWeight(
+  dir: string,
+): { file: string; tensor: string; bad: number; total: number } | undefined {
   const store = WeightStore.open(dir);
   try {
     for (const f of store.files) {
@@ -42,16 +44,29 @@ export function findNonFiniteWeight(dir: string): { file: string; tensor: string
  * Explains non-finite output of `what` ('score', 'generate') for a model loaded from `modelDir`,
  * computing in `dtype`, with an adapter (its folder, when known) or without.
  */
-export function nonFiniteError(what: string, model: { dir?: string; dtype: string }, adapter?: { dir?: string }): NonFiniteError {
+export function nonFiniteError(
+  what: string,
+  model: { dir?: string; dtype: string },
+  adapter?: { dir?: string },
+): NonFiniteError {
   const head = `the model's output (${what}) is NaN or infinite`;
   const found = model.dir ? findNonFiniteWeight(model.dir) : undefined;
   if (found) {
-    return new NonFiniteError(`${head} because ${found.file} holds non-finite weights (${found.tensor}: ${found.bad} of ${found.total} values are NaN or ±Inf): the file is corrupt; download or export the model again`);
+    return new NonFiniteError(
+      `${head} because ${found.file} holds non-finite weights (${found.tensor}: ${found.bad} of ${found.total} values are NaN or ±Inf): the file is corrupt; download or export the model again`,
+    );
   }
   if (adapter) {
     const where = adapter.dir ? join(adapter.dir, 'adapter_model.safetensors') : 'the adapter';
-    return new NonFiniteError(`${head} with the adapter, though every weight of the model is finite: ${where} (or its lora_alpha in adapter_config.json) makes the values overflow; retrain it with a lower learning rate, or run without it`);
+    return new NonFiniteError(
+      `${head} with the adapter, though every weight of the model is finite: ${where} (or its lora_alpha in adapter_config.json) makes the values overflow; retrain it with a lower learning rate, or run without it`,
+    );
   }
-  const hint = model.dtype === 'float16' ? ' in float16: run with --dtype float32' : ': the weights may be too large for this architecture (was the model exported correctly?)';
-  return new NonFiniteError(`${head} though every weight${model.dir ? ` in ${model.dir}` : ''} is finite; the values overflow${hint}`);
+  const hint =
+    model.dtype === 'float16'
+      ? ' in float16: run with --dtype float32'
+      : ': the weights may be too large for this architecture (was the model exported correctly?)';
+  return new NonFiniteError(
+    `${head} though every weight${model.dir ? ` in ${model.dir}` : ''} is finite; the values overflow${hint}`,
+  );
 }

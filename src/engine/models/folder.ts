@@ -46,20 +46,33 @@ export class WeightStore {
     const present = safeList(dir);
     const other = present.filter((n) => /\.(bin|pt|pth|gguf|ckpt|h5|msgpack)$/.test(n) || n.endsWith('.safetensors'));
     let hint = '';
-    if (other.some((n) => /\.(bin|pt|pth|ckpt)$/.test(n))) hint = ' PyTorch pickle weights (*.bin/*.pt) are not read because loading them can run code: convert the model to safetensors (e.g. save_pretrained(..., safe_serialization=True)).';
-    else if (other.some((n) => n.endsWith('.gguf'))) hint = ' GGUF files are not supported: use the original Hugging Face checkpoint.';
-    else if (other.some((n) => n.endsWith('.safetensors'))) hint = ` Found ${other.filter((n) => n.endsWith('.safetensors')).join(', ')}, but a Hugging Face folder names its weights model.safetensors or lists shards in model.safetensors.index.json.`;
+    if (other.some((n) => /\.(bin|pt|pth|ckpt)$/.test(n)))
+      hint =
+        ' PyTorch pickle weights (*.bin/*.pt) are not read because loading them can run code: convert the model to safetensors (e.g. save_pretrained(..., safe_serialization=True)).';
+    else if (other.some((n) => n.endsWith('.gguf')))
+      hint = ' GGUF files are not supported: use the original Hugging Face checkpoint.';
+    else if (other.some((n) => n.endsWith('.safetensors')))
+      hint = ` Found ${other.filter((n) => n.endsWith('.safetensors')).join(', ')}, but a Hugging Face folder names its weights model.safetensors or lists shards in model.safetensors.index.json.`;
     throw new ModelError(`${dir}: no weights: expected model.safetensors or model.safetensors.index.json.${hint}`);
   }
 
   private static openIndex(dir: string, indexPath: string): WeightStore {
     const idx = readJson(indexPath) as { weight_map?: unknown };
     const map = idx?.weight_map;
-    if (typeof map !== 'object' || map === null || Array.isArray(map)) throw new ModelError(`${indexPath}: no "weight_map" object (tensor name → shard file)`);
+    if (typeof map !== 'object' || map === null || Array.isArray(map))
+      throw new ModelError(`${indexPath}: no "weight_map" object (tensor name → shard file)`);
     const byFile = new Map<string, string[]>();
     for (const [name, file] of Object.entries(map as Record<string, unknown>)) {
-      if (typeof file !== 'string' || file.includes('/') || file.includes('\\') || file === '..' || !file.endsWith('.safetensors')) {
-        throw new ModelError(`${indexPath}: weight_map["${name}"] must name a .safetensors file in the same folder, got ${JSON.stringify(file)}`);
+      if (
+        typeof file !== 'string' ||
+        file.includes('/') ||
+        file.includes('\\') ||
+        file === '..' ||
+        !file.endsWith('.safetensors')
+      ) {
+        throw new ModelError(
+          `${indexPath}: weight_map["${name}"] must name a .safetensors file in the same folder, got ${JSON.stringify(file)}`,
+        );
       }
       byFile.set(file, [...(byFile.get(file) ?? []), name]);
     }
@@ -67,11 +80,17 @@ export class WeightStore {
     try {
       for (const [file, names] of [...byFile].sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0))) {
         const p = join(dir, file);
-        if (!existsSync(p)) throw new ModelError(`${indexPath}: shard ${file} (holding ${names.length} tensors, e.g. ${names[0]}) is missing from the folder`);
+        if (!existsSync(p))
+          throw new ModelError(
+            `${indexPath}: shard ${file} (holding ${names.length} tensors, e.g. ${names[0]}) is missing from the folder`,
+          );
         const f = SafetensorsFile.open(p);
         files.push(f);
         const absent = names.filter((n) => !f.has(n));
-        if (absent.length) throw new ModelError(`${p}: does not contain ${absent.length} tensor(s) the index assigns to it: ${absent.slice(0, 5).join(', ')}${absent.length > 5 ? ', …' : ''}`);
+        if (absent.length)
+          throw new ModelError(
+            `${p}: does not contain ${absent.length} tensor(s) the index assigns to it: ${absent.slice(0, 5).join(', ')}${absent.length > 5 ? ', …' : ''}`,
+          );
       }
     } catch (e) {
       for (const f of files) f.close();
@@ -136,7 +155,10 @@ export function expectedTensors(c: ModelConfig): { name: string; shape: number[]
       );
     }
     if (c.qkNorm) {
-      out.push({ name: `${p}.self_attn.q_norm.weight`, shape: [E] }, { name: `${p}.self_attn.k_norm.weight`, shape: [E] });
+      out.push(
+        { name: `${p}.self_attn.q_norm.weight`, shape: [E] },
+        { name: `${p}.self_attn.k_norm.weight`, shape: [E] },
+      );
     }
     out.push(
       { name: `${p}.post_attention_layernorm.weight`, shape: [D] },
@@ -161,13 +183,20 @@ export function checkWeights(c: ModelConfig, weights: WeightStore, where: string
   }
   if (layers.size !== c.numLayers) {
     const [lo, hi] = [Math.min(...layers), Math.max(...layers)];
-    const held = layers.size === 0 ? 'no layers' : `${layers.size} layer${layers.size === 1 ? '' : 's'} (model.layers.${lo}${hi > lo ? ` to ${hi}` : ''})`;
-    throw new ModelError(`${where}: config.json says num_hidden_layers is ${c.numLayers} but the weights hold ${held}: the config does not belong to these weights, or the weights are incomplete`);
+    const held =
+      layers.size === 0
+        ? 'no layers'
+        : `${layers.size} layer${layers.size === 1 ? '' : 's'} (model.layers.${lo}${hi > lo ? ` to ${hi}` : ''})`;
+    throw new ModelError(
+      `${where}: config.json says num_hidden_layers is ${c.numLayers} but the weights hold ${held}: the config does not belong to these weights, or the weights are incomplete`,
+    );
   }
   if (weights.has('model.embed_tokens.weight')) {
     const s = weights.info('model.embed_tokens.weight').shape;
     if (s.length !== 2 || s[0] !== c.vocabSize || s[1] !== c.hiddenSize) {
-      throw new ModelError(`${where}: config.json says vocab_size ${c.vocabSize} and hidden_size ${c.hiddenSize} but model.embed_tokens.weight has shape [${s.join(', ')}]: the config does not belong to these weights`);
+      throw new ModelError(
+        `${where}: config.json says vocab_size ${c.vocabSize} and hidden_size ${c.hiddenSize} but model.embed_tokens.weight has shape [${s.join(', ')}]: the config does not belong to these weights`,
+      );
     }
   }
   const problems: string[] = [];
@@ -178,7 +207,8 @@ export function checkWeights(c: ModelConfig, weights: WeightStore, where: string
       p = `${t.name} is missing`;
     } else {
       const i = weights.info(t.name);
-      if (i.shape.length !== t.shape.length || i.shape.some((d, k) => d !== t.shape[k])) p = `${t.name} has shape [${i.shape.join(', ')}], expected [${t.shape.join(', ')}]`;
+      if (i.shape.length !== t.shape.length || i.shape.some((d, k) => d !== t.shape[k]))
+        p = `${t.name} has shape [${i.shape.join(', ')}], expected [${t.shape.join(', ')}]`;
       else if (!FLOAT_DTYPES.includes(i.dtype)) p = `${t.name} has dtype ${i.dtype}, expected F32, F16 or BF16`;
     }
     if (p) {
@@ -188,7 +218,9 @@ export function checkWeights(c: ModelConfig, weights: WeightStore, where: string
   }
   if (count) {
     const more = count > problems.length ? `; and ${count - problems.length} more` : '';
-    throw new ModelError(`${where}: the weights do not match config.json (${c.architecture}, ${c.numLayers} layers): ${problems.join('; ')}${more}`);
+    throw new ModelError(
+      `${where}: the weights do not match config.json (${c.architecture}, ${c.numLayers} layers): ${problems.join('; ')}${more}`,
+    );
   }
 }
 
@@ -218,7 +250,9 @@ function optNumber(obj: Record<string, unknown>, key: string, file: string, int 
   const v = obj[key];
   if (v === undefined || v === null) return undefined;
   if (typeof v !== 'number' || !Number.isFinite(v) || v < 0 || (int && !Number.isInteger(v))) {
-    throw new ModelError(`${file}: "${key}" must be a ${int ? 'whole ' : ''}non-negative number, got ${JSON.stringify(v)}`);
+    throw new ModelError(
+      `${file}: "${key}" must be a ${int ? 'whole ' : ''}non-negative number, got ${JSON.stringify(v)}`,
+    );
   }
   return v;
 }
@@ -227,7 +261,8 @@ function optIds(obj: Record<string, unknown>, key: string, file: string): number
   const v = obj[key];
   if (v === undefined || v === null) return undefined;
   const list = Array.isArray(v) ? v : [v];
-  if (!list.every((x) => typeof x === 'number' && Number.isInteger(x) && x >= 0)) throw new ModelError(`${file}: "${key}" must be a token id or a list of them, got ${JSON.stringify(v)}`);
+  if (!list.every((x) => typeof x === 'number' && Number.isInteger(x) && x >= 0))
+    throw new ModelError(`${file}: "${key}" must be a token id or a list of them, got ${JSON.stringify(v)}`);
   return list as number[];
 }
 
@@ -239,7 +274,8 @@ export function readGenerationConfig(dir: string, config: ModelConfig): Generati
   if (config.padTokenId !== undefined) g.padTokenId = config.padTokenId;
   if (!existsSync(file)) return g;
   const raw = readJson(file);
-  if (typeof raw !== 'object' || raw === null || Array.isArray(raw)) throw new ModelError(`${file}: expected a JSON object`);
+  if (typeof raw !== 'object' || raw === null || Array.isArray(raw))
+    throw new ModelError(`${file}: expected a JSON object`);
   const o = raw as Record<string, unknown>;
   const eos = optIds(o, 'eos_token_id', file);
   if (eos) g.eosTokenIds = eos;
@@ -263,7 +299,10 @@ export function readGenerationConfig(dir: string, config: ModelConfig): Generati
   const maxNew = optNumber(o, 'max_new_tokens', file, true);
   if (maxNew !== undefined) g.maxNewTokens = maxNew;
   for (const id of [...g.eosTokenIds, g.bosTokenId, g.padTokenId]) {
-    if (id !== undefined && id >= config.vocabSize) throw new ModelError(`${file}: token id ${id} is outside the vocabulary (vocab_size ${config.vocabSize} in config.json)`);
+    if (id !== undefined && id >= config.vocabSize)
+      throw new ModelError(
+        `${file}: token id ${id} is outside the vocabulary (vocab_size ${config.vocabSize} in config.json)`,
+      );
   }
   return g;
 }
@@ -281,12 +320,18 @@ export function loadModelFolder(dir: string, opts: { requireTokenizer?: boolean 
   } catch {
     throw new ModelError(`${abs}: model folder not found`);
   }
-  if (!st.isDirectory()) throw new ModelError(`${abs}: not a folder (expected a Hugging Face model folder with config.json, model.safetensors and tokenizer.json)`);
+  if (!st.isDirectory())
+    throw new ModelError(
+      `${abs}: not a folder (expected a Hugging Face model folder with config.json, model.safetensors and tokenizer.json)`,
+    );
   const cfgPath = join(abs, 'config.json');
-  if (!existsSync(cfgPath)) throw new ModelError(`${abs}: config.json is missing (is this a Hugging Face model folder?)`);
+  if (!existsSync(cfgPath))
+    throw new ModelError(`${abs}: config.json is missing (is this a Hugging Face model folder?)`);
   const config = parseConfig(readJson(cfgPath), cfgPath);
   if ((opts.requireTokenizer ?? true) && !existsSync(join(abs, 'tokenizer.json'))) {
-    const sp = existsSync(join(abs, 'tokenizer.model')) ? ' (only tokenizer.model is present: a SentencePiece file; save the fast tokenizer with tokenizer.save_pretrained to get tokenizer.json)' : '';
+    const sp = existsSync(join(abs, 'tokenizer.model'))
+      ? ' (only tokenizer.model is present: a SentencePiece file; save the fast tokenizer with tokenizer.save_pretrained to get tokenizer.json)'
+      : '';
     throw new ModelError(`${abs}: tokenizer.json is missing${sp}`);
   }
   const generation = readGenerationConfig(abs, config);

@@ -24,11 +24,16 @@ export function linear(x: Tensor, l: Linear): Tensor {
 
 export interface LayerWeights {
   inputNorm: Tensor; // [D]
-  q: Linear; k: Linear; v: Linear; o: Linear;
+  q: Linear;
+  k: Linear;
+  v: Linear;
+  o: Linear;
   qNorm?: Tensor; // [E] (Qwen3)
   kNorm?: Tensor; // [E]
   postNorm: Tensor; // [D]
-  gate: Linear; up: Linear; down: Linear;
+  gate: Linear;
+  up: Linear;
+  down: Linear;
 }
 
 export interface AttentionShape {

@@ -30,17 +30,28 @@ export const loraInputName = (layer: number | 'lm_head', which: 'a' | 'b', modul
 export function linearDims(cfg: ModelConfig, m: LoraTarget): [number, number] {
   const { hiddenSize: D, numHeads: H, numKvHeads: K, headDim: E, intermediateSize: I, vocabSize: V } = cfg;
   switch (m) {
-    case 'q': return [D, H * E];
-    case 'k': case 'v': return [D, K * E];
-    case 'o': return [H * E, D];
-    case 'gate': case 'up': return [D, I];
-    case 'down': return [I, D];
-    case 'lm_head': return [D, V];
+    case 'q':
+      return [D, H * E];
+    case 'k':
+    case 'v':
+      return [D, K * E];
+    case 'o':
+      return [H * E, D];
+    case 'gate':
+    case 'up':
+      return [D, I];
+    case 'down':
+      return [I, D];
+    case 'lm_head':
+      return [D, V];
   }
 }
 
 /** Every LoRA input of a spec with its shape: a [in, r], b [r, out]. */
-export function loraInputs(cfg: ModelConfig, spec: LoraSpec): { name: string; shape: [number, number]; layer: number | 'lm_head'; module: LoraTarget; which: 'a' | 'b' }[] {
+export function loraInputs(
+  cfg: ModelConfig,
+  spec: LoraSpec,
+): { name: string; shape: [number, number]; layer: number | 'lm_head'; module: LoraTarget; which: 'a' | 'b' }[] {
   const out: ReturnType<typeof loraInputs> = [];
   for (let l = 0; l < cfg.numLayers; l++) {
     for (const m of LINEAR_MODULES) {
@@ -52,13 +63,26 @@ export function loraInputs(cfg: ModelConfig, spec: LoraSpec): { name: string; sh
   }
   if (spec.targets.includes('lm_head')) {
     const [i, o] = linearDims(cfg, 'lm_head');
-    out.push({ name: loraInputName('lm_head', 'a'), shape: [i, spec.rank], layer: 'lm_head', module: 'lm_head', which: 'a' });
-    out.push({ name: loraInputName('lm_head', 'b'), shape: [spec.rank, o], layer: 'lm_head', module: 'lm_head', which: 'b' });
+    out.push({
+      name: loraInputName('lm_head', 'a'),
+      shape: [i, spec.rank],
+      layer: 'lm_head',
+      module: 'lm_head',
+      which: 'a',
+    });
+    out.push({
+      name: loraInputName('lm_head', 'b'),
+      shape: [spec.rank, o],
+      layer: 'lm_head',
+      module: 'lm_head',
+      which: 'b',
+    });
   }
   return out;
 }
 
-export const loraSpecKey = (s?: LoraSpec): string => (s ? `r${s.rank}a${s.alpha}:${[...s.targets].sort().join(',')}` : 'base');
+export const loraSpecKey = (s?: LoraSpec): string =>
+  s ? `r${s.rank}a${s.alpha}:${[...s.targets].sort().join(',')}` : 'base';
 
 export interface DecoderInputs {
   ids: Tensor; // [B, T] int64
@@ -105,7 +129,10 @@ export class LlamaGraphs {
     return names;
   }
 
-  /** Every weight a graph of this model may read from the pack (the head too when it is tied: the embedding transposed). */
+  /**
+   * Every weight a graph of this model may read from the pack (the head too when it is tied: the
+   * embedding transposed).
+   */
   private packNames(): string[] {
     const names = this.weightNames();
     return this.cfg.tieWordEmbeddings ? [...names, 'lm_head'] : names;
@@ -124,7 +151,8 @@ export class LlamaGraphs {
     let t = m.get(name);
     if (!t) {
       if (opts.weightsAsInputs) {
-        if (this.weights.quantization !== 'none') throw new Error(`full training needs a float base (this model's base is ${this.weights.quantization})`);
+        if (this.weights.quantization !== 'none')
+          throw new Error(`full training needs a float base (this model's base is ${this.weights.quantization})`);
         t = g.input(`w.${name}`, this.dtype, this.weights.shape(name));
       } else {
         const pack = this.weights.pack(this.packNames());
@@ -211,16 +239,32 @@ export class LlamaGraphs {
         lora: this.lora(g, opts, l, m, x),
       });
       const w: LayerWeights = {
-        inputNorm: W('input_norm'), postNorm: W('post_norm'),
-        q: lin('q', c.qkvBias), k: lin('k', c.qkvBias), v: lin('v', c.qkvBias), o: lin('o'),
-        qNorm: c.qkNorm ? W('q_norm') : undefined, kNorm: c.qkNorm ? W('k_norm') : undefined,
-        gate: lin('gate'), up: lin('up'), down: lin('down'),
+        inputNorm: W('input_norm'),
+        postNorm: W('post_norm'),
+        q: lin('q', c.qkvBias),
+        k: lin('k', c.qkvBias),
+        v: lin('v', c.qkvBias),
+        o: lin('o'),
+        qNorm: c.qkNorm ? W('q_norm') : undefined,
+        kNorm: c.qkNorm ? W('k_norm') : undefined,
+        gate: lin('gate'),
+        up: lin('up'),
+        down: lin('down'),
       };
       // The LoRA dropout mask of `down` and `o` has their own input widths; lin() sized it from x's
       // leading dims, which are the same [B, T] for every module.
       const past = inp.past?.[l];
-      const pastBKPE = past ? { k: op.transpose(past.k, [1, 2, 0, 3]), v: op.transpose(past.v, [1, 2, 0, 3]) } : undefined;
-      const out = decoderLayer(x, w, { numHeads: c.numHeads, numKvHeads: c.numKvHeads, headDim: c.headDim, eps: c.rmsNormEps }, rope, bias, pastBKPE);
+      const pastBKPE = past
+        ? { k: op.transpose(past.k, [1, 2, 0, 3]), v: op.transpose(past.v, [1, 2, 0, 3]) }
+        : undefined;
+      const out = decoderLayer(
+        x,
+        w,
+        { numHeads: c.numHeads, numKvHeads: c.numKvHeads, headDim: c.headDim, eps: c.rmsNormEps },
+        rope,
+        bias,
+        pastBKPE,
+      );
       x = out.out;
       ks.push(out.k);
       vs.push(out.v);
@@ -233,7 +277,10 @@ export class LlamaGraphs {
   logits(g: Graph, hidden: Tensor, opts: BuildOptions = {}): Tensor {
     // Tied embeddings in full training: the head is the (trainable) embedding, transposed.
     const tiedInput = this.cfg.tieWordEmbeddings && opts.weightsAsInputs;
-    const head: Linear = { weight: tiedInput ? op.transpose(this.weight(g, 'embed', opts), [1, 0]) : this.linearWeight(g, 'lm_head', opts), lora: this.lora(g, opts, 'lm_head', 'lm_head', hidden) };
+    const head: Linear = {
+      weight: tiedInput ? op.transpose(this.weight(g, 'embed', opts), [1, 0]) : this.linearWeight(g, 'lm_head', opts),
+      lora: this.lora(g, opts, 'lm_head', 'lm_head', hidden),
+    };
     const y = isQuantized(head.weight) ? op.matmulNBits(hidden, head.weight) : op.matmul(hidden, head.weight);
     let out = y;
     if (head.lora) {

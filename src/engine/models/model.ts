@@ -33,7 +33,9 @@ export interface LoadOptions {
 /** Identifies a folder's weights by path, size and modification time, without reading them. */
 function weightsKey(dir: string): string {
   const h = createHash('sha256').update(resolve(dir));
-  for (const f of readdirSync(dir).filter((n) => n.endsWith('.safetensors')).sort()) {
+  for (const f of readdirSync(dir)
+    .filter((n) => n.endsWith('.safetensors'))
+    .sort()) {
     const s = statSync(join(dir, f));
     h.update(`|${f}:${s.size}:${s.mtimeMs}`);
   }
@@ -58,21 +60,49 @@ export class CausalLM {
     readonly quantization: BaseQuantization = 'none',
     private readonly cacheDir?: string,
   ) {
-    if (!(BASE_QUANTIZATIONS as readonly string[]).includes(quantization)) throw new Error(`base quantization must be ${BASE_QUANTIZATIONS.join(', ')} (got '${quantization}')`);
-    this.graphs = new LlamaGraphs(config, new PreparedWeights(config, dtype, weightsId, source, quantization, cacheDir));
+    if (!(BASE_QUANTIZATIONS as readonly string[]).includes(quantization))
+      throw new Error(`base quantization must be ${BASE_QUANTIZATIONS.join(', ')} (got '${quantization}')`);
+    this.graphs = new LlamaGraphs(
+      config,
+      new PreparedWeights(config, dtype, weightsId, source, quantization, cacheDir),
+    );
   }
 
   static async load(dir: string, backend: Backend, opts: LoadOptions = {}): Promise<CausalLM> {
     const folder: ModelFolder = loadModelFolder(dir);
     const tokenizer = await Tokenizer.fromFolder(dir);
     const dtype = opts.dtype ?? (backend.provider === 'cpu' ? 'float32' : 'float16');
-    const cacheDir = opts.cacheDir === false ? undefined : opts.cacheDir ?? modelCacheDir(dir);
-    return new CausalLM(folder.config, folder.weights, weightsKey(dir), tokenizer, backend, dtype, dir, opts.quantize ?? 'none', cacheDir);
+    const cacheDir = opts.cacheDir === false ? undefined : (opts.cacheDir ?? modelCacheDir(dir));
+    return new CausalLM(
+      folder.config,
+      folder.weights,
+      weightsKey(dir),
+      tokenizer,
+      backend,
+      dtype,
+      dir,
+      opts.quantize ?? 'none',
+      cacheDir,
+    );
   }
 
   /** A model from weights in memory (tests, training a model from scratch). */
-  static fromWeights(config: ModelConfig, source: WeightSource, backend: Backend, opts: { dtype?: ComputeDtype; id: string; tokenizer?: Tokenizer; quantize?: BaseQuantization }): CausalLM {
-    return new CausalLM(config, source, opts.id, opts.tokenizer, backend, opts.dtype ?? 'float32', undefined, opts.quantize ?? 'none');
+  static fromWeights(
+    config: ModelConfig,
+    source: WeightSource,
+    backend: Backend,
+    opts: { dtype?: ComputeDtype; id: string; tokenizer?: Tokenizer; quantize?: BaseQuantization },
+  ): CausalLM {
+    return new CausalLM(
+      config,
+      source,
+      opts.id,
+      opts.tokenizer,
+      backend,
+      opts.dtype ?? 'float32',
+      undefined,
+      opts.quantize ?? 'none',
+    );
   }
 
   /**
@@ -84,7 +114,17 @@ export class CausalLM {
     if (q === this.quantization) return this;
     let m = this.variants.get(q);
     if (!m) {
-      m = new CausalLM(this.config, this.source, this.weightsId, this.tok, this.backend, this.dtype, this.dir, q, this.cacheDir);
+      m = new CausalLM(
+        this.config,
+        this.source,
+        this.weightsId,
+        this.tok,
+        this.backend,
+        this.dtype,
+        this.dir,
+        q,
+        this.cacheDir,
+      );
       m.variants.set(this.quantization, this);
       this.variants.set(q, m);
     }
@@ -110,7 +150,10 @@ export class CausalLM {
       } else if (kind === 'step') {
         s = this.backend.session(this.graphs.stepGraph(o));
       } else {
-        const names = Array.from({ length: this.config.numLayers }, (_, l) => [`present_k.${l}`, `present_v.${l}`]).flat();
+        const names = Array.from({ length: this.config.numLayers }, (_, l) => [
+          `present_k.${l}`,
+          `present_v.${l}`,
+        ]).flat();
         s = this.backend.session(this.graphs.stepGraph({ ...o, cacheOnDevice: true }), { deviceOutputs: names });
       }
       this.sessions.set(key, s);
@@ -136,7 +179,8 @@ export class CausalLM {
     for (const i of loraInputs(this.config, adapter.spec)) {
       const t = adapter.tensors.get(i.name);
       if (!t) throw new Error(`adapter is missing ${i.name}`);
-      if (t.length !== i.shape[0] * i.shape[1]) throw new Error(`adapter tensor ${i.name} has ${t.length} values, expected [${i.shape.join(', ')}]`);
+      if (t.length !== i.shape[0] * i.shape[1])
+        throw new Error(`adapter tensor ${i.name} has ${t.length} values, expected [${i.shape.join(', ')}]`);
       feeds[i.name] = { dtype: 'float32', dims: i.shape, data: t };
     }
     return feeds;
@@ -185,7 +229,8 @@ export class CausalLM {
     const V = this.config.vocabSize;
     for (const s of ids) {
       for (const t of s) {
-        if (!Number.isInteger(t) || t < 0 || t >= V) throw new RangeError(`token id ${t} is outside the vocabulary (0..${V - 1})`);
+        if (!Number.isInteger(t) || t < 0 || t >= V)
+          throw new RangeError(`token id ${t} is outside the vocabulary (0..${V - 1})`);
       }
     }
   }

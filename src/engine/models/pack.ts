@@ -9,7 +9,20 @@
 // file; a pack whose manifest is missing, unreadable or disagrees with what is asked is rebuilt.
 // The id says what the bytes are (model files by path, size and mtime; dtype; quantization;
 // format version), so a changed model or setting never reads a stale pack.
-import { closeSync, existsSync, fsyncSync, mkdirSync, openSync, readdirSync, readFileSync, renameSync, rmSync, statSync, writeFileSync, writeSync } from 'node:fs';
+import {
+  closeSync,
+  existsSync,
+  fsyncSync,
+  mkdirSync,
+  openSync,
+  readdirSync,
+  readFileSync,
+  renameSync,
+  rmSync,
+  statSync,
+  writeFileSync,
+  writeSync,
+} from 'node:fs';
 import { createHash } from 'node:crypto';
 import { homedir } from 'node:os';
 import { join, resolve } from 'node:path';
@@ -69,8 +82,15 @@ export class WeightPack {
    * `stalePrefix`: other packs in `dir` whose id does not start with it are deleted after a build
    * (packs of an earlier version of the same model files).
    */
-  static ensure(dir: string, id: string, entries: readonly PackEntry[], load: (name: string) => TypedData, stalePrefix?: string): WeightPack {
-    if (!/^[\w.-]+$/.test(id)) throw new Error(`weight pack id '${id}' may only hold letters, digits, '.', '_' and '-'`);
+  static ensure(
+    dir: string,
+    id: string,
+    entries: readonly PackEntry[],
+    load: (name: string) => TypedData,
+    stalePrefix?: string,
+  ): WeightPack {
+    if (!/^[\w.-]+$/.test(id))
+      throw new Error(`weight pack id '${id}' may only hold letters, digits, '.', '_' and '-'`);
     const path = join(dir, `${id}.weights`);
     const mpath = join(dir, `${id}.json`);
     const existing = readManifest(mpath, path, id, entries);
@@ -85,10 +105,14 @@ export class WeightPack {
       for (const e of entries) {
         const data = load(e.name);
         const length = e.shape.reduce((a, b) => a * b, 1) * byteSize[e.dtype];
-        if (data.byteLength !== length) throw new Error(`weight pack: ${e.name} has ${data.byteLength} bytes, expected ${length} (${e.dtype} [${e.shape.join(', ')}])`);
+        if (data.byteLength !== length)
+          throw new Error(
+            `weight pack: ${e.name} has ${data.byteLength} bytes, expected ${length} (${e.dtype} [${e.shape.join(', ')}])`,
+          );
         const offset = Math.ceil(end / PAGE) * PAGE;
         const raw = bytesOf(data);
-        for (let done = 0; done < raw.byteLength; ) done += writeSync(fd, raw, done, Math.min(raw.byteLength - done, 1 << 30), offset + done);
+        for (let done = 0; done < raw.byteLength;)
+          done += writeSync(fd, raw, done, Math.min(raw.byteLength - done, 1 << 30), offset + done);
         manifest.tensors[e.name] = { dtype: e.dtype, shape: [...e.shape], offset, length };
         end = offset + length;
       }
@@ -100,7 +124,9 @@ export class WeightPack {
       const need = entries.reduce((n, e) => n + e.shape.reduce((a, b) => a * b, 1) * byteSize[e.dtype], 0);
       const code = (err as NodeJS.ErrnoException).code;
       if (code === 'ENOSPC' || code === 'EDQUOT' || code === 'EACCES' || code === 'EROFS') {
-        throw new Error(`could not write the weight pack (${(need / 2 ** 30).toFixed(2)} GiB) into ${dir}: ${(err as Error).message}. Free some space there, or point DOCDISTILL_CACHE_DIR at a folder with room.`);
+        throw new Error(
+          `could not write the weight pack (${(need / 2 ** 30).toFixed(2)} GiB) into ${dir}: ${(err as Error).message}. Free some space there, or point DOCDISTILL_CACHE_DIR at a folder with room.`,
+        );
       }
       throw err;
     }
@@ -140,12 +166,22 @@ function readManifest(mpath: string, path: string, id: string, entries: readonly
   if (Object.keys(m.tensors).length !== entries.length) return undefined;
   for (const e of entries) {
     const t = m.tensors[e.name];
-    if (!t || t.dtype !== e.dtype || t.shape.join() !== e.shape.join() || t.offset % PAGE !== 0 || t.offset + t.length > m.size) return undefined;
+    if (
+      !t ||
+      t.dtype !== e.dtype ||
+      t.shape.join() !== e.shape.join() ||
+      t.offset % PAGE !== 0 ||
+      t.offset + t.length > m.size
+    )
+      return undefined;
   }
   return m;
 }
 
-/** Deletes packs that belong to other versions of the model's files, and the graphs that read them (<id>.<hash>.onnx). */
+/**
+ * Deletes packs that belong to other versions of the model's files, and the graphs that read them
+ * (<id>.<hash>.onnx).
+ */
 function pruneStale(dir: string, keepPrefix: string, justBuilt: string): void {
   for (const f of readdirSync(dir)) {
     const m = /^([\w-]+)\.(weights|json|[0-9a-f]{32}\.onnx)$/.exec(f);

@@ -28,9 +28,17 @@ export interface QuantizedWeight {
  * linear weight as stored, [out, in]), each block of `block` values along K with its own scale
  * (see below); values rounded to the nearest level.
  */
-export function quantizeRows(rows: Float32Array, n: number, k: number, bits: 4 | 8, block = QUANT_BLOCK, scaleDtype: 'float32' | 'float16' = 'float32'): QuantizedWeight {
+export function quantizeRows(
+  rows: Float32Array,
+  n: number,
+  k: number,
+  bits: 4 | 8,
+  block = QUANT_BLOCK,
+  scaleDtype: 'float32' | 'float16' = 'float32',
+): QuantizedWeight {
   if (rows.length !== n * k) throw new Error(`quantize: ${rows.length} values for [${n}, ${k}]`);
-  if (block % 16 !== 0 || block < 16) throw new Error(`quantize: the block size must be a multiple of 16 ≥ 16 (got ${block})`);
+  if (block % 16 !== 0 || block < 16)
+    throw new Error(`quantize: the block size must be a multiple of 16 ≥ 16 (got ${block})`);
   const blocks = Math.ceil(k / block);
   const per = (block * bits) / 8;
   const b = new Uint8Array(n * blocks * per);
@@ -57,7 +65,8 @@ export function quantizeRows(rows: Float32Array, n: number, k: number, bits: 4 |
       const s = scaleDtype === 'float16' ? halfToFloat(floatToHalf(amax / qmax)) : Math.fround(amax / qmax);
       const inv = s > 0 ? 1 / s : 0;
       q.fill(zp);
-      for (let i = k0; i < k1; i++) q[i - k0] = Math.max(0, Math.min(2 * zp - 1, Math.round(rows[row + i]! * inv) + zp));
+      for (let i = k0; i < k1; i++)
+        q[i - k0] = Math.max(0, Math.min(2 * zp - 1, Math.round(rows[row + i]! * inv) + zp));
       scales[r * blocks + j] = s;
       const out = (r * blocks + j) * per;
       if (bits === 8) b.set(q, out);

@@ -11,10 +11,39 @@ import { writeAll, writeFileAtomicWith } from '../../common/atomicFile';
 import { halfToFloat } from '../graph';
 import { ModelError } from './config';
 
-export type SafetensorsDType = 'F64' | 'F32' | 'F16' | 'BF16' | 'I64' | 'I32' | 'I16' | 'I8' | 'U64' | 'U32' | 'U16' | 'U8' | 'BOOL' | 'F8_E4M3' | 'F8_E5M2';
+export type SafetensorsDType =
+  | 'F64'
+  | 'F32'
+  | 'F16'
+  | 'BF16'
+  | 'I64'
+  | 'I32'
+  | 'I16'
+  | 'I8'
+  | 'U64'
+  | 'U32'
+  | 'U16'
+  | 'U8'
+  | 'BOOL'
+  | 'F8_E4M3'
+  | 'F8_E5M2';
 
 export const SAFETENSORS_DTYPE_SIZE: Record<SafetensorsDType, number> = {
-  F64: 8, F32: 4, F16: 2, BF16: 2, I64: 8, I32: 4, I16: 2, I8: 1, U64: 8, U32: 4, U16: 2, U8: 1, BOOL: 1, F8_E4M3: 1, F8_E5M2: 1,
+  F64: 8,
+  F32: 4,
+  F16: 2,
+  BF16: 2,
+  I64: 8,
+  I32: 4,
+  I16: 2,
+  I8: 1,
+  U64: 8,
+  U32: 4,
+  U16: 2,
+  U8: 1,
+  BOOL: 1,
+  F8_E4M3: 1,
+  F8_E5M2: 1,
 };
 
 export interface TensorInfo {
@@ -57,9 +86,11 @@ export class SafetensorsFile {
     const lenBuf = Buffer.alloc(8);
     readFully(fd, lenBuf, 0, path);
     const headerLen = lenBuf.readBigUInt64LE(0);
-    if (headerLen > BigInt(MAX_HEADER)) fail(`header length ${headerLen} is implausible (corrupt file, or not a safetensors file)`);
+    if (headerLen > BigInt(MAX_HEADER))
+      fail(`header length ${headerLen} is implausible (corrupt file, or not a safetensors file)`);
     const n = Number(headerLen);
-    if (8 + n > size) fail(`the header says it is ${n} bytes but the file has only ${size - 8} after the length (truncated)`);
+    if (8 + n > size)
+      fail(`the header says it is ${n} bytes but the file has only ${size - 8} after the length (truncated)`);
     const headerBuf = Buffer.alloc(n);
     readFully(fd, headerBuf, 8, path);
     let header: unknown;
@@ -86,18 +117,32 @@ export class SafetensorsFile {
       if (typeof t !== 'object' || t === null) fail(`tensor "${name}": header entry is not an object`);
       const dtype = t!.dtype;
       if (typeof dtype !== 'string' || !Object.hasOwn(SAFETENSORS_DTYPE_SIZE, dtype)) {
-        fail(`tensor "${name}": dtype ${JSON.stringify(dtype)} is not supported (supported: ${Object.keys(SAFETENSORS_DTYPE_SIZE).join(', ')})`);
+        fail(
+          `tensor "${name}": dtype ${JSON.stringify(dtype)} is not supported (supported: ${Object.keys(SAFETENSORS_DTYPE_SIZE).join(', ')})`,
+        );
       }
       const shape = t!.shape;
-      if (!Array.isArray(shape) || !shape.every((d) => Number.isSafeInteger(d) && d >= 0)) fail(`tensor "${name}": shape ${JSON.stringify(shape)} is not a list of sizes`);
+      if (!Array.isArray(shape) || !shape.every((d) => Number.isSafeInteger(d) && d >= 0))
+        fail(`tensor "${name}": shape ${JSON.stringify(shape)} is not a list of sizes`);
       const off = t!.data_offsets;
-      if (!Array.isArray(off) || off.length !== 2 || !off.every((d) => Number.isSafeInteger(d) && d >= 0) || off[0] > off[1]) {
+      if (
+        !Array.isArray(off) ||
+        off.length !== 2 ||
+        !off.every((d) => Number.isSafeInteger(d) && d >= 0) ||
+        off[0] > off[1]
+      ) {
         fail(`tensor "${name}": data_offsets ${JSON.stringify(off)} are not [begin, end]`);
       }
       const [begin, end] = off as [number, number];
       const expect = numel(shape as number[]) * SAFETENSORS_DTYPE_SIZE[dtype as SafetensorsDType];
-      if (end - begin !== expect) fail(`tensor "${name}": data_offsets span ${end - begin} bytes but ${dtype}[${(shape as number[]).join(', ')}] needs ${expect}`);
-      if (end > dataLen) fail(`tensor "${name}" ends at byte ${end} of the data but the file has only ${dataLen} data bytes (truncated)`);
+      if (end - begin !== expect)
+        fail(
+          `tensor "${name}": data_offsets span ${end - begin} bytes but ${dtype}[${(shape as number[]).join(', ')}] needs ${expect}`,
+        );
+      if (end > dataLen)
+        fail(
+          `tensor "${name}" ends at byte ${end} of the data but the file has only ${dataLen} data bytes (truncated)`,
+        );
       const e: Entry = { dtype: dtype as SafetensorsDType, shape: shape as number[], begin, end };
       this.entries.set(name, e);
       spans.push(e);
@@ -109,7 +154,8 @@ export class SafetensorsFile {
       if (s.begin < pos) fail('tensors overlap in the data section (corrupt header)');
       pos = s.end;
     }
-    if (pos !== dataLen) fail(`the data section has ${dataLen} bytes but the tensors account for ${pos} (corrupt or truncated file)`);
+    if (pos !== dataLen)
+      fail(`the data section has ${dataLen} bytes but the tensors account for ${pos} (corrupt or truncated file)`);
     this.metadata = meta;
   }
 
@@ -120,7 +166,9 @@ export class SafetensorsFile {
       fd = openSync(path, 'r');
     } catch (e) {
       const code = (e as NodeJS.ErrnoException).code;
-      throw new SafetensorsError(code === 'ENOENT' ? `${path}: file not found` : `${path}: cannot open (${(e as Error).message})`);
+      throw new SafetensorsError(
+        code === 'ENOENT' ? `${path}: file not found` : `${path}: cannot open (${(e as Error).message})`,
+      );
     }
     try {
       return new SafetensorsFile(path, fd);
@@ -175,17 +223,33 @@ export class SafetensorsFile {
         }
         return out;
       }
-      case 'F64': case 'I64': case 'I32': case 'I16': case 'I8': case 'U32': case 'U16': case 'U8': case 'BOOL': {
+      case 'F64':
+      case 'I64':
+      case 'I32':
+      case 'I16':
+      case 'I8':
+      case 'U32':
+      case 'U16':
+      case 'U8':
+      case 'BOOL': {
         const b = this.bytes(name);
         const src = {
-          F64: () => new Float64Array(b.buffer), I64: () => Float64Array.from(new BigInt64Array(b.buffer), Number),
-          I32: () => new Int32Array(b.buffer), I16: () => new Int16Array(b.buffer), I8: () => new Int8Array(b.buffer),
-          U32: () => new Uint32Array(b.buffer), U16: () => new Uint16Array(b.buffer), U8: () => b, BOOL: () => b,
+          F64: () => new Float64Array(b.buffer),
+          I64: () => Float64Array.from(new BigInt64Array(b.buffer), Number),
+          I32: () => new Int32Array(b.buffer),
+          I16: () => new Int16Array(b.buffer),
+          I8: () => new Int8Array(b.buffer),
+          U32: () => new Uint32Array(b.buffer),
+          U16: () => new Uint16Array(b.buffer),
+          U8: () => b,
+          BOOL: () => b,
         }[e.dtype]();
         return Float32Array.from(src);
       }
       default:
-        throw new SafetensorsError(`${this.path}: tensor "${name}" has dtype ${e.dtype}, which cannot be converted to float32`);
+        throw new SafetensorsError(
+          `${this.path}: tensor "${name}" has dtype ${e.dtype}, which cannot be converted to float32`,
+        );
     }
   }
 
@@ -210,7 +274,10 @@ function readFully(fd: number, out: Uint8Array, position: number, path: string):
   let done = 0;
   while (done < out.length) {
     const n = readSync(fd, out, done, Math.min(IO_CHUNK, out.length - done), position + done);
-    if (n === 0) throw new SafetensorsError(`${path}: unexpected end of file at byte ${position + done} (truncated; was it modified while open?)`);
+    if (n === 0)
+      throw new SafetensorsError(
+        `${path}: unexpected end of file at byte ${position + done} (truncated; was it modified while open?)`,
+      );
     done += n;
   }
 }
@@ -224,14 +291,19 @@ export interface TensorToWrite {
 }
 
 /** The JSON header (padded with spaces to 8-byte alignment) for a list of tensors. */
-function buildHeader(tensors: readonly TensorToWrite[], metadata?: Record<string, string>): { header: Buffer; sizes: number[] } {
+function buildHeader(
+  tensors: readonly TensorToWrite[],
+  metadata?: Record<string, string>,
+): { header: Buffer; sizes: number[] } {
   const obj: Record<string, unknown> = {};
   if (metadata && Object.keys(metadata).length > 0) obj.__metadata__ = metadata;
   const sizes: number[] = [];
   let off = 0;
   for (const t of tensors) {
-    if (t.name === '__metadata__' || t.name in obj) throw new SafetensorsError(`duplicate or reserved tensor name "${t.name}"`);
-    if (!Object.hasOwn(SAFETENSORS_DTYPE_SIZE, t.dtype)) throw new SafetensorsError(`tensor "${t.name}": unknown dtype ${t.dtype}`);
+    if (t.name === '__metadata__' || t.name in obj)
+      throw new SafetensorsError(`duplicate or reserved tensor name "${t.name}"`);
+    if (!Object.hasOwn(SAFETENSORS_DTYPE_SIZE, t.dtype))
+      throw new SafetensorsError(`tensor "${t.name}": unknown dtype ${t.dtype}`);
     const size = numel(t.shape) * SAFETENSORS_DTYPE_SIZE[t.dtype];
     obj[t.name] = { dtype: t.dtype, shape: [...t.shape], data_offsets: [off, off + size] };
     sizes.push(size);
@@ -244,8 +316,14 @@ function buildHeader(tensors: readonly TensorToWrite[], metadata?: Record<string
 }
 
 /** Bytes a file with these tensors takes, without writing it. */
-export function safetensorsSize(tensors: readonly Omit<TensorToWrite, 'data'>[], metadata?: Record<string, string>): number {
-  const { header, sizes } = buildHeader(tensors.map((t) => ({ ...t, data: new Uint8Array(0) })), metadata);
+export function safetensorsSize(
+  tensors: readonly Omit<TensorToWrite, 'data'>[],
+  metadata?: Record<string, string>,
+): number {
+  const { header, sizes } = buildHeader(
+    tensors.map((t) => ({ ...t, data: new Uint8Array(0) })),
+    metadata,
+  );
   return 8 + header.length + sizes.reduce((a, b) => a + b, 0);
 }
 
@@ -253,7 +331,11 @@ export function safetensorsSize(tensors: readonly Omit<TensorToWrite, 'data'>[],
  * Writes a safetensors file atomically: into a temporary file in the same folder, flushed to
  * disk, then renamed over `path`. Tensors are written in the order given, one at a time.
  */
-export function writeSafetensors(path: string, tensors: readonly TensorToWrite[], metadata?: Record<string, string>): void {
+export function writeSafetensors(
+  path: string,
+  tensors: readonly TensorToWrite[],
+  metadata?: Record<string, string>,
+): void {
   const { header, sizes } = buildHeader(tensors, metadata);
   writeFileAtomicWith(path, (fd) => {
     const len = Buffer.alloc(8);
@@ -264,7 +346,9 @@ export function writeSafetensors(path: string, tensors: readonly TensorToWrite[]
       const v = typeof t.data === 'function' ? t.data() : t.data;
       const bytes = new Uint8Array(v.buffer, v.byteOffset, v.byteLength);
       if (bytes.length !== sizes[i]) {
-        throw new SafetensorsError(`tensor "${t.name}": ${bytes.length} bytes of data for ${t.dtype}[${t.shape.join(', ')}], which needs ${sizes[i]}`);
+        throw new SafetensorsError(
+          `tensor "${t.name}": ${bytes.length} bytes of data for ${t.dtype}[${t.shape.join(', ')}], which needs ${sizes[i]}`,
+        );
       }
       writeAll(fd, bytes);
     });

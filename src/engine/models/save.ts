@@ -16,7 +16,12 @@ const TRANSFORMERS_VERSION = '4.51.3';
  * engine and the random-weight models of src/tools write through it.
  */
 export function hfConfigJson(c: ModelConfig, dtype: ModelConfig['torchDtype'] = 'float32'): Record<string, unknown> {
-  const modelType = { LlamaForCausalLM: 'llama', Qwen2ForCausalLM: 'qwen2', Qwen3ForCausalLM: 'qwen3', MistralForCausalLM: 'mistral' }[c.architecture];
+  const modelType = {
+    LlamaForCausalLM: 'llama',
+    Qwen2ForCausalLM: 'qwen2',
+    Qwen3ForCausalLM: 'qwen3',
+    MistralForCausalLM: 'mistral',
+  }[c.architecture];
   const out: Record<string, unknown> = {
     architectures: [c.architecture],
     attention_dropout: 0.0,
@@ -44,9 +49,16 @@ export function hfConfigJson(c: ModelConfig, dtype: ModelConfig['torchDtype'] = 
   if (c.architecture !== 'Qwen2ForCausalLM' || c.headDim !== c.hiddenSize / c.numHeads) out.head_dim = c.headDim;
   const rs = c.ropeScaling;
   if (rs) {
-    out.rope_scaling = rs.type === 'llama3'
-      ? { factor: rs.factor, high_freq_factor: rs.highFreqFactor, low_freq_factor: rs.lowFreqFactor, original_max_position_embeddings: rs.originalMaxPositionEmbeddings, rope_type: 'llama3' }
-      : { factor: rs.factor, rope_type: 'linear' };
+    out.rope_scaling =
+      rs.type === 'llama3'
+        ? {
+            factor: rs.factor,
+            high_freq_factor: rs.highFreqFactor,
+            low_freq_factor: rs.lowFreqFactor,
+            original_max_position_embeddings: rs.originalMaxPositionEmbeddings,
+            rope_type: 'llama3',
+          }
+        : { factor: rs.factor, rope_type: 'linear' };
   } else if (c.architecture !== 'Qwen2ForCausalLM') {
     out.rope_scaling = null;
   }
@@ -58,20 +70,39 @@ export function hfConfigJson(c: ModelConfig, dtype: ModelConfig['torchDtype'] = 
       Object.assign(out, { sliding_window: null });
       break;
     case 'Qwen2ForCausalLM':
-      Object.assign(out, { max_window_layers: c.numLayers, sliding_window: c.maxPositionEmbeddings, use_sliding_window: false });
+      Object.assign(out, {
+        max_window_layers: c.numLayers,
+        sliding_window: c.maxPositionEmbeddings,
+        use_sliding_window: false,
+      });
       break;
     case 'Qwen3ForCausalLM':
-      Object.assign(out, { attention_bias: c.qkvBias, max_window_layers: c.numLayers, sliding_window: null, use_sliding_window: false });
+      Object.assign(out, {
+        attention_bias: c.qkvBias,
+        max_window_layers: c.numLayers,
+        sliding_window: null,
+        use_sliding_window: false,
+      });
       break;
   }
-  return Object.fromEntries(Object.keys(out).sort().map((k) => [k, out[k]]));
+  return Object.fromEntries(
+    Object.keys(out)
+      .sort()
+      .map((k) => [k, out[k]]),
+  );
 }
 
 /**
  * Writes `dir`/config.json, generation_config.json and model.safetensors (float32). `weight(name)`
  * returns an engine-named weight ('embed', 'layers.0.q', …) in the engine's layout.
  */
-export function saveModelFolder(dir: string, c: ModelConfig, names: readonly string[], weight: (name: string) => { shape: readonly number[]; data: Float32Array }, generation: Record<string, unknown> = {}): void {
+export function saveModelFolder(
+  dir: string,
+  c: ModelConfig,
+  names: readonly string[],
+  weight: (name: string) => { shape: readonly number[]; data: Float32Array },
+  generation: Record<string, unknown> = {},
+): void {
   mkdirSync(dir, { recursive: true });
   const tensors: TensorToWrite[] = [];
   for (const name of names) {

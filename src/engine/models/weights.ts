@@ -23,8 +23,13 @@ export const LINEAR_MODULES = ['q', 'k', 'v', 'o', 'gate', 'up', 'down'] as cons
 export type LinearModule = (typeof LINEAR_MODULES)[number];
 
 const hfLinear: Record<LinearModule, string> = {
-  q: 'self_attn.q_proj', k: 'self_attn.k_proj', v: 'self_attn.v_proj', o: 'self_attn.o_proj',
-  gate: 'mlp.gate_proj', up: 'mlp.up_proj', down: 'mlp.down_proj',
+  q: 'self_attn.q_proj',
+  k: 'self_attn.k_proj',
+  v: 'self_attn.v_proj',
+  o: 'self_attn.o_proj',
+  gate: 'mlp.gate_proj',
+  up: 'mlp.up_proj',
+  down: 'mlp.down_proj',
 };
 
 /** The Hugging Face module path of a linear layer (used for weights and for PEFT adapter keys). */
@@ -34,19 +39,28 @@ export const hfModulePath = (layer: number, m: LinearModule): string => `model.l
 export function hfNameOf(cfg: ModelConfig, name: string): { hf: string; transpose: boolean } {
   if (name === 'embed') return { hf: 'model.embed_tokens.weight', transpose: false };
   if (name === 'final_norm') return { hf: 'model.norm.weight', transpose: false };
-  if (name === 'lm_head') return { hf: cfg.tieWordEmbeddings ? 'model.embed_tokens.weight' : 'lm_head.weight', transpose: true };
+  if (name === 'lm_head')
+    return { hf: cfg.tieWordEmbeddings ? 'model.embed_tokens.weight' : 'lm_head.weight', transpose: true };
   const m = /^layers\.(\d+)\.(\w+)$/.exec(name);
   if (!m) throw new Error(`unknown weight '${name}'`);
   const [l, part] = [Number(m[1]), m[2]!];
   const base = `model.layers.${l}`;
   switch (part) {
-    case 'input_norm': return { hf: `${base}.input_layernorm.weight`, transpose: false };
-    case 'post_norm': return { hf: `${base}.post_attention_layernorm.weight`, transpose: false };
-    case 'q_norm': return { hf: `${base}.self_attn.q_norm.weight`, transpose: false };
-    case 'k_norm': return { hf: `${base}.self_attn.k_norm.weight`, transpose: false };
-    case 'q_bias': case 'k_bias': case 'v_bias': return { hf: `${hfModulePath(l, part[0] as LinearModule)}.bias`, transpose: false };
+    case 'input_norm':
+      return { hf: `${base}.input_layernorm.weight`, transpose: false };
+    case 'post_norm':
+      return { hf: `${base}.post_attention_layernorm.weight`, transpose: false };
+    case 'q_norm':
+      return { hf: `${base}.self_attn.q_norm.weight`, transpose: false };
+    case 'k_norm':
+      return { hf: `${base}.self_attn.k_norm.weight`, transpose: false };
+    case 'q_bias':
+    case 'k_bias':
+    case 'v_bias':
+      return { hf: `${hfModulePath(l, part[0] as LinearModule)}.bias`, transpose: false };
     default:
-      if ((LINEAR_MODULES as readonly string[]).includes(part)) return { hf: `${hfModulePath(l, part as LinearModule)}.weight`, transpose: true };
+      if ((LINEAR_MODULES as readonly string[]).includes(part))
+        return { hf: `${hfModulePath(l, part as LinearModule)}.weight`, transpose: true };
       throw new Error(`unknown weight '${name}'`);
   }
 }
@@ -92,7 +106,10 @@ export class PreparedWeights {
     /** Where the weight pack goes (a model folder's cache); without one, weights are graph initializers in memory. */
     readonly cacheDir?: string,
   ) {
-    if (quantization !== 'none' && dtype === 'float64') throw new Error(`a ${quantization} base needs a float32 or float16 compute dtype (MatMulNBits has no float64 kernel)`);
+    if (quantization !== 'none' && dtype === 'float64')
+      throw new Error(
+        `a ${quantization} base needs a float32 or float16 compute dtype (MatMulNBits has no float64 kernel)`,
+      );
   }
 
   has(name: string): boolean {
@@ -127,7 +144,14 @@ export class PreparedWeights {
     if (!q) {
       const { hf } = hfNameOf(this.cfg, name);
       const [n, k] = this.source.info(hf).shape as [number, number];
-      q = quantizeRows(this.source.float32(hf), n, k, quantBits(this.quantization), QUANT_BLOCK, this.dtype === 'float16' ? 'float16' : 'float32');
+      q = quantizeRows(
+        this.source.float32(hf),
+        n,
+        k,
+        quantBits(this.quantization),
+        QUANT_BLOCK,
+        this.dtype === 'float16' ? 'float16' : 'float32',
+      );
       if (!this.cacheDir) this.qcache.set(name, q);
     }
     return q;
@@ -146,8 +170,16 @@ export class PreparedWeights {
         const { hf } = hfNameOf(this.cfg, name);
         const [n, k] = this.source.info(hf).shape as [number, number];
         const blocks = Math.ceil(k / QUANT_BLOCK);
-        entries.push({ name: `${name}.qb`, dtype: 'uint8', shape: [n, blocks, (QUANT_BLOCK * quantBits(this.quantization as 'int8' | 'int4')) / 8] });
-        entries.push({ name: `${name}.qs`, dtype: this.dtype === 'float16' ? 'float16' : 'float32', shape: [n, blocks] });
+        entries.push({
+          name: `${name}.qb`,
+          dtype: 'uint8',
+          shape: [n, blocks, (QUANT_BLOCK * quantBits(this.quantization as 'int8' | 'int4')) / 8],
+        });
+        entries.push({
+          name: `${name}.qs`,
+          dtype: this.dtype === 'float16' ? 'float16' : 'float32',
+          shape: [n, blocks],
+        });
       } else {
         entries.push({ name, dtype: this.dtype, shape: this.shape(name) });
       }

@@ -49,7 +49,8 @@ type Json = Record<string, unknown>;
 /** tokenizer_config.json gives special tokens as strings or as AddedToken objects. */
 function tokenString(v: unknown): string | undefined {
   if (typeof v === 'string') return v;
-  if (typeof v === 'object' && v !== null && typeof (v as Json).content === 'string') return (v as Json).content as string;
+  if (typeof v === 'object' && v !== null && typeof (v as Json).content === 'string')
+    return (v as Json).content as string;
   return undefined;
 }
 
@@ -67,7 +68,8 @@ async function readJsonFile(path: string, required: boolean): Promise<Json | und
   } catch (e) {
     throw new TokenizerError(`${path}: not valid JSON (${(e as Error).message})`);
   }
-  if (typeof v !== 'object' || v === null || Array.isArray(v)) throw new TokenizerError(`${path}: expected a JSON object`);
+  if (typeof v !== 'object' || v === null || Array.isArray(v))
+    throw new TokenizerError(`${path}: expected a JSON object`);
   return v as Json;
 }
 
@@ -82,7 +84,10 @@ export const TEMPLATE_LIMITS = {
   steps: 2_000_000,
   /** Wall-clock time, checked every 1024 steps. */
   ms: 2_000,
-  /** Items of a list (range() included) or characters of a string: this, plus 8 × the characters of the messages and variables. */
+  /**
+   * Items of a list (range() included) or characters of a string: this, plus 8 × the characters of
+   * the messages and variables.
+   */
   size: 1_000_000,
   /** Width for the `indent` filter, whose spaces are allocated in one step. */
   indent: 1_000,
@@ -90,7 +95,11 @@ export const TEMPLATE_LIMITS = {
 
 class TemplateBudgetError extends Error {}
 
-interface Budget { steps: number; deadline: number; size: number }
+interface Budget {
+  steps: number;
+  deadline: number;
+  size: number;
+}
 let budget: Budget | undefined;
 
 // @huggingface/jinja renders synchronously and builds its own Environment and Interpreter inside
@@ -114,7 +123,8 @@ proto.evaluate = function (this: Evaluator, node, env) {
   const b = budget;
   if (!b) return evaluate0.call(this, node, env);
   if (--b.steps < 0) throw new TemplateBudgetError(`it took more than ${TEMPLATE_LIMITS.steps} evaluation steps`);
-  if ((b.steps & 1023) === 0 && Date.now() > b.deadline) throw new TemplateBudgetError(`it ran for more than ${TEMPLATE_LIMITS.ms / 1000} s`);
+  if ((b.steps & 1023) === 0 && Date.now() > b.deadline)
+    throw new TemplateBudgetError(`it ran for more than ${TEMPLATE_LIMITS.ms / 1000} s`);
   const v = evaluate0.call(this, node, env);
   const n = typeof v?.value === 'string' || Array.isArray(v?.value) ? (v.value as { length: number }).length : 0;
   if (n > b.size) {
@@ -126,10 +136,15 @@ proto.evaluate = function (this: Evaluator, node, env) {
 proto.applyFilter = function (this: Evaluator, operand, filter, env) {
   if (budget && filter.type === 'CallExpression' && filter.callee?.value === 'indent') {
     // The width is an expression without side effects; evaluate it first to refuse a huge one.
-    const arg = filter.args?.find((a, i) => (i === 0 && a.type !== 'KeywordArgumentExpression') || (a as { key?: { value?: string } }).key?.value === 'width');
+    const arg = filter.args?.find(
+      (a, i) =>
+        (i === 0 && a.type !== 'KeywordArgumentExpression') ||
+        (a as { key?: { value?: string } }).key?.value === 'width',
+    );
     const expr = arg?.type === 'KeywordArgumentExpression' ? (arg as unknown as { value: unknown }).value : arg;
     const w = expr === undefined ? undefined : this.evaluate(expr, env).value;
-    if (typeof w === 'number' && w > TEMPLATE_LIMITS.indent) throw new TemplateBudgetError(`indent(${w}) is wider than ${TEMPLATE_LIMITS.indent}`);
+    if (typeof w === 'number' && w > TEMPLATE_LIMITS.indent)
+      throw new TemplateBudgetError(`indent(${w}) is wider than ${TEMPLATE_LIMITS.indent}`);
   }
   return applyFilter0.call(this, operand, filter, env);
 };
@@ -145,7 +160,8 @@ function boundedRange(start: number, stop?: number, step = 1): number[] {
   if (stop === undefined) [start, stop] = [0, start];
   if (step === 0) throw new Error('range() step must not be zero');
   const n = Math.max(0, Math.ceil((stop - start) / step));
-  if (!(n <= (budget?.size ?? TEMPLATE_LIMITS.size))) throw new TemplateBudgetError(`range() of ${n} items is longer than ${budget?.size ?? TEMPLATE_LIMITS.size}`);
+  if (!(n <= (budget?.size ?? TEMPLATE_LIMITS.size)))
+    throw new TemplateBudgetError(`range() of ${n} items is longer than ${budget?.size ?? TEMPLATE_LIMITS.size}`);
   return Array.from({ length: n }, (_, i) => start + i * step);
 }
 
@@ -160,7 +176,10 @@ async function findChatTemplate(dir: string, cfg: Json): Promise<{ template: str
     if (typeof t === 'string') return t;
     if (Array.isArray(t)) {
       // A list of named templates: the "default" one is what apply_chat_template uses.
-      const named = t.filter((x): x is { name: string; template: string } => typeof x === 'object' && x !== null && typeof x.template === 'string');
+      const named = t.filter(
+        (x): x is { name: string; template: string } =>
+          typeof x === 'object' && x !== null && typeof x.template === 'string',
+      );
       return (named.find((x) => x.name === 'default') ?? named[0])?.template;
     }
     if (typeof t === 'object' && t !== null) {
@@ -212,7 +231,10 @@ export class Tokenizer {
       const s = tokenString(cfg[key]);
       if (s === undefined) return undefined;
       const id = tok.token_to_id(s);
-      if (id === undefined) throw new TokenizerError(`${join(dir, 'tokenizer_config.json')}: ${key} "${s}" is not a token of tokenizer.json`);
+      if (id === undefined)
+        throw new TokenizerError(
+          `${join(dir, 'tokenizer_config.json')}: ${key} "${s}" is not a token of tokenizer.json`,
+        );
       return id;
     };
     this.specialTokens = {};
@@ -241,7 +263,9 @@ export class Tokenizer {
     const abs = resolve(dir);
     const tjPath = join(abs, 'tokenizer.json');
     if (!existsSync(tjPath)) {
-      const sp = existsSync(join(abs, 'tokenizer.model')) ? ' (only tokenizer.model, a SentencePiece file, is present; save the fast tokenizer with tokenizer.save_pretrained to get tokenizer.json)' : '';
+      const sp = existsSync(join(abs, 'tokenizer.model'))
+        ? ' (only tokenizer.model, a SentencePiece file, is present; save the fast tokenizer with tokenizer.save_pretrained to get tokenizer.json)'
+        : '';
       throw new TokenizerError(`${abs}: tokenizer.json is missing${sp}`);
     }
     const [tj, cfg, generation, modelConfig] = await Promise.all([
@@ -257,13 +281,17 @@ export class Tokenizer {
     try {
       tok = new HfTokenizer(tj!, config);
     } catch (e) {
-      throw new TokenizerError(`${tjPath}: cannot build the tokenizer (model type ${String(model.type)}): ${(e as Error).message}`);
+      throw new TokenizerError(
+        `${tjPath}: cannot build the tokenizer (model type ${String(model.type)}): ${(e as Error).message}`,
+      );
     }
     const chat = await findChatTemplate(abs, config);
     const t = new Tokenizer(abs, tok, config, chat, generation, modelConfig);
     const V = modelConfig?.vocab_size;
     if (typeof V === 'number' && t.vocabSize > V) {
-      throw new TokenizerError(`${tjPath}: token ids go up to ${t.vocabSize - 1} but config.json has vocab_size ${V}: the tokenizer does not belong to this model`);
+      throw new TokenizerError(
+        `${tjPath}: token ids go up to ${t.vocabSize - 1} but config.json has vocab_size ${V}: the tokenizer does not belong to this model`,
+      );
     }
     return t;
   }
@@ -287,9 +315,13 @@ export class Tokenizer {
 
   /** Text of token ids. Ids the tokenizer does not know (e.g. padding rows of a larger embedding) decode to ''. */
   decode(ids: readonly number[], opts: DecodeOptions = {}): string {
-    const known = ids.filter((id) => Number.isInteger(id) && id >= 0 && id < this.vocabSize && this.tok.id_to_token(id) !== undefined);
+    const known = ids.filter(
+      (id) => Number.isInteger(id) && id >= 0 && id < this.vocabSize && this.tok.id_to_token(id) !== undefined,
+    );
     if (known.length === 0) return '';
-    const o: { skip_special_tokens: boolean; clean_up_tokenization_spaces?: boolean } = { skip_special_tokens: opts.skipSpecialTokens ?? false };
+    const o: { skip_special_tokens: boolean; clean_up_tokenization_spaces?: boolean } = {
+      skip_special_tokens: opts.skipSpecialTokens ?? false,
+    };
     if (opts.cleanUpTokenizationSpaces !== undefined) o.clean_up_tokenization_spaces = opts.cleanUpTokenizationSpaces;
     return this.tok.decode(known, o);
   }
@@ -311,7 +343,9 @@ export class Tokenizer {
    */
   applyChatTemplate(messages: readonly ChatMessage[], opts: ChatTemplateOptions = {}): string {
     if (!this.chat) {
-      throw new TokenizerError(`${this.dir}: the tokenizer has no chat template (no "chat_template" in tokenizer_config.json, no chat_template.jinja or chat_template.json); use an instruct/chat model or add a template`);
+      throw new TokenizerError(
+        `${this.dir}: the tokenizer has no chat template (no "chat_template" in tokenizer_config.json, no chat_template.jinja or chat_template.json); use an instruct/chat model or add a template`,
+      );
     }
     if (!this.compiled) {
       try {
@@ -320,8 +354,13 @@ export class Tokenizer {
         throw new TokenizerError(`${this.chat.source}: the chat template does not parse: ${(e as Error).message}`);
       }
     }
-    const chars = messages.reduce((a, m) => a + m.content.length, 0) + (opts.variables ? JSON.stringify(opts.variables).length : 0);
-    budget = { steps: TEMPLATE_LIMITS.steps, deadline: Date.now() + TEMPLATE_LIMITS.ms, size: TEMPLATE_LIMITS.size + 8 * chars };
+    const chars =
+      messages.reduce((a, m) => a + m.content.length, 0) + (opts.variables ? JSON.stringify(opts.variables).length : 0);
+    budget = {
+      steps: TEMPLATE_LIMITS.steps,
+      deadline: Date.now() + TEMPLATE_LIMITS.ms,
+      size: TEMPLATE_LIMITS.size + 8 * chars,
+    };
     try {
       return this.compiled.render({
         ...this.specialTokens,
@@ -332,7 +371,9 @@ export class Tokenizer {
     } catch (e) {
       if (e instanceof TemplateBudgetError || e instanceof RangeError) {
         const why = e instanceof RangeError ? `it ran out of room (${e.message})` : (e as Error).message;
-        throw new TokenizerError(`${this.chat.source}: the chat template was stopped: ${why}. A chat template needs only a few thousand steps; fix or replace the template (or use a model folder with a standard one)`);
+        throw new TokenizerError(
+          `${this.chat.source}: the chat template was stopped: ${why}. A chat template needs only a few thousand steps; fix or replace the template (or use a model folder with a standard one)`,
+        );
       }
       throw new TokenizerError(`${this.chat.source}: the chat template failed: ${(e as Error).message}`);
     } finally {

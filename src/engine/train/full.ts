@@ -70,7 +70,8 @@ export class FullTrainer {
   /** Feeds of the current weights (zero-copy), for graphs built with weightsAsInputs. */
   weightFeeds(): Record<string, HostTensor> {
     const f: Record<string, HostTensor> = {};
-    for (const [k, v] of this.params) f[k] = { dtype: 'float32', dims: this.model.graphs.weights.get(k.slice(2)).shape, data: v };
+    for (const [k, v] of this.params)
+      f[k] = { dtype: 'float32', dims: this.model.graphs.weights.get(k.slice(2)).shape, data: v };
     return f;
   }
 
@@ -90,7 +91,10 @@ export class FullTrainer {
     const w = new Float32Array(B * T);
     let tokens = 0;
     batch.forEach((s, b) => {
-      if (s.weights.length !== s.ids.length - 1) throw new Error(`a sequence of ${s.ids.length} tokens needs ${s.ids.length - 1} loss weights (got ${s.weights.length})`);
+      if (s.weights.length !== s.ids.length - 1)
+        throw new Error(
+          `a sequence of ${s.ids.length} tokens needs ${s.ids.length - 1} loss weights (got ${s.weights.length})`,
+        );
       s.ids.forEach((t, i) => {
         ids[b * T + i] = BigInt(t);
         mask[b * T + i] = 1n;
@@ -103,7 +107,9 @@ export class FullTrainer {
       tokens += s.ids.length;
     });
     const dims = [B, T];
-    const out = await (await this.session()).run({
+    const out = await (
+      await this.session()
+    ).run({
       ids: { dtype: 'int64', dims, data: ids },
       mask: { dtype: 'int64', dims, data: mask },
       positions: { dtype: 'int64', dims, data: pos },
@@ -112,11 +118,14 @@ export class FullTrainer {
       ...this.weightFeeds(),
     });
     const loss = out.loss!.data[0] as number;
-    if (!Number.isFinite(loss)) throw new Error(`training diverged: loss is ${loss} at step ${this.step + 1}; lower the learning rate`);
+    if (!Number.isFinite(loss))
+      throw new Error(`training diverged: loss is ${loss} at step ${this.step + 1}; lower the learning rate`);
     const grads = new Map<string, Float32Array>();
     for (const k of this.params.keys()) grads.set(k, out[`grad.${k}`]!.data as Float32Array);
     const gradNorm = clipByGlobalNorm(grads, this.cfg.maxGradNorm);
-    const lr = this.cfg.lr * lrFactor(this.step, { kind: this.cfg.schedule, totalSteps: this.totalSteps, warmupSteps: this.cfg.warmupSteps });
+    const lr =
+      this.cfg.lr *
+      lrFactor(this.step, { kind: this.cfg.schedule, totalSteps: this.totalSteps, warmupSteps: this.cfg.warmupSteps });
     // No weight decay on norms (as is usual); embeddings and linear weights decay.
     this.opt.step(this.params, grads, lr, (name) => !/norm/.test(name));
     return { step: this.step, loss, gradNorm, lr, tokens, ms: performance.now() - t0 };

@@ -50,8 +50,14 @@ function pickRows(x: Tensor, idx: Tensor, D: number): Tensor {
 export function buildTrainGraph(graphs: LlamaGraphs, o: TrainGraphOptions): Graph {
   const cfg = graphs.cfg;
   const D = cfg.hiddenSize;
-  const g = new Graph(`train_${o.loss}_${o.full ? 'full' : `lora_r${o.lora?.rank}`}_${cfg.architecture}${o.teacherInput ? '_cached' : ''}${o.dropout ? '_drop' : ''}`);
-  const build: BuildOptions = { lora: o.full ? undefined : o.lora, loraDropout: !!o.dropout && !o.full, weightsAsInputs: !!o.full };
+  const g = new Graph(
+    `train_${o.loss}_${o.full ? 'full' : `lora_r${o.lora?.rank}`}_${cfg.architecture}${o.teacherInput ? '_cached' : ''}${o.dropout ? '_drop' : ''}`,
+  );
+  const build: BuildOptions = {
+    lora: o.full ? undefined : o.lora,
+    loraDropout: !!o.dropout && !o.full,
+    weightsAsInputs: !!o.full,
+  };
   const acc = graphs.dtype === 'float64' ? 'float64' : 'float32';
 
   const ids = g.input('ids', 'int64', ['B', 'T']);
@@ -96,9 +102,15 @@ export function buildTrainGraph(graphs: LlamaGraphs, o: TrainGraphOptions): Grap
       const kl = op.reduceSum(op.mul(op.exp(tLsm), op.sub(tLsm, sLsm)), [-1], false); // [B, A]
       tokenLoss = tau === 1 ? kl : op.mul(kl, tau * tau);
     }
-    const perSample = op.div(op.reduceSum(op.mul(tokenLoss, aMask), [1], false), op.max2(op.reduceSum(aMask, [1], false), g.scalar(1, acc))); // [B]
+    const perSample = op.div(
+      op.reduceSum(op.mul(tokenLoss, aMask), [1], false),
+      op.max2(op.reduceSum(aMask, [1], false), g.scalar(1, acc)),
+    ); // [B]
     g.output(perSample, 'sample_loss');
-    loss = op.div(op.reduceSum(op.mul(perSample, sampleW), [0], false), op.max2(op.reduceSum(sampleW, [0], false), g.scalar(1e-9, acc)));
+    loss = op.div(
+      op.reduceSum(op.mul(perSample, sampleW), [0], false),
+      op.max2(op.reduceSum(sampleW, [0], false), g.scalar(1e-9, acc)),
+    );
   }
 
   const names = trainableNames(graphs, o);

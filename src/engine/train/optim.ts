@@ -35,7 +35,12 @@ export class AdamW {
    * One update of every parameter with its gradient, at learning rate `lr`. `decay(name)` says
    * whether weight decay applies (e.g. not to norms).
    */
-  step(params: Map<string, Float32Array>, grads: Map<string, Float32Array>, lr: number, decay: (name: string) => boolean = () => true): void {
+  step(
+    params: Map<string, Float32Array>,
+    grads: Map<string, Float32Array>,
+    lr: number,
+    decay: (name: string) => boolean = () => true,
+  ): void {
     const s = this.state;
     s.step++;
     const bc1 = 1 - this.beta1 ** s.step;
@@ -45,13 +50,16 @@ export class AdamW {
     for (const [name, p] of params) {
       const g = grads.get(name);
       if (!g) throw new Error(`AdamW: no gradient for ${name}`);
-      if (g.length !== p.length) throw new Error(`AdamW: gradient of ${name} has ${g.length} values, the parameter ${p.length}`);
+      if (g.length !== p.length)
+        throw new Error(`AdamW: gradient of ${name} has ${g.length} values, the parameter ${p.length}`);
       let m = s.m.get(name);
       let v = s.v.get(name);
       if (!m) s.m.set(name, (m = new Float32Array(p.length)));
       if (!v) s.v.set(name, (v = new Float32Array(p.length)));
       const wd = decay(name) ? 1 - lr * this.weightDecay : 1;
-      const b1 = this.beta1, b2 = this.beta2, eps = this.eps;
+      const b1 = this.beta1,
+        b2 = this.beta2,
+        eps = this.eps;
       for (let i = 0; i < p.length; i++) {
         const gi = g[i]!;
         const mi = (m[i] = b1 * m[i]! + (1 - b1) * gi);

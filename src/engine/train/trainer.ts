@@ -15,7 +15,17 @@ import type { AdapterWeights } from '../models/model';
 import { loraInputs, loraSpecKey, type LoraSpec } from '../models/llama';
 import { buildTrainGraph } from './graph';
 import { AdamW, clipByGlobalNorm, lrFactor, type ScheduleOptions } from './optim';
-import { accumulateFeeds, accumulateOutputs, adamWDeviceOutputs, adamWFeeds, adamWResults, adamWScalars, buildAccumulateGraph, buildAdamWGraph, type ParamShape } from './deviceOptim';
+import {
+  accumulateFeeds,
+  accumulateOutputs,
+  adamWDeviceOutputs,
+  adamWFeeds,
+  adamWResults,
+  adamWScalars,
+  buildAccumulateGraph,
+  buildAdamWGraph,
+  type ParamShape,
+} from './deviceOptim';
 
 /** One training example. The answer is the last `answerLength` tokens of both sequences. */
 export interface DistillSample {
@@ -51,8 +61,22 @@ export interface TrainerConfig {
 }
 
 export const defaultTrainerConfig = (lora: LoraSpec, totalSteps: number): TrainerConfig => ({
-  loss: 'kl', lora, dropout: 0, temperature: 2, lr: 1e-4, weightDecay: 0.1, beta1: 0.9, beta2: 0.999, eps: 1e-8,
-  schedule: 'cosine', warmupSteps: Math.round(0.1 * totalSteps), totalSteps, microBatch: 4, gradAccum: 1, maxGradNorm: 1, seed: 0,
+  loss: 'kl',
+  lora,
+  dropout: 0,
+  temperature: 2,
+  lr: 1e-4,
+  weightDecay: 0.1,
+  beta1: 0.9,
+  beta2: 0.999,
+  eps: 1e-8,
+  schedule: 'cosine',
+  warmupSteps: Math.round(0.1 * totalSteps),
+  totalSteps,
+  microBatch: 4,
+  gradAccum: 1,
+  maxGradNorm: 1,
+  seed: 0,
 });
 
 export interface TrainerState {
@@ -84,7 +108,10 @@ export function initLora(model: CausalLM, spec: LoraSpec, seed: number): Map<str
     if (i.which === 'b') params.set(i.name, new Float32Array(n));
     else {
       const bound = 1 / Math.sqrt(i.shape[0]);
-      params.set(i.name, Float32Array.from({ length: n }, () => (r.next() * 2 - 1) * bound));
+      params.set(
+        i.name,
+        Float32Array.from({ length: n }, () => (r.next() * 2 - 1) * bound),
+      );
     }
   }
   return params;
@@ -128,7 +155,13 @@ export class LoraTrainer {
     o: TrainerOptions = {},
   ) {
     if (cfg.loss !== 'kl' && cfg.loss !== 'ce') throw new Error(`unknown loss '${String(cfg.loss)}'`);
-    this.opt = new AdamW({ lr: cfg.lr, beta1: cfg.beta1, beta2: cfg.beta2, eps: cfg.eps, weightDecay: cfg.weightDecay });
+    this.opt = new AdamW({
+      lr: cfg.lr,
+      beta1: cfg.beta1,
+      beta2: cfg.beta2,
+      eps: cfg.eps,
+      weightDecay: cfg.weightDecay,
+    });
     this.rng = new Rng(state?.rng ?? cfg.seed);
     this.hostParams = state?.params ?? initLora(model, cfg.lora, cfg.seed);
     if (state) this.opt.state = { step: state.step, m: state.m, v: state.v };
@@ -154,7 +187,13 @@ export class LoraTrainer {
   /** Everything a checkpoint needs (after `await sync()` on the device path). */
   state(): TrainerState {
     this.checkHost('state()');
-    return { step: this.opt.state.step, params: this.hostParams, m: this.opt.state.m, v: this.opt.state.v, rng: this.rng.state };
+    return {
+      step: this.opt.state.step,
+      params: this.hostParams,
+      m: this.opt.state.m,
+      v: this.opt.state.v,
+      rng: this.rng.state,
+    };
   }
 
   adapter(): AdapterWeights {
@@ -171,11 +210,16 @@ export class LoraTrainer {
     if (!this.hostStale || !this.dev) return;
     const dev = this.dev;
     const all: Record<string, DeviceTensor> = {};
-    for (const [name, t] of dev.p) Object.assign(all, { [`p.${name}`]: t, [`m.${name}`]: dev.m.get(name)!, [`v.${name}`]: dev.v.get(name)! });
+    for (const [name, t] of dev.p)
+      Object.assign(all, { [`p.${name}`]: t, [`m.${name}`]: dev.m.get(name)!, [`v.${name}`]: dev.v.get(name)! });
     const host = await this.model.backend.download(all);
     const s = this.opt.state;
     for (const { name } of this.shapes) {
-      for (const [prefix, map] of [['p', this.hostParams], ['m', s.m], ['v', s.v]] as const) {
+      for (const [prefix, map] of [
+        ['p', this.hostParams],
+        ['m', s.m],
+        ['v', s.v],
+      ] as const) {
         const data = host[`${prefix}.${name}`]!.data as Float32Array;
         const t = map.get(name);
         if (t) t.set(data);
@@ -193,7 +237,10 @@ export class LoraTrainer {
   }
 
   private checkHost(what: string): void {
-    if (this.hostStale) throw new Error(`LoraTrainer.${what}: the adapter is in device memory and has changed since the last sync; await trainer.sync() first`);
+    if (this.hostStale)
+      throw new Error(
+        `LoraTrainer.${what}: the adapter is in device memory and has changed since the last sync; await trainer.sync() first`,
+      );
   }
 
   /** The adapter and moments on the device, uploaded from the host arrays the first time. */
@@ -206,7 +253,8 @@ export class LoraTrainer {
       if (!p) throw new Error(`LoraTrainer: the adapter has no tensor ${name}`);
       const n = dims[0]! * dims[1]!;
       const t = (data: Float32Array | undefined): HostTensor => {
-        if (data && data.length !== n) throw new Error(`LoraTrainer: ${name} has ${data.length} values, expected [${dims.join(', ')}]`);
+        if (data && data.length !== n)
+          throw new Error(`LoraTrainer: ${name} has ${data.length} values, expected [${dims.join(', ')}]`);
         return { dtype: 'float32', dims, data: data ?? new Float32Array(n) };
       };
       Object.assign(feeds, { [`p.${name}`]: t(p), [`m.${name}`]: t(s.m.get(name)), [`v.${name}`]: t(s.v.get(name)) });
@@ -219,7 +267,12 @@ export class LoraTrainer {
 
   private session(): Promise<Session> {
     this.sessionP ??= this.model.backend.session(
-      buildTrainGraph(this.model.graphs, { loss: this.cfg.loss, lora: this.cfg.lora, temperature: this.cfg.temperature, dropout: this.cfg.dropout }),
+      buildTrainGraph(this.model.graphs, {
+        loss: this.cfg.loss,
+        lora: this.cfg.lora,
+        temperature: this.cfg.temperature,
+        dropout: this.cfg.dropout,
+      }),
       // On the device path the gradients stay there, for the accumulate and AdamW graphs.
       this.onDevice ? { deviceOutputs: this.shapes.map((s) => `grad.${s.name}`) } : {},
     );
@@ -228,11 +281,20 @@ export class LoraTrainer {
 
   /** The learning rate of the next optimizer step. */
   currentLr(): number {
-    return this.cfg.lr * lrFactor(this.step, { kind: this.cfg.schedule, totalSteps: this.cfg.totalSteps, warmupSteps: this.cfg.warmupSteps });
+    return (
+      this.cfg.lr *
+      lrFactor(this.step, {
+        kind: this.cfg.schedule,
+        totalSteps: this.cfg.totalSteps,
+        warmupSteps: this.cfg.warmupSteps,
+      })
+    );
   }
 
   /** Loss and gradients of one micro-batch (no update). Gradients are of the micro-batch's weighted mean loss. */
-  async lossAndGrads(samples: DistillSample[]): Promise<{ loss: number; grads: Map<string, Float32Array>; sampleLoss: Float32Array }> {
+  async lossAndGrads(
+    samples: DistillSample[],
+  ): Promise<{ loss: number; grads: Map<string, Float32Array>; sampleLoss: Float32Array }> {
     if (this.onDevice) {
       const r = await this.deviceLossAndGrads(samples);
       try {
@@ -251,7 +313,9 @@ export class LoraTrainer {
   }
 
   /** A micro-batch on the device path: the adapter fed from device memory, the gradients left there. */
-  private async deviceLossAndGrads(samples: DistillSample[]): Promise<{ loss: number; grads: Map<string, DeviceTensor>; sampleLoss: Float32Array }> {
+  private async deviceLossAndGrads(
+    samples: DistillSample[],
+  ): Promise<{ loss: number; grads: Map<string, DeviceTensor>; sampleLoss: Float32Array }> {
     const dev = await this.deviceState();
     const feeds: Record<string, Feed> = this.batchFeeds(samples);
     for (const [name, t] of dev.p) feeds[name] = t;
@@ -285,7 +349,8 @@ export class LoraTrainer {
     const t0 = performance.now();
     if (samples.length === 0) throw new Error('trainStep: empty batch');
     const chunks: DistillSample[][] = [];
-    for (let i = 0; i < samples.length; i += this.cfg.microBatch) chunks.push(samples.slice(i, i + this.cfg.microBatch));
+    for (let i = 0; i < samples.length; i += this.cfg.microBatch)
+      chunks.push(samples.slice(i, i + this.cfg.microBatch));
     const totalWeight = samples.reduce((a, s) => a + (s.weight ?? 1), 0);
     if (this.onDevice) return this.deviceTrainStep(chunks, totalWeight, t0);
     const grads = new Map<string, Float32Array>();
@@ -302,7 +367,8 @@ export class LoraTrainer {
       }
       tokens += mb.reduce((a, s) => a + s.student.length + (this.cfg.loss === 'kl' ? s.teacher.length : 0), 0);
     }
-    if (!Number.isFinite(loss)) throw new Error(`training diverged: loss is ${loss} at step ${this.step + 1}; lower the learning rate`);
+    if (!Number.isFinite(loss))
+      throw new Error(`training diverged: loss is ${loss} at step ${this.step + 1}; lower the learning rate`);
     const gradNorm = clipByGlobalNorm(grads, this.cfg.maxGradNorm);
     const lr = this.currentLr();
     this.opt.step(this.params, grads, lr);
@@ -335,7 +401,9 @@ export class LoraTrainer {
           accScale = w;
           continue;
         }
-        this.accumulateP ??= be.session(buildAccumulateGraph(this.shapes), { deviceOutputs: accumulateOutputs(this.shapes) });
+        this.accumulateP ??= be.session(buildAccumulateGraph(this.shapes), {
+          deviceOutputs: accumulateOutputs(this.shapes),
+        });
         const s = await this.accumulateP;
         const out = await s.runMixed(accumulateFeeds(acc, accScale, r.grads, w));
         dispose(acc);
@@ -343,13 +411,21 @@ export class LoraTrainer {
         acc = new Map(names.map((n) => [n, out.device[`out.${n}`]!]));
         accScale = 1;
       }
-      if (!Number.isFinite(loss)) throw new Error(`training diverged: loss is ${loss} at step ${this.step + 1}; lower the learning rate`);
+      if (!Number.isFinite(loss))
+        throw new Error(`training diverged: loss is ${loss} at step ${this.step + 1}; lower the learning rate`);
       const lr = this.currentLr();
       const step = this.opt.state.step + 1;
       const c = { beta1: this.cfg.beta1, beta2: this.cfg.beta2, eps: this.cfg.eps };
       this.adamWP ??= be.session(buildAdamWGraph(this.shapes, c), { deviceOutputs: adamWDeviceOutputs(this.shapes) });
       const s = await this.adamWP;
-      const scalars = adamWScalars({ ...c, step, lr, weightDecay: this.cfg.weightDecay, maxGradNorm: this.cfg.maxGradNorm, gradScale: accScale });
+      const scalars = adamWScalars({
+        ...c,
+        step,
+        lr,
+        weightDecay: this.cfg.weightDecay,
+        maxGradNorm: this.cfg.maxGradNorm,
+        gradScale: accScale,
+      });
       const out = await s.runMixed(adamWFeeds(dev.p, dev.m, dev.v, acc!, scalars));
       const next = adamWResults(names, out.device);
       for (const map of [dev.p, dev.m, dev.v]) dispose(map);
@@ -368,8 +444,14 @@ export class LoraTrainer {
     const Ts = Math.max(...samples.map((s) => s.student.length));
     const A = Math.max(...samples.map((s) => s.answerLength));
     for (const s of samples) {
-      if (s.answerLength < 1 || s.answerLength >= s.student.length || (this.cfg.loss === 'kl' && s.answerLength >= s.teacher.length)) {
-        throw new Error(`a training sample needs 1 ≤ answer length < prompt + answer length (answer ${s.answerLength}, student ${s.student.length}, teacher ${s.teacher.length})`);
+      if (
+        s.answerLength < 1 ||
+        s.answerLength >= s.student.length ||
+        (this.cfg.loss === 'kl' && s.answerLength >= s.teacher.length)
+      ) {
+        throw new Error(
+          `a training sample needs 1 ≤ answer length < prompt + answer length (answer ${s.answerLength}, student ${s.student.length}, teacher ${s.teacher.length})`,
+        );
       }
     }
     const acc = this.model.dtype === 'float64' ? 'float64' : 'float32';
@@ -441,12 +523,18 @@ export class LoraTrainer {
       const rows = i.layer === 'lm_head' ? B * A : B * T;
       total += rows * i.shape[0];
       if (total > DROPOUT_BUDGET) {
-        throw new Error(`LoRA dropout needs ${total}+ mask values per micro-batch here (limit ${DROPOUT_BUDGET}); set dropout to 0 or use a smaller micro-batch`);
+        throw new Error(
+          `LoRA dropout needs ${total}+ mask values per micro-batch here (limit ${DROPOUT_BUDGET}); set dropout to 0 or use a smaller micro-batch`,
+        );
       }
       const m = new Float32Array(rows * i.shape[0]);
       for (let k = 0; k < m.length; k++) m[k] = this.rng.next() < p ? 0 : keep;
       const name = i.layer === 'lm_head' ? 'lora.lm_head.drop' : `lora.${i.layer}.${i.module}.drop`;
-      feeds[name] = { dtype: 'float32', dims: i.layer === 'lm_head' ? [B, A, i.shape[0]] : [B, T, i.shape[0]], data: m };
+      feeds[name] = {
+        dtype: 'float32',
+        dims: i.layer === 'lm_head' ? [B, A, i.shape[0]] : [B, T, i.shape[0]],
+        data: m,
+      };
     }
     return feeds;
   }

@@ -24,9 +24,19 @@ export class DocsIndex implements vscode.Disposable {
   constructor(private readonly log: (m: string) => void = () => {}) {
     const w = vscode.workspace.createFileSystemWatcher('**/*.{md,markdown}');
     const a = vscode.workspace.createFileSystemWatcher('**/.docdistill/adapters/*/docdistill.json');
-    for (const x of [w, a]) this.subs.push(x, x.onDidChange(() => this.schedule()), x.onDidCreate(() => this.schedule()), x.onDidDelete(() => this.schedule()));
+    for (const x of [w, a])
+      this.subs.push(
+        x,
+        x.onDidChange(() => this.schedule()),
+        x.onDidCreate(() => this.schedule()),
+        x.onDidDelete(() => this.schedule()),
+      );
     this.subs.push(vscode.workspace.onDidChangeWorkspaceFolders(() => this.schedule()));
-    this.subs.push(vscode.workspace.onDidChangeConfiguration((e) => e.affectsConfiguration('docdistill.docsGlob') && this.schedule()));
+    this.subs.push(
+      vscode.workspace.onDidChangeConfiguration(
+        (e) => e.affectsConfiguration('docdistill.docsGlob') && this.schedule(),
+      ),
+    );
     this.schedule(0);
   }
 
@@ -64,12 +74,22 @@ export class DocsIndex implements vscode.Disposable {
       }
       next.push({ folder, glob, adapters, docs });
       const by = (st: string) => [...docs.values()].filter((d) => d.state === st).length;
-      this.log(`docs index: ${folder.name}: ${inGlob.length} under ${glob} (${by('distilled')} distilled, ${by('stale')} stale), ${by('excluded')} other Markdown, ${adapters.length} adapter(s)`);
+      this.log(
+        `docs index: ${folder.name}: ${inGlob.length} under ${glob} (${by('distilled')} distilled, ${by('stale')} stale), ${by('excluded')} other Markdown, ${adapters.length} adapter(s)`,
+      );
     }
     this.folders = next;
     // Palette entries and welcome content follow these, whether or not the view is open.
-    void vscode.commands.executeCommand('setContext', 'docdistill.hasAdapters', next.some((f) => f.adapters.length > 0));
-    void vscode.commands.executeCommand('setContext', 'docdistill.hasDocs', next.some((f) => [...f.docs.values()].some((d) => d.state !== 'excluded')));
+    void vscode.commands.executeCommand(
+      'setContext',
+      'docdistill.hasAdapters',
+      next.some((f) => f.adapters.length > 0),
+    );
+    void vscode.commands.executeCommand(
+      'setContext',
+      'docdistill.hasDocs',
+      next.some((f) => [...f.docs.values()].some((d) => d.state !== 'excluded')),
+    );
     this.changed.fire(undefined);
   }
 

@@ -28,7 +28,10 @@ export class AdaptersTree implements vscode.TreeDataProvider<AdapterRow | { doc:
   private readonly changed = new vscode.EventEmitter<void>();
   readonly onDidChangeTreeData = this.changed.event;
 
-  constructor(private readonly dd: DocDistill, private readonly index: DocsIndex) {}
+  constructor(
+    private readonly dd: DocDistill,
+    private readonly index: DocsIndex,
+  ) {}
 
   refresh(): void {
     this.changed.fire();
@@ -43,14 +46,29 @@ export class AdaptersTree implements vscode.TreeDataProvider<AdapterRow | { doc:
         const w = f.folder.uri.toString() === current ? fromWorker.get(a.name) : undefined;
         const docStale = [...f.docs.values()].filter((d) => d.staleIn.includes(a.name)).map((d) => d.path);
         const stale = w ? w.stale : docStale.length > 0;
-        const why = w?.stale ? t('{0} passage(s) changed, {1} removed since it was distilled', w.changed, w.removed) : docStale.length ? t('changed since it was distilled: {0}', docStale.join(', ')) : undefined;
-        rows.push({ name: a.name, folder: f.folder, sources: a.sources, chunks: a.chunks, active: w?.active ?? false, stale, why, summary: w?.summary });
+        const why = w?.stale
+          ? t('{0} passage(s) changed, {1} removed since it was distilled', w.changed, w.removed)
+          : docStale.length
+            ? t('changed since it was distilled: {0}', docStale.join(', '))
+            : undefined;
+        rows.push({
+          name: a.name,
+          folder: f.folder,
+          sources: a.sources,
+          chunks: a.chunks,
+          active: w?.active ?? false,
+          stale,
+          why,
+          summary: w?.summary,
+        });
       }
     }
     return rows;
   }
 
-  getChildren(el?: AdapterRow | { doc: string; adapter: AdapterRow }): (AdapterRow | { doc: string; adapter: AdapterRow })[] {
+  getChildren(
+    el?: AdapterRow | { doc: string; adapter: AdapterRow },
+  ): (AdapterRow | { doc: string; adapter: AdapterRow })[] {
     if (!el) return this.rows();
     return 'sources' in el ? el.sources.map((doc) => ({ doc, adapter: el })) : [];
   }
@@ -64,16 +82,34 @@ export class AdaptersTree implements vscode.TreeDataProvider<AdapterRow | { doc:
       if (uri) item.command = { command: 'vscode.open', title: t('Open'), arguments: [uri] };
       return item;
     }
-    const item = new vscode.TreeItem(el.name, el.sources.length ? vscode.TreeItemCollapsibleState.Collapsed : vscode.TreeItemCollapsibleState.None);
+    const item = new vscode.TreeItem(
+      el.name,
+      el.sources.length ? vscode.TreeItemCollapsibleState.Collapsed : vscode.TreeItemCollapsibleState.None,
+    );
     item.id = `adapter:${el.folder?.uri.toString() ?? ''}:${el.name}`;
     const counts = t('{0} docs · {1} passages', el.sources.length, el.chunks);
     // Several folders: say whose adapter it is (each folder has its own .docdistill/adapters).
     const where = el.folder && this.index.all().length > 1 ? el.folder.name : '';
-    item.description = [where, el.active ? t('active') : '', el.stale ? t('stale') : '', counts, el.summary ? t('F1 {0}', pct(el.summary.student.f1)) : ''].filter(Boolean).join(' · ');
-    item.iconPath = el.stale ? new vscode.ThemeIcon('warning', new vscode.ThemeColor('list.warningForeground')) : el.active ? new vscode.ThemeIcon('pass-filled', new vscode.ThemeColor('charts.green')) : new vscode.ThemeIcon('layers');
+    item.description = [
+      where,
+      el.active ? t('active') : '',
+      el.stale ? t('stale') : '',
+      counts,
+      el.summary ? t('F1 {0}', pct(el.summary.student.f1)) : '',
+    ]
+      .filter(Boolean)
+      .join(' · ');
+    item.iconPath = el.stale
+      ? new vscode.ThemeIcon('warning', new vscode.ThemeColor('list.warningForeground'))
+      : el.active
+        ? new vscode.ThemeIcon('pass-filled', new vscode.ThemeColor('charts.green'))
+        : new vscode.ThemeIcon('layers');
     const md = new vscode.MarkdownString(`**${el.name}**${el.active ? ` — ${t('active for chat')}` : ''}\n\n${counts}`);
     if (el.why) md.appendMarkdown(`\n\n$(warning) ${t('Stale')}: ${el.why}`);
-    if (el.summary) md.appendMarkdown(`\n\n${t('Held-out answers (F1): base {0}, student {1}, teacher with docs {2}', pct(el.summary.base.f1), pct(el.summary.student.f1), pct(el.summary.teacher.f1))}`);
+    if (el.summary)
+      md.appendMarkdown(
+        `\n\n${t('Held-out answers (F1): base {0}, student {1}, teacher with docs {2}', pct(el.summary.base.f1), pct(el.summary.student.f1), pct(el.summary.teacher.f1))}`,
+      );
     md.supportThemeIcons = true;
     item.tooltip = md;
     item.contextValue = el.active ? 'adapterActive' : 'adapter';
@@ -102,11 +138,13 @@ export class RunsTree implements vscode.TreeDataProvider<JobView> {
     const p = j.phaseProgress;
     const when = new Date(j.started).toLocaleString();
     if (j.state === 'running' || j.state === 'restarting') {
-      item.description = `${j.state === 'restarting' ? t('restarting the worker') : j.phase ?? t('starting')}${p ? ` ${p.done}/${p.total}` : ''}`;
+      item.description = `${j.state === 'restarting' ? t('restarting the worker') : (j.phase ?? t('starting'))}${p ? ` ${p.done}/${p.total}` : ''}`;
       item.iconPath = new vscode.ThemeIcon('sync~spin');
     } else if (j.state === 'done') {
       const e = j.eval?.summary;
-      item.description = e ? t('done · student F1 {0} (base {1}, teacher {2})', pct(e.student.f1), pct(e.base.f1), pct(e.teacher.f1)) : t('done');
+      item.description = e
+        ? t('done · student F1 {0} (base {1}, teacher {2})', pct(e.student.f1), pct(e.base.f1), pct(e.teacher.f1))
+        : t('done');
       item.iconPath = new vscode.ThemeIcon('pass', new vscode.ThemeColor('testing.iconPassed'));
     } else if (j.state === 'failed') {
       item.description = t('failed: {0}', j.error ?? '');
@@ -136,7 +174,12 @@ export class DocsTree implements vscode.TreeDataProvider<DocNode> {
 
   private docsOf(folder: vscode.WorkspaceFolder): DocNode[] {
     const f = this.index.all().find((x) => x.folder === folder);
-    return f ? [...f.docs.values()].filter((d) => d.state !== 'excluded').sort((a, b) => a.path.localeCompare(b.path)).map((doc) => ({ folder, doc })) : [];
+    return f
+      ? [...f.docs.values()]
+          .filter((d) => d.state !== 'excluded')
+          .sort((a, b) => a.path.localeCompare(b.path))
+          .map((doc) => ({ folder, doc }))
+      : [];
   }
 
   getChildren(el?: DocNode): DocNode[] {
@@ -157,8 +200,15 @@ export class DocsTree implements vscode.TreeDataProvider<DocNode> {
     const uri = vscode.Uri.file(join(n.folder.uri.fsPath, d.path));
     const item = new vscode.TreeItem(uri, vscode.TreeItemCollapsibleState.None);
     item.label = d.path;
-    item.description = d.state === 'distilled' ? t('in {0}', d.adapters.join(', ')) : d.state === 'stale' ? t('stale in {0}', d.staleIn.join(', ')) : t('not yet distilled');
-    item.iconPath = new vscode.ThemeIcon(d.state === 'distilled' ? 'pass' : d.state === 'stale' ? 'warning' : 'circle-large-outline');
+    item.description =
+      d.state === 'distilled'
+        ? t('in {0}', d.adapters.join(', '))
+        : d.state === 'stale'
+          ? t('stale in {0}', d.staleIn.join(', '))
+          : t('not yet distilled');
+    item.iconPath = new vscode.ThemeIcon(
+      d.state === 'distilled' ? 'pass' : d.state === 'stale' ? 'warning' : 'circle-large-outline',
+    );
     item.tooltip = `${d.path} — ${item.description}`;
     item.contextValue = `doc-${d.state}`;
     item.resourceUri = uri;

@@ -21,16 +21,36 @@ export async function answers(run: RunContext): Promise<void> {
   for (let i = 0; i < todo.length; i += 16) {
     check(run);
     const b = todo.slice(i, i + 16);
-    const prompts = b.map((q) => chatIds(run, isGeneral(q.split) ? studentMessages(q.question, s.prompts) : teacherMessages(chunkText.get(q.chunk) ?? '', q.question, s.prompts)));
-    const res = await generate(run.model, prompts, { maxTokens: s.answerMaxTokens, temperature: s.answerTemperature, topK: s.answerTopK, seed: seed++, signal: run.signal });
+    const prompts = b.map((q) =>
+      chatIds(
+        run,
+        isGeneral(q.split)
+          ? studentMessages(q.question, s.prompts)
+          : teacherMessages(chunkText.get(q.chunk) ?? '', q.question, s.prompts),
+      ),
+    );
+    const res = await generate(run.model, prompts, {
+      maxTokens: s.answerMaxTokens,
+      temperature: s.answerTemperature,
+      topK: s.answerTopK,
+      seed: seed++,
+      signal: run.signal,
+    });
     check(run);
     res.forEach((r, j) => {
       rows.push({ id: b[j]!.id, answer: r.text.trim() });
-      if (b[j]!.split === 'train' && (i + j) % 5 === 0) run.emit({ type: 'sample', source: b[j]!.source, question: b[j]!.question, answer: r.text.trim() });
+      if (b[j]!.split === 'train' && (i + j) % 5 === 0)
+        run.emit({ type: 'sample', source: b[j]!.source, question: b[j]!.question, answer: r.text.trim() });
     });
     writeJsonl(run.paths.answers, rows);
     const n = Math.min(todo.length, i + 16);
-    run.emit({ type: 'progress', phase: 'answers', done: qs.length - todo.length + n, total: qs.length, etaSec: ((performance.now() - t0) / 1000 / n) * (todo.length - n) });
+    run.emit({
+      type: 'progress',
+      phase: 'answers',
+      done: qs.length - todo.length + n,
+      total: qs.length,
+      etaSec: ((performance.now() - t0) / 1000 / n) * (todo.length - n),
+    });
   }
   splitByAnswer(run, qs, rows);
 }
@@ -40,7 +60,9 @@ function splitByAnswer(run: RunContext, qs: QuestionRow[], answers: AnswerRow[])
   const ans = new Map(answers.map((a) => [a.id, a.answer]));
   const byChunk = new Map<string, QuestionRow[]>();
   const chunkWords = new Map(chunks(run).map((c) => [c.hash, c.text]));
-  let unanswerable = 0, abstained = 0, answeredCross = 0;
+  let unanswerable = 0,
+    abstained = 0,
+    answeredCross = 0;
   for (const q of qs) {
     const a = ans.get(q.id);
     if (isGeneral(q.split) || !a) continue;
@@ -70,12 +92,24 @@ function splitByAnswer(run: RunContext, qs: QuestionRow[], answers: AnswerRow[])
   }
   let held = 0;
   for (const group of byChunk.values()) {
-    const h = heldOutByAnswer(group.map((q) => ({ question: q.question, answer: ans.get(q.id)! })), run.s.heldOutShare, run.s.seed, (a, b) => tokenF1(a, b) >= 0.8);
+    const h = heldOutByAnswer(
+      group.map((q) => ({ question: q.question, answer: ans.get(q.id)! })),
+      run.s.heldOutShare,
+      run.s.seed,
+      (a, b) => tokenF1(a, b) >= 0.8,
+    );
     group.forEach((q, i) => (q.split = h.has(i) ? 'heldout' : 'train'));
     held += h.size;
   }
   writeJsonl(run.paths.questions, qs);
   const n = [...byChunk.values()].reduce((a, g) => a + g.length, 0);
-  log(run, `held out ${held} of ${n} questions about the docs, each with an answer that a training question also gives${unanswerable ? `; dropped ${unanswerable} that name nothing in their passage, which the teacher says it does not answer` : ''}`);
-  if (abstained || answeredCross) log(run, `about the passages' subjects, the teacher says ${abstained} are not answered by the passage (trained so), and answered ${answeredCross} cross questions after all (dropped)`);
+  log(
+    run,
+    `held out ${held} of ${n} questions about the docs, each with an answer that a training question also gives${unanswerable ? `; dropped ${unanswerable} that name nothing in their passage, which the teacher says it does not answer` : ''}`,
+  );
+  if (abstained || answeredCross)
+    log(
+      run,
+      `about the passages' subjects, the teacher says ${abstained} are not answered by the passage (trained so), and answered ${answeredCross} cross questions after all (dropped)`,
+    );
 }

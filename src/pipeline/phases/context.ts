@@ -50,8 +50,18 @@ export interface QuestionRow {
 }
 
 export const isGeneral = (split: QuestionRow['split']): boolean => split === 'general' || split === 'general-heldout';
-export interface AnswerRow { id: string; answer: string }
-export interface QaRow { chunk: string; source: string; doc: string; question: string; answer: string; general?: boolean }
+export interface AnswerRow {
+  id: string;
+  answer: string;
+}
+export interface QaRow {
+  chunk: string;
+  source: string;
+  doc: string;
+  question: string;
+  answer: string;
+  general?: boolean;
+}
 
 export interface RunContext {
   readonly model: CausalLM;
@@ -118,7 +128,14 @@ export function qaRows(run: RunContext, split: QuestionRow['split'] | 'all'): Qa
   const ans = new Map(readJsonl<AnswerRow>(run.paths.answers).map((a) => [a.id, a.answer]));
   return readJsonl<QuestionRow>(run.paths.questions)
     .filter((q) => (split === 'all' || q.split === split) && (ans.get(q.id) ?? '').length > 0)
-    .map((q) => ({ chunk: q.chunk, source: q.source, doc: chunkText.get(q.chunk) ?? '', question: q.question, answer: ans.get(q.id)!, general: isGeneral(q.split) }));
+    .map((q) => ({
+      chunk: q.chunk,
+      source: q.source,
+      doc: chunkText.get(q.chunk) ?? '',
+      question: q.question,
+      answer: ans.get(q.id)!,
+      general: isGeneral(q.split),
+    }));
 }
 
 /** A training or validation sample: the teacher's and the student's prompt, each with the answer. */

@@ -29,9 +29,22 @@ export async function evaluate(run: RunContext): Promise<EvalSummary | undefined
     const b = held.slice(i, i + 16);
     const closed = b.map((r) => chatIds(run, studentMessages(r.question, p)));
     const base = await generate(run.model, closed, { maxTokens: max, signal: run.signal });
-    const teacher = await generate(run.model, b.map((r) => chatIds(run, teacherMessages(r.doc, r.question, p))), { maxTokens: max, signal: run.signal });
+    const teacher = await generate(
+      run.model,
+      b.map((r) => chatIds(run, teacherMessages(r.doc, r.question, p))),
+      { maxTokens: max, signal: run.signal },
+    );
     const student = adapter ? await generate(run.model, closed, { maxTokens: max, adapter, signal: run.signal }) : base;
-    b.forEach((r, j) => rows.push({ question: r.question, source: r.source, reference: r.answer, base: base[j]!.text.trim(), teacher: teacher[j]!.text.trim(), student: student[j]!.text.trim() }));
+    b.forEach((r, j) =>
+      rows.push({
+        question: r.question,
+        source: r.source,
+        reference: r.answer,
+        base: base[j]!.text.trim(),
+        teacher: teacher[j]!.text.trim(),
+        student: student[j]!.text.trim(),
+      }),
+    );
     run.emit({ type: 'progress', phase: 'evaluate', done: rows.length, total: held.length });
   }
   const score = (k: 'base' | 'teacher' | 'student') => ({
@@ -39,7 +52,12 @@ export async function evaluate(run: RunContext): Promise<EvalSummary | undefined
     contains: mean(rows.map((r) => (containsAnswer(r[k], r.reference) ? 1 : 0))),
     f1: mean(rows.map((r) => tokenF1(r[k], r.reference))),
   });
-  const summary: EvalSummary = { n: rows.length, base: score('base'), teacher: score('teacher'), student: score('student') };
+  const summary: EvalSummary = {
+    n: rows.length,
+    base: score('base'),
+    teacher: score('teacher'),
+    student: score('student'),
+  };
   writeJson(run.paths.eval, { summary, rows });
   run.emit({ type: 'eval', summary, rows });
   return summary;

@@ -4,7 +4,17 @@
 // against over-generalising). All of them go to questions.jsonl, rewritten after every batch.
 import { generate } from '../../engine/generate';
 import { generalQuestionMessages, paraphraseMessages, questionMessages } from '../prompts';
-import { chooseHeldOut, crossQuestions, dedupe, isGrounded, mentionsAny, nameKey, parseQuestions, questionKey, wordSet } from '../questions';
+import {
+  chooseHeldOut,
+  crossQuestions,
+  dedupe,
+  isGrounded,
+  mentionsAny,
+  nameKey,
+  parseQuestions,
+  questionKey,
+  wordSet,
+} from '../questions';
 import { readJsonl, writeJsonl } from '../runFolder';
 import { chatIds, check, chunks, freshChunks, isGeneral, log, type QuestionRow, type RunContext } from './context';
 
@@ -24,11 +34,19 @@ export async function questions(run: RunContext): Promise<void> {
   for (let i = 0; i < todo.length; i += batch) {
     check(run);
     const cs = todo.slice(i, i + batch);
-    const prompts = cs.flatMap((c) => Array.from({ length: per }, () => chatIds(run, questionMessages(c.text, s.prompts))));
+    const prompts = cs.flatMap((c) =>
+      Array.from({ length: per }, () => chatIds(run, questionMessages(c.text, s.prompts))),
+    );
     const outs: string[] = [];
     for (let k = 0; k < prompts.length; k += 16) {
       check(run);
-      const res = await generate(run.model, prompts.slice(k, k + 16), { maxTokens: s.questionMaxTokens, temperature: s.questionTemperature, topK: s.questionTopK, seed: seed++, signal: run.signal });
+      const res = await generate(run.model, prompts.slice(k, k + 16), {
+        maxTokens: s.questionMaxTokens,
+        temperature: s.questionTemperature,
+        topK: s.questionTopK,
+        seed: seed++,
+        signal: run.signal,
+      });
       outs.push(...res.map((r) => r.text));
     }
     check(run);
@@ -38,7 +56,9 @@ export async function questions(run: RunContext): Promise<void> {
       const grounded = s.groundQuestions ? parsed.filter((q) => isGrounded(q, words)) : parsed;
       ungrounded += parsed.length - grounded.length;
       const qs = dedupe(grounded, seen);
-      qs.forEach((q, n) => rows.push({ id: `${c.hash.slice(0, 12)}-${n}`, chunk: c.hash, source: c.source, question: q, split: 'train' }));  // held out later, once answers are known
+      qs.forEach((q, n) =>
+        rows.push({ id: `${c.hash.slice(0, 12)}-${n}`, chunk: c.hash, source: c.source, question: q, split: 'train' }),
+      ); // held out later, once answers are known
       if (!qs.length) log(run, `${c.source}: the model wrote no usable question for one passage`, 'warn');
     });
     writeJsonl(run.paths.questions, rows);
@@ -55,13 +75,28 @@ export async function questions(run: RunContext): Promise<void> {
     for (let i = 0; i < own.length; i += 16) {
       check(run);
       const b = own.slice(i, i + 16);
-      const prompts = b.flatMap((r) => Array.from({ length: s.paraphrases }, () => chatIds(run, paraphraseMessages(r.question, s.prompts))));
-      const res = await generate(run.model, prompts, { maxTokens: s.questionMaxTokens, temperature: s.questionTemperature, topK: s.questionTopK, seed: seed++, signal: run.signal });
+      const prompts = b.flatMap((r) =>
+        Array.from({ length: s.paraphrases }, () => chatIds(run, paraphraseMessages(r.question, s.prompts))),
+      );
+      const res = await generate(run.model, prompts, {
+        maxTokens: s.questionMaxTokens,
+        temperature: s.questionTemperature,
+        topK: s.questionTopK,
+        seed: seed++,
+        signal: run.signal,
+      });
       b.forEach((r, j) => {
         const parsed = res.slice(j * s.paraphrases, (j + 1) * s.paraphrases).flatMap((x) => parseQuestions(x.text));
         // Same subject as the original, and nothing the passage does not mention.
         const same = parsed.filter((q) => isGrounded(q, words.get(r.chunk)!) && nameKey(q) === nameKey(r.question));
-        for (const q of dedupe(same, seen)) rows.push({ id: `${r.chunk.slice(0, 12)}-p${made++}`, chunk: r.chunk, source: r.source, question: q, split: 'train' });
+        for (const q of dedupe(same, seen))
+          rows.push({
+            id: `${r.chunk.slice(0, 12)}-p${made++}`,
+            chunk: r.chunk,
+            source: r.source,
+            question: q,
+            split: 'train',
+          });
       });
       run.emit({ type: 'progress', phase: 'questions', done: Math.min(own.length, i + 16), total: own.length });
     }
@@ -72,9 +107,21 @@ export async function questions(run: RunContext): Promise<void> {
   // teacher says so; see splitByAnswer). Made once, from the questions of this run's passages.
   if (s.absentShare > 0 && !rows.some((r) => r.split === 'absent' || r.split === 'absent-answered')) {
     const text = new Map(freshChunks(run).map((c) => [c.hash, c]));
-    const passages = [...text.values()].map((c) => ({ id: c.hash, text: c.text, questions: rows.filter((r) => r.chunk === c.hash && r.split === 'train').map((r) => r.question) }));
+    const passages = [...text.values()].map((c) => ({
+      id: c.hash,
+      text: c.text,
+      questions: rows.filter((r) => r.chunk === c.hash && r.split === 'train').map((r) => r.question),
+    }));
     const cross = crossQuestions(passages, s.absentShare, s.seed, new Set(rows.map((r) => questionKey(r.question))));
-    cross.forEach((x, n) => rows.push({ id: `${x.id.slice(0, 12)}-x${n}`, chunk: x.id, source: text.get(x.id)!.source, question: x.question, split: 'absent' }));
+    cross.forEach((x, n) =>
+      rows.push({
+        id: `${x.id.slice(0, 12)}-x${n}`,
+        chunk: x.id,
+        source: text.get(x.id)!.source,
+        question: x.question,
+        split: 'absent',
+      }),
+    );
     writeJsonl(run.paths.questions, rows);
   }
   // The guard against over-generalising: questions the docs do not answer, written by the model itself.
@@ -84,15 +131,34 @@ export async function questions(run: RunContext): Promise<void> {
   const want = Math.round(s.generalShare * s.generalPool * nDocs) - rows.filter((r) => isGeneral(r.split)).length;
   if (want > 0 && s.generalShare > 0) {
     const docKeys = new Set(rows.map((r) => questionKey(r.question)));
-    const docWords = wordSet(chunks(run).map((c) => c.text).join('\n'));
+    const docWords = wordSet(
+      chunks(run)
+        .map((c) => c.text)
+        .join('\n'),
+    );
     let got = 0;
     // One general question per name: what the guard teaches is "these names I do not know", and
     // a model's own questions keep coming back to a few favourite names.
-    const named = new Set(rows.filter((r) => isGeneral(r.split)).map((r) => nameKey(r.question)).filter(Boolean));
+    const named = new Set(
+      rows
+        .filter((r) => isGeneral(r.split))
+        .map((r) => nameKey(r.question))
+        .filter(Boolean),
+    );
     for (let tries = 0, maxTries = 8 + Math.ceil(want / 64); got < want && tries < maxTries; tries++) {
       check(run);
       const n = Math.min(64, Math.ceil((want - got) * 1.5));
-      const res = await generate(run.model, Array.from({ length: n }, () => chatIds(run, generalQuestionMessages(s.prompts))), { maxTokens: s.questionMaxTokens, temperature: s.generalTemperature, topK: s.generalTopK, seed: seed++, signal: run.signal });
+      const res = await generate(
+        run.model,
+        Array.from({ length: n }, () => chatIds(run, generalQuestionMessages(s.prompts))),
+        {
+          maxTokens: s.questionMaxTokens,
+          temperature: s.generalTemperature,
+          topK: s.generalTopK,
+          seed: seed++,
+          signal: run.signal,
+        },
+      );
       // A general question must not be about the docs: its target is the base model's answer.
       const parsed = res.flatMap((r) => parseQuestions(r.text));
       const other = s.groundQuestions ? parsed.filter((q) => !mentionsAny(q, docWords)) : parsed;
@@ -110,12 +176,23 @@ export async function questions(run: RunContext): Promise<void> {
     // base model on questions the docs do not answer, and the best epoch is chosen for both.
     const general = rows.filter((r) => isGeneral(r.split));
     // As many as one epoch's worth of general questions would give: a larger pool is for training.
-    const held = chooseHeldOut(general.map((r) => r.question), s.heldOutShare / s.generalPool, s.seed);
+    const held = chooseHeldOut(
+      general.map((r) => r.question),
+      s.heldOutShare / s.generalPool,
+      s.seed,
+    );
     general.forEach((r, i) => (r.split = held.has(i) ? 'general-heldout' : 'general'));
     writeJsonl(run.paths.questions, rows);
   }
   const count = (...k: QuestionRow['split'][]) => rows.filter((r) => k.includes(r.split)).length;
-  const dropped = [ungrounded && `${ungrounded} naming something the passage does not mention`, aboutDocs && `${aboutDocs} general ones about the docs`].filter(Boolean);
-  log(run, `questions: ${count('train', 'heldout')} about the docs, ${count('absent')} about their subjects that they may not answer, ${count('general', 'general-heldout')} general (${count('general-heldout')} of them held out)${dropped.length ? `; dropped ${dropped.join(' and ')}` : ''}`);
-  if (!count('train') && !run.state.knownHashes?.length) throw new Error('the model wrote no usable questions; try a larger model or more rounds');
+  const dropped = [
+    ungrounded && `${ungrounded} naming something the passage does not mention`,
+    aboutDocs && `${aboutDocs} general ones about the docs`,
+  ].filter(Boolean);
+  log(
+    run,
+    `questions: ${count('train', 'heldout')} about the docs, ${count('absent')} about their subjects that they may not answer, ${count('general', 'general-heldout')} general (${count('general-heldout')} of them held out)${dropped.length ? `; dropped ${dropped.join(' and ')}` : ''}`,
+  );
+  if (!count('train') && !run.state.knownHashes?.length)
+    throw new Error('the model wrote no usable questions; try a larger model or more rounds');
 }

@@ -22,9 +22,14 @@ export async function train(run: RunContext): Promise<void> {
   // Incremental: replay QA pairs of chunks that are unchanged, so the adapter keeps them.
   let replay: QaRow[] = [];
   if (run.state.baseAdapter) {
-    const old = readJsonl<QaRow>(join(run.state.baseAdapter, ADAPTER_QA_FILE)).filter((r) => r.general || current.has(r.chunk));
+    const old = readJsonl<QaRow>(join(run.state.baseAdapter, ADAPTER_QA_FILE)).filter(
+      (r) => r.general || current.has(r.chunk),
+    );
     const rng = mulberry32(s.seed + 17);
-    replay = old.filter((r) => !r.general).sort(() => rng() - 0.5).slice(0, Math.max(Math.round(s.replayShare * fresh.length), Math.min(old.length, 8)));
+    replay = old
+      .filter((r) => !r.general)
+      .sort(() => rng() - 0.5)
+      .slice(0, Math.max(Math.round(s.replayShare * fresh.length), Math.min(old.length, 8)));
     log(run, `incremental: ${fresh.length} new QA pairs, ${replay.length} replayed from unchanged chunks`);
   }
   // The general questions: all of them in every epoch, or with a pool (generalPool > 1) the next
@@ -34,7 +39,12 @@ export async function train(run: RunContext): Promise<void> {
   const perEpoch = Math.min(pool.length, Math.ceil(pool.length / s.generalPool));
   const poolOrder = shuffled(pool.length, s.seed * 31 + 5);
   const epochSamples = (epoch: number): DistillSample[] =>
-    perEpoch === pool.length ? [...docSamples, ...pool] : [...docSamples, ...Array.from({ length: perEpoch }, (_, i) => pool[poolOrder[(epoch * perEpoch + i) % pool.length]!]!)];
+    perEpoch === pool.length
+      ? [...docSamples, ...pool]
+      : [
+          ...docSamples,
+          ...Array.from({ length: perEpoch }, (_, i) => pool[poolOrder[(epoch * perEpoch + i) % pool.length]!]!),
+        ];
   if (!docSamples.length && !pool.length) {
     log(run, 'nothing new to learn: the adapter is up to date');
     return;
@@ -51,17 +61,41 @@ export async function train(run: RunContext): Promise<void> {
   if (!start && run.state.baseAdapter) {
     // Continue from the existing adapter (fresh optimizer state).
     const prev = readAdapter(run.state.baseAdapter, run.model.config);
-    const same = prev.spec.rank === lora.rank && prev.spec.alpha === lora.alpha && prev.spec.targets.join() === lora.targets.join();
+    const same =
+      prev.spec.rank === lora.rank &&
+      prev.spec.alpha === lora.alpha &&
+      prev.spec.targets.join() === lora.targets.join();
     if (same) start = { step: 0, params: prev.tensors, m: new Map(), v: new Map(), rng: s.seed };
     else log(run, 'the existing adapter has other LoRA settings; training a new one', 'warn');
   }
-  const trainer = new LoraTrainer(run.model, {
-    loss: s.loss, lora, dropout: s.loraDropout, temperature: s.distillTemperature, lr: s.learningRate, weightDecay: s.weightDecay,
-    beta1: 0.9, beta2: 0.999, eps: 1e-8, schedule: s.schedule, warmupSteps: Math.round(s.warmupRatio * totalSteps), totalSteps,
-    microBatch: s.batchSize, gradAccum: s.gradAccum, maxGradNorm: s.maxGradNorm, seed: s.seed,
-  }, start ? { ...start, step: trainerState ? start.step : 0 } : undefined);
+  const trainer = new LoraTrainer(
+    run.model,
+    {
+      loss: s.loss,
+      lora,
+      dropout: s.loraDropout,
+      temperature: s.distillTemperature,
+      lr: s.learningRate,
+      weightDecay: s.weightDecay,
+      beta1: 0.9,
+      beta2: 0.999,
+      eps: 1e-8,
+      schedule: s.schedule,
+      warmupSteps: Math.round(s.warmupRatio * totalSteps),
+      totalSteps,
+      microBatch: s.batchSize,
+      gradAccum: s.gradAccum,
+      maxGradNorm: s.maxGradNorm,
+      seed: s.seed,
+    },
+    start ? { ...start, step: trainerState ? start.step : 0 } : undefined,
+  );
   const metrics: Record<string, unknown>[] = trainerState?.metrics ?? [];
-  let best = trainerState?.best ?? { loss: Infinity, epoch: -1, params: undefined as Map<string, Float32Array> | undefined };
+  let best = trainerState?.best ?? {
+    loss: Infinity,
+    epoch: -1,
+    params: undefined as Map<string, Float32Array> | undefined,
+  };
   let bad = trainerState?.bad ?? 0;
   const stepsDone = trainer.step;
   const t0 = performance.now();
@@ -86,8 +120,24 @@ export async function train(run: RunContext): Promise<void> {
       tokens += r.tokens;
       const secs = (performance.now() - t0) / 1000;
       const done = r.step - stepsDone;
-      const ev = { type: 'train' as const, step: r.step, totalSteps, epoch: epoch + (k + 1) / stepsPerEpoch, loss: r.loss, lr: r.lr, tokensPerSec: tokens / secs, etaSec: (secs / done) * (totalSteps - r.step) };
-      metrics.push({ step: r.step, epoch: ev.epoch, loss: r.loss, lr: r.lr, gradNorm: r.gradNorm, tokensPerSec: ev.tokensPerSec });
+      const ev = {
+        type: 'train' as const,
+        step: r.step,
+        totalSteps,
+        epoch: epoch + (k + 1) / stepsPerEpoch,
+        loss: r.loss,
+        lr: r.lr,
+        tokensPerSec: tokens / secs,
+        etaSec: (secs / done) * (totalSteps - r.step),
+      };
+      metrics.push({
+        step: r.step,
+        epoch: ev.epoch,
+        loss: r.loss,
+        lr: r.lr,
+        gradNorm: r.gradNorm,
+        tokensPerSec: ev.tokensPerSec,
+      });
       run.emit(ev);
       if (r.step % 25 === 0 && k < stepsPerEpoch - 1) {
         await trainer.sync();
@@ -103,7 +153,13 @@ export async function train(run: RunContext): Promise<void> {
       const wDocs = valDocs.reduce((a, x) => a + (x.weight ?? 1), 0);
       const wGeneral = valGeneral.reduce((a, x) => a + (x.weight ?? 1), 0);
       const v = ((vDocs ?? 0) * wDocs + (vGeneral ?? 0) * wGeneral) / (wDocs + wGeneral || 1);
-      metrics.push({ step: trainer.step, epoch: epoch + 1, validationLoss: v, validationDocs: vDocs, validationGeneral: vGeneral });
+      metrics.push({
+        step: trainer.step,
+        epoch: epoch + 1,
+        validationLoss: v,
+        validationDocs: vDocs,
+        validationGeneral: vGeneral,
+      });
       run.emit({ type: 'validation', epoch: epoch + 1, step: trainer.step, loss: v });
       if (v < best.loss - 1e-6) {
         best = { loss: v, epoch: epoch + 1, params: new Map([...trainer.params].map(([k2, t]) => [k2, t.slice()])) };
@@ -112,7 +168,10 @@ export async function train(run: RunContext): Promise<void> {
     }
     saveCheckpoint(run, trainer, metrics, best, bad);
     if (s.earlyStopPatience && bad >= s.earlyStopPatience) {
-      log(run, `early stop after epoch ${epoch + 1}: validation loss has not improved for ${bad} epochs (best ${best.loss.toFixed(4)} at epoch ${best.epoch})`);
+      log(
+        run,
+        `early stop after epoch ${epoch + 1}: validation loss has not improved for ${bad} epochs (best ${best.loss.toFixed(4)} at epoch ${best.epoch})`,
+      );
       break;
     }
   }
@@ -121,11 +180,21 @@ export async function train(run: RunContext): Promise<void> {
   // The trained adapter goes into the run folder, with the QA pairs it learnt (replayed by the next
   // incremental run); publishAdapter() moves the folder into place at the end, as it is.
   writeAdapter(run.paths.adapter, run.model.config, final, { baseModel: run.modelId, dropout: s.loraDropout });
-  writeJsonl(join(run.paths.adapter, ADAPTER_QA_FILE), [...fresh, ...replay.filter((r) => current.has(r.chunk)), ...general]);
+  writeJsonl(join(run.paths.adapter, ADAPTER_QA_FILE), [
+    ...fresh,
+    ...replay.filter((r) => current.has(r.chunk)),
+    ...general,
+  ]);
   run.trained = final;
 }
 
-function saveCheckpoint(run: RunContext, t: LoraTrainer, metrics: Record<string, unknown>[], best: { loss: number; epoch: number; params?: Map<string, Float32Array> }, bad: number): void {
+function saveCheckpoint(
+  run: RunContext,
+  t: LoraTrainer,
+  metrics: Record<string, unknown>[],
+  best: { loss: number; epoch: number; params?: Map<string, Float32Array> },
+  bad: number,
+): void {
   const dir = run.paths.checkpoint;
   const tmp = `${dir}.tmp`;
   rmSync(tmp, { recursive: true, force: true });
@@ -134,19 +203,38 @@ function saveCheckpoint(run: RunContext, t: LoraTrainer, metrics: Record<string,
     { name: `p.${k}`, dtype: 'F32' as const, shape: [p.length], data: p },
     { name: `m.${k}`, dtype: 'F32' as const, shape: [p.length], data: st.m.get(k) ?? new Float32Array(p.length) },
     { name: `v.${k}`, dtype: 'F32' as const, shape: [p.length], data: st.v.get(k) ?? new Float32Array(p.length) },
-    ...(best.params ? [{ name: `best.${k}`, dtype: 'F32' as const, shape: [p.length], data: best.params.get(k)! }] : []),
+    ...(best.params
+      ? [{ name: `best.${k}`, dtype: 'F32' as const, shape: [p.length], data: best.params.get(k)! }]
+      : []),
   ]);
   mkdirSync(tmp, { recursive: true });
   writeSafetensors(join(tmp, 'state.safetensors'), tensors);
-  writeJson(join(tmp, 'trainer.json'), { step: st.step, rng: st.rng, best: { loss: best.loss, epoch: best.epoch, has: !!best.params }, bad });
+  writeJson(join(tmp, 'trainer.json'), {
+    step: st.step,
+    rng: st.rng,
+    best: { loss: best.loss, epoch: best.epoch, has: !!best.params },
+    bad,
+  });
   writeJsonl(run.paths.metrics, metrics);
   rmSync(dir, { recursive: true, force: true });
   renameSync(tmp, dir);
 }
 
-function loadCheckpoint(run: RunContext): { state: TrainerState; metrics: Record<string, unknown>[]; best: { loss: number; epoch: number; params?: Map<string, Float32Array> }; bad: number } | undefined {
+function loadCheckpoint(run: RunContext):
+  | {
+      state: TrainerState;
+      metrics: Record<string, unknown>[];
+      best: { loss: number; epoch: number; params?: Map<string, Float32Array> };
+      bad: number;
+    }
+  | undefined {
   const dir = run.paths.checkpoint;
-  const meta = readJson<{ step: number; rng: number; best: { loss: number | null; epoch: number; has: boolean }; bad: number }>(join(dir, 'trainer.json'));
+  const meta = readJson<{
+    step: number;
+    rng: number;
+    best: { loss: number | null; epoch: number; has: boolean };
+    bad: number;
+  }>(join(dir, 'trainer.json'));
   if (!meta) return undefined;
   const f = SafetensorsFile.open(join(dir, 'state.safetensors'));
   try {

@@ -5,7 +5,11 @@ export const critical = true;
 export async function run({ page, command, shot, waitFor }) {
   await command('DocDistill: Show Log');
   const output = page.locator('.part.panel');
-  await waitFor(async () => /DocDistill \d+\.\d+\.\d+ activated/.test((await output.innerText()).replace(/\s+/g, " ")), 30_000, 'the activation line in the log');
+  await waitFor(
+    async () => /DocDistill \d+\.\d+\.\d+ activated/.test((await output.innerText()).replace(/\s+/g, ' ')),
+    30_000,
+    'the activation line in the log',
+  );
   await shot('01-log-activated');
   await page.keyboard.press('F1');
   const input = page.locator('.quick-input-widget input');

@@ -15,13 +15,18 @@ export async function explorerMenu(h, file, item) {
   const entry = page.locator('.context-view .action-item', { hasText: item }).first();
   await entry.waitFor({ timeout: 10_000 });
   // Clicking the menu entry's label is what the workbench listens to.
-  return { click: async () => {
-    await entry.locator('.action-menu-item, .action-label').first().click();
-    await page.locator('.context-view .monaco-menu').waitFor({ state: 'detached', timeout: 5000 }).catch(async () => {
-      await entry.hover();
-      await page.keyboard.press('Enter');
-    });
-  } };
+  return {
+    click: async () => {
+      await entry.locator('.action-menu-item, .action-label').first().click();
+      await page
+        .locator('.context-view .monaco-menu')
+        .waitFor({ state: 'detached', timeout: 5000 })
+        .catch(async () => {
+          await entry.hover();
+          await page.keyboard.press('Enter');
+        });
+    },
+  };
 }
 
 /** Number of job cards in the dashboard, and the newest one's state. */
@@ -36,13 +41,26 @@ export async function run(h) {
   const entry = await explorerMenu(h, h.docs[0], 'Distill into Model');
   await shot('03-explorer-context-menu');
   await entry.click();
-  await waitFor(async () => /DocDistill: (ingest|questions|answers|starting)/.test(await statusBar().innerText()), 60_000, 'the job in the status bar');
+  await waitFor(
+    async () => /DocDistill: (ingest|questions|answers|starting)/.test(await statusBar().innerText()),
+    60_000,
+    'the job in the status bar',
+  );
   await shot('04-status-bar-job');
   await h.command('DocDistill: Open Dashboard');
-  const dash = (await webview('DocDistill'));
+  const dash = await webview('DocDistill');
   await dash.locator('table.samples tbody tr').first().waitFor({ timeout: 180_000 });
   await shot('05-dashboard-samples');
-  const points = async () => ((await dash.locator('svg.loss-chart polyline.train-line').getAttribute('points').catch(() => '')) ?? '').trim().split(/\s+/).filter(Boolean).length;
+  const points = async () =>
+    (
+      (await dash
+        .locator('svg.loss-chart polyline.train-line')
+        .getAttribute('points')
+        .catch(() => '')) ?? ''
+    )
+      .trim()
+      .split(/\s+/)
+      .filter(Boolean).length;
   await waitFor(async () => (await points()) >= 2, 180_000, 'a loss curve');
   const first = await points();
   await waitFor(async () => (await points()) > first, 120_000, 'the loss curve to grow');
@@ -51,10 +69,20 @@ export async function run(h) {
   await dash.locator('details.log summary').first().click();
   const n0 = await points();
   await waitFor(async () => (await points()) > n0 + 1, 120_000, 'more training steps');
-  if (!(await dash.locator('details.log').first().evaluate((d) => d.open))) throw new Error('the open Log section collapsed when job events arrived');
+  if (
+    !(await dash
+      .locator('details.log')
+      .first()
+      .evaluate((d) => d.open))
+  )
+    throw new Error('the open Log section collapsed when job events arrived');
   // The same dashboard mid-training in a narrow (~400 px) editor, dark theme.
   await h.command('Preferences: Toggle between Light/Dark Themes');
-  await waitFor(async () => (await dash.locator('body.vscode-dark').count()) > 0, 10_000, 'the dashboard in the dark theme');
+  await waitFor(
+    async () => (await dash.locator('body.vscode-dark').count()) > 0,
+    10_000,
+    'the dashboard in the dark theme',
+  );
   await h.command('View: Close Primary Side Bar');
   await page.setViewportSize({ width: 460, height: 900 });
   await page.waitForTimeout(1500);
@@ -71,6 +99,10 @@ export async function run(h) {
   await dash.locator('.job[data-state="done"]').first().waitFor({ timeout: 60_000 });
   await dash.locator('table.eval-table').scrollIntoViewIfNeeded();
   await shot('07-dashboard-evaluation');
-  await waitFor(async () => !/sync~spin|DocDistill: (questions|answers|train|evaluate)/.test(await statusBar().innerText()), 30_000, 'the status bar to go idle');
+  await waitFor(
+    async () => !/sync~spin|DocDistill: (questions|answers|train|evaluate)/.test(await statusBar().innerText()),
+    30_000,
+    'the status bar to go idle',
+  );
   void page;
 }

@@ -9,7 +9,11 @@ export const title = 'the worker is killed mid-run and the job still finishes';
 
 function workerPids() {
   try {
-    return execFileSync('pgrep', ['-f', 'dist/worker.js --stdio'], { encoding: 'utf8' }).trim().split('\n').filter(Boolean).map(Number);
+    return execFileSync('pgrep', ['-f', 'dist/worker.js --stdio'], { encoding: 'utf8' })
+      .trim()
+      .split('\n')
+      .filter(Boolean)
+      .map(Number);
   } catch {
     return [];
   }
@@ -19,7 +23,10 @@ export async function run(h) {
   const { statusBar, shot, waitFor, webview, ws } = h;
   // More questions and epochs, so that the job runs long enough to be killed in the middle.
   mkdirSync(join(ws, '.vscode'), { recursive: true });
-  writeFileSync(join(ws, '.vscode', 'settings.json'), JSON.stringify({ 'docdistill.distill.rounds': 6, 'docdistill.distill.epochs': 12 }));
+  writeFileSync(
+    join(ws, '.vscode', 'settings.json'),
+    JSON.stringify({ 'docdistill.distill.rounds': 6, 'docdistill.distill.epochs': 12 }),
+  );
   await h.page.waitForTimeout(1500);
   await (await explorerMenu(h, h.docs[1], 'Distill into Model')).click();
   const deadline = Date.now() + 60_000;

@@ -33,10 +33,14 @@ test('positioned writes leave holes as zeros', () => {
 test('a write that fails keeps the old file and removes its temporary file', () => {
   const p = join(root, 'keep.txt');
   writeFileSync(p, 'old');
-  assert.throws(() => writeFileAtomicWith(p, (fd) => {
-    writeAll(fd, Buffer.from('half'));
-    throw new Error('stopped halfway');
-  }), /stopped halfway/);
+  assert.throws(
+    () =>
+      writeFileAtomicWith(p, (fd) => {
+        writeAll(fd, Buffer.from('half'));
+        throw new Error('stopped halfway');
+      }),
+    /stopped halfway/,
+  );
   assert.equal(readFileSync(p, 'utf8'), 'old');
   assert.ok(!existsSync(`${p}.${process.pid}.tmp`));
 });
@@ -45,7 +49,10 @@ test('a full disk is an error that keeps the old file', { skip: !existsSync('/de
   const p = join(root, 'full.txt');
   writeFileSync(p, 'old');
   symlinkSync('/dev/full', `${p}.${process.pid}.tmp`);
-  assert.throws(() => writeFileAtomic(p, 'x'.repeat(1 << 16)), (e: NodeJS.ErrnoException) => e.code === 'ENOSPC');
+  assert.throws(
+    () => writeFileAtomic(p, 'x'.repeat(1 << 16)),
+    (e: NodeJS.ErrnoException) => e.code === 'ENOSPC',
+  );
   assert.equal(readFileSync(p, 'utf8'), 'old');
   assert.ok(!existsSync(`${p}.${process.pid}.tmp`));
 });

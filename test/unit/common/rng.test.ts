@@ -29,7 +29,10 @@ test('a stream resumed from its stored state continues where it stopped', () => 
   const r = new Rng(7);
   for (let i = 0; i < 5; i++) r.next();
   const resumed = new Rng(r.state);
-  assert.deepEqual(Array.from({ length: 4 }, () => resumed.next()), Array.from({ length: 4 }, () => r.next()));
+  assert.deepEqual(
+    Array.from({ length: 4 }, () => resumed.next()),
+    Array.from({ length: 4 }, () => r.next()),
+  );
 });
 
 test('int, pick and shuffle stay in range and shuffle permutes', () => {
@@ -42,7 +45,10 @@ test('int, pick and shuffle stay in range and shuffle permutes', () => {
   const xs = Array.from({ length: 50 }, (_, i) => i);
   const s = r.shuffle([...xs]);
   assert.notDeepEqual(s, xs);
-  assert.deepEqual([...s].sort((p, q) => p - q), xs);
+  assert.deepEqual(
+    [...s].sort((p, q) => p - q),
+    xs,
+  );
 });
 
 test("sampling's stream is mulberry32 of its seed mixed with 0x9e3779b9", () => {

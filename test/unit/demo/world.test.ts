@@ -36,7 +36,10 @@ test('each task mix gives its shares of tasks; mix 2 teaches the teacher to abst
     for (const k of Object.keys(count) as Kind[]) {
       // An absent-relation draw on a document with all eight relations falls through to writing a question.
       const tol = k === 'absent' || k === 'write' ? 0.04 : 0.025;
-      assert.ok(Math.abs(count[k] / n - want[k] / 100) < tol, `mix ${mix}: ${k} ${(count[k] / n).toFixed(3)} vs ${want[k] / 100}`);
+      assert.ok(
+        Math.abs(count[k] / n - want[k] / 100) < tol,
+        `mix ${mix}: ${k} ${(count[k] / n).toFixed(3)} vs ${want[k] / 100}`,
+      );
     }
   }
 });

@@ -5,7 +5,14 @@ import assert from 'node:assert/strict';
 import { mkdtempSync, readFileSync, rmSync, statSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { Backend, NoProviderError, describeResolution, judgeSpeed, probeProvider, resolveProvider } from '../../../src/engine/backend';
+import {
+  Backend,
+  NoProviderError,
+  describeResolution,
+  judgeSpeed,
+  probeProvider,
+  resolveProvider,
+} from '../../../src/engine/backend';
 import { Graph, op, serializeModel, writeModel, floatToHalf, halfToFloat } from '../../../src/engine/graph';
 import { attentionBias, decoderLayer, ropeTables, type LayerWeights } from '../../../src/engine/models/layers';
 import { rng } from '../helpers/random';
@@ -37,7 +44,10 @@ test('auto falls back through the providers to one that works', async () => {
   assert.equal(tried.at(-1)!.ok, true);
   for (const t of tried.slice(0, -1)) assert.equal(t.ok, false, `${t.provider} passed but was not chosen`);
   for (const t of tried.slice(0, -1)) assert.match(t.reason!, /\S/, `${t.provider} was passed over without a reason`);
-  assert.ok(tried.some((t) => t.provider === 'cuda'), 'cuda is tried first on Linux');
+  assert.ok(
+    tried.some((t) => t.provider === 'cuda'),
+    'cuda is tried first on Linux',
+  );
   console.log(`auto: ${describeResolution('auto', { provider, tried })}`);
 });
 
@@ -64,7 +74,10 @@ test('auto does not choose WebGPU on a software adapter (lavapipe); an explicit 
   assert.equal(auto.provider, 'cpu');
   const webgpu = auto.tried.find((r) => r.provider === 'webgpu')!;
   assert.equal(webgpu.ok, false);
-  assert.ok(webgpu.probeMs! > webgpu.cpuProbeMs!, `timed probe: webgpu ${webgpu.probeMs} ms, cpu ${webgpu.cpuProbeMs} ms`);
+  assert.ok(
+    webgpu.probeMs! > webgpu.cpuProbeMs!,
+    `timed probe: webgpu ${webgpu.probeMs} ms, cpu ${webgpu.cpuProbeMs} ms`,
+  );
   assert.match(webgpu.reason!, /× slower than the CPU on the probe/);
   const line = describeResolution('auto', auto);
   assert.match(line, /^device cpu \(setting: auto\); not chosen: .*webgpu: \d+\.\d× slower than the CPU/);
@@ -110,7 +123,8 @@ test('external data: each large tensor starts on a page boundary and ONNX Runtim
 
     const be = await Backend.create({ device: 'cpu', threads: 1, cacheDir: dir, fileThreshold: 1024 });
     const xs = Float32Array.from({ length: n }, (_, i) => Math.sin(i));
-    const out = (await (await be.session(g)).run({ x: { dtype: 'float32', dims: [1, n], data: xs } })).y!.data as Float32Array;
+    const out = (await (await be.session(g)).run({ x: { dtype: 'float32', dims: [1, n], data: xs } })).y!
+      .data as Float32Array;
     // Reference in float64.
     const h = new Float64Array(n);
     for (let k = 0; k < n; k++) for (let j = 0; j < n; j++) h[j]! += xs[k]! * w1[k * n + j]!;
@@ -128,20 +142,39 @@ test('the session cache returns one session per graph content, whatever the grap
   const w = Float32Array.from({ length: 16 }, (_, i) => i / 16);
   const s1 = await be.session(mlpGraph('a', w, 4));
   const s2 = await be.session(mlpGraph('a', w, 4));
-  const s3 = await be.session(mlpGraph('a', Float32Array.from(w, (v) => v + 1), 4));
+  const s3 = await be.session(
+    mlpGraph(
+      'a',
+      Float32Array.from(w, (v) => v + 1),
+      4,
+    ),
+  );
   assert.equal(s1, s2);
   assert.notEqual(s1, s3);
   await be.dispose();
 });
 
 test('a float16 decoder layer on the CPU provider matches float32 within 5e-3', async () => {
-  const B = 2, T = 7, D = 64, H = 4, K = 2, E = 16, I = 128;
+  const B = 2,
+    T = 7,
+    D = 64,
+    H = 4,
+    K = 2,
+    E = 16,
+    I = 128;
   const r = rng(99);
   const rand = (n: number, s: number) => Float32Array.from({ length: n }, () => (r() * 2 - 1) * s);
   const data = {
-    x: rand(B * T * D, 1), n1: Float32Array.from({ length: D }, () => 0.8 + 0.4 * r()), n2: Float32Array.from({ length: D }, () => 0.8 + 0.4 * r()),
-    wq: rand(D * H * E, 0.15), wk: rand(D * K * E, 0.15), wv: rand(D * K * E, 0.15), wo: rand(H * E * D, 0.15),
-    wg: rand(D * I, 0.15), wu: rand(D * I, 0.15), wd: rand(I * D, 0.1),
+    x: rand(B * T * D, 1),
+    n1: Float32Array.from({ length: D }, () => 0.8 + 0.4 * r()),
+    n2: Float32Array.from({ length: D }, () => 0.8 + 0.4 * r()),
+    wq: rand(D * H * E, 0.15),
+    wk: rand(D * K * E, 0.15),
+    wv: rand(D * K * E, 0.15),
+    wo: rand(H * E * D, 0.15),
+    wg: rand(D * I, 0.15),
+    wu: rand(D * I, 0.15),
+    wd: rand(I * D, 0.1),
   };
   const mask = BigInt64Array.from({ length: B * T }, (_, i) => (i < 2 ? 0n : 1n));
   const pos = BigInt64Array.from({ length: B * T }, (_, i) => BigInt(i < T ? Math.max(0, i - 2) : i - T));
@@ -154,12 +187,28 @@ test('a float16 decoder layer on the CPU provider matches float32 within 5e-3', 
     const m = g.input('mask', 'int64', ['B', 'T']);
     const p = g.input('pos', 'int64', ['B', 'T']);
     const w: LayerWeights = {
-      inputNorm: init('n1', [D]), postNorm: init('n2', [D]),
-      q: { weight: init('wq', [D, H * E]) }, k: { weight: init('wk', [D, K * E]) }, v: { weight: init('wv', [D, K * E]) }, o: { weight: init('wo', [H * E, D]) },
-      gate: { weight: init('wg', [D, I]) }, up: { weight: init('wu', [D, I]) }, down: { weight: init('wd', [I, D]) },
+      inputNorm: init('n1', [D]),
+      postNorm: init('n2', [D]),
+      q: { weight: init('wq', [D, H * E]) },
+      k: { weight: init('wk', [D, K * E]) },
+      v: { weight: init('wv', [D, K * E]) },
+      o: { weight: init('wo', [H * E, D]) },
+      gate: { weight: init('wg', [D, I]) },
+      up: { weight: init('wu', [D, I]) },
+      down: { weight: init('wd', [I, D]) },
     };
-    const invFreq = g.constant('float32', [E / 2], Array.from({ length: E / 2 }, (_, i) => 1 / 10000 ** ((2 * i) / E)));
-    const out = decoderLayer(x, w, { numHeads: H, numKvHeads: K, headDim: E, eps: 1e-5 }, ropeTables(p, invFreq, dtype), attentionBias(m, 'T', 'T'));
+    const invFreq = g.constant(
+      'float32',
+      [E / 2],
+      Array.from({ length: E / 2 }, (_, i) => 1 / 10000 ** ((2 * i) / E)),
+    );
+    const out = decoderLayer(
+      x,
+      w,
+      { numHeads: H, numKvHeads: K, headDim: E, eps: 1e-5 },
+      ropeTables(p, invFreq, dtype),
+      attentionBias(m, 'T', 'T'),
+    );
     g.output(op.cast(out.out, 'float32'), 'y');
     return g;
   };
@@ -171,14 +220,17 @@ test('a float16 decoder layer on the CPU provider matches float32 within 5e-3', 
   });
   const y32 = (await (await be.session(build('float32'))).run(feeds('float32'))).y!.data as Float32Array;
   const y16 = (await (await be.session(build('float16'))).run(feeds('float16'))).y!.data as Float32Array;
-  let maxDiff = 0, maxRef = 0;
+  let maxDiff = 0,
+    maxRef = 0;
   for (let i = 0; i < y32.length; i++) {
     if (i % (T * D) < 2 * D && i < T * D) continue; // padded queries of row 0 carry no meaning
     maxDiff = Math.max(maxDiff, Math.abs(y32[i]! - y16[i]!));
     maxRef = Math.max(maxRef, Math.abs(y32[i]!));
   }
   const rel = maxDiff / maxRef;
-  console.log(`float16 vs float32 decoder layer: max abs diff ${maxDiff.toExponential(2)}, relative to max |y| ${rel.toExponential(2)}`);
+  console.log(
+    `float16 vs float32 decoder layer: max abs diff ${maxDiff.toExponential(2)}, relative to max |y| ${rel.toExponential(2)}`,
+  );
   assert.ok(rel < 5e-3, `relative error ${rel}`);
   assert.ok(rel > 0, 'the float16 graph really ran in float16');
   assert.equal(halfToFloat(floatToHalf(1.5)), 1.5);

@@ -9,7 +9,14 @@ import { rng } from '../helpers/random';
 import { attentionBias, decoderLayer, ropeTables, type LayerWeights } from '../../../src/engine/models/layers';
 import { cpuBackend, gradCheck, type CheckInput } from '../helpers/gradcheck';
 
-const B = 2, T = 5, D = 16, H = 4, K = 2, E = 4, I = 24, r = 3;
+const B = 2,
+  T = 5,
+  D = 16,
+  H = 4,
+  K = 2,
+  E = 4,
+  I = 24,
+  r = 3;
 
 function inputs(opts: { bias?: boolean; qkNorm?: boolean; lora?: boolean }): CheckInput[] {
   const list: CheckInput[] = [
@@ -18,12 +25,25 @@ function inputs(opts: { bias?: boolean; qkNorm?: boolean; lora?: boolean }): Che
     { name: 'pos', shape: [B, T], dims: ['B', 'T'], kind: 'int', ints: [0, 0, 0, 1, 2, 0, 1, 2, 3, 4] },
     { name: 'inputNorm', shape: [D], kind: 'positive' },
     { name: 'postNorm', shape: [D], kind: 'positive' },
-    { name: 'wq', shape: [D, H * E] }, { name: 'wk', shape: [D, K * E] }, { name: 'wv', shape: [D, K * E] }, { name: 'wo', shape: [H * E, D] },
-    { name: 'wg', shape: [D, I] }, { name: 'wu', shape: [D, I] }, { name: 'wd', shape: [I, D] },
+    { name: 'wq', shape: [D, H * E] },
+    { name: 'wk', shape: [D, K * E] },
+    { name: 'wv', shape: [D, K * E] },
+    { name: 'wo', shape: [H * E, D] },
+    { name: 'wg', shape: [D, I] },
+    { name: 'wu', shape: [D, I] },
+    { name: 'wd', shape: [I, D] },
   ];
-  if (opts.bias) list.push({ name: 'bq', shape: [H * E] }, { name: 'bk', shape: [K * E] }, { name: 'bv', shape: [K * E] });
-  if (opts.qkNorm) list.push({ name: 'qn', shape: [E], kind: 'positive' }, { name: 'kn', shape: [E], kind: 'positive' });
-  if (opts.lora) list.push({ name: 'aq', shape: [D, r] }, { name: 'bq_lora', shape: [r, H * E] }, { name: 'ad', shape: [I, r] }, { name: 'bd_lora', shape: [r, D] });
+  if (opts.bias)
+    list.push({ name: 'bq', shape: [H * E] }, { name: 'bk', shape: [K * E] }, { name: 'bv', shape: [K * E] });
+  if (opts.qkNorm)
+    list.push({ name: 'qn', shape: [E], kind: 'positive' }, { name: 'kn', shape: [E], kind: 'positive' });
+  if (opts.lora)
+    list.push(
+      { name: 'aq', shape: [D, r] },
+      { name: 'bq_lora', shape: [r, H * E] },
+      { name: 'ad', shape: [I, r] },
+      { name: 'bd_lora', shape: [r, D] },
+    );
   return list;
 }
 
@@ -31,14 +51,27 @@ function build(xs: Tensor[], names: string[]): Tensor {
   const t = (n: string) => xs[names.indexOf(n)];
   const need = (n: string) => t(n)!;
   const g = need('x').graph;
-  const invFreq = g.constant('float32', [E / 2], Array.from({ length: E / 2 }, (_, i) => 1 / 10000 ** ((2 * i) / E)));
+  const invFreq = g.constant(
+    'float32',
+    [E / 2],
+    Array.from({ length: E / 2 }, (_, i) => 1 / 10000 ** ((2 * i) / E)),
+  );
   const w: LayerWeights = {
-    inputNorm: need('inputNorm'), postNorm: need('postNorm'),
-    q: { weight: need('wq'), bias: t('bq'), lora: t('aq') ? { a: need('aq'), b: need('bq_lora'), scale: 2 } : undefined },
-    k: { weight: need('wk'), bias: t('bk') }, v: { weight: need('wv'), bias: t('bv') }, o: { weight: need('wo') },
-    gate: { weight: need('wg') }, up: { weight: need('wu') },
+    inputNorm: need('inputNorm'),
+    postNorm: need('postNorm'),
+    q: {
+      weight: need('wq'),
+      bias: t('bq'),
+      lora: t('aq') ? { a: need('aq'), b: need('bq_lora'), scale: 2 } : undefined,
+    },
+    k: { weight: need('wk'), bias: t('bk') },
+    v: { weight: need('wv'), bias: t('bv') },
+    o: { weight: need('wo') },
+    gate: { weight: need('wg') },
+    up: { weight: need('wu') },
     down: { weight: need('wd'), lora: t('ad') ? { a: need('ad'), b: need('bd_lora'), scale: 0.5 } : undefined },
-    qNorm: t('qn'), kNorm: t('kn'),
+    qNorm: t('qn'),
+    kNorm: t('kn'),
   };
   const rope = ropeTables(need('pos'), invFreq, 'float64');
   const bias = attentionBias(need('mask'), 'T', 'T', 'float64');
@@ -57,7 +90,10 @@ for (const [label, opts] of [
     const ins = inputs(opts);
     const names = ins.map((i) => i.name);
     const res = await gradCheck(`block_${label}`, ins, (xs) => build(xs, names), { samples: 12, h: 1e-5 });
-    console.log(`decoder layer ${label}: worst relative error ${res.maxRel.toExponential(2)} over ${res.checked} elements`, JSON.stringify(res.perInput));
+    console.log(
+      `decoder layer ${label}: worst relative error ${res.maxRel.toExponential(2)} over ${res.checked} elements`,
+      JSON.stringify(res.perInput),
+    );
     for (const [k, v] of Object.entries(res.perInput)) assert.ok(v < 1e-5, `${k}: relative error ${v}`);
   });
 }
@@ -75,14 +111,18 @@ test('padding gets no attention: real outputs do not depend on the inputs at pad
   const feeds: Record<string, HostTensor> = {};
   for (const i of ins) {
     const n = i.shape.reduce((a, b) => a * b, 1);
-    feeds[i.name] = i.kind === 'int'
-      ? { dtype: 'int64', dims: i.shape, data: BigInt64Array.from(i.ints!, BigInt) }
-      : { dtype: 'float64', dims: i.shape, data: Float64Array.from({ length: n }, () => 0.5 + r()) };
+    feeds[i.name] =
+      i.kind === 'int'
+        ? { dtype: 'int64', dims: i.shape, data: BigInt64Array.from(i.ints!, BigInt) }
+        : { dtype: 'float64', dims: i.shape, data: Float64Array.from({ length: n }, () => 0.5 + r()) };
   }
   const s = await (await cpuBackend()).session(g);
   const grad = (await s.run(feeds)).dx!.data as Float64Array;
   const padded = Array.from(grad.subarray(0, 2 * D)); // row 0, positions 0 and 1
   const real = Array.from(grad.subarray(2 * D, 3 * D));
-  assert.ok(padded.every((v) => v === 0), `gradient at padded positions: ${padded.slice(0, 4)}`);
+  assert.ok(
+    padded.every((v) => v === 0),
+    `gradient at padded positions: ${padded.slice(0, 4)}`,
+  );
   assert.ok(real.some((v) => v !== 0));
 });

@@ -3,7 +3,10 @@
 import Module from 'node:module';
 
 export class Uri {
-  private constructor(readonly scheme: string, readonly fsPath: string) {}
+  private constructor(
+    readonly scheme: string,
+    readonly fsPath: string,
+  ) {}
   static file(p: string): Uri {
     return new Uri('file', p);
   }
@@ -15,7 +18,10 @@ export class MarkdownString {
   constructor(readonly value = '') {}
 }
 export class ChatRequestTurn {
-  constructor(readonly prompt: string, readonly command?: string) {}
+  constructor(
+    readonly prompt: string,
+    readonly command?: string,
+  ) {}
 }
 export class ChatResponseMarkdownPart {
   readonly value: MarkdownString;
@@ -33,7 +39,15 @@ export class Disposable {
   }
 }
 const fmt = (s: string, ...a: unknown[]) => s.replace(/\{(\d+)\}/g, (_, i: string) => String(a[Number(i)]));
-export const fake = { Uri, MarkdownString, ChatRequestTurn, ChatResponseTurn, ChatResponseMarkdownPart, Disposable, l10n: { t: fmt } };
+export const fake = {
+  Uri,
+  MarkdownString,
+  ChatRequestTurn,
+  ChatResponseTurn,
+  ChatResponseMarkdownPart,
+  Disposable,
+  l10n: { t: fmt },
+};
 
 const M = Module as unknown as { _load: (req: string, ...rest: unknown[]) => unknown };
 const load = M._load;

@@ -25,7 +25,8 @@ export interface GradCheckResult {
 }
 
 let backendP: Promise<Backend> | undefined;
-export const cpuBackend = (): Promise<Backend> => (backendP ??= Backend.create({ device: 'cpu', threads: 1, optimization: 'basic' }));
+export const cpuBackend = (): Promise<Backend> =>
+  (backendP ??= Backend.create({ device: 'cpu', threads: 1, optimization: 'basic' }));
 
 export async function gradCheck(
   label: string,
@@ -42,9 +43,21 @@ export async function gradCheck(
   const y = f(xs);
   const weights = g.input('__w', 'float64', y.shape);
   const prod = op.mul(y, weights);
-  const loss = prod.rank === 0 ? prod : op.reduceSum(prod, prod.shape.map((_, i) => i), false);
-  const diff = inputs.map((i, k) => ({ i, x: xs[k]! })).filter(({ i }) => i.kind !== 'int' && i.kind !== 'bool' && i.grad !== false);
-  const grads = gradients(loss, diff.map((d) => d.x));
+  const loss =
+    prod.rank === 0
+      ? prod
+      : op.reduceSum(
+          prod,
+          prod.shape.map((_, i) => i),
+          false,
+        );
+  const diff = inputs
+    .map((i, k) => ({ i, x: xs[k]! }))
+    .filter(({ i }) => i.kind !== 'int' && i.kind !== 'bool' && i.grad !== false);
+  const grads = gradients(
+    loss,
+    diff.map((d) => d.x),
+  );
   g.output(loss, 'loss');
   grads.forEach((gr, k) => g.output(gr, `grad_${diff[k]!.i.name}`));
 
@@ -62,10 +75,21 @@ export async function gradCheck(
   const s = await be.session(g);
   // The weight tensor's concrete shape comes from a first forward run.
   const probeG = new Graph(`shape_${label}`);
-  const pxs = inputs.map((i) => probeG.input(i.name, i.kind === 'int' ? 'int64' : i.kind === 'bool' ? 'bool' : 'float64', i.dims ?? i.shape));
+  const pxs = inputs.map((i) =>
+    probeG.input(i.name, i.kind === 'int' ? 'int64' : i.kind === 'bool' ? 'bool' : 'float64', i.dims ?? i.shape),
+  );
   probeG.output(f(pxs), 'y');
   const yShape = (await (await be.session(probeG)).run(feeds)).y!.dims;
-  feeds.__w = { dtype: 'float64', dims: yShape, data: nonZero(yShape.reduce((a, b) => a * b, 1), r, 0.5, 1.5) };
+  feeds.__w = {
+    dtype: 'float64',
+    dims: yShape,
+    data: nonZero(
+      yShape.reduce((a, b) => a * b, 1),
+      r,
+      0.5,
+      1.5,
+    ),
+  };
 
   const out = await s.run(feeds);
   const h = opts.h ?? 1e-6;
@@ -75,7 +99,8 @@ export async function gradCheck(
   for (const { i } of diff) {
     const x = feeds[i.name]!.data as Float64Array;
     const analytic = out[`grad_${i.name}`]!.data as Float64Array;
-    if (analytic.length !== x.length) throw new Error(`${label}: gradient of ${i.name} has ${analytic.length} elements, input has ${x.length}`);
+    if (analytic.length !== x.length)
+      throw new Error(`${label}: gradient of ${i.name} has ${analytic.length} elements, input has ${x.length}`);
     const picks = pickIndices(x.length, opts.samples ?? 24, r);
     let worst = 0;
     for (const k of picks) {

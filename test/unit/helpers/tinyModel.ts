@@ -6,12 +6,24 @@ import { rng } from './random';
 
 export function tinyConfig(over: Partial<ModelConfig> = {}): ModelConfig {
   return {
-    architecture: 'LlamaForCausalLM', modelType: 'llama',
-    vocabSize: 97, hiddenSize: 32, intermediateSize: 48, numLayers: 2,
-    numHeads: 4, numKvHeads: 2, headDim: 8,
-    rmsNormEps: 1e-6, ropeTheta: 10000, maxPositionEmbeddings: 256,
-    tieWordEmbeddings: false, qkvBias: false, qkNorm: false, torchDtype: 'float32',
-    eosTokenIds: [1], bosTokenId: 0,
+    architecture: 'LlamaForCausalLM',
+    modelType: 'llama',
+    vocabSize: 97,
+    hiddenSize: 32,
+    intermediateSize: 48,
+    numLayers: 2,
+    numHeads: 4,
+    numKvHeads: 2,
+    headDim: 8,
+    rmsNormEps: 1e-6,
+    ropeTheta: 10000,
+    maxPositionEmbeddings: 256,
+    tieWordEmbeddings: false,
+    qkvBias: false,
+    qkNorm: false,
+    torchDtype: 'float32',
+    eosTokenIds: [1],
+    bosTokenId: 0,
     ...over,
   };
 }
@@ -34,11 +46,19 @@ export class MemoryWeights implements WeightSource {
 export function randomWeights(c: ModelConfig, seed = 1): MemoryWeights {
   const r = rng(seed);
   const w = new MemoryWeights();
-  const normal = (n: number, s: number) => Float32Array.from({ length: n }, () => {
-    const u = Math.max(r(), 1e-12);
-    return s * Math.sqrt(-2 * Math.log(u)) * Math.cos(2 * Math.PI * r());
-  });
-  const put = (name: string, shape: number[], scale: number, offset = 0) => w.tensors.set(name, { shape, data: normal(shape.reduce((a, b) => a * b, 1), scale).map((v) => v + offset) });
+  const normal = (n: number, s: number) =>
+    Float32Array.from({ length: n }, () => {
+      const u = Math.max(r(), 1e-12);
+      return s * Math.sqrt(-2 * Math.log(u)) * Math.cos(2 * Math.PI * r());
+    });
+  const put = (name: string, shape: number[], scale: number, offset = 0) =>
+    w.tensors.set(name, {
+      shape,
+      data: normal(
+        shape.reduce((a, b) => a * b, 1),
+        scale,
+      ).map((v) => v + offset),
+    });
   const { hiddenSize: D, numHeads: H, numKvHeads: K, headDim: E, intermediateSize: I, vocabSize: V } = c;
   put('model.embed_tokens.weight', [V, D], 0.5);
   put('model.norm.weight', [D], 0.1, 1);

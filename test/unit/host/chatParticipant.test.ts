@@ -37,7 +37,10 @@ function setup(opts: { adapters?: Partial<P.AdapterSummary>[] } = {}) {
     progress: (s: string) => void out.push(`[progress ${s}]`),
     button: (b: { title: string }) => void out.push(`[button ${b.title}]`),
   } as unknown as vscode.ChatResponseStream;
-  const token = { isCancellationRequested: false, onCancellationRequested: () => ({ dispose() {} }) } as unknown as vscode.CancellationToken;
+  const token = {
+    isCancellationRequested: false,
+    onCancellationRequested: () => ({ dispose() {} }),
+  } as unknown as vscode.CancellationToken;
   const handler = makeChatHandler(dd);
   const ask = (prompt: string, command?: string, history: unknown[] = []) =>
     handler({ prompt, command } as vscode.ChatRequest, { history } as unknown as vscode.ChatContext, stream, token);
@@ -48,8 +51,15 @@ test('@docdistill streams the active student and lists the docs it was distilled
   const s = setup();
   const r = await s.ask('Who is Kest?');
   assert.deepEqual(s.refs, ['/ws/docs/a.md', '/ws/docs/b.md']);
-  assert.deepEqual(s.calls.map((c) => [c.mode, c.adapter, c.messages.at(-1)!.content]), [['student', 'docs', 'Who is Kest?']]);
-  assert.equal(s.out.filter((x) => !x.startsWith('[')).join(''), 'student answer', 'the answer arrives as streamed pieces');
+  assert.deepEqual(
+    s.calls.map((c) => [c.mode, c.adapter, c.messages.at(-1)!.content]),
+    [['student', 'docs', 'Who is Kest?']],
+  );
+  assert.equal(
+    s.out.filter((x) => !x.startsWith('[')).join(''),
+    'student answer',
+    'the answer arrives as streamed pieces',
+  );
   assert.ok(s.out.length >= 3, 'more than one streamed piece');
   assert.deepEqual((r as { metadata: unknown }).metadata, { adapter: 'docs', modes: ['student'] });
   assert.equal(s.worker.listenerCount('chatDelta'), 0, 'no listener left behind');
@@ -58,22 +68,39 @@ test('@docdistill streams the active student and lists the docs it was distilled
 test('/compare asks base, student and teacher in turn, each under its label; /teacher asks the teacher only', async () => {
   const s = setup();
   await s.ask('Who is Kest?', 'compare');
-  assert.deepEqual(s.calls.map((c) => c.mode), ['base', 'student', 'teacher']);
+  assert.deepEqual(
+    s.calls.map((c) => c.mode),
+    ['base', 'student', 'teacher'],
+  );
   const text = s.out.join('');
-  assert.match(text, /\*\*Base model \(no docs\)\*\*\n\nbase answer\n\n\*\*Student \(docs, no docs\)\*\*\n\nstudent answer\n\n\*\*Teacher \(docs in the prompt\)\*\*\n\nteacher answer/);
+  assert.match(
+    text,
+    /\*\*Base model \(no docs\)\*\*\n\nbase answer\n\n\*\*Student \(docs, no docs\)\*\*\n\nstudent answer\n\n\*\*Teacher \(docs in the prompt\)\*\*\n\nteacher answer/,
+  );
   const t = setup();
   await t.ask('Who is Kest?', 'teacher');
-  assert.deepEqual(t.calls.map((c) => c.mode), ['teacher']);
+  assert.deepEqual(
+    t.calls.map((c) => c.mode),
+    ['teacher'],
+  );
 });
 
 test('without an adapter the student is not asked; the reply offers to distill', async () => {
   const s = setup({ adapters: [] });
   await s.ask('Who is Kest?');
   assert.equal(s.calls.length, 0);
-  assert.ok(s.out.some((x) => x === '[button Distill Docs Folder]'), s.out.join('|'));
+  assert.ok(
+    s.out.some((x) => x === '[button Distill Docs Folder]'),
+    s.out.join('|'),
+  );
 });
 
 test('earlier turns become the conversation history', () => {
-  const h = historyOf({ history: [new ChatRequestTurn('Who is Kest?'), new ChatResponseTurn([new ChatResponseMarkdownPart('A potter.')])] } as unknown as vscode.ChatContext);
-  assert.deepEqual(h, [{ role: 'user', content: 'Who is Kest?' }, { role: 'assistant', content: 'A potter.' }]);
+  const h = historyOf({
+    history: [new ChatRequestTurn('Who is Kest?'), new ChatResponseTurn([new ChatResponseMarkdownPart('A potter.')])],
+  } as unknown as vscode.ChatContext);
+  assert.deepEqual(h, [
+    { role: 'user', content: 'Who is Kest?' },
+    { role: 'assistant', content: 'A potter.' },
+  ]);
 });

@@ -31,7 +31,10 @@ test('model folder check names what is missing or unsupported', () => {
     assert.match(checkModelFolder(d)!, /no tokenizer.json/);
     writeFileSync(join(d, 'tokenizer.json'), '{}');
     assert.equal(checkModelFolder(d), undefined);
-    assert.equal(checkModelFolder(join(repo, 'test', 'fixtures', 'models', 'tiny-llama'))?.includes('tokenizer.json'), true);
+    assert.equal(
+      checkModelFolder(join(repo, 'test', 'fixtures', 'models', 'tiny-llama'))?.includes('tokenizer.json'),
+      true,
+    );
   } finally {
     rmSync(d, { recursive: true, force: true });
   }
@@ -58,7 +61,13 @@ test('the watcher reports changed docs once, debounced, and ignores .docdistill'
   mkdirSync(join(root, 'docs', 'sub'), { recursive: true });
   writeFileSync(join(root, 'docs', 'a.md'), '# A');
   const batches: string[][] = [];
-  const w = new DocsWatcher(root, 'docs/**/*.md', (f) => batches.push(f), () => {}, 300);
+  const w = new DocsWatcher(
+    root,
+    'docs/**/*.md',
+    (f) => batches.push(f),
+    () => {},
+    300,
+  );
   try {
     await w.ready();
     writeFileSync(join(root, 'docs', 'a.md'), '# A changed');
@@ -76,7 +85,10 @@ test('the watcher reports changed docs once, debounced, and ignores .docdistill'
   }
 });
 
-function hubServer(files: Record<string, Buffer>, opts: { corrupt?: string; dropAfter?: number } = {}): Promise<{ url: string; server: Server; hits: string[] }> {
+function hubServer(
+  files: Record<string, Buffer>,
+  opts: { corrupt?: string; dropAfter?: number } = {},
+): Promise<{ url: string; server: Server; hits: string[] }> {
   const hits: string[] = [];
   let dropped = false;
   const server = createServer((req, res) => {
@@ -84,7 +96,21 @@ function hubServer(files: Record<string, Buffer>, opts: { corrupt?: string; drop
     hits.push(`${req.method} ${url} ${req.headers.range ?? ''}`);
     if (url.startsWith('/api/models/acme/tiny/revision/main')) {
       res.setHeader('content-type', 'application/json');
-      res.end(JSON.stringify({ siblings: [...Object.entries(files).map(([name, data]) => ({ rfilename: name, size: data.length, ...(name.endsWith('.safetensors') ? { lfs: { sha256: createHash('sha256').update(data).digest('hex'), size: data.length } } : { blobId: createHash('sha1').update(`blob ${data.length}\0`).update(data).digest('hex') }) })), { rfilename: 'pytorch_model.bin', size: 3 }, { rfilename: 'modeling_evil.py', size: 3 }] }));
+      res.end(
+        JSON.stringify({
+          siblings: [
+            ...Object.entries(files).map(([name, data]) => ({
+              rfilename: name,
+              size: data.length,
+              ...(name.endsWith('.safetensors')
+                ? { lfs: { sha256: createHash('sha256').update(data).digest('hex'), size: data.length } }
+                : { blobId: createHash('sha1').update(`blob ${data.length}\0`).update(data).digest('hex') }),
+            })),
+            { rfilename: 'pytorch_model.bin', size: 3 },
+            { rfilename: 'modeling_evil.py', size: 3 },
+          ],
+        }),
+      );
       return;
     }
     if (url.startsWith('/api/models/')) {
@@ -116,12 +142,20 @@ function hubServer(files: Record<string, Buffer>, opts: { corrupt?: string; drop
     }
     res.end(data.subarray(start));
   });
-  return new Promise((ok) => server.listen(0, '127.0.0.1', () => ok({ url: `http://127.0.0.1:${(server.address() as { port: number }).port}`, server, hits })));
+  return new Promise((ok) =>
+    server.listen(0, '127.0.0.1', () =>
+      ok({ url: `http://127.0.0.1:${(server.address() as { port: number }).port}`, server, hits }),
+    ),
+  );
 }
 
 test('hub download: only needed files, resumed after a dropped connection, verified', async () => {
   const weights = Buffer.from(Array.from({ length: 200_000 }, (_, i) => (i * 7) % 251));
-  const files = { 'config.json': Buffer.from('{"architectures":["LlamaForCausalLM"]}'), 'tokenizer.json': Buffer.from('{}'), 'model.safetensors': weights };
+  const files = {
+    'config.json': Buffer.from('{"architectures":["LlamaForCausalLM"]}'),
+    'tokenizer.json': Buffer.from('{}'),
+    'model.safetensors': weights,
+  };
   const { url, server, hits } = await hubServer(files, { dropAfter: 50_000 });
   const dest = join(tmp(), 'acme--tiny');
   try {
@@ -132,8 +166,14 @@ test('hub download: only needed files, resumed after a dropped connection, verif
     const got = await downloadFromHub('acme/tiny', dest, { endpoint: url, onProgress: (d) => progress.push(d) });
     assert.deepEqual(got.sort(), ['config.json', 'model.safetensors', 'tokenizer.json']);
     assert.deepEqual(readFileSync(join(dest, 'model.safetensors')), weights);
-    assert.ok(!existsSync(join(dest, 'modeling_evil.py')) && !existsSync(join(dest, 'pytorch_model.bin')), 'no code or pickles downloaded');
-    assert.ok(hits.some((h) => /model\.safetensors bytes=\d+-/.test(h)), 'the second attempt resumed with a Range request');
+    assert.ok(
+      !existsSync(join(dest, 'modeling_evil.py')) && !existsSync(join(dest, 'pytorch_model.bin')),
+      'no code or pickles downloaded',
+    );
+    assert.ok(
+      hits.some((h) => /model\.safetensors bytes=\d+-/.test(h)),
+      'the second attempt resumed with a Range request',
+    );
     assert.ok(progress.at(-1)! >= weights.length);
     await assert.rejects(downloadFromHub('acme/missing', join(dest, 'x'), { endpoint: url }), /no such model/);
   } finally {
@@ -144,7 +184,10 @@ test('hub download: only needed files, resumed after a dropped connection, verif
 
 test('hub download: a corrupted file fails the checksum and is removed; cancel stops', async () => {
   const weights = Buffer.alloc(10_000, 3);
-  const { url, server } = await hubServer({ 'config.json': Buffer.from('{}'), 'model.safetensors': weights }, { corrupt: 'model.safetensors' });
+  const { url, server } = await hubServer(
+    { 'config.json': Buffer.from('{}'), 'model.safetensors': weights },
+    { corrupt: 'model.safetensors' },
+  );
   const dest = join(tmp(), 'm');
   try {
     await assert.rejects(downloadFromHub('acme/tiny', dest, { endpoint: url }), /checksum mismatch/);
@@ -154,7 +197,11 @@ test('hub download: a corrupted file fails the checksum and is removed; cancel s
     const ac = new AbortController();
     const files: string[] = [];
     await assert.rejects(
-      downloadFromHub('acme/tiny', dest, { endpoint: url, signal: ac.signal, onProgress: (_d, _t, f) => (files.push(f), f === 'config.json' && ac.abort()) }),
+      downloadFromHub('acme/tiny', dest, {
+        endpoint: url,
+        signal: ac.signal,
+        onProgress: (_d, _t, f) => (files.push(f), f === 'config.json' && ac.abort()),
+      }),
       /download cancelled; start it again to resume/,
     );
     assert.ok(existsSync(join(dest, 'config.json')), 'the file finished before the cancel is kept');
@@ -164,7 +211,10 @@ test('hub download: a corrupted file fails the checksum and is removed; cancel s
     rmSync(dest, { recursive: true, force: true });
     const before = new AbortController();
     before.abort();
-    await assert.rejects(downloadFromHub('acme/tiny', dest, { endpoint: url, signal: before.signal }), (e: Error) => e.name === 'AbortError' || /download cancelled/.test(e.message));
+    await assert.rejects(
+      downloadFromHub('acme/tiny', dest, { endpoint: url, signal: before.signal }),
+      (e: Error) => e.name === 'AbortError' || /download cancelled/.test(e.message),
+    );
     assert.ok(!existsSync(dest));
   } finally {
     server.close();

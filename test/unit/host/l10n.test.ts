@@ -11,10 +11,24 @@ const repo = resolve(__dirname, '..', '..', '..');
 test('l10n/bundle.l10n.json lists exactly the strings of the host and the webviews', () => {
   const bundle = JSON.parse(readFileSync(resolve(repo, 'l10n', 'bundle.l10n.json'), 'utf8')) as Record<string, string>;
   const found = extractStrings(repo) as Record<string, string>;
-  assert.deepEqual(Object.keys(found).filter((k) => !(k in bundle)), [], 'strings missing from the bundle: run node scripts/l10n.mjs');
-  assert.deepEqual(Object.keys(bundle).filter((k) => !(k in found)), [], 'strings no longer used: run node scripts/l10n.mjs');
+  assert.deepEqual(
+    Object.keys(found).filter((k) => !(k in bundle)),
+    [],
+    'strings missing from the bundle: run node scripts/l10n.mjs',
+  );
+  assert.deepEqual(
+    Object.keys(bundle).filter((k) => !(k in found)),
+    [],
+    'strings no longer used: run node scripts/l10n.mjs',
+  );
   // Strings the user sees in each place, as a spot check that the extraction reaches them.
-  for (const s of ['DocDistill: "{0}" is still running. Cancel it first, or wait.', 'Built-in demo model', 'Answers side by side', 'Compare base / student / teacher', 'DocDistill could not start: {0}'])
+  for (const s of [
+    'DocDistill: "{0}" is still running. Cancel it first, or wait.',
+    'Built-in demo model',
+    'Answers side by side',
+    'Compare base / student / teacher',
+    'DocDistill could not start: {0}',
+  ])
     assert.ok(s in bundle, s);
 });
 
@@ -23,5 +37,8 @@ test('the manifest strings (package.nls.json) cover every %key% of package.json'
   const nls = JSON.parse(readFileSync(resolve(repo, 'package.nls.json'), 'utf8')) as Record<string, string>;
   const keys = [...pkg.matchAll(/"%([^%"]+)%"/g)].map((m) => m[1]!);
   assert.ok(keys.length > 20);
-  assert.deepEqual(keys.filter((k) => !(k in nls)), []);
+  assert.deepEqual(
+    keys.filter((k) => !(k in nls)),
+    [],
+  );
 });

@@ -22,12 +22,16 @@ const backend = () => (backendP ??= Backend.create({ device: 'cpu', threads: 1 }
 
 function setup(over: Partial<ModelConfig>, dtype: ComputeDtype = 'float32') {
   const cfg = tinyConfig(over);
-  const graphs = new LlamaGraphs(cfg, new PreparedWeights(cfg, dtype, `mem-${JSON.stringify(over)}-${dtype}`, randomWeights(cfg, 3)));
+  const graphs = new LlamaGraphs(
+    cfg,
+    new PreparedWeights(cfg, dtype, `mem-${JSON.stringify(over)}-${dtype}`, randomWeights(cfg, 3)),
+  );
   return { cfg, graphs };
 }
 
 function maxRelDiff(a: ArrayLike<number>, b: ArrayLike<number>): number {
-  let d = 0, m = 0;
+  let d = 0,
+    m = 0;
   for (let i = 0; i < a.length; i++) {
     d = Math.max(d, Math.abs(a[i]! - b[i]!));
     m = Math.max(m, Math.abs(b[i]!));
@@ -54,7 +58,9 @@ for (const [label, over] of variants) {
       worst = Math.max(worst, maxRelDiff(logits, full));
       if (t < ids.length) logits = await st.decode([ids[t]!]);
     }
-    console.log(`${label}: cached vs full logits, worst relative difference ${worst.toExponential(2)} over ${ids.length - 3} steps`);
+    console.log(
+      `${label}: cached vs full logits, worst relative difference ${worst.toExponential(2)} over ${ids.length - 3} steps`,
+    );
     assert.ok(worst < 1e-5, `relative difference ${worst}`);
   });
 
@@ -86,15 +92,28 @@ test('the score graph gives the log-softmax of the step logits at every position
   const score = await be.session(graphs.scoreGraph());
   const seqs = [seq(8, 31, cfg.vocabSize), seq(5, 32, cfg.vocabSize)];
   const T = 8;
-  const feeds = { ids: new BigInt64Array(2 * T), mask: new BigInt64Array(2 * T), positions: new BigInt64Array(2 * T), targets: new BigInt64Array(2 * T) };
-  seqs.forEach((s, b) => s.forEach((t, i) => {
-    const at = b * T + (T - s.length) + i;
-    feeds.ids[at] = BigInt(t);
-    feeds.mask[at] = 1n;
-    feeds.positions[at] = BigInt(i);
-    if (i + 1 < s.length) feeds.targets[at] = BigInt(s[i + 1]!);
-  }));
-  const lp = (await score.run(Object.fromEntries(Object.entries(feeds).map(([k, v]) => [k, { dtype: 'int64' as const, dims: [2, T], data: v }])))).logprobs!.data as Float32Array;
+  const feeds = {
+    ids: new BigInt64Array(2 * T),
+    mask: new BigInt64Array(2 * T),
+    positions: new BigInt64Array(2 * T),
+    targets: new BigInt64Array(2 * T),
+  };
+  seqs.forEach((s, b) =>
+    s.forEach((t, i) => {
+      const at = b * T + (T - s.length) + i;
+      feeds.ids[at] = BigInt(t);
+      feeds.mask[at] = 1n;
+      feeds.positions[at] = BigInt(i);
+      if (i + 1 < s.length) feeds.targets[at] = BigInt(s[i + 1]!);
+    }),
+  );
+  const lp = (
+    await score.run(
+      Object.fromEntries(
+        Object.entries(feeds).map(([k, v]) => [k, { dtype: 'int64' as const, dims: [2, T], data: v }]),
+      ),
+    )
+  ).logprobs!.data as Float32Array;
   let worst = 0;
   for (const [b, s] of seqs.entries()) {
     for (let i = 1; i < s.length; i++) {
@@ -119,7 +138,8 @@ test('float16 compute on the CPU provider stays within 5e-3 of float32 (logits, 
   const st32 = new Stepper(s32, a.cfg, 'float32', 1, 12);
   const st16 = new Stepper(s16, h.cfg, 'float16', 1, 12);
   let worst = maxRelDiff(await st16.prefill([ids.slice(0, 6)]), await st32.prefill([ids.slice(0, 6)]));
-  for (let t = 6; t < 10; t++) worst = Math.max(worst, maxRelDiff(await st16.decode([ids[t]!]), await st32.decode([ids[t]!])));
+  for (let t = 6; t < 10; t++)
+    worst = Math.max(worst, maxRelDiff(await st16.decode([ids[t]!]), await st32.decode([ids[t]!])));
   console.log(`float16 vs float32 logits: worst relative difference ${worst.toExponential(2)}`);
   assert.ok(worst < 5e-3, `relative difference ${worst}`);
   assert.ok(worst > 0);

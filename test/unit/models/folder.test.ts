@@ -34,12 +34,15 @@ function rewrite(dir: string, edit: (ts: TensorToWrite[]) => TensorToWrite[]): v
 
 function fails(dir: string, re: RegExp): string {
   let msg = '';
-  assert.throws(() => loadModelFolder(dir), (e: unknown) => {
-    assert.ok(e instanceof ModelError, `expected a ModelError, got ${String(e)}`);
-    msg = e.message;
-    assert.match(e.message, re);
-    return true;
-  });
+  assert.throws(
+    () => loadModelFolder(dir),
+    (e: unknown) => {
+      assert.ok(e instanceof ModelError, `expected a ModelError, got ${String(e)}`);
+      msg = e.message;
+      assert.match(e.message, re);
+      return true;
+    },
+  );
   return msg;
 }
 
@@ -48,7 +51,15 @@ test('loadModelFolder: a made model loads with its config, generation defaults a
   try {
     assert.equal(m.config.architecture, 'Qwen2ForCausalLM');
     assert.equal(m.config.qkvBias, true);
-    assert.deepEqual(m.generation, { eosTokenIds: [509, 507], bosTokenId: 507, padTokenId: 507, doSample: true, temperature: 0.7, topP: 0.8, topK: 20 });
+    assert.deepEqual(m.generation, {
+      eosTokenIds: [509, 507],
+      bosTokenId: 507,
+      padTokenId: 507,
+      doSample: true,
+      temperature: 0.7,
+      topP: 0.8,
+      topK: 20,
+    });
     assert.equal(m.weights.names().length, expectedTensors(m.config).length);
     assert.ok(m.weights.has('model.layers.1.self_attn.v_proj.bias'));
     assert.deepEqual(m.weights.info('model.layers.0.mlp.down_proj.weight'), { dtype: 'F32', shape: [64, 128] });
@@ -69,7 +80,14 @@ test('loadModelFolder: missing folder, config, tokenizer or weights', () => {
   writeFileSync(join(d, 'config.json'), '{"architectures": [');
   fails(d, /config\.json: not valid JSON/);
   d = copy();
-  writeFileSync(join(d, 'config.json'), JSON.stringify({ ...JSON.parse(readFileSync(join(base, 'config.json'), 'utf8')), architectures: ['PhiForCausalLM'], model_type: 'phi' }));
+  writeFileSync(
+    join(d, 'config.json'),
+    JSON.stringify({
+      ...JSON.parse(readFileSync(join(base, 'config.json'), 'utf8')),
+      architectures: ['PhiForCausalLM'],
+      model_type: 'phi',
+    }),
+  );
   fails(d, /config\.json: architecture "PhiForCausalLM" is not supported \(supported: LlamaForCausalLM/);
   d = copy();
   unlinkSync(join(d, 'tokenizer.json'));
@@ -92,14 +110,20 @@ test('loadModelFolder: missing folder, config, tokenizer or weights', () => {
 test('loadModelFolder: missing and mis-shaped tensors are listed in one error', () => {
   let d = copy();
   rewrite(d, (ts) => ts.filter((t) => !t.name.includes('q_proj.bias') && t.name !== 'model.norm.weight'));
-  const msg = fails(d, /the weights do not match config\.json \(Qwen2ForCausalLM, 2 layers\): model\.layers\.0\.self_attn\.q_proj\.bias is missing; model\.layers\.1\.self_attn\.q_proj\.bias is missing; model\.norm\.weight is missing$/);
+  const msg = fails(
+    d,
+    /the weights do not match config\.json \(Qwen2ForCausalLM, 2 layers\): model\.layers\.0\.self_attn\.q_proj\.bias is missing; model\.layers\.1\.self_attn\.q_proj\.bias is missing; model\.norm\.weight is missing$/,
+  );
   assert.ok(msg.includes(d));
   d = copy();
   rewrite(d, (ts) => ts.map((t) => (t.name === 'model.layers.1.mlp.up_proj.weight' ? { ...t, shape: [64, 128] } : t)));
   fails(d, /model\.layers\.1\.mlp\.up_proj\.weight has shape \[64, 128\], expected \[128, 64\]/);
   d = copy();
   rewrite(d, (ts) => ts.filter((t) => !t.name.startsWith('model.layers.1.')));
-  fails(d, /config\.json says num_hidden_layers is 2 but the weights hold 1 layer \(model\.layers\.0\): the config does not belong to these weights, or the weights are incomplete$/);
+  fails(
+    d,
+    /config\.json says num_hidden_layers is 2 but the weights hold 1 layer \(model\.layers\.0\): the config does not belong to these weights, or the weights are incomplete$/,
+  );
   d = copy();
   rewrite(d, (ts) => ts.map((t) => (t.name === 'model.norm.weight' ? { ...t, dtype: 'I32' as const } : t)));
   fails(d, /model\.norm\.weight has dtype I32, expected F32, F16 or BF16/);
@@ -108,7 +132,9 @@ test('loadModelFolder: missing and mis-shaped tensors are listed in one error', 
 test('loadModelFolder: sharded weights load like a single file; broken indexes fail clearly', () => {
   const sharded = join(root, 'sharded');
   makeModel({ shape: 'tiny-qwen2', seed: 3, out: sharded, maxShardBytes: 100_000 });
-  const files = readdirSync(sharded).filter((f) => f.endsWith('.safetensors')).sort();
+  const files = readdirSync(sharded)
+    .filter((f) => f.endsWith('.safetensors'))
+    .sort();
   assert.ok(files.length >= 3, `several shards: ${files.join(', ')}`);
   assert.match(files[0]!, /^model-00001-of-0000\d\.safetensors$/);
   const a = loadModelFolder(base);
@@ -126,13 +152,19 @@ test('loadModelFolder: sharded weights load like a single file; broken indexes f
   let d = join(root, 'sh1');
   cpSync(sharded, d, { recursive: true });
   unlinkSync(join(d, files[1]!));
-  fails(d, new RegExp(`index\\.json: shard ${files[1]} \\(holding \\d+ tensors, e\\.g\\. model\\.layers.*\\) is missing`));
+  fails(
+    d,
+    new RegExp(`index\\.json: shard ${files[1]} \\(holding \\d+ tensors, e\\.g\\. model\\.layers.*\\) is missing`),
+  );
   d = join(root, 'sh2');
   cpSync(sharded, d, { recursive: true });
   const moved = { ...idx, weight_map: { ...idx.weight_map, 'model.norm.weight': files[0] } };
   writeFileSync(join(d, 'model.safetensors.index.json'), JSON.stringify(moved));
   fails(d, new RegExp(`${files[0]}: does not contain 1 tensor\\(s\\) the index assigns to it: model\\.norm\\.weight`));
-  writeFileSync(join(d, 'model.safetensors.index.json'), JSON.stringify({ ...idx, weight_map: { ...idx.weight_map, x: '../evil.safetensors' } }));
+  writeFileSync(
+    join(d, 'model.safetensors.index.json'),
+    JSON.stringify({ ...idx, weight_map: { ...idx.weight_map, x: '../evil.safetensors' } }),
+  );
   fails(d, /weight_map\["x"\] must name a \.safetensors file in the same folder/);
   writeFileSync(join(d, 'model.safetensors.index.json'), JSON.stringify({ metadata: {} }));
   fails(d, /no "weight_map" object/);

@@ -33,7 +33,11 @@ test('greedy is deterministic; the same seed gives the same sample, another seed
 });
 
 test('a batch gives each prompt what it gets alone (greedy and sampled)', async () => {
-  const prompts = [prompt(), model.tokenizer.encode('Hello'), model.tokenizer.encode('A much longer prompt that needs left padding in a batch')];
+  const prompts = [
+    prompt(),
+    model.tokenizer.encode('Hello'),
+    model.tokenizer.encode('A much longer prompt that needs left padding in a batch'),
+  ];
   for (const o of [{}, { temperature: 1, topK: 20 }]) {
     const batch = await generate(model, prompts, { maxTokens: 8, stopTokens: [], seeds: [5, 6, 7], ...o });
     for (let i = 0; i < prompts.length; i++) {
@@ -44,7 +48,12 @@ test('a batch gives each prompt what it gets alone (greedy and sampled)', async 
 });
 
 test('identical prompts in one batch give different samples', async () => {
-  const r = await generate(model, [prompt(), prompt(), prompt(), prompt()], { maxTokens: 10, temperature: 1.5, seed: 3, stopTokens: [] });
+  const r = await generate(model, [prompt(), prompt(), prompt(), prompt()], {
+    maxTokens: 10,
+    temperature: 1.5,
+    seed: 3,
+    stopTokens: [],
+  });
   assert.ok(new Set(r.map((x) => x.ids.join(','))).size > 1);
 });
 

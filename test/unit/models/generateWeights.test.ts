@@ -27,20 +27,42 @@ after(async () => {
 
 test('generate with weight feeds decodes as the model those weights make', async () => {
   const model = await CausalLM.load(join(dir, 'm'), backend);
-  const trainer = new FullTrainer(model, { lr: 1e-3, weightDecay: 0, beta1: 0.9, beta2: 0.99, schedule: 'constant', warmupSteps: 0, totalSteps: 10, maxGradNorm: 1 });
+  const trainer = new FullTrainer(model, {
+    lr: 1e-3,
+    weightDecay: 0,
+    beta1: 0.9,
+    beta2: 0.99,
+    schedule: 'constant',
+    warmupSteps: 0,
+    totalSteps: 10,
+    maxGradNorm: 1,
+  });
   // Other weights than the folder's, as after some training steps.
   const r = mulberry32(9);
   for (const w of trainer.params.values()) for (let i = 0; i < w.length; i++) w[i] = w[i]! * 3 + (r() - 0.5) * 0.2;
   const prompts = [model.tokenizer.encode('The quick brown fox'), model.tokenizer.encode('Hello')];
   const fed = await generate(model, prompts, { maxTokens: 10, stopTokens: [], weights: trainer.weightFeeds() });
   const own = await generate(model, prompts, { maxTokens: 10, stopTokens: [] });
-  assert.notDeepEqual(fed.map((g) => g.ids), own.map((g) => g.ids), 'the fed weights are used');
+  assert.notDeepEqual(
+    fed.map((g) => g.ids),
+    own.map((g) => g.ids),
+    'the fed weights are used',
+  );
 
   const out = join(dir, 'trained');
-  saveModelFolder(out, model.config, model.graphs.weightNames(), (name) => ({ shape: model.graphs.weights.get(name).shape, data: trainer.params.get(`w.${name}`)! }));
+  saveModelFolder(out, model.config, model.graphs.weightNames(), (name) => ({
+    shape: model.graphs.weights.get(name).shape,
+    data: trainer.params.get(`w.${name}`)!,
+  }));
   for (const f of ['tokenizer.json', 'tokenizer_config.json']) copyFileSync(join(dir, 'm', f), join(out, f));
   const saved = await CausalLM.load(out, backend);
   const ref = await generate(saved, prompts, { maxTokens: 10, stopTokens: [] });
-  assert.deepEqual(fed.map((g) => g.ids), ref.map((g) => g.ids));
-  assert.deepEqual(fed.map((g) => g.text), ref.map((g) => g.text));
+  assert.deepEqual(
+    fed.map((g) => g.ids),
+    ref.map((g) => g.ids),
+  );
+  assert.deepEqual(
+    fed.map((g) => g.text),
+    ref.map((g) => g.text),
+  );
 });

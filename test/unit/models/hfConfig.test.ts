@@ -22,7 +22,14 @@ test('the demo config, linear RoPE scaling, a pad id and a Qwen2 head_dim ≠ hi
   assert.deepEqual(roundTrip(demo), demo);
   const linear: ModelConfig = { ...demo, ropeScaling: { type: 'linear', factor: 4 }, bosTokenId: 1 };
   assert.deepEqual(roundTrip(linear), linear);
-  const qwen2: ModelConfig = { ...demo, architecture: 'Qwen2ForCausalLM', modelType: 'qwen2', qkvBias: true, headDim: 48, tieWordEmbeddings: false };
+  const qwen2: ModelConfig = {
+    ...demo,
+    architecture: 'Qwen2ForCausalLM',
+    modelType: 'qwen2',
+    qkvBias: true,
+    headDim: 48,
+    tieWordEmbeddings: false,
+  };
   assert.deepEqual(roundTrip(qwen2), qwen2);
 });
 

@@ -14,13 +14,27 @@ import { UsageError } from '../../../src/cli/command';
 const root = mkdtempSync(join(tmpdir(), 'dd-make-'));
 test.after(() => rmSync(root, { recursive: true, force: true }));
 
-const files = (dir: string) => Object.fromEntries(readdirSync(dir).sort().map((f) => [f, readFileSync(join(dir, f))]));
+const files = (dir: string) =>
+  Object.fromEntries(
+    readdirSync(dir)
+      .sort()
+      .map((f) => [f, readFileSync(join(dir, f))]),
+  );
 
 /** Seeded random text over ASCII, Latin-1, CJK, emoji and rare code points. */
 function randomText(seed: number, len: number): string {
   let s = seed;
-  const r = () => ((s = (Math.imul(s, 1103515245) + 12345) >>> 0) / 4294967296);
-  const ranges: [number, number][] = [[0x20, 0x7e], [0x20, 0x7e], [0x09, 0x0d], [0xa0, 0x24f], [0x400, 0x4ff], [0x4e00, 0x9fff], [0x1f300, 0x1faff], [0x10000, 0x10ffff]];
+  const r = () => (s = (Math.imul(s, 1103515245) + 12345) >>> 0) / 4294967296;
+  const ranges: [number, number][] = [
+    [0x20, 0x7e],
+    [0x20, 0x7e],
+    [0x09, 0x0d],
+    [0xa0, 0x24f],
+    [0x400, 0x4ff],
+    [0x4e00, 0x9fff],
+    [0x1f300, 0x1faff],
+    [0x10000, 0x10ffff],
+  ];
   let out = '';
   for (let i = 0; i < len; i++) {
     const [lo, hi] = ranges[Math.floor(r() * ranges.length)]!;
@@ -36,14 +50,23 @@ test('make-model: the same seed gives byte-identical files, another seed other w
   makeModel({ shape: 'tiny-qwen3', seed: 7, out: join(root, 'b') });
   makeModel({ shape: 'tiny-qwen3', seed: 8, out: join(root, 'c') });
   const [fa, fb, fc] = [files(a.dir), files(join(root, 'b')), files(join(root, 'c'))];
-  assert.deepEqual(Object.keys(fa), ['config.json', 'generation_config.json', 'model.safetensors', 'special_tokens_map.json', 'tokenizer.json', 'tokenizer_config.json']);
+  assert.deepEqual(Object.keys(fa), [
+    'config.json',
+    'generation_config.json',
+    'model.safetensors',
+    'special_tokens_map.json',
+    'tokenizer.json',
+    'tokenizer_config.json',
+  ]);
   for (const k of Object.keys(fa)) assert.ok(fa[k]!.equals(fb[k]!), `${k} differs between two runs with seed 7`);
   assert.ok(!fa['model.safetensors']!.equals(fc['model.safetensors']!), 'seed 8 gives other weights');
   assert.ok(fa['tokenizer.json']!.equals(fc['tokenizer.json']!));
   // Dtype variants hold the same values, rounded.
   const h = makeModel({ shape: 'tiny-qwen3', seed: 7, out: join(root, 'h'), dtype: 'float16' });
   const bf = makeModel({ shape: 'tiny-qwen3', seed: 7, out: join(root, 'bf'), dtype: 'bfloat16' });
-  const m32 = loadModelFolder(a.dir), m16 = loadModelFolder(h.dir), mbf = loadModelFolder(bf.dir);
+  const m32 = loadModelFolder(a.dir),
+    m16 = loadModelFolder(h.dir),
+    mbf = loadModelFolder(bf.dir);
   try {
     assert.equal(m16.config.torchDtype, 'float16');
     assert.equal(mbf.weights.info('model.embed_tokens.weight').dtype, 'BF16');
@@ -88,7 +111,8 @@ test('make-model: every tiny shape loads, and its tokenizer works within the voc
       const tok = await Tokenizer.fromFolder(out);
       assert.equal(tok.vocabSize, 512);
       // Special ids agree between tokenizer, config.json and generation_config.json.
-      for (const id of [...c.eosTokenIds, ...m.generation.eosTokenIds]) assert.ok(tok.eosIds.includes(id), `${shape}: eos ${id} not in tokenizer eos ${tok.eosIds}`);
+      for (const id of [...c.eosTokenIds, ...m.generation.eosTokenIds])
+        assert.ok(tok.eosIds.includes(id), `${shape}: eos ${id} not in tokenizer eos ${tok.eosIds}`);
       if (s.tokenizer === 'llama3') {
         assert.equal(c.bosTokenId, tok.bosId);
         assert.equal(tok.idToToken(tok.bosId!), '<|begin_of_text|>');
@@ -103,7 +127,10 @@ test('make-model: every tiny shape loads, and its tokenizer works within the voc
       for (let k = 0; k < 4; k++) {
         const text = randomText(k * 31 + shape.length, 200);
         const ids = tok.encode(text, { addSpecialTokens: false });
-        assert.ok(ids.every((id) => id >= 0 && id < c.vocabSize), `${shape}: ids within the vocabulary`);
+        assert.ok(
+          ids.every((id) => id >= 0 && id < c.vocabSize),
+          `${shape}: ids within the vocabulary`,
+        );
         const want = s.tokenizer === 'qwen3' ? text.normalize('NFC') : text;
         assert.equal(tok.decode(ids), want, `${shape}: round trip of random text ${k}`);
       }
@@ -124,8 +151,16 @@ test('make-model: tokenizers cut to a vocabulary keep bytes and consistent merge
   const t = buildTokenizer('llama3', 49152, 8192);
   const vocab = t.tokenizer.model.vocab as Record<string, number>;
   assert.equal(Object.keys(vocab).length, 49152 - 5);
-  assert.deepEqual(t.tokenizer.added_tokens.map((a: { id: number; content: string }) => [a.id, a.content]),
-    [[49147, '<|begin_of_text|>'], [49148, '<|end_of_text|>'], [49149, '<|start_header_id|>'], [49150, '<|end_header_id|>'], [49151, '<|eot_id|>']]);
+  assert.deepEqual(
+    t.tokenizer.added_tokens.map((a: { id: number; content: string }) => [a.id, a.content]),
+    [
+      [49147, '<|begin_of_text|>'],
+      [49148, '<|end_of_text|>'],
+      [49149, '<|start_header_id|>'],
+      [49150, '<|end_header_id|>'],
+      [49151, '<|eot_id|>'],
+    ],
+  );
   for (const m of t.tokenizer.model.merges as string[]) {
     const [a, b] = [m.slice(0, m.indexOf(' ')), m.slice(m.indexOf(' ') + 1)];
     assert.ok(a in vocab && b in vocab && a + b in vocab, m);
@@ -146,9 +181,16 @@ test('make-model CLI: writes a folder and rejects bad arguments', async () => {
   assert.equal(await makeModelCommand.run(['--shape', 'tiny-llama', '--seed', '5', '--out', dir], ctx), 0);
   assert.match(out.join(''), /tiny-llama \(LlamaForCausalLM\), 0\.14M parameters, float32, seed 5/);
   assert.ok(loadModelFolder(dir).config.tieWordEmbeddings === false);
-  await assert.rejects(makeModelCommand.run(['--shape', 'tiny-llama', '--out', dir], ctx), /is not empty \(use --force/);
-  assert.equal(await makeModelCommand.run(['--shape', 'tiny-llama', '--out', dir, '--force', '--dtype', 'bfloat16'], ctx), 0);
-  const bad = async (args: string[], re: RegExp) => assert.rejects(makeModelCommand.run(args, ctx), (e: unknown) => e instanceof UsageError && re.test(e.message));
+  await assert.rejects(
+    makeModelCommand.run(['--shape', 'tiny-llama', '--out', dir], ctx),
+    /is not empty \(use --force/,
+  );
+  assert.equal(
+    await makeModelCommand.run(['--shape', 'tiny-llama', '--out', dir, '--force', '--dtype', 'bfloat16'], ctx),
+    0,
+  );
+  const bad = async (args: string[], re: RegExp) =>
+    assert.rejects(makeModelCommand.run(args, ctx), (e: unknown) => e instanceof UsageError && re.test(e.message));
   await bad(['--out', dir], /--shape is required/);
   await bad(['--shape', 'gpt2', '--out', dir], /unknown --shape 'gpt2' \(one of smollm2-135m, /);
   await bad(['--shape', 'tiny-llama'], /--out DIR is required/);

@@ -4,7 +4,18 @@
 // pack and graph cache's reuse and invalidation.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { cpSync, existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync, truncateSync, utimesSync, writeFileSync } from 'node:fs';
+import {
+  cpSync,
+  existsSync,
+  mkdtempSync,
+  readdirSync,
+  readFileSync,
+  rmSync,
+  statSync,
+  truncateSync,
+  utimesSync,
+  writeFileSync,
+} from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Backend, type HostTensor } from '../../../src/engine/backend';
@@ -45,18 +56,34 @@ test('quantizer: int8 and int4 blocks round-trip within half a step, and MatMulN
     for (let n = 0; n < N; n++) {
       for (let k = 0; k < K; k++) {
         const s = (q.scales as Float32Array)[n * blocks + Math.floor(k / 32)]!;
-        assert.ok(Math.abs(dq[n * K + k]! - w[n * K + k]!) <= s / 2 + 1e-7, `bits ${bits}: w[${n},${k}] off by more than half a step`);
+        assert.ok(
+          Math.abs(dq[n * K + k]! - w[n * K + k]!) <= s / 2 + 1e-7,
+          `bits ${bits}: w[${n},${k}] off by more than half a step`,
+        );
       }
     }
     // ONNX Runtime's MatMulNBits against x · dequantized(W)ᵀ in float64, at accuracy levels 0 and 4.
     const ref = new Float64Array(M * N);
-    for (let m = 0; m < M; m++) for (let n = 0; n < N; n++) for (let k = 0; k < K; k++) ref[m * N + n]! += x[m * K + k]! * dq[n * K + k]!;
+    for (let m = 0; m < M; m++)
+      for (let n = 0; n < N; n++) for (let k = 0; k < K; k++) ref[m * N + n]! += x[m * K + k]! * dq[n * K + k]!;
     for (const level of [0, 4]) {
       const g = new Graph(`mmnb_${bits}_${level}`);
       const b = g.initializer('b', 'uint8', [N, blocks, (32 * bits) / 8], q.b);
       const sc = g.initializer('s', 'float32', [N, blocks], q.scales);
-      g.output(op.matmulNBits(g.input('x', 'float32', [M, K]), { b, scales: sc, k: K, n: N, bits, blockSize: 32, accuracyLevel: level }), 'y');
-      const y = (await (await (await backend()).session(g)).run({ x: { dtype: 'float32', dims: [M, K], data: x } })).y!.data as Float32Array;
+      g.output(
+        op.matmulNBits(g.input('x', 'float32', [M, K]), {
+          b,
+          scales: sc,
+          k: K,
+          n: N,
+          bits,
+          blockSize: 32,
+          accuracyLevel: level,
+        }),
+        'y',
+      );
+      const y = (await (await (await backend()).session(g)).run({ x: { dtype: 'float32', dims: [M, K], data: x } })).y!
+        .data as Float32Array;
       const scale = Math.max(...ref.map(Math.abs));
       const err = Math.max(...y.map((v, i) => Math.abs(v - ref[i]!))) / scale;
       assert.ok(err < (level === 0 ? 1e-5 : 2e-2), `bits ${bits} level ${level}: relative error ${err}`);
@@ -65,27 +92,38 @@ test('quantizer: int8 and int4 blocks round-trip within half a step, and MatMulN
 });
 
 /** Mean and largest |Δ log-prob| of quantized against float32 over the tokens of `texts`. */
-async function fidelity(dir: string, texts: string[], q: BaseQuantization): Promise<{ mean: number; max: number; tokens: number }> {
+async function fidelity(
+  dir: string,
+  texts: string[],
+  q: BaseQuantization,
+): Promise<{ mean: number; max: number; tokens: number }> {
   const be = await backend();
   const f32 = await CausalLM.load(dir, be);
   const qm = await CausalLM.load(dir, be, { quantize: q });
   const ids = texts.map((t) => f32.tokenizer.encode(t).slice(0, 200));
   const [a, b] = [await f32.score(ids), await qm.score(ids)];
-  let sum = 0, max = 0, n = 0;
-  a.forEach((row, i) => row.forEach((v, j) => {
-    if (v === null) return;
-    const d = Math.abs(v - b[i]![j]!);
-    sum += d;
-    max = Math.max(max, d);
-    n++;
-  }));
+  let sum = 0,
+    max = 0,
+    n = 0;
+  a.forEach((row, i) =>
+    row.forEach((v, j) => {
+      if (v === null) return;
+      const d = Math.abs(v - b[i]![j]!);
+      sum += d;
+      max = Math.max(max, d);
+      n++;
+    }),
+  );
   return { mean: sum / n, max, tokens: n };
 }
 
 const docsDir = join(root, 'docs');
 const realText = (): string[] => {
   if (!existsSync(docsDir)) writeExampleDocs(docsDir, 6, 11);
-  return readdirSync(docsDir).filter((f) => f.endsWith('.md')).sort().map((f) => readFileSync(join(docsDir, f), 'utf8'));
+  return readdirSync(docsDir)
+    .filter((f) => f.endsWith('.md'))
+    .sort()
+    .map((f) => readFileSync(join(docsDir, f), 'utf8'));
 };
 
 // Bounds: 2–4× what was measured when this was written (the test prints the figures): on the
@@ -93,17 +131,25 @@ const realText = (): string[] => {
 // The demo model is far more sensitive than a random one: its weights have outliers ≈ 40× their
 // RMS, and a block holding one has coarse steps for the rest (it measured 0.095 at int8 and 0.48
 // at int4; with level 0 activations 0.053 and 0.46).
-const bounds: Record<string, Record<'int8' | 'int4', number>> = { demo: { int8: 0.2, int4: 1 }, 'tiny-qwen2': { int8: 0.003, int4: 0.03 } };
+const bounds: Record<string, Record<'int8' | 'int4', number>> = {
+  demo: { int8: 0.2, int4: 1 },
+  'tiny-qwen2': { int8: 0.003, int4: 0.03 },
+};
 
 const made = (shape: string, name: string) => makeModel({ shape, seed: 5, out: join(root, name) }).dir;
 
-for (const [label, src] of [['demo', () => copyModel(join(__dirname, '../../../media/demo-model'), 'fid-demo')], ['tiny-qwen2', () => made('tiny-qwen2', 'fid-qwen2')]] as const) {
+for (const [label, src] of [
+  ['demo', () => copyModel(join(__dirname, '../../../media/demo-model'), 'fid-demo')],
+  ['tiny-qwen2', () => made('tiny-qwen2', 'fid-qwen2')],
+] as const) {
   test(`quantized base: log-probs of real text stay close to float32 (${label} model)`, async () => {
     const dir = src();
     const texts = realText();
     for (const q of ['int8', 'int4'] as const) {
       const f = await fidelity(dir, texts, q);
-      console.log(`${label} ${q}: mean |Δ log-prob| ${f.mean.toFixed(4)}, max ${f.max.toFixed(3)} over ${f.tokens} tokens`);
+      console.log(
+        `${label} ${q}: mean |Δ log-prob| ${f.mean.toFixed(4)}, max ${f.max.toFixed(3)} over ${f.tokens} tokens`,
+      );
       assert.ok(f.mean < bounds[label]![q], `${q}: mean |Δ log-prob| ${f.mean}`);
     }
   });
@@ -120,25 +166,43 @@ test('quantized base: the LoRA gradient flows through MatMulNBits (finite differ
     const spec: LoraSpec = { rank: 2, alpha: 4, targets: ['q', 'v', 'up', 'down', 'lm_head'] };
     const o = { loss: 'kl' as const, lora: spec, temperature: 2 };
     const g = buildTrainGraph(model.graphs, o);
-    assert.ok(g.nodes.some((n) => n.op === 'MatMulNBits'), 'the base is read through MatMulNBits');
-    const floats = g.initializers.filter((w) => /^layers\.\d+\.(q|k|v|o|gate|up|down)$/.test(w.tensor.name)).map((w) => w.tensor.name);
+    assert.ok(
+      g.nodes.some((n) => n.op === 'MatMulNBits'),
+      'the base is read through MatMulNBits',
+    );
+    const floats = g.initializers
+      .filter((w) => /^layers\.\d+\.(q|k|v|o|gate|up|down)$/.test(w.tensor.name))
+      .map((w) => w.tensor.name);
     assert.deepEqual(floats, [], 'no float copy of a decoder linear weight');
     assert.equal(g.initializers.filter((w) => w.tensor.name.endsWith('.qb')).length, cfg.numLayers * 7);
     const s = await be.session(g);
     const r = rng(8);
     const tok = () => 2 + Math.floor(r() * (cfg.vocabSize - 2));
-    const i64 = (dims: number[], v: number[]): HostTensor => ({ dtype: 'int64', dims, data: BigInt64Array.from(v, BigInt) });
+    const i64 = (dims: number[], v: number[]): HostTensor => ({
+      dtype: 'int64',
+      dims,
+      data: BigInt64Array.from(v, BigInt),
+    });
     const f32 = (dims: number[], v: number[]): HostTensor => ({ dtype: 'float32', dims, data: Float32Array.from(v) });
     const student = Array.from({ length: 12 }, tok);
     const teacher = [...Array.from({ length: 5 }, tok), ...student.slice(0, 6)];
     const feeds: Record<string, HostTensor> = {
-      ids: i64([2, 6], student), mask: i64([2, 6], Array(12).fill(1)), positions: i64([2, 6], [0, 1, 2, 3, 4, 5, 0, 1, 2, 3, 4, 5]),
-      student_idx: i64([2, 3], [2, 3, 4, 1, 2, 3]), answer_mask: f32([2, 3], [1, 1, 1, 1, 1, 0]), sample_weights: f32([2], [1, 0.5]),
+      ids: i64([2, 6], student),
+      mask: i64([2, 6], Array(12).fill(1)),
+      positions: i64([2, 6], [0, 1, 2, 3, 4, 5, 0, 1, 2, 3, 4, 5]),
+      student_idx: i64([2, 3], [2, 3, 4, 1, 2, 3]),
+      answer_mask: f32([2, 3], [1, 1, 1, 1, 1, 0]),
+      sample_weights: f32([2], [1, 0.5]),
       teacher_ids: i64([2, 11], [...teacher, ...teacher]),
-      teacher_mask: i64([2, 11], Array(22).fill(1)), teacher_positions: i64([2, 11], [...Array(11).keys(), ...Array(11).keys()]),
+      teacher_mask: i64([2, 11], Array(22).fill(1)),
+      teacher_positions: i64([2, 11], [...Array(11).keys(), ...Array(11).keys()]),
       teacher_idx: i64([2, 3], [7, 8, 9, 6, 7, 8]),
     };
-    for (const i of loraInputs(cfg, spec)) feeds[i.name] = f32(i.shape, Array.from({ length: i.shape[0] * i.shape[1] }, () => (r() - 0.5) * 0.8));
+    for (const i of loraInputs(cfg, spec))
+      feeds[i.name] = f32(
+        i.shape,
+        Array.from({ length: i.shape[0] * i.shape[1] }, () => (r() - 0.5) * 0.8),
+      );
     const out = await s.run(feeds);
     let worst = 0;
     const h = 3e-3;
@@ -158,7 +222,9 @@ test('quantized base: the LoRA gradient flows through MatMulNBits (finite differ
       const rel = Math.abs(grad[j]! - num) / Math.max(Math.abs(num), Math.abs(grad[j]!), 1e-4);
       worst = Math.max(worst, rel);
     }
-    console.log(`${q}: loss ${(out.loss!.data[0] as number).toFixed(5)}, worst relative LoRA gradient error ${worst.toExponential(2)}`);
+    console.log(
+      `${q}: loss ${(out.loss!.data[0] as number).toFixed(5)}, worst relative LoRA gradient error ${worst.toExponential(2)}`,
+    );
     assert.ok(worst < 2e-2, `${q}: relative error ${worst}`);
   }
 });
@@ -218,13 +284,19 @@ test('weight pack and graphs in the model cache folder: reused by the next load,
   assert.ok(changed.pack.built && changed.pack.id !== first.pack.id);
   assert.ok(!existsSync(first.pack.path) && !existsSync(q8.pack.path), `stale packs left: ${files().join(', ')}`);
   assert.ok(!existsSync(join(cache, onnx[0]!)), 'and their graphs');
-  assert.ok(files().some((f) => f.startsWith(`${changed.pack.id}.`) && f.endsWith('.onnx')), 'the new graph is there');
+  assert.ok(
+    files().some((f) => f.startsWith(`${changed.pack.id}.`) && f.endsWith('.onnx')),
+    'the new graph is there',
+  );
   assert.ok(!files().some((f) => f.includes('.tmp-')), 'no temporary files left');
 });
 
 test('quantized base: LoRA distillation trains (the KL falls) with teacher and student on the same int4 base', async () => {
   const cfg = tinyConfig({ hiddenSize: 64, intermediateSize: 96, headDim: 16, numLayers: 2, vocabSize: 53 });
-  const model = CausalLM.fromWeights(cfg, randomWeights(cfg, 6), await backend(), { id: 'train-int4', quantize: 'int4' });
+  const model = CausalLM.fromWeights(cfg, randomWeights(cfg, 6), await backend(), {
+    id: 'train-int4',
+    quantize: 'int4',
+  });
   const r = rng(2);
   const tok = () => 2 + Math.floor(r() * (cfg.vocabSize - 2));
   const samples: DistillSample[] = Array.from({ length: 4 }, () => {
@@ -233,8 +305,22 @@ test('quantized base: LoRA distillation trains (the KL falls) with teacher and s
     return { teacher: [...doc, ...qa], student: qa, answerLength: 3 };
   });
   const t = new LoraTrainer(model, {
-    loss: 'kl', lora: { rank: 4, alpha: 8, targets: ['q', 'v', 'up', 'down'] }, dropout: 0, temperature: 1, lr: 2e-2, weightDecay: 0, beta1: 0.9, beta2: 0.999, eps: 1e-8,
-    schedule: 'constant', warmupSteps: 0, totalSteps: 12, microBatch: 4, gradAccum: 1, maxGradNorm: 1, seed: 0,
+    loss: 'kl',
+    lora: { rank: 4, alpha: 8, targets: ['q', 'v', 'up', 'down'] },
+    dropout: 0,
+    temperature: 1,
+    lr: 2e-2,
+    weightDecay: 0,
+    beta1: 0.9,
+    beta2: 0.999,
+    eps: 1e-8,
+    schedule: 'constant',
+    warmupSteps: 0,
+    totalSteps: 12,
+    microBatch: 4,
+    gradAccum: 1,
+    maxGradNorm: 1,
+    seed: 0,
   });
   const losses: number[] = [];
   for (let i = 0; i < 12; i++) losses.push((await t.trainStep(samples)).loss);
@@ -246,7 +332,10 @@ test('quantized base: LoRA distillation trains (the KL falls) with teacher and s
 test('baseQuantization: validated as a setting; withQuantization gives one model per setting, sharing the weights source', async () => {
   assert.equal(resolveSettings({}).baseQuantization, 'none');
   assert.equal(resolveSettings({ baseQuantization: 'int4' }).baseQuantization, 'int4');
-  assert.throws(() => resolveSettings({ baseQuantization: 'int3' as never }), /baseQuantization must be none, int8, int4 \(got int3\)/);
+  assert.throws(
+    () => resolveSettings({ baseQuantization: 'int3' as never }),
+    /baseQuantization must be none, int8, int4 \(got int3\)/,
+  );
   const cfg = tinyConfig();
   const m = CausalLM.fromWeights(cfg, randomWeights(cfg, 1), await backend(), { id: 'variants' });
   const q8 = m.withQuantization('int8');
@@ -254,5 +343,9 @@ test('baseQuantization: validated as a setting; withQuantization gives one model
   assert.equal(m.withQuantization('int8'), q8);
   assert.equal(q8.withQuantization('none'), m);
   assert.equal(m.withQuantization('none'), m);
-  assert.throws(() => CausalLM.fromWeights(cfg, randomWeights(cfg, 1), m.backend, { id: 'f64', dtype: 'float64', quantize: 'int8' }), /needs a float32 or float16 compute dtype/);
+  assert.throws(
+    () =>
+      CausalLM.fromWeights(cfg, randomWeights(cfg, 1), m.backend, { id: 'f64', dtype: 'float64', quantize: 'int8' }),
+    /needs a float32 or float16 compute dtype/,
+  );
 });

@@ -13,14 +13,22 @@ import { PreparedWeights, type ComputeDtype } from '../../../src/engine/models/w
 const fixtures = resolve(__dirname, '..', '..', '..', 'test', 'fixtures');
 const MODELS = ['tiny-llama', 'tiny-llama-untied', 'tiny-llama3', 'tiny-qwen2', 'tiny-qwen3', 'tiny-mistral'];
 
-interface Fixture { ids: number[][]; attention_mask: number[][]; positions: number[][]; logits: (number[] | null)[][] }
+interface Fixture {
+  ids: number[][];
+  attention_mask: number[][];
+  positions: number[][];
+  logits: (number[] | null)[][];
+}
 
 let beP: Promise<Backend> | undefined;
 const backend = () => (beP ??= Backend.create({ device: 'cpu', threads: 1, optimization: 'basic' }));
 
 async function logits(name: string, dtype: ComputeDtype, fx: Fixture): Promise<Float32Array | Float64Array> {
   const folder = loadModelFolder(join(fixtures, 'models', name), { requireTokenizer: false });
-  const graphs = new LlamaGraphs(folder.config, new PreparedWeights(folder.config, dtype, `ref-${name}`, folder.weights));
+  const graphs = new LlamaGraphs(
+    folder.config,
+    new PreparedWeights(folder.config, dtype, `ref-${name}`, folder.weights),
+  );
   const g = new Graph(`ref_${name}_${dtype}`);
   const ids = g.input('ids', 'int64', ['B', 'T']);
   const mask = g.input('mask', 'int64', ['B', 'T']);
@@ -28,8 +36,14 @@ async function logits(name: string, dtype: ComputeDtype, fx: Fixture): Promise<F
   g.output(graphs.logits(g, graphs.decoder(g, { ids, mask, positions }).hidden), 'logits');
   const B = fx.ids.length;
   const T = fx.ids[0]!.length;
-  const i64 = (a: number[][]) => ({ dtype: 'int64' as const, dims: [B, T], data: BigInt64Array.from(a.flat(), (v) => BigInt(v)) });
-  const out = await (await (await backend()).session(g)).run({ ids: i64(fx.ids), mask: i64(fx.attention_mask), positions: i64(fx.positions) });
+  const i64 = (a: number[][]) => ({
+    dtype: 'int64' as const,
+    dims: [B, T],
+    data: BigInt64Array.from(a.flat(), (v) => BigInt(v)),
+  });
+  const out = await (
+    await (await backend()).session(g)
+  ).run({ ids: i64(fx.ids), mask: i64(fx.attention_mask), positions: i64(fx.positions) });
   folder.weights.close();
   return out.logits!.data as Float32Array | Float64Array;
 }
@@ -43,13 +57,17 @@ for (const name of MODELS) {
     for (const dtype of ['float64', 'float32'] as const) {
       const got = await logits(name, dtype, fx);
       let w = 0;
-      fx.logits.forEach((row, b) => row.forEach((ref, t) => {
-        if (!ref) return; // padding
-        for (let v = 0; v < V; v++) w = Math.max(w, Math.abs(got[(b * T + t) * V + v]! - ref[v]!));
-      }));
+      fx.logits.forEach((row, b) =>
+        row.forEach((ref, t) => {
+          if (!ref) return; // padding
+          for (let v = 0; v < V; v++) w = Math.max(w, Math.abs(got[(b * T + t) * V + v]! - ref[v]!));
+        }),
+      );
       worst[dtype] = w;
     }
-    console.log(`${name}: max |logit − reference| float64 ${worst.float64!.toExponential(2)}, float32 ${worst.float32!.toExponential(2)}`);
+    console.log(
+      `${name}: max |logit − reference| float64 ${worst.float64!.toExponential(2)}, float32 ${worst.float32!.toExponential(2)}`,
+    );
     // Rotary tables are computed in float32 as transformers does, also in float64 graphs; the
     // reference keeps them in float64, which accounts for the ~1e-6 left in float64.
     assert.ok(worst.float64! < 1e-5, `float64 ${worst.float64}`);

@@ -5,7 +5,12 @@ import assert from 'node:assert/strict';
 import { mkdtempSync, readFileSync, readdirSync, rmSync, truncateSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { SafetensorsFile, SafetensorsError, writeSafetensors, safetensorsSize } from '../../../src/engine/models/safetensors';
+import {
+  SafetensorsFile,
+  SafetensorsError,
+  writeSafetensors,
+  safetensorsSize,
+} from '../../../src/engine/models/safetensors';
 import { floatToBfloat16, floatToHalf } from '../../../src/engine/graph';
 
 function tmp(): string {
@@ -33,17 +38,21 @@ test('safetensors: every dtype round-trips with metadata, aligned header, no tem
     const u8 = Uint8Array.from([0, 255, 3]);
     const bool = Uint8Array.from([1, 0]);
     let lazyCalls = 0;
-    writeSafetensors(path, [
-      { name: 'w.f32', dtype: 'F32', shape: [2, 3], data: f32 },
-      { name: 'w.f16', dtype: 'F16', shape: [4], data: f16 },
-      { name: 'w.bf16', dtype: 'BF16', shape: [2, 2], data: bf16 },
-      { name: 'ids', dtype: 'I64', shape: [3], data: i64 },
-      { name: 'i32', dtype: 'I32', shape: [1, 2], data: i32 },
-      { name: 'u8', dtype: 'U8', shape: [3], data: u8 },
-      { name: 'mask', dtype: 'BOOL', shape: [2], data: bool },
-      { name: 'scalar', dtype: 'F32', shape: [], data: () => (lazyCalls++, Float32Array.of(42)) },
-      { name: 'empty', dtype: 'F32', shape: [0, 4], data: new Float32Array(0) },
-    ], { format: 'pt', note: 'héllo' });
+    writeSafetensors(
+      path,
+      [
+        { name: 'w.f32', dtype: 'F32', shape: [2, 3], data: f32 },
+        { name: 'w.f16', dtype: 'F16', shape: [4], data: f16 },
+        { name: 'w.bf16', dtype: 'BF16', shape: [2, 2], data: bf16 },
+        { name: 'ids', dtype: 'I64', shape: [3], data: i64 },
+        { name: 'i32', dtype: 'I32', shape: [1, 2], data: i32 },
+        { name: 'u8', dtype: 'U8', shape: [3], data: u8 },
+        { name: 'mask', dtype: 'BOOL', shape: [2], data: bool },
+        { name: 'scalar', dtype: 'F32', shape: [], data: () => (lazyCalls++, Float32Array.of(42)) },
+        { name: 'empty', dtype: 'F32', shape: [0, 4], data: new Float32Array(0) },
+      ],
+      { format: 'pt', note: 'héllo' },
+    );
     assert.equal(lazyCalls, 1);
     assert.deepEqual(readdirSync(dir), ['a.safetensors'], 'the temporary file was renamed away');
 
@@ -52,11 +61,23 @@ test('safetensors: every dtype round-trips with metadata, aligned header, no tem
     assert.equal((8 + n) % 8, 0, 'data starts 8-byte aligned');
     const headerText = buf.subarray(8, 8 + n).toString('utf8');
     assert.match(headerText, /^\{.*\} *$/s, 'header is JSON padded with spaces');
-    assert.equal(buf.length, safetensorsSize([
-      { name: 'w.f32', dtype: 'F32', shape: [2, 3] }, { name: 'w.f16', dtype: 'F16', shape: [4] }, { name: 'w.bf16', dtype: 'BF16', shape: [2, 2] },
-      { name: 'ids', dtype: 'I64', shape: [3] }, { name: 'i32', dtype: 'I32', shape: [1, 2] }, { name: 'u8', dtype: 'U8', shape: [3] },
-      { name: 'mask', dtype: 'BOOL', shape: [2] }, { name: 'scalar', dtype: 'F32', shape: [] }, { name: 'empty', dtype: 'F32', shape: [0, 4] },
-    ], { format: 'pt', note: 'héllo' }));
+    assert.equal(
+      buf.length,
+      safetensorsSize(
+        [
+          { name: 'w.f32', dtype: 'F32', shape: [2, 3] },
+          { name: 'w.f16', dtype: 'F16', shape: [4] },
+          { name: 'w.bf16', dtype: 'BF16', shape: [2, 2] },
+          { name: 'ids', dtype: 'I64', shape: [3] },
+          { name: 'i32', dtype: 'I32', shape: [1, 2] },
+          { name: 'u8', dtype: 'U8', shape: [3] },
+          { name: 'mask', dtype: 'BOOL', shape: [2] },
+          { name: 'scalar', dtype: 'F32', shape: [] },
+          { name: 'empty', dtype: 'F32', shape: [0, 4] },
+        ],
+        { format: 'pt', note: 'héllo' },
+      ),
+    );
 
     const f = SafetensorsFile.open(path);
     try {
@@ -89,8 +110,18 @@ test('safetensors: a write that fails leaves no file behind', () => {
   const dir = tmp();
   try {
     const path = join(dir, 'b.safetensors');
-    assert.throws(() => writeSafetensors(path, [{ name: 'x', dtype: 'F32', shape: [3], data: new Float32Array(2) }]), /tensor "x": 8 bytes of data for F32\[3\], which needs 12/);
-    assert.throws(() => writeSafetensors(path, [{ name: 'x', dtype: 'F32', shape: [1], data: new Float32Array(1) }, { name: 'x', dtype: 'F32', shape: [1], data: new Float32Array(1) }]), /duplicate/);
+    assert.throws(
+      () => writeSafetensors(path, [{ name: 'x', dtype: 'F32', shape: [3], data: new Float32Array(2) }]),
+      /tensor "x": 8 bytes of data for F32\[3\], which needs 12/,
+    );
+    assert.throws(
+      () =>
+        writeSafetensors(path, [
+          { name: 'x', dtype: 'F32', shape: [1], data: new Float32Array(1) },
+          { name: 'x', dtype: 'F32', shape: [1], data: new Float32Array(1) },
+        ]),
+      /duplicate/,
+    );
     assert.deepEqual(readdirSync(dir), []);
   } finally {
     rmSync(dir, { recursive: true, force: true });
@@ -101,19 +132,26 @@ test('safetensors: truncated and corrupt files fail with the file name and the r
   const dir = tmp();
   try {
     const good = join(dir, 'good.safetensors');
-    writeSafetensors(good, [{ name: 'a', dtype: 'F32', shape: [4], data: new Float32Array(4) }, { name: 'b', dtype: 'F16', shape: [2], data: new Uint16Array(2) }]);
+    writeSafetensors(good, [
+      { name: 'a', dtype: 'F32', shape: [4], data: new Float32Array(4) },
+      { name: 'b', dtype: 'F16', shape: [2], data: new Uint16Array(2) },
+    ]);
     const size = readFileSync(good).length;
     const cut = (bytes: number) => {
       const p = join(dir, `cut${bytes}.safetensors`);
       writeFileSync(p, readFileSync(good).subarray(0, bytes));
       return p;
     };
-    const expectErr = (p: string, re: RegExp) => assert.throws(() => SafetensorsFile.open(p), (e: unknown) => {
-      assert.ok(e instanceof SafetensorsError, String(e));
-      assert.ok(e.message.includes(p), `message names the file: ${e.message}`);
-      assert.match(e.message, re);
-      return true;
-    });
+    const expectErr = (p: string, re: RegExp) =>
+      assert.throws(
+        () => SafetensorsFile.open(p),
+        (e: unknown) => {
+          assert.ok(e instanceof SafetensorsError, String(e));
+          assert.ok(e.message.includes(p), `message names the file: ${e.message}`);
+          assert.match(e.message, re);
+          return true;
+        },
+      );
     expectErr(cut(size - 1), /truncated/);
     expectErr(cut(20), /truncated/);
     expectErr(cut(5), /truncated/);
@@ -130,7 +168,11 @@ test('safetensors: truncated and corrupt files fail with the file name and the r
     expectErr(p, /span 4 bytes but F32\[2\] needs 8/);
     rawFile(p, { a: { dtype: 'F33', shape: [1], data_offsets: [0, 4] } }, new Uint8Array(4));
     expectErr(p, /dtype "F33" is not supported/);
-    rawFile(p, { a: { dtype: 'F32', shape: [1], data_offsets: [0, 4] }, b: { dtype: 'F32', shape: [1], data_offsets: [2, 6] } }, new Uint8Array(6));
+    rawFile(
+      p,
+      { a: { dtype: 'F32', shape: [1], data_offsets: [0, 4] }, b: { dtype: 'F32', shape: [1], data_offsets: [2, 6] } },
+      new Uint8Array(6),
+    );
     expectErr(p, /overlap/);
     rawFile(p, { a: { dtype: 'F32', shape: [1], data_offsets: [0, 4] } }, new Uint8Array(8));
     expectErr(p, /8 bytes but the tensors account for 4/);

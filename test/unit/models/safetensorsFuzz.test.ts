@@ -26,7 +26,10 @@ function attempt(path: string, bytes: Uint8Array): 'ok' | SafetensorsError {
     }
     return 'ok';
   } catch (e) {
-    if (!(e instanceof SafetensorsError)) throw new Error(`not a SafetensorsError for ${bytes.length} bytes ${Buffer.from(bytes.subarray(0, 200)).toString('latin1')}: ${(e as Error).stack}`);
+    if (!(e instanceof SafetensorsError))
+      throw new Error(
+        `not a SafetensorsError for ${bytes.length} bytes ${Buffer.from(bytes.subarray(0, 200)).toString('latin1')}: ${(e as Error).stack}`,
+      );
     assert.ok(e.message.startsWith(`${path}: `), `the message names the file: ${e.message}`);
     return e;
   } finally {
@@ -50,13 +53,17 @@ test('safetensors fuzz: truncations, flipped bytes, random bytes and hostile hea
     const r = rng(20261203);
     const int = (n: number) => Math.floor(r() * n);
     const good = join(dir, 'good.safetensors');
-    writeSafetensors(good, [
-      { name: 'a', dtype: 'F32', shape: [3, 4], data: Float32Array.from({ length: 12 }, (_, i) => i) },
-      { name: 'b', dtype: 'F16', shape: [5], data: new Uint16Array(5).fill(0x3c00) },
-      { name: 'c', dtype: 'BF16', shape: [2, 2], data: new Uint16Array(4).fill(0x3f80) },
-      { name: 'd', dtype: 'I64', shape: [2], data: new BigInt64Array([1n, -2n]) },
-      { name: 'e', dtype: 'F8_E4M3', shape: [3], data: new Uint8Array(3) },
-    ], { format: 'pt' });
+    writeSafetensors(
+      good,
+      [
+        { name: 'a', dtype: 'F32', shape: [3, 4], data: Float32Array.from({ length: 12 }, (_, i) => i) },
+        { name: 'b', dtype: 'F16', shape: [5], data: new Uint16Array(5).fill(0x3c00) },
+        { name: 'c', dtype: 'BF16', shape: [2, 2], data: new Uint16Array(4).fill(0x3f80) },
+        { name: 'd', dtype: 'I64', shape: [2], data: new BigInt64Array([1n, -2n]) },
+        { name: 'e', dtype: 'F8_E4M3', shape: [3], data: new Uint8Array(3) },
+      ],
+      { format: 'pt' },
+    );
     const base = new Uint8Array(readFileSync(good));
     const path = join(dir, 'x.safetensors');
     assert.equal(attempt(path, base), 'ok');
@@ -64,12 +71,14 @@ test('safetensors fuzz: truncations, flipped bytes, random bytes and hostile hea
     const count = (o: 'ok' | SafetensorsError) => outcomes[o === 'ok' ? 'ok' : 'error']++;
 
     // Every truncation of a valid file is refused (it is shorter than its header says).
-    for (let n = 0; n < base.length; n += 1 + int(3)) assert.notEqual(attempt(path, base.subarray(0, n)), 'ok', `truncated at ${n}`);
+    for (let n = 0; n < base.length; n += 1 + int(3))
+      assert.notEqual(attempt(path, base.subarray(0, n)), 'ok', `truncated at ${n}`);
 
     // One to four flipped bytes anywhere (mostly in the header, where the parser is).
     for (let i = 0; i < 600; i++) {
       const b = base.slice();
-      for (let k = 0, m = 1 + int(4); k < m; k++) b[r() < 0.8 ? int(Math.min(b.length, 8 + 200)) : int(b.length)] = int(256);
+      for (let k = 0, m = 1 + int(4); k < m; k++)
+        b[r() < 0.8 ? int(Math.min(b.length, 8 + 200)) : int(b.length)] = int(256);
       count(attempt(path, b));
     }
 
@@ -87,12 +96,23 @@ test('safetensors fuzz: truncations, flipped bytes, random bytes and hostile hea
       const header: Record<string, unknown> = { t: { dtype: 'F32', shape: [int(4), int(4)], data_offsets: [0, 0] } };
       const t = header.t as Record<string, unknown>;
       switch (int(6)) {
-        case 0: t.shape = [pick(), pick()]; break;
-        case 1: t.data_offsets = [pick(), pick()]; break;
-        case 2: t.dtype = ['toString', '__proto__', 'constructor', 'F128', 7, null][int(6)]; break;
-        case 3: t.shape = Array.from({ length: 1 + int(40) }, () => 1 + int(2 ** 20)); break;
-        case 4: header.__metadata__ = [pick(), { k: pick() }, 'x'][int(3)]; break;
-        default: header.u = pick();
+        case 0:
+          t.shape = [pick(), pick()];
+          break;
+        case 1:
+          t.data_offsets = [pick(), pick()];
+          break;
+        case 2:
+          t.dtype = ['toString', '__proto__', 'constructor', 'F128', 7, null][int(6)];
+          break;
+        case 3:
+          t.shape = Array.from({ length: 1 + int(40) }, () => 1 + int(2 ** 20));
+          break;
+        case 4:
+          header.__metadata__ = [pick(), { k: pick() }, 'x'][int(3)];
+          break;
+        default:
+          header.u = pick();
       }
       count(attempt(path, withHeader(header, int(64))));
     }
@@ -103,7 +123,10 @@ test('safetensors fuzz: truncations, flipped bytes, random bytes and hostile hea
       assert.match((attempt(path, withHeader('{}', 16, len)) as Error).message, /header length \d+ is implausible/);
     }
     for (const len of [100_000_000n, 99_999_999n, 19n]) {
-      assert.match((attempt(path, withHeader('{}', 16, len)) as Error).message, /the header says it is \d+ bytes but the file has only 18 after the length \(truncated\)/);
+      assert.match(
+        (attempt(path, withHeader('{}', 16, len)) as Error).message,
+        /the header says it is \d+ bytes but the file has only 18 after the length \(truncated\)/,
+      );
     }
     // Deeply nested JSON and a lone "__proto__" tensor.
     count(attempt(path, withHeader('['.repeat(200_000) + ']'.repeat(200_000), 0)));
@@ -116,5 +139,8 @@ test('safetensors fuzz: truncations, flipped bytes, random bytes and hostile hea
   }
   // Quick and small: no input may make the parser read or allocate more than the file holds.
   assert.ok(Date.now() - t0 < 60_000, `took ${Date.now() - t0} ms`);
-  assert.ok(process.memoryUsage().rss - rssBefore < 64 * 2 ** 20, `rss grew by ${((process.memoryUsage().rss - rssBefore) / 2 ** 20).toFixed(0)} MB`);
+  assert.ok(
+    process.memoryUsage().rss - rssBefore < 64 * 2 ** 20,
+    `rss grew by ${((process.memoryUsage().rss - rssBefore) / 2 ** 20).toFixed(0)} MB`,
+  );
 });

@@ -75,21 +75,31 @@ test('tokenizer: chat templates render the Llama 3 and Qwen3 formats', async () 
     { role: 'user' as const, content: 'What is 2+2?' },
   ];
   const l = await llama3;
-  assert.equal(l.applyChatTemplate(msgs, { addGenerationPrompt: true }),
+  assert.equal(
+    l.applyChatTemplate(msgs, { addGenerationPrompt: true }),
     '<|begin_of_text|><|start_header_id|>system<|end_header_id|>\n\nYou are terse.<|eot_id|>' +
-    '<|start_header_id|>user<|end_header_id|>\n\nWhat is 2+2?<|eot_id|>' +
-    '<|start_header_id|>assistant<|end_header_id|>\n\n');
+      '<|start_header_id|>user<|end_header_id|>\n\nWhat is 2+2?<|eot_id|>' +
+      '<|start_header_id|>assistant<|end_header_id|>\n\n',
+  );
   const prompt = l.encode(l.applyChatTemplate(msgs, { addGenerationPrompt: true }), { addSpecialTokens: false });
   assert.deepEqual(prompt.slice(0, 3), [128000, 128006, 9125]);
   assert.deepEqual(prompt.slice(-4), [128006, 78191, 128007, 271]);
 
   const q = await qwen3;
-  assert.equal(q.applyChatTemplate(msgs, { addGenerationPrompt: true }),
-    '<|im_start|>system\nYou are terse.<|im_end|>\n<|im_start|>user\nWhat is 2+2?<|im_end|>\n<|im_start|>assistant\n');
-  const turns = [...msgs, { role: 'assistant' as const, content: 'Four.' }, { role: 'user' as const, content: 'And 3+3?' }];
-  assert.equal(q.applyChatTemplate(turns, { addGenerationPrompt: true, variables: { enable_thinking: false } }),
+  assert.equal(
+    q.applyChatTemplate(msgs, { addGenerationPrompt: true }),
+    '<|im_start|>system\nYou are terse.<|im_end|>\n<|im_start|>user\nWhat is 2+2?<|im_end|>\n<|im_start|>assistant\n',
+  );
+  const turns = [
+    ...msgs,
+    { role: 'assistant' as const, content: 'Four.' },
+    { role: 'user' as const, content: 'And 3+3?' },
+  ];
+  assert.equal(
+    q.applyChatTemplate(turns, { addGenerationPrompt: true, variables: { enable_thinking: false } }),
     '<|im_start|>system\nYou are terse.<|im_end|>\n<|im_start|>user\nWhat is 2+2?<|im_end|>\n<|im_start|>assistant\nFour.<|im_end|>\n' +
-    '<|im_start|>user\nAnd 3+3?<|im_end|>\n<|im_start|>assistant\n<think>\n\n</think>\n\n');
+      '<|im_start|>user\nAnd 3+3?<|im_end|>\n<|im_start|>assistant\n<think>\n\n</think>\n\n',
+  );
   assert.equal(q.applyChatTemplate(msgs.slice(1)), '<|im_start|>user\nWhat is 2+2?<|im_end|>\n');
 });
 
@@ -100,7 +110,8 @@ test('tokenizer: the stream decoder holds back incomplete UTF-8 and matches a fu
       const d = t.streamDecoder();
       const chunks = ids.map((id) => d.push(id));
       chunks.push(d.flush());
-      for (const c of chunks) assert.ok(!c.includes('\uFFFD'), `chunk ${JSON.stringify(c)} has a replacement character`);
+      for (const c of chunks)
+        assert.ok(!c.includes('\uFFFD'), `chunk ${JSON.stringify(c)} has a replacement character`);
       assert.equal(chunks.join(''), t.decode(ids, { skipSpecialTokens: true, cleanUpTokenizationSpaces: false }));
     }
   }
@@ -108,7 +119,10 @@ test('tokenizer: the stream decoder holds back incomplete UTF-8 and matches a fu
   const robot = l.encode('🤖', { addSpecialTokens: false });
   assert.ok(robot.length > 1, 'the emoji spans several byte-level tokens');
   const d = l.streamDecoder();
-  assert.deepEqual(robot.slice(0, -1).map((id) => d.push(id)), robot.slice(0, -1).map(() => ''));
+  assert.deepEqual(
+    robot.slice(0, -1).map((id) => d.push(id)),
+    robot.slice(0, -1).map(() => ''),
+  );
   assert.equal(d.push(robot.at(-1)!), '🤖');
   // An unfinished character comes out as U+FFFD only on flush.
   const d2 = l.streamDecoder();
@@ -131,7 +145,10 @@ test('tokenizer: default special tokens, files missing, and a vocabulary that do
     assert.equal(t.encode('Hi')[0], bos, 'Llama 3 adds <|begin_of_text|> by default');
     assert.notEqual(t.encode('Hi', { addSpecialTokens: false })[0], bos);
 
-    writeFileSync(join(m, 'config.json'), JSON.stringify({ ...JSON.parse(readFileSync(join(m, 'config.json'), 'utf8')), vocab_size: 300 }));
+    writeFileSync(
+      join(m, 'config.json'),
+      JSON.stringify({ ...JSON.parse(readFileSync(join(m, 'config.json'), 'utf8')), vocab_size: 300 }),
+    );
     await assert.rejects(Tokenizer.fromFolder(m), /token ids go up to 511 but config\.json has vocab_size 300/);
     const cfgPath = join(m, 'tokenizer_config.json');
     const cfg = JSON.parse(readFileSync(cfgPath, 'utf8'));
@@ -140,11 +157,20 @@ test('tokenizer: default special tokens, files missing, and a vocabulary that do
     unlinkSync(join(m, 'config.json'));
     const noChat = await Tokenizer.fromFolder(m);
     assert.equal(noChat.hasChatTemplate, false);
-    assert.throws(() => noChat.applyChatTemplate([{ role: 'user', content: 'x' }]), (e: unknown) => e instanceof TokenizerError && /has no chat template/.test(e.message));
-    writeFileSync(join(m, 'chat_template.jinja'), '{% for m in messages %}[{{ m.role }}] {{ m.content }}\n{% endfor %}');
+    assert.throws(
+      () => noChat.applyChatTemplate([{ role: 'user', content: 'x' }]),
+      (e: unknown) => e instanceof TokenizerError && /has no chat template/.test(e.message),
+    );
+    writeFileSync(
+      join(m, 'chat_template.jinja'),
+      '{% for m in messages %}[{{ m.role }}] {{ m.content }}\n{% endfor %}',
+    );
     assert.equal((await Tokenizer.fromFolder(m)).applyChatTemplate([{ role: 'user', content: 'x' }]), '[user] x\n');
     writeFileSync(join(m, 'chat_template.jinja'), '{% for m in messages %}');
-    await assert.rejects(async () => (await Tokenizer.fromFolder(m)).applyChatTemplate([]), /chat_template\.jinja: the chat template does not parse/);
+    await assert.rejects(
+      async () => (await Tokenizer.fromFolder(m)).applyChatTemplate([]),
+      /chat_template\.jinja: the chat template does not parse/,
+    );
     unlinkSync(join(m, 'tokenizer.json'));
     await assert.rejects(Tokenizer.fromFolder(m), /tokenizer\.json is missing/);
     writeFileSync(join(m, 'tokenizer.json'), '{"model": ');

@@ -36,13 +36,19 @@ Zorblax has a cat named Miru.
 
 test('splits at headings, keeps code, drops front matter and comments', () => {
   const chunks = chunkMarkdown('docs/z.md', doc, { maxTokens: 200, countTokens: words, minTokens: 0 });
-  assert.deepEqual(chunks.map((c) => c.headings), [['Zorblax'], ['Zorblax', 'Work'], ['Zorblax', 'Pets']]);
+  assert.deepEqual(
+    chunks.map((c) => c.headings),
+    [['Zorblax'], ['Zorblax', 'Work'], ['Zorblax', 'Pets']],
+  );
   const all = chunks.map((c) => c.text).join('\n');
   assert.doesNotMatch(all, /title:|editor's note|whole comment/);
   assert.match(chunks[1]!.text, /```bash\n# not a heading\necho hello\n```/);
   assert.match(chunks[1]!.text, /^Zorblax\n\n## Work/, 'a section carries its parent headings');
   assert.equal(chunks[0]!.line, 5);
-  assert.deepEqual(chunks.map((c) => c.id), ['docs/z.md#0', 'docs/z.md#1', 'docs/z.md#2']);
+  assert.deepEqual(
+    chunks.map((c) => c.id),
+    ['docs/z.md#0', 'docs/z.md#1', 'docs/z.md#2'],
+  );
 });
 
 test('small sections under one parent merge while they fit', () => {
@@ -52,18 +58,24 @@ test('small sections under one parent merge while they fit', () => {
 });
 
 test('a section longer than the budget is split at paragraphs, then sentences, each piece within budget', () => {
-  const para = (i: number) => Array.from({ length: 5 }, (_, j) => `Sentence ${j} of paragraph ${i} says something.`).join(' ');
+  const para = (i: number) =>
+    Array.from({ length: 5 }, (_, j) => `Sentence ${j} of paragraph ${i} says something.`).join(' ');
   const md = `# Long\n\n${Array.from({ length: 6 }, (_, i) => para(i)).join('\n\n')}\n`;
   const chunks = chunkMarkdown('l.md', md, { maxTokens: 30, countTokens: words });
   assert.ok(chunks.length > 6, `${chunks.length} chunks`);
   for (const c of chunks) assert.ok(c.tokens <= 30, `${c.tokens} tokens: ${c.text}`);
   const text = chunks.map((c) => c.text).join(' ');
-  for (let i = 0; i < 6; i++) for (let j = 0; j < 5; j++) assert.ok(text.includes(`Sentence ${j} of paragraph ${i}`), `lost sentence ${j}/${i}`);
+  for (let i = 0; i < 6; i++)
+    for (let j = 0; j < 5; j++) assert.ok(text.includes(`Sentence ${j} of paragraph ${i}`), `lost sentence ${j}/${i}`);
 });
 
 test('hashes change with the content and only with it', () => {
   const a = chunkMarkdown('z.md', doc, { maxTokens: 200, countTokens: words, minTokens: 0 });
-  const b = chunkMarkdown('z.md', doc.replace('a cat named Miru', 'a dog named Miru'), { maxTokens: 200, countTokens: words, minTokens: 0 });
+  const b = chunkMarkdown('z.md', doc.replace('a cat named Miru', 'a dog named Miru'), {
+    maxTokens: 200,
+    countTokens: words,
+    minTokens: 0,
+  });
   assert.equal(a[0]!.hash, b[0]!.hash);
   assert.equal(a[1]!.hash, b[1]!.hash);
   assert.notEqual(a[2]!.hash, b[2]!.hash);
@@ -85,7 +97,10 @@ test('binary, invalid UTF-8 and huge files are refused with a clear reason', () 
     writeFileSync(join(dir, 'bad.md'), Buffer.from([0x23, 0x20, 0xff, 0xfe, 0x41]));
     writeFileSync(join(dir, 'ok.md'), '\uFEFF# Fine\n');
     writeFileSync(join(dir, 'huge.md'), Buffer.alloc(MAX_DOC_BYTES + 1, 0x61));
-    assert.throws(() => readMarkdown(join(dir, 'bin.md')), (e: Error) => e instanceof IngestError && /binary/.test(e.message));
+    assert.throws(
+      () => readMarkdown(join(dir, 'bin.md')),
+      (e: Error) => e instanceof IngestError && /binary/.test(e.message),
+    );
     assert.throws(() => readMarkdown(join(dir, 'bad.md')), /not valid UTF-8/);
     assert.throws(() => readMarkdown(join(dir, 'huge.md')), /MB is more than/);
     assert.throws(() => readMarkdown(join(dir, 'missing.md')), /cannot read \(ENOENT\)/);
@@ -123,8 +138,15 @@ Not a heading
     ---
 `;
   const chunks = chunkMarkdown('k.md', md, { maxTokens: 200, countTokens: words, minTokens: 0 });
-  assert.deepEqual(chunks.map((c) => c.headings), [['Kest'], ['Kest', 'Work']]);
-  assert.match(chunks[0]!.text, /^Kest\n====\n\nKest is a potter/, 'a setext heading starts its own chunk, without its name repeated as context');
+  assert.deepEqual(
+    chunks.map((c) => c.headings),
+    [['Kest'], ['Kest', 'Work']],
+  );
+  assert.match(
+    chunks[0]!.text,
+    /^Kest\n====\n\nKest is a potter/,
+    'a setext heading starts its own chunk, without its name repeated as context',
+  );
   assert.match(chunks[1]!.text, /^Kest\n\nWork\n----/, 'a setext sub-section carries its parent heading');
   assert.match(chunks[1]!.text, /- She throws bowls\.\n- She fires them on Fridays\./);
   assert.match(chunks[1]!.text, /\| Mon \| 9-5 {3}\|/);
@@ -137,6 +159,12 @@ test('sentences split at real sentence ends, not inside abbreviations or numbers
   const long = 'The kiln reaches 1200.5 degrees, e.g. on Fridays. It cools overnight. Kest opens it at dawn.';
   const chunks = chunkMarkdown('s.md', `# S\n\n${long}\n`, { maxTokens: 9, countTokens: words });
   const texts = chunks.map((c) => c.text.replace(/^S\n\n/, ''));
-  assert.ok(texts.some((t) => t.includes('1200.5 degrees')), texts.join(' | '));
-  assert.ok(texts.every((t) => !/^5 degrees/.test(t)), texts.join(' | '));
+  assert.ok(
+    texts.some((t) => t.includes('1200.5 degrees')),
+    texts.join(' | '),
+  );
+  assert.ok(
+    texts.every((t) => !/^5 degrees/.test(t)),
+    texts.join(' | '),
+  );
 });

@@ -15,7 +15,8 @@ const repo = resolve(__dirname, '..', '..', '..');
 const bin = join(repo, 'bin', 'docdistill.js');
 
 test('item 7: names with spaces at either end or control characters are refused, saying which', () => {
-  for (const ok of ['docs', 'my-docs_2', 'v1.2', 'A', 'x'.repeat(64)]) assert.equal(nameProblem(ok, 'adapter name'), undefined, ok);
+  for (const ok of ['docs', 'my-docs_2', 'v1.2', 'A', 'x'.repeat(64)])
+    assert.equal(nameProblem(ok, 'adapter name'), undefined, ok);
   const cases: [string, RegExp][] = [
     ['docs ', /adapter name "docs " ends with a space; remove it/],
     [' docs', /adapter name " docs" starts with a space/],
@@ -37,8 +38,15 @@ test('item 7: names with spaces at either end or control characters are refused,
   }
   assert.equal(safeName('docs'), 'docs');
   // The settings' pattern (package.json) accepts and refuses the same names.
-  const pkg = JSON.parse(readFileSync(join(repo, 'package.json'), 'utf8')) as { contributes: { configuration: { properties: Record<string, { pattern?: string }> }[] | { properties: Record<string, { pattern?: string }> } } };
-  const confs = Array.isArray(pkg.contributes.configuration) ? pkg.contributes.configuration : [pkg.contributes.configuration];
+  const pkg = JSON.parse(readFileSync(join(repo, 'package.json'), 'utf8')) as {
+    contributes: {
+      configuration:
+        { properties: Record<string, { pattern?: string }> }[] | { properties: Record<string, { pattern?: string }> };
+    };
+  };
+  const confs = Array.isArray(pkg.contributes.configuration)
+    ? pkg.contributes.configuration
+    : [pkg.contributes.configuration];
   const pattern = new RegExp(confs.map((c) => c.properties['docdistill.adapterName']?.pattern).find(Boolean)!, 'u');
   for (const ok of ['docs', 'my-docs_2', 'v1.2']) assert.ok(pattern.test(ok), ok);
   for (const [name] of cases) assert.ok(!pattern.test(name), JSON.stringify(name));
@@ -50,15 +58,31 @@ test('item 7: the Distiller and the command line refuse "docs " and "docs\\n" be
     mkdirSync(join(root, 'docs'));
     writeFileSync(join(root, 'docs', 'a.md'), '# A\n\nA plays the lute.\n');
     const fakeModel = { tokenizer: { hasChatTemplate: true }, dir: '/m' } as unknown as CausalLM;
-    assert.throws(() => new Distiller(fakeModel, { inputs: ['docs'], root, name: 'docs ' }), /adapter name "docs " ends with a space/);
-    assert.throws(() => new Distiller(fakeModel, { inputs: ['docs'], root, name: 'docs\n' }), /adapter name "docs\\n" has a control character/);
-    for (const [name, re] of [['docs ', /adapter name \(--name\) "docs " ends with a space/], ['docs\n', /adapter name \(--name\) "docs\\n" has a control character \(U\+000A\)/]] as const) {
+    assert.throws(
+      () => new Distiller(fakeModel, { inputs: ['docs'], root, name: 'docs ' }),
+      /adapter name "docs " ends with a space/,
+    );
+    assert.throws(
+      () => new Distiller(fakeModel, { inputs: ['docs'], root, name: 'docs\n' }),
+      /adapter name "docs\\n" has a control character/,
+    );
+    for (const [name, re] of [
+      ['docs ', /adapter name \(--name\) "docs " ends with a space/],
+      ['docs\n', /adapter name \(--name\) "docs\\n" has a control character \(U\+000A\)/],
+    ] as const) {
       // No --model needed: the name is checked before the model is loaded.
-      const r = spawnSync(process.execPath, [bin, 'distill', 'docs', '--model', join(root, 'no-model'), '--name', name], { cwd: root, encoding: 'utf8' });
+      const r = spawnSync(
+        process.execPath,
+        [bin, 'distill', 'docs', '--model', join(root, 'no-model'), '--name', name],
+        { cwd: root, encoding: 'utf8' },
+      );
       assert.equal(r.status, 2, r.stderr);
       assert.match(r.stderr, re);
     }
-    const e = spawnSync(process.execPath, [bin, 'eval', '--model', join(root, 'no-model'), '--name', 'docs '], { cwd: root, encoding: 'utf8' });
+    const e = spawnSync(process.execPath, [bin, 'eval', '--model', join(root, 'no-model'), '--name', 'docs '], {
+      cwd: root,
+      encoding: 'utf8',
+    });
     assert.equal(e.status, 2, e.stderr);
     assert.match(e.stderr, /adapter name \(--name\) "docs " ends with a space/);
     assert.deepEqual(readdirSync(root), ['docs'], 'nothing was written');

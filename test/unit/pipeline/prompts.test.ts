@@ -5,7 +5,11 @@ import assert from 'node:assert/strict';
 import { chatMessages, DEFAULT_PROMPTS, teacherMessages, type PromptSettings } from '../../../src/pipeline/prompts';
 import { adapterPrompts, type AdapterInfo } from '../../../src/pipeline/adapters';
 
-const custom: PromptSettings = { ...DEFAULT_PROMPTS, system: 'You are the archive.', documentBlock: 'From the archive:\n{doc}\n---\n' };
+const custom: PromptSettings = {
+  ...DEFAULT_PROMPTS,
+  system: 'You are the archive.',
+  documentBlock: 'From the archive:\n{doc}\n---\n',
+};
 const doc = '  Blenoubun plays the bassoon.\n';
 const q = 'What does Blenoubun play?';
 
@@ -13,10 +17,16 @@ test("a one-question chat with the teacher is exactly the distillation's teacher
   for (const p of [DEFAULT_PROMPTS, custom]) {
     assert.deepEqual(chatMessages([{ role: 'user', content: q }], p, doc), teacherMessages(doc, q, p));
     // Without a document (base model, student): the run's system prompt and the question as asked.
-    assert.deepEqual(chatMessages([{ role: 'user', content: q }], p), [{ role: 'system', content: p.system }, { role: 'user', content: q }]);
+    assert.deepEqual(chatMessages([{ role: 'user', content: q }], p), [
+      { role: 'system', content: p.system },
+      { role: 'user', content: q },
+    ]);
   }
   // The document is in the teacher's prompt, under the run's own block.
-  assert.match(chatMessages([{ role: 'user', content: q }], custom, doc)[1]!.content, /^From the archive:\nBlenoubun plays the bassoon\.\n---\nQuestion: /);
+  assert.match(
+    chatMessages([{ role: 'user', content: q }], custom, doc)[1]!.content,
+    /^From the archive:\nBlenoubun plays the bassoon\.\n---\nQuestion: /,
+  );
 });
 
 test('a conversation keeps its own system prompt and turns; the document goes before the first question only', () => {

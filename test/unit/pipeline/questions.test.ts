@@ -1,7 +1,18 @@
 // Question parsing from sloppy model output, de-duplication, the held-out split, and grounding.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { chooseHeldOut, crossQuestions, dedupe, heldOutByAnswer, isGrounded, mentionsAny, namesIn, parseQuestions, questionKey, wordSet } from '../../../src/pipeline/questions';
+import {
+  chooseHeldOut,
+  crossQuestions,
+  dedupe,
+  heldOutByAnswer,
+  isGrounded,
+  mentionsAny,
+  namesIn,
+  parseQuestions,
+  questionKey,
+  wordSet,
+} from '../../../src/pipeline/questions';
 import { saysDontKnow } from '../../../src/pipeline/prompts';
 
 test('questions are parsed from lists, tags, prefixes and chatter', () => {
@@ -25,7 +36,9 @@ test('questions are parsed from lists, tags, prefixes and chatter', () => {
 
 test('near-identical questions collide; the first is kept', () => {
   const seen = new Set<string>();
-  assert.deepEqual(dedupe(['Where does Dapu live?', 'where does dapu live', 'Where does Dapu  live ?!'], seen), ['Where does Dapu live?']);
+  assert.deepEqual(dedupe(['Where does Dapu live?', 'where does dapu live', 'Where does Dapu  live ?!'], seen), [
+    'Where does Dapu live?',
+  ]);
   assert.deepEqual(dedupe(['Where does Dapu live?', 'What does Dapu eat?'], seen), ['What does Dapu eat?']);
 });
 
@@ -34,12 +47,22 @@ test('the held-out split is a stable share decided by the question and the seed'
   const held = chooseHeldOut(qs, 0.2, 0);
   const share = held.size / qs.length;
   assert.ok(Math.abs(share - 0.2) < 0.03, `held-out share ${share}`);
-  assert.deepEqual(chooseHeldOut(qs.map((q) => q.toLowerCase()), 0.2, 0), held, 'case does not matter');
+  assert.deepEqual(
+    chooseHeldOut(
+      qs.map((q) => q.toLowerCase()),
+      0.2,
+      0,
+    ),
+    held,
+    'case does not matter',
+  );
   assert.notDeepEqual([...chooseHeldOut(qs, 0.2, 1)].sort(), [...held].sort(), 'the seed does');
 });
 
 test('a question naming something its passage never mentions is not grounded in it', () => {
-  const passage = wordSet('# Laekygeiq\n\nThe home of Laekygeiq is in the town of Koro. Laekygeiq has a pet named Thupylk.');
+  const passage = wordSet(
+    '# Laekygeiq\n\nThe home of Laekygeiq is in the town of Koro. Laekygeiq has a pet named Thupylk.',
+  );
   assert.deepEqual(namesIn("Where does Laekygeiq's pet Thupylk live?"), ['Laekygeiq', 'Thupylk']);
   assert.ok(isGrounded('Where does Laekygeiq live?', passage));
   assert.ok(isGrounded("What is Laekygeiq's pet called?", passage));
@@ -61,7 +84,11 @@ test('chooseHeldOut holds out exactly round(share × n), at least one, never all
   const held = chooseHeldOut(qs, 0.2, 0);
   assert.equal(held.size, 5);
   const reversed = chooseHeldOut([...qs].reverse(), 0.2, 0);
-  assert.deepEqual([...reversed].map((i) => qs[qs.length - 1 - i]).sort(), [...held].map((i) => qs[i]).sort(), 'the same questions in any order');
+  assert.deepEqual(
+    [...reversed].map((i) => qs[qs.length - 1 - i]).sort(),
+    [...held].map((i) => qs[i]).sort(),
+    'the same questions in any order',
+  );
   assert.equal(chooseHeldOut(qs.slice(0, 3), 0.05, 0).size, 1, 'at least one');
   assert.equal(chooseHeldOut(qs.slice(0, 2), 0.9, 0).size, 1, 'never all');
   assert.equal(chooseHeldOut(qs.slice(0, 1), 0.5, 0).size, 0);
@@ -85,24 +112,49 @@ test('heldOutByAnswer holds a question out only if a training question keeps its
       assert.ok(held.size <= Math.round(share * items.length));
       assert.ok(!held.has(5), 'the only question about the year stays in training');
       const kept = items.filter((_, i) => !held.has(i)).map((it) => it.answer);
-      for (const it of items) assert.ok(kept.includes(it.answer), `every answer is still taught (share ${share}, seed ${seed})`);
+      for (const it of items)
+        assert.ok(kept.includes(it.answer), `every answer is still taught (share ${share}, seed ${seed})`);
     }
   }
-  assert.equal(heldOutByAnswer(items, 0.5, 0, same).size, 3, 'as many as the share allows when every fact keeps a question');
+  assert.equal(
+    heldOutByAnswer(items, 0.5, 0, same).size,
+    3,
+    'as many as the share allows when every fact keeps a question',
+  );
   assert.equal(heldOutByAnswer(items, 0, 0, same).size, 0);
 });
 
-test('saysDontKnow: abstentions in the demo model\'s words and in common instruct-model words, not answers', () => {
-  for (const a of ['I do not know.', "I don't know who that is.", 'The document does not mention her job.', "The passage doesn't say.", 'That is not stated in the text.', 'I have no information about Brosaesk.'])
+test("saysDontKnow: abstentions in the demo model's words and in common instruct-model words, not answers", () => {
+  for (const a of [
+    'I do not know.',
+    "I don't know who that is.",
+    'The document does not mention her job.',
+    "The passage doesn't say.",
+    'That is not stated in the text.',
+    'I have no information about Brosaesk.',
+  ])
     assert.ok(saysDontKnow(a), a);
-  for (const a of ['Dapu works as a carpenter.', 'Quute has a pet named Zuklyl.', 'She knows the town well.', 'It is mentioned twice.'])
+  for (const a of [
+    'Dapu works as a carpenter.',
+    'Quute has a pet named Zuklyl.',
+    'She knows the town well.',
+    'It is mentioned twice.',
+  ])
     assert.ok(!saysDontKnow(a), a);
 });
 
-test('crossQuestions asks about each passage\'s subjects what other passages were asked, swapping the one name', () => {
+test("crossQuestions asks about each passage's subjects what other passages were asked, swapping the one name", () => {
   const passages = [
-    { id: 'a', text: '# Dapu\n\nDapu works as a baker. Dapu has a pet named Zorn.', questions: ['What is the job of Dapu?', 'What pet does Dapu have?'] },
-    { id: 'b', text: '# Louzourn\n\nLouzourn plays the harp.', questions: ['What does Louzourn play?', "Where is Louzourn's house?"] },
+    {
+      id: 'a',
+      text: '# Dapu\n\nDapu works as a baker. Dapu has a pet named Zorn.',
+      questions: ['What is the job of Dapu?', 'What pet does Dapu have?'],
+    },
+    {
+      id: 'b',
+      text: '# Louzourn\n\nLouzourn plays the harp.',
+      questions: ['What does Louzourn play?', "Where is Louzourn's house?"],
+    },
     { id: 'c', text: 'Nothing with a name.', questions: ['What is this about?'] },
   ];
   const seen = new Set(passages.flatMap((p) => p.questions.map(questionKey)));
@@ -115,7 +167,11 @@ test('crossQuestions asks about each passage\'s subjects what other passages wer
   assert.equal(forB.length, 2);
   for (const q of forA) assert.ok(['What does Dapu play?', "Where is Dapu's house?"].includes(q), q);
   for (const q of forB) assert.ok(['What is the job of Louzourn?', 'What pet does Louzourn have?'].includes(q), q);
-  assert.equal(out.filter((x) => x.id === 'c').length, 0, 'a passage whose questions name nothing of it has no subject');
+  assert.equal(
+    out.filter((x) => x.id === 'c').length,
+    0,
+    'a passage whose questions name nothing of it has no subject',
+  );
   for (const x of out) assert.ok(seen.has(questionKey(x.question)), 'new keys are added to seen');
   // Deterministic for a seed, off at share 0, and nothing twice.
   assert.deepEqual(crossQuestions(passages, 1, 7, new Set(passages.flatMap((p) => p.questions.map(questionKey)))), out);

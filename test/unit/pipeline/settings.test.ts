@@ -9,10 +9,19 @@ import { DEMO_SETTINGS, demoSpread, spreadTable, type DemoScores } from '../../.
 import { setOptions, settingsFrom } from '../../../src/cli/distill';
 
 test('every bad setting is reported by name', () => {
-  assert.throws(() => resolveSettings({ epochs: 0, loraRank: 1.5, groundQuestions: 'yes' as unknown as boolean }), (e: Error) =>
-    e instanceof SettingsError && /epochs/.test(e.message) && /loraRank/.test(e.message) && /groundQuestions/.test(e.message));
+  assert.throws(
+    () => resolveSettings({ epochs: 0, loraRank: 1.5, groundQuestions: 'yes' as unknown as boolean }),
+    (e: Error) =>
+      e instanceof SettingsError &&
+      /epochs/.test(e.message) &&
+      /loraRank/.test(e.message) &&
+      /groundQuestions/.test(e.message),
+  );
   assert.deepEqual(resolveSettings({ epochs: undefined }), DEFAULT_SETTINGS);
-  assert.throws(() => resolveSettings({ generalPool: 0.5, answerableOnly: 1 as unknown as boolean }), (e: Error) => /generalPool/.test(e.message) && /answerableOnly/.test(e.message));
+  assert.throws(
+    () => resolveSettings({ generalPool: 0.5, answerableOnly: 1 as unknown as boolean }),
+    (e: Error) => /generalPool/.test(e.message) && /answerableOnly/.test(e.message),
+  );
 });
 
 test('a model folder recommends defaults in training.json; only plain settings of the right type are taken', () => {
@@ -22,7 +31,19 @@ test('a model folder recommends defaults in training.json; only plain settings o
     assert.deepEqual(modelDefaults(undefined), {});
     writeFileSync(join(dir, 'training.json'), '{not json');
     assert.deepEqual(modelDefaults(dir), {}, 'unreadable training.json');
-    writeFileSync(join(dir, 'training.json'), JSON.stringify({ distillDefaults: { epochs: 7, loraRank: 'big', loraTargets: ['q', 'v'], bogus: 1, prompts: { system: 'x' }, groundQuestions: false } }));
+    writeFileSync(
+      join(dir, 'training.json'),
+      JSON.stringify({
+        distillDefaults: {
+          epochs: 7,
+          loraRank: 'big',
+          loraTargets: ['q', 'v'],
+          bogus: 1,
+          prompts: { system: 'x' },
+          groundQuestions: false,
+        },
+      }),
+    );
     assert.deepEqual(modelDefaults(dir), { epochs: 7, loraTargets: ['q', 'v'], groundQuestions: false });
     // Explicit settings win over the model's; the result is validated as usual.
     assert.equal(resolveSettings({ ...modelDefaults(dir), epochs: 2 }).epochs, 2);
@@ -38,9 +59,15 @@ test('the built-in demo model recommends exactly the settings the demo was measu
 });
 
 test('--set key=value reaches any setting with its type, and a wrong key or value is named', () => {
-  assert.deepEqual(setOptions(['questionTemperature=1', 'groundQuestions=false', 'loraTargets=q, v', 'schedule=linear']), {
-    questionTemperature: 1, groundQuestions: false, loraTargets: ['q', 'v'], schedule: 'linear',
-  });
+  assert.deepEqual(
+    setOptions(['questionTemperature=1', 'groundQuestions=false', 'loraTargets=q, v', 'schedule=linear']),
+    {
+      questionTemperature: 1,
+      groundQuestions: false,
+      loraTargets: ['q', 'v'],
+      schedule: 'linear',
+    },
+  );
   assert.deepEqual(settingsFrom({ epochs: '4', set: ['generalTopK=10'] }).generalTopK, 10);
   assert.throws(() => setOptions(['epoch=3']), /'epoch' is not a setting; one of rounds, /);
   assert.throws(() => setOptions(['epochs=three']), /epochs must be a number/);
@@ -49,14 +76,26 @@ test('--set key=value reaches any setting with its type, and a wrong key or valu
   assert.throws(() => setOptions(['prompts={}']), /not a setting/);
 });
 
-test('general questions are sampled from the model\'s own distribution by default, and their sampling is validated', () => {
+test("general questions are sampled from the model's own distribution by default, and their sampling is validated", () => {
   assert.equal(DEFAULT_SETTINGS.generalTemperature, 1);
   assert.equal(DEFAULT_SETTINGS.generalTopK, 0);
-  assert.throws(() => resolveSettings({ generalTemperature: -1, generalTopK: 2.5 }), (e: Error) => /generalTemperature/.test(e.message) && /generalTopK/.test(e.message));
+  assert.throws(
+    () => resolveSettings({ generalTemperature: -1, generalTopK: 2.5 }),
+    (e: Error) => /generalTemperature/.test(e.message) && /generalTopK/.test(e.message),
+  );
 });
 
 test('the demo over several seeds reports mean, sample standard deviation and range, leaving out a baseline that did not run', () => {
-  const s = (pd: number, sft: number) => ({ pd, sft, teacher: 1, pdReserved: pd, pdDontKnow: 0.9, sftReserved: sft, sftDontKnow: sft }) as unknown as DemoScores;
+  const s = (pd: number, sft: number) =>
+    ({
+      pd,
+      sft,
+      teacher: 1,
+      pdReserved: pd,
+      pdDontKnow: 0.9,
+      sftReserved: sft,
+      sftDontKnow: sft,
+    }) as unknown as DemoScores;
   const sp = demoSpread([s(0.8, NaN), s(0.9, NaN), s(1, NaN)]);
   assert.equal(sp.pd.n, 3);
   assert.ok(Math.abs(sp.pd.mean - 0.9) < 1e-12);

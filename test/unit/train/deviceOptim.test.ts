@@ -4,7 +4,14 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { Backend, type Feed } from '../../../src/engine/backend';
 import { AdamW, clipByGlobalNorm } from '../../../src/engine/train/optim';
-import { accumulateFeeds, adamWFeeds, adamWScalars, buildAccumulateGraph, buildAdamWGraph, type ParamShape } from '../../../src/engine/train/deviceOptim';
+import {
+  accumulateFeeds,
+  adamWFeeds,
+  adamWScalars,
+  buildAccumulateGraph,
+  buildAdamWGraph,
+  type ParamShape,
+} from '../../../src/engine/train/deviceOptim';
 import { rng } from '../helpers/random';
 
 const shapes: ParamShape[] = [
@@ -14,7 +21,8 @@ const shapes: ParamShape[] = [
   { name: 'lora.lm_head.b', dims: [4, 53] },
 ];
 const size = (s: ParamShape) => s.dims[0]! * s.dims[1]!;
-const host = (m: Map<string, Float32Array>): Map<string, Feed> => new Map(shapes.map((s) => [s.name, { dtype: 'float32', dims: s.dims, data: m.get(s.name)! }]));
+const host = (m: Map<string, Float32Array>): Map<string, Feed> =>
+  new Map(shapes.map((s) => [s.name, { dtype: 'float32', dims: s.dims, data: m.get(s.name)! }]));
 
 /**
  * The largest error of a against b, per tensor relative to the tensor's largest value (elementwise
@@ -24,7 +32,8 @@ function worst(a: Map<string, Float32Array>, b: Map<string, Float32Array>): numb
   let w = 0;
   for (const [name, y] of b) {
     const x = a.get(name)!;
-    let scale = 0, d = 0;
+    let scale = 0,
+      d = 0;
     for (let i = 0; i < y.length; i++) {
       scale = Math.max(scale, Math.abs(y[i]!));
       d = Math.max(d, Math.abs(x[i]! - y[i]!));
@@ -59,15 +68,28 @@ test('the AdamW graph with accumulation and clipping follows optim.ts step after
     const lr = 1e-3 * (1 + step / 4);
     // optim.ts: acc = 0 + w₁g₁ + w₂g₂ (trainer.ts), clip, AdamW.
     const acc = new Map(shapes.map((s) => [s.name, new Float32Array(size(s))]));
-    for (const [gs, w] of [[g1, 0.5], [g2, 0.5]] as const) for (const [k, g] of gs) for (let i = 0; i < g.length; i++) acc.get(k)![i]! += w * g[i]!;
+    for (const [gs, w] of [
+      [g1, 0.5],
+      [g2, 0.5],
+    ] as const)
+      for (const [k, g] of gs) for (let i = 0; i < g.length; i++) acc.get(k)![i]! += w * g[i]!;
     const wantNorm = clipByGlobalNorm(acc, maxGradNorm);
     if (wantNorm > maxGradNorm) clipped++;
     opt.step(ref, acc, lr);
     // The graphs.
     const summed = await accumulate.run(accumulateFeeds(host(g1), 0.5, host(g2), 0.5));
     const gSum = new Map(shapes.map((s) => [s.name, summed[`out.${s.name}`]!]));
-    const out = await adamW.run(adamWFeeds(host(p), host(m), host(v), gSum, adamWScalars({ ...c, step, lr, weightDecay, maxGradNorm, gradScale: 1 })));
-    const got = (prefix: string) => new Map(shapes.map((s) => [s.name, out[`${prefix}_out.${s.name}`]!.data as Float32Array]));
+    const out = await adamW.run(
+      adamWFeeds(
+        host(p),
+        host(m),
+        host(v),
+        gSum,
+        adamWScalars({ ...c, step, lr, weightDecay, maxGradNorm, gradScale: 1 }),
+      ),
+    );
+    const got = (prefix: string) =>
+      new Map(shapes.map((s) => [s.name, out[`${prefix}_out.${s.name}`]!.data as Float32Array]));
     p = got('p');
     m = got('m');
     v = got('v');
@@ -77,7 +99,9 @@ test('the AdamW graph with accumulation and clipping follows optim.ts step after
     assert.ok(worst(m, opt.state.m) <= 1e-6, `step ${step}: first moment off by ${worst(m, opt.state.m)}`);
     assert.ok(worst(v, opt.state.v) <= 1e-6, `step ${step}: second moment off by ${worst(v, opt.state.v)}`);
   }
-  console.log(`AdamW graph vs optim.ts over 8 steps (${clipped} clipped): worst parameter error per step ${worstP.map((x) => x.toExponential(1)).join(' ')} (relative to each tensor's largest value)`);
+  console.log(
+    `AdamW graph vs optim.ts over 8 steps (${clipped} clipped): worst parameter error per step ${worstP.map((x) => x.toExponential(1)).join(' ')} (relative to each tensor's largest value)`,
+  );
   assert.ok(clipped >= 2 && clipped <= 6, `the test should clip on some steps only (${clipped})`);
   // optim.ts rounds each stored value once from float64, the graph after every float32 operation:
   // a step's values differ by a few ulps (float32's is 6e-8 to 1.2e-7 of a value; measured 0.8e-7
@@ -97,7 +121,15 @@ test('the AdamW graph applies a single micro-batch weight exactly and leaves unc
   const zeros = new Map(shapes.map((s) => [s.name, new Float32Array(size(s))]));
   const adamW = await be.session(buildAdamWGraph(shapes, c));
   // Weight decay 0, a norm far below the limit: p − lr·ĝ/(|ĝ| + ε) with ĝ = m̂ = g on step 1.
-  const out = await adamW.run(adamWFeeds(host(p), host(zeros), host(zeros), host(g), adamWScalars({ ...c, step: 1, lr: 0.01, weightDecay: 0, maxGradNorm: 1e9, gradScale: 0.25 })));
+  const out = await adamW.run(
+    adamWFeeds(
+      host(p),
+      host(zeros),
+      host(zeros),
+      host(g),
+      adamWScalars({ ...c, step: 1, lr: 0.01, weightDecay: 0, maxGradNorm: 1e9, gradScale: 0.25 }),
+    ),
+  );
   const ref = new Map([...p].map(([k, x]) => [k, x.slice()]));
   const gs = new Map([...g].map(([k, x]) => [k, x.map((y) => 0.25 * y)]));
   new AdamW({ lr: 0.01, ...c, weightDecay: 0 }).step(ref, gs, 0.01);

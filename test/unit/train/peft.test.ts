@@ -28,7 +28,16 @@ test('an adapter written by the PyTorch reference reads back and round-trips byt
     assert.equal(conf.peft_type, 'LORA');
     assert.equal(conf.r, 4);
     assert.equal(conf.lora_alpha, 8);
-    assert.deepEqual(conf.target_modules, ['q_proj', 'k_proj', 'v_proj', 'o_proj', 'gate_proj', 'up_proj', 'down_proj', 'lm_head']);
+    assert.deepEqual(conf.target_modules, [
+      'q_proj',
+      'k_proj',
+      'v_proj',
+      'o_proj',
+      'gate_proj',
+      'up_proj',
+      'down_proj',
+      'lm_head',
+    ]);
     const x = SafetensorsFile.open(join(adapterDir, 'adapter_model.safetensors'));
     const y = SafetensorsFile.open(join(dir, 'copy', 'adapter_model.safetensors'));
     assert.deepEqual(y.names().sort(), x.names().sort());
@@ -47,7 +56,8 @@ test('unsupported or mismatched adapters are refused with the reason', () => {
   const dir = mkdtempSync(join(tmpdir(), 'dd-peft-'));
   try {
     const conf = JSON.parse(readFileSync(join(adapterDir, 'adapter_config.json'), 'utf8')) as Record<string, unknown>;
-    const writeConf = (o: Record<string, unknown>) => writeFileSync(join(dir, 'adapter_config.json'), JSON.stringify({ ...conf, ...o }));
+    const writeConf = (o: Record<string, unknown>) =>
+      writeFileSync(join(dir, 'adapter_config.json'), JSON.stringify({ ...conf, ...o }));
     writeConf({ use_dora: true });
     assert.throws(() => readAdapter(dir, cfg), /DoRA adapters are not supported/);
     writeConf({ target_modules: ['q_proj', 'c_attn'] });

@@ -15,22 +15,42 @@ const spec: LoraSpec = { rank: 2, alpha: 4, targets: ['q', 'v', 'down', 'lm_head
 let beP: Promise<Backend> | undefined;
 const backend = () => (beP ??= Backend.create({ device: 'cpu', threads: 1, optimization: 'basic' }));
 
-const i64 = (dims: number[], v: number[]): HostTensor => ({ dtype: 'int64', dims, data: BigInt64Array.from(v, BigInt) });
-const f64 = (dims: number[], v: ArrayLike<number>): HostTensor => ({ dtype: 'float64', dims, data: Float64Array.from(v) });
+const i64 = (dims: number[], v: number[]): HostTensor => ({
+  dtype: 'int64',
+  dims,
+  data: BigInt64Array.from(v, BigInt),
+});
+const f64 = (dims: number[], v: ArrayLike<number>): HostTensor => ({
+  dtype: 'float64',
+  dims,
+  data: Float64Array.from(v),
+});
 
 /** Two samples, right-padded: student = question + answer, teacher = doc + question + answer. */
 function batchFeeds(kind: TrainGraphOptions['loss']): Record<string, HostTensor> {
   const r = rng(5);
   const tok = () => Math.floor(r() * cfg.vocabSize);
-  const student = [[tok(), tok(), tok(), tok(), tok(), tok()], [tok(), tok(), tok(), tok(), 0, 0]];
+  const student = [
+    [tok(), tok(), tok(), tok(), tok(), tok()],
+    [tok(), tok(), tok(), tok(), 0, 0],
+  ];
   const sLen = [6, 4];
   const feeds: Record<string, HostTensor> = {
     ids: i64([2, 6], student.flat()),
-    mask: i64([2, 6], student.flatMap((s, b) => s.map((_, i) => (i < sLen[b]! ? 1 : 0)))),
-    positions: i64([2, 6], student.flatMap((s) => s.map((_, i) => i))),
+    mask: i64(
+      [2, 6],
+      student.flatMap((s, b) => s.map((_, i) => (i < sLen[b]! ? 1 : 0))),
+    ),
+    positions: i64(
+      [2, 6],
+      student.flatMap((s) => s.map((_, i) => i)),
+    ),
   };
   if (kind === 'lm') {
-    feeds.targets = i64([2, 6], student.flatMap((s) => s.map((_, i) => s[i + 1] ?? 0)));
+    feeds.targets = i64(
+      [2, 6],
+      student.flatMap((s) => s.map((_, i) => s[i + 1] ?? 0)),
+    );
     feeds.weights = f64([2, 6], [1, 1, 2, 2, 2, 0, 1, 2, 2, 0, 0, 0]);
     return feeds;
   }
@@ -39,12 +59,24 @@ function batchFeeds(kind: TrainGraphOptions['loss']): Record<string, HostTensor>
   feeds.answer_mask = f64([2, A], [1, 1, 1, 1, 1, 0]);
   feeds.sample_weights = f64([2], [1, 0.5]);
   if (kind === 'ce') {
-    feeds.answer_ids = i64([2, A], [student[0]![3]!, student[0]![4]!, student[0]![5]!, student[1]![2]!, student[1]![3]!, 0]);
+    feeds.answer_ids = i64(
+      [2, A],
+      [student[0]![3]!, student[0]![4]!, student[0]![5]!, student[1]![2]!, student[1]![3]!, 0],
+    );
   } else {
-    const teacher = [[tok(), tok(), tok(), ...student[0]!], [tok(), tok(), ...student[1]!.slice(0, 4), 0, 0, 0]];
+    const teacher = [
+      [tok(), tok(), tok(), ...student[0]!],
+      [tok(), tok(), ...student[1]!.slice(0, 4), 0, 0, 0],
+    ];
     feeds.teacher_ids = i64([2, 9], teacher.flat());
-    feeds.teacher_mask = i64([2, 9], teacher.flatMap((s, b) => s.map((_, i) => (i < [9, 6][b]! ? 1 : 0))));
-    feeds.teacher_positions = i64([2, 9], teacher.flatMap((s) => s.map((_, i) => i)));
+    feeds.teacher_mask = i64(
+      [2, 9],
+      teacher.flatMap((s, b) => s.map((_, i) => (i < [9, 6][b]! ? 1 : 0))),
+    );
+    feeds.teacher_positions = i64(
+      [2, 9],
+      teacher.flatMap((s) => s.map((_, i) => i)),
+    );
     feeds.teacher_idx = i64([2, A], [5, 6, 7, 3, 4, 0]);
   }
   return feeds;
@@ -68,7 +100,11 @@ for (const [label, o] of [
         feeds[n] = { dtype: 'float64', dims: w.shape, data: Float64Array.from(w.data as Float64Array) };
       }
     } else {
-      for (const i of loraInputs(cfg, spec)) feeds[i.name] = f64(i.shape, Array.from({ length: i.shape[0] * i.shape[1] }, () => (r() - 0.5) * 0.6));
+      for (const i of loraInputs(cfg, spec))
+        feeds[i.name] = f64(
+          i.shape,
+          Array.from({ length: i.shape[0] * i.shape[1] }, () => (r() - 0.5) * 0.6),
+        );
     }
     const out = await s.run(feeds);
     const loss0 = out.loss!.data[0] as number;
@@ -88,13 +124,15 @@ for (const [label, o] of [
         const lm = (await s.run(feeds, ['loss'])).loss!.data[0] as number;
         x[j] = orig;
         const num = (lp - lm) / (2 * h);
-        
+
         const rel = Math.abs(grad[j]! - num) / Math.max(Math.abs(num), Math.abs(grad[j]!), 1e-6);
         worst = Math.max(worst, rel);
         checked++;
       }
     }
-    console.log(`${label}: loss ${loss0.toFixed(5)}, worst relative gradient error ${worst.toExponential(2)} over ${checked} elements`);
+    console.log(
+      `${label}: loss ${loss0.toFixed(5)}, worst relative gradient error ${worst.toExponential(2)} over ${checked} elements`,
+    );
     assert.ok(worst < 1e-5, `relative error ${worst}`);
   });
 }

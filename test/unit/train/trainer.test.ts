@@ -4,14 +4,23 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { Backend } from '../../../src/engine/backend';
 import { CausalLM } from '../../../src/engine/models/model';
-import { LoraTrainer, defaultTrainerConfig, type DistillSample, type TrainerConfig, type TrainerState } from '../../../src/engine/train/trainer';
+import {
+  LoraTrainer,
+  defaultTrainerConfig,
+  type DistillSample,
+  type TrainerConfig,
+  type TrainerState,
+} from '../../../src/engine/train/trainer';
 import { AdamW, clipByGlobalNorm, lrFactor } from '../../../src/engine/train/optim';
 import { randomWeights, tinyConfig } from '../helpers/tinyModel';
 import { rng } from '../helpers/random';
 
 const cfg = tinyConfig({ vocabSize: 53 });
 let modelP: Promise<CausalLM> | undefined;
-const model = () => (modelP ??= Backend.create({ device: 'cpu', threads: 1 }).then((be) => CausalLM.fromWeights(cfg, randomWeights(cfg, 4), be, { id: 'trainer-test' })));
+const model = () =>
+  (modelP ??= Backend.create({ device: 'cpu', threads: 1 }).then((be) =>
+    CausalLM.fromWeights(cfg, randomWeights(cfg, 4), be, { id: 'trainer-test' }),
+  ));
 
 function samples(n: number, seed: number): DistillSample[] {
   const r = rng(seed);
@@ -26,11 +35,15 @@ function samples(n: number, seed: number): DistillSample[] {
 
 const config = (over: Partial<TrainerConfig> = {}): TrainerConfig => ({
   ...defaultTrainerConfig({ rank: 4, alpha: 8, targets: ['q', 'k', 'v', 'o', 'gate', 'up', 'down', 'lm_head'] }, 12),
-  lr: 1e-2, microBatch: 4, warmupSteps: 2, ...over,
+  lr: 1e-2,
+  microBatch: 4,
+  warmupSteps: 2,
+  ...over,
 });
 
 const clone = (s: TrainerState): TrainerState => ({
-  step: s.step, rng: s.rng,
+  step: s.step,
+  rng: s.rng,
   params: new Map([...s.params].map(([k, v]) => [k, v.slice()])),
   m: new Map([...s.m].map(([k, v]) => [k, v.slice()])),
   v: new Map([...s.v].map(([k, v]) => [k, v.slice()])),
@@ -104,7 +117,10 @@ test('AdamW, schedule and clipping follow their PyTorch/transformers definitions
   assert.equal(lrFactor(2, { kind: 'cosine', totalSteps: 10, warmupSteps: 2 }), 1);
   assert.ok(Math.abs(lrFactor(6, { kind: 'cosine', totalSteps: 10, warmupSteps: 2 }) - 0.5) < 1e-12);
   assert.equal(lrFactor(6, { kind: 'linear', totalSteps: 10, warmupSteps: 2 }), 0.5);
-  const g = new Map([['a', Float32Array.of(3)], ['b', Float32Array.of(4)]]);
+  const g = new Map([
+    ['a', Float32Array.of(3)],
+    ['b', Float32Array.of(4)],
+  ]);
   assert.equal(clipByGlobalNorm(g, 1), 5);
   assert.ok(Math.abs(g.get('a')![0]! - 0.6) < 1e-6 && Math.abs(g.get('b')![0]! - 0.8) < 1e-6);
 });

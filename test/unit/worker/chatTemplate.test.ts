@@ -21,16 +21,37 @@ test('a chat template that loops for ever: the chat fails naming tokenizer_confi
   cpSync(join(repo, 'media', 'demo-model'), model, { recursive: true });
   const cfgPath = join(model, 'tokenizer_config.json');
   const cfg = JSON.parse(readFileSync(cfgPath, 'utf8')) as Record<string, unknown>;
-  writeFileSync(cfgPath, JSON.stringify({ ...cfg, chat_template: '{% for i in range(100000) %}{% for j in range(100000) %}x{% endfor %}{% endfor %}' }));
+  writeFileSync(
+    cfgPath,
+    JSON.stringify({
+      ...cfg,
+      chat_template: '{% for i in range(100000) %}{% for j in range(100000) %}x{% endfor %}{% endfor %}',
+    }),
+  );
   const ws = join(root, 'ws');
-  cpSync(join(repo, 'examples', 'docs', readdirSync(join(repo, 'examples', 'docs')).sort()[0]!), join(ws, 'docs', 'a.md'));
-  c = new WorkerClient({ workerPath: join(repo, 'dist', 'worker.js'), init: { workspaceRoot: ws, modelDir: model, device: 'cpu', threads: 1 }, backoffMs: 100 });
+  cpSync(
+    join(repo, 'examples', 'docs', readdirSync(join(repo, 'examples', 'docs')).sort()[0]!),
+    join(ws, 'docs', 'a.md'),
+  );
+  c = new WorkerClient({
+    workerPath: join(repo, 'dist', 'worker.js'),
+    init: { workspaceRoot: ws, modelDir: model, device: 'cpu', threads: 1 },
+    backoffMs: 100,
+  });
   await c.start();
   const t0 = Date.now();
-  const chat = c.request(P.Chat.type, { streamId: 's1', messages: [{ role: 'user', content: 'hi' }], mode: 'base', maxTokens: 4 });
+  const chat = c.request(P.Chat.type, {
+    streamId: 's1',
+    messages: [{ role: 'user', content: 'hi' }],
+    mode: 'base',
+    maxTokens: 4,
+  });
   const status = c.request(P.Status.type, undefined);
   await assert.rejects(chat, (e: Error) => {
-    assert.match(e.message, /tokenizer_config\.json: the chat template was stopped: (it took more than \d+ evaluation steps|it ran for more than 2 s)/);
+    assert.match(
+      e.message,
+      /tokenizer_config\.json: the chat template was stopped: (it took more than \d+ evaluation steps|it ran for more than 2 s)/,
+    );
     return true;
   });
   assert.equal((await status).pid, c.pid);

@@ -14,7 +14,8 @@ const frame = (body: string | Buffer, header?: string) => {
   const b = typeof body === 'string' ? Buffer.from(body) : body;
   return Buffer.concat([Buffer.from(header ?? `Content-Length: ${b.length}\r\n\r\n`, 'latin1'), b]);
 };
-const request = (id: number, extra = '') => frame(JSON.stringify({ jsonrpc: '2.0', id, method: 'status', params: { pad: extra } }));
+const request = (id: number, extra = '') =>
+  frame(JSON.stringify({ jsonrpc: '2.0', id, method: 'status', params: { pad: extra } }));
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
 function reader() {
@@ -22,7 +23,11 @@ function reader() {
   const got: Message[] = [];
   const answers: { id: unknown; error: { code: number; message: string } }[] = [];
   const logs: string[] = [];
-  const r = new FramedMessageReader(input, (m) => answers.push(m as unknown as (typeof answers)[number]), { maxMessageBytes: MAX, partialTimeoutMs: TIMEOUT, log: (l) => logs.push(l) });
+  const r = new FramedMessageReader(input, (m) => answers.push(m as unknown as (typeof answers)[number]), {
+    maxMessageBytes: MAX,
+    partialTimeoutMs: TIMEOUT,
+    log: (l) => logs.push(l),
+  });
   r.listen((m) => got.push(m));
   let most = 0;
   const write = (b: Buffer) => {
@@ -39,10 +44,16 @@ test('a body that stops arriving is answered after the timeout, and reading goes
   await sleep(TIMEOUT * 3);
   assert.equal(x.answers.length, 1);
   assert.equal(x.answers[0]!.error.code, -32700);
-  assert.match(x.answers[0]!.error.message, /^Parse error: \d+ of \d+ bytes of a message arrived, then nothing for 0\.025 s$/);
+  assert.match(
+    x.answers[0]!.error.message,
+    /^Parse error: \d+ of \d+ bytes of a message arrived, then nothing for 0\.025 s$/,
+  );
   x.write(request(2));
   await sleep(5);
-  assert.deepEqual(x.got.map((m) => (m as unknown as { id: number }).id), [2]);
+  assert.deepEqual(
+    x.got.map((m) => (m as unknown as { id: number }).id),
+    [2],
+  );
   x.input.end();
 });
 
@@ -67,7 +78,13 @@ test('framing fuzz: random cuts, flips, lengths and bytes never stop the reader,
         bytes = Buffer.from(Array.from({ length: int(3 * MAX) }, () => int(256)));
         break;
       case 3: // a random length, large or small
-        bytes = Buffer.concat([frame('{"jsonrpc":"2.0","id":1,"method":"status"}', `Content-Length: ${r() < 0.5 ? int(100) : int(1e12)}\r\n\r\n`), bytes]);
+        bytes = Buffer.concat([
+          frame(
+            '{"jsonrpc":"2.0","id":1,"method":"status"}',
+            `Content-Length: ${r() < 0.5 ? int(100) : int(1e12)}\r\n\r\n`,
+          ),
+          bytes,
+        ]);
         break;
       case 4: // bytes dropped from the middle
         {
@@ -78,12 +95,16 @@ test('framing fuzz: random cuts, flips, lengths and bytes never stop the reader,
       case 5: // random bytes in between
         {
           const a = int(bytes.length);
-          bytes = Buffer.concat([bytes.subarray(0, a), Buffer.from(Array.from({ length: 1 + int(40) }, () => int(256))), bytes.subarray(a)]);
+          bytes = Buffer.concat([
+            bytes.subarray(0, a),
+            Buffer.from(Array.from({ length: 1 + int(40) }, () => int(256))),
+            bytes.subarray(a),
+          ]);
         }
         break;
     }
     // Written in random pieces, as a pipe may deliver them.
-    for (let at = 0; at < bytes.length; ) {
+    for (let at = 0; at < bytes.length;) {
       const n = 1 + int(r() < 0.2 ? 3 : 700);
       x.write(bytes.subarray(at, at + n));
       at += n;
@@ -98,7 +119,10 @@ test('framing fuzz: random cuts, flips, lengths and bytes never stop the reader,
     x.write(request(id));
     await sleep(2);
     if (!x.got.some((m) => (m as { id?: number }).id === first)) lostFirst++;
-    assert.ok(x.got.some((m) => (m as { id?: number }).id === id), `case ${c}: the requests after the damage were not read (logs: ${x.logs.join(' | ')})`);
+    assert.ok(
+      x.got.some((m) => (m as { id?: number }).id === id),
+      `case ${c}: the requests after the damage were not read (logs: ${x.logs.join(' | ')})`,
+    );
     assert.ok(x.most() <= Math.max(MAX, MAX_HEADER_BYTES) + 700, `case ${c}: the reader held ${x.most()} bytes`);
     for (const m of x.got) assert.equal((m as { jsonrpc?: string }).jsonrpc, '2.0');
     for (const a of x.answers) {

@@ -14,7 +14,15 @@ const repo = resolve(__dirname, '..', '..', '..');
 const workerPath = join(repo, 'dist', 'worker.js');
 const modelDir = process.env.DOCDISTILL_TEST_MODEL ?? join(repo, 'media', 'demo-model');
 const docs = join(repo, 'examples', 'docs');
-const settings = { rounds: 1, questionsPerRound: 4, epochs: 4, batchSize: 4, generalShare: 0.3, seed: 5, skipEval: true };
+const settings = {
+  rounds: 1,
+  questionsPerRound: 4,
+  epochs: 4,
+  batchSize: 4,
+  generalShare: 0.3,
+  seed: 5,
+  skipEval: true,
+};
 const cleanup: (() => Promise<void> | void)[] = [];
 after(async () => {
   for (const c of cleanup.reverse()) await c();
@@ -28,16 +36,29 @@ function workspace(n = 2): string {
 }
 
 function client(root: string, extra: Partial<ConstructorParameters<typeof WorkerClient>[0]> = {}): WorkerClient {
-  const c = new WorkerClient({ workerPath, init: { workspaceRoot: root, modelDir, device: 'cpu', threads: 1 }, backoffMs: 100, ...extra });
+  const c = new WorkerClient({
+    workerPath,
+    init: { workspaceRoot: root, modelDir, device: 'cpu', threads: 1 },
+    backoffMs: 100,
+    ...extra,
+  });
   cleanup.push(() => c.dispose());
   return c;
 }
 
 const { skipEval, ...distillSettings } = settings;
-const distillParams = (jobId: string, name = 'notes'): P.DistillParams => ({ jobId, inputs: ['docs'], name, settings: distillSettings, skipEval });
+const distillParams = (jobId: string, name = 'notes'): P.DistillParams => ({
+  jobId,
+  inputs: ['docs'],
+  name,
+  settings: distillSettings,
+  skipEval,
+});
 
 function walk(dir: string): string[] {
-  return readdirSync(dir, { withFileTypes: true }).flatMap((d) => (d.isDirectory() ? walk(join(dir, d.name)) : [join(dir, d.name)]));
+  return readdirSync(dir, { withFileTypes: true }).flatMap((d) =>
+    d.isDirectory() ? walk(join(dir, d.name)) : [join(dir, d.name)],
+  );
 }
 
 test('every message makes a round trip through a real worker process', async () => {
@@ -72,7 +93,13 @@ test('every message makes a round trip through a real worker process', async () 
   // sources) in its prompt; the base model, without it, does not know.
   assert.match(said.teacher!, /bassoon/, `the teacher answered "${said.teacher}" without its document`);
   assert.doesNotMatch(said.base!, /bassoon/);
-  const fromDocs = await c.request(P.Chat.type, { streamId: 's-docs', messages: question, mode: 'teacher', docs: ['docs/blenoubun.md'], maxTokens: 12 });
+  const fromDocs = await c.request(P.Chat.type, {
+    streamId: 's-docs',
+    messages: question,
+    mode: 'teacher',
+    docs: ['docs/blenoubun.md'],
+    maxTokens: 12,
+  });
   assert.match(fromDocs.text, /bassoon/);
   const exp = await c.request(P.ExportAdapter.type, { name: 'notes', dest: join(root, 'exported') });
   assert.ok(existsSync(join(exp.dir, 'adapter_config.json')));
@@ -102,10 +129,19 @@ test('malformed input gets JSON-RPC errors, and the worker keeps serving', async
   send({ jsonrpc: '2.0', id: 1, method: 'no/such/method' });
   send({ jsonrpc: '2.0', id: 2, method: 'status' });
   send({ jsonrpc: '2.0', id: 3, method: 'adapters/delete', params: { name: '../../etc' } });
-  send({ jsonrpc: '2.0', id: 4, method: 'chat', params: { streamId: 'x', messages: [{ role: 'user', content: 'hi' }], mode: 'base' } });
+  send({
+    jsonrpc: '2.0',
+    id: 4,
+    method: 'chat',
+    params: { streamId: 'x', messages: [{ role: 'user', content: 'hi' }], mode: 'base' },
+  });
   send({ jsonrpc: '2.0', id: 5, method: 'distill', params: { name: 7 } });
   const deadline = Date.now() + 10_000;
-  while (Date.now() < deadline && !(/"id":5/.test(out) && /"id":4/.test(out) && /"id":3/.test(out) && /"id":2/.test(out) && /"id":1/.test(out))) await new Promise((r) => setTimeout(r, 50));
+  while (
+    Date.now() < deadline &&
+    !(/"id":5/.test(out) && /"id":4/.test(out) && /"id":3/.test(out) && /"id":2/.test(out) && /"id":1/.test(out))
+  )
+    await new Promise((r) => setTimeout(r, 50));
   assert.match(out, /"id":1,"error":\{"code":-32601/);
   assert.match(out, /"id":2,"result":\{"pid":\d+/);
   assert.match(out, /"id":3,"error":\{"code":-32602,"message":"adapter name/);
@@ -129,9 +165,15 @@ test('cancel mid-phase leaves a resumable run; a second distill while one runs i
   const running = c.distill(distillParams('j2'), ac.signal);
   const busy = await c.request(P.Status.type, undefined);
   assert.equal(busy.job?.name, 'notes');
-  await assert.rejects(c.request(P.Distill.type, distillParams('j3', 'other')), (e: unknown) => e instanceof ResponseError && e.code === P.ErrorCodes.JobBusy);
+  await assert.rejects(
+    c.request(P.Distill.type, distillParams('j3', 'other')),
+    (e: unknown) => e instanceof ResponseError && e.code === P.ErrorCodes.JobBusy,
+  );
   await assert.rejects(running, (e: unknown) => e instanceof ResponseError && e.code === P.ErrorCodes.Cancelled);
-  assert.deepEqual(walk(root).filter((f) => f.includes('.tmp')), []);
+  assert.deepEqual(
+    walk(root).filter((f) => f.includes('.tmp')),
+    [],
+  );
   const events: P.JobEvent[] = [];
   c.on('jobEvent', (p: { event: P.JobEvent }) => events.push(p.event));
   await c.distill(distillParams('j4'));
@@ -163,7 +205,11 @@ test('kill -9 mid-training: the worker restarts, the job finishes, and the adapt
   assert.equal(killed, true);
   assert.equal(exits.length, 1);
   assert.equal(exits[0]!.willRestart, true);
-  assert.deepEqual(walk(root).filter((f) => f.includes('.tmp')), [], 'no half-written files');
+  assert.deepEqual(
+    walk(root).filter((f) => f.includes('.tmp')),
+    [],
+    'no half-written files',
+  );
   const a = SafetensorsFile.open(join(ref.adapterDir, 'adapter_model.safetensors'));
   const b = SafetensorsFile.open(join(res.adapterDir, 'adapter_model.safetensors'));
   let worst = 0;
@@ -187,7 +233,14 @@ test('a burst of 100 chat requests during training: every one is answered', asyn
   c.on('jobEvent', (p: { event: P.JobEvent }) => p.event.type === 'train' && started());
   const job = c.distill({ ...distillParams('burst'), settings: { ...distillSettings, epochs: 8 } });
   await training;
-  const chats = Array.from({ length: 100 }, (_, i) => c.request(P.Chat.type, { streamId: `b${i}`, messages: [{ role: 'user', content: 'What does Dapu play?' }], mode: 'base', maxTokens: 6 }));
+  const chats = Array.from({ length: 100 }, (_, i) =>
+    c.request(P.Chat.type, {
+      streamId: `b${i}`,
+      messages: [{ role: 'user', content: 'What does Dapu play?' }],
+      mode: 'base',
+      maxTokens: 6,
+    }),
+  );
   const results = await Promise.all(chats);
   assert.equal(results.length, 100);
   assert.ok(results.every((r) => r.finishReason !== 'aborted' && r.tokens > 0));

@@ -12,7 +12,8 @@ export function fail(op: string, msg: string, ...xs: Tensor[]): never {
 
 /** Turns numbers into scalar constants of the other operand's dtype. */
 export function operands(op: string, a: Operand, b: Operand): [Tensor, Tensor] {
-  if (typeof a === 'number' && typeof b === 'number') throw new GraphError(`${op}: at least one operand must be a tensor`);
+  if (typeof a === 'number' && typeof b === 'number')
+    throw new GraphError(`${op}: at least one operand must be a tensor`);
   const ta = typeof a === 'number' ? (b as Tensor).graph.scalar(a, (b as Tensor).dtype) : a;
   const tb = typeof b === 'number' ? ta.graph.scalar(b, ta.dtype) : b;
   if (ta.graph !== tb.graph) fail(op, 'operands belong to different graphs', ta, tb);
@@ -43,7 +44,11 @@ export const graphOf = (...xs: (Tensor | number | undefined)[]): Graph => {
 export const sameShape = (a: Shape, b: Shape): boolean => a.length === b.length && a.every((d, i) => d === b[i]);
 
 /** Reads a node attribute of a known kind (backward rules read their forward's attributes). */
-export function attrOf<K extends 'int' | 'ints' | 'string'>(n: Node, name: string, kind: K): K extends 'ints' ? number[] : K extends 'int' ? number : string {
+export function attrOf<K extends 'int' | 'ints' | 'string'>(
+  n: Node,
+  name: string,
+  kind: K,
+): K extends 'ints' ? number[] : K extends 'int' ? number : string {
   const a = n.attrs[name];
   if (!a || a.kind !== kind) throw new GraphError(`${n.op} node ${n.name}: attribute '${name}' is not of kind ${kind}`);
   return a.value as never;

@@ -56,7 +56,8 @@ export const erf = (x: Tensor): Tensor => unary('Erf', x);
 /** x · sigmoid(x), the SwiGLU activation. */
 export const silu = (x: Tensor): Tensor => mul(x, sigmoid(x));
 
-export const identity = (x: Tensor): Tensor => x.graph.node('Identity', [x], {}, [{ dtype: x.dtype, shape: x.shape }])[0]!;
+export const identity = (x: Tensor): Tensor =>
+  x.graph.node('Identity', [x], {}, [{ dtype: x.dtype, shape: x.shape }])[0]!;
 
 export function cast(x: Tensor, to: DType): Tensor {
   if (x.dtype === to) return x;

@@ -35,12 +35,20 @@ export function matmulNBits(x: Tensor, w: QuantizedMatrix): Tensor {
   if (x.shape[x.rank - 1] !== w.k) fail('MatMulNBits', `the input's last dimension is not K = ${w.k}`, x);
   const blocks = Math.ceil(w.k / w.blockSize);
   const bShape = [w.n, blocks, (w.blockSize * w.bits) / 8];
-  if (w.b.dtype !== 'uint8' || w.b.shape.join() !== bShape.join()) fail('MatMulNBits', `B must be uint8 [${bShape.join(', ')}]`, w.b);
-  if (w.scales.dtype !== x.dtype || w.scales.shape.join() !== [w.n, blocks].join()) fail('MatMulNBits', `scales must be ${x.dtype} [${w.n}, ${blocks}]`, w.scales);
+  if (w.b.dtype !== 'uint8' || w.b.shape.join() !== bShape.join())
+    fail('MatMulNBits', `B must be uint8 [${bShape.join(', ')}]`, w.b);
+  if (w.scales.dtype !== x.dtype || w.scales.shape.join() !== [w.n, blocks].join())
+    fail('MatMulNBits', `scales must be ${x.dtype} [${w.n}, ${blocks}]`, w.scales);
   return x.graph.node(
     'MatMulNBits',
     [x, w.b, w.scales],
-    { K: attr.int(w.k), N: attr.int(w.n), bits: attr.int(w.bits), block_size: attr.int(w.blockSize), accuracy_level: attr.int(w.accuracyLevel) },
+    {
+      K: attr.int(w.k),
+      N: attr.int(w.n),
+      bits: attr.int(w.bits),
+      block_size: attr.int(w.blockSize),
+      accuracy_level: attr.int(w.accuracyLevel),
+    },
     [{ dtype: x.dtype, shape: [...x.shape.slice(0, -1), w.n] }],
     { domain: 'com.microsoft' },
   )[0]!;
@@ -82,8 +90,13 @@ defGrad('MatMulNBits', (n, [dy], needs) => {
   if (!needs[0]) return [undefined, undefined, undefined];
   const [x, b, scales] = n.inputs as Tensor[];
   const w: QuantizedMatrix = {
-    b: b!, scales: scales!, k: attrOf(n, 'K', 'int'), n: attrOf(n, 'N', 'int'), bits: attrOf(n, 'bits', 'int') as 4 | 8,
-    blockSize: attrOf(n, 'block_size', 'int'), accuracyLevel: attrOf(n, 'accuracy_level', 'int'),
+    b: b!,
+    scales: scales!,
+    k: attrOf(n, 'K', 'int'),
+    n: attrOf(n, 'N', 'int'),
+    bits: attrOf(n, 'bits', 'int') as 4 | 8,
+    blockSize: attrOf(n, 'block_size', 'int'),
+    accuracyLevel: attrOf(n, 'accuracy_level', 'int'),
   };
   return [matmul(dy!, dequantizeInGraph(w, x!.dtype, dy!)), undefined, undefined];
 });

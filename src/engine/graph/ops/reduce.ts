@@ -5,7 +5,8 @@ import type { Dim } from '../shape';
 import { fail, normAxes } from './common';
 
 function reduce(op: string, x: Tensor, axes: readonly number[], keepdims: boolean): Tensor {
-  if (!isFloat(x.dtype) && op !== 'ReduceSum' && op !== 'ReduceMax' && op !== 'ReduceProd') fail(op, 'needs a float tensor', x);
+  if (!isFloat(x.dtype) && op !== 'ReduceSum' && op !== 'ReduceMax' && op !== 'ReduceProd')
+    fail(op, 'needs a float tensor', x);
   const ax = normAxes(op, axes, x.rank, x);
   if (ax.length === 0) fail(op, 'no axes given', x);
   const shape: Dim[] = [];
@@ -18,14 +19,18 @@ function reduce(op: string, x: Tensor, axes: readonly number[], keepdims: boolea
   return g.node(op, [x, axesT], { keepdims: attr.int(keepdims ? 1 : 0) }, [{ dtype: x.dtype, shape }])[0]!;
 }
 
-export const reduceSum = (x: Tensor, axes: readonly number[], keepdims = false): Tensor => reduce('ReduceSum', x, axes, keepdims);
+export const reduceSum = (x: Tensor, axes: readonly number[], keepdims = false): Tensor =>
+  reduce('ReduceSum', x, axes, keepdims);
 
-export const reduceMean = (x: Tensor, axes: readonly number[], keepdims = false): Tensor => reduce('ReduceMean', x, axes, keepdims);
+export const reduceMean = (x: Tensor, axes: readonly number[], keepdims = false): Tensor =>
+  reduce('ReduceMean', x, axes, keepdims);
 
-export const reduceMax = (x: Tensor, axes: readonly number[], keepdims = false): Tensor => reduce('ReduceMax', x, axes, keepdims);
+export const reduceMax = (x: Tensor, axes: readonly number[], keepdims = false): Tensor =>
+  reduce('ReduceMax', x, axes, keepdims);
 
 /** Product over `axes` (also of integer tensors: the size of symbolic dimensions). */
-export const reduceProd = (x: Tensor, axes: readonly number[], keepdims = false): Tensor => reduce('ReduceProd', x, axes, keepdims);
+export const reduceProd = (x: Tensor, axes: readonly number[], keepdims = false): Tensor =>
+  reduce('ReduceProd', x, axes, keepdims);
 
 export function softmax(x: Tensor, axis = -1): Tensor {
   if (!isFloat(x.dtype)) fail('Softmax', 'needs a float tensor', x);

@@ -8,7 +8,11 @@ import type { Node, Tensor } from '../graph';
  * gradients of its inputs (undefined where the input is not differentiable or not needed).
  * `needs[i]` says whether input i needs a gradient, so rules can skip work.
  */
-export type GradRule = (node: Node, dys: readonly (Tensor | undefined)[], needs: readonly boolean[]) => (Tensor | undefined)[];
+export type GradRule = (
+  node: Node,
+  dys: readonly (Tensor | undefined)[],
+  needs: readonly boolean[],
+) => (Tensor | undefined)[];
 
 const rules = new Map<string, GradRule>();
 
@@ -23,6 +27,18 @@ export function gradRule(op: string): GradRule | undefined {
 
 /** Ops whose outputs carry no gradient (integer or boolean results, shapes). */
 export const nonDifferentiable = new Set([
-  'Shape', 'Size', 'Equal', 'Less', 'Greater', 'LessOrEqual', 'GreaterOrEqual', 'Not', 'And', 'Or',
-  'Range', 'ConstantOfShape', 'ArgMax', 'ArgMin',
+  'Shape',
+  'Size',
+  'Equal',
+  'Less',
+  'Greater',
+  'LessOrEqual',
+  'GreaterOrEqual',
+  'Not',
+  'And',
+  'Or',
+  'Range',
+  'ConstantOfShape',
+  'ArgMax',
+  'ArgMin',
 ]);

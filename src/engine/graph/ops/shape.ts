@@ -19,7 +19,11 @@ export function reshape(x: Tensor, dims: Shape): Tensor {
   let shapeT: Tensor;
   if (unknown.length === 0) shapeT = g.shapeOf(dims);
   else if (dims.every((d) => typeof d === 'number' || !g.hasDim(d))) {
-    shapeT = g.constant('int64', [dims.length], dims.map((d) => (typeof d === 'number' ? d : -1)));
+    shapeT = g.constant(
+      'int64',
+      [dims.length],
+      dims.map((d) => (typeof d === 'number' ? d : -1)),
+    );
   } else {
     const parts = dims.map((d) => (g.hasDim(d) ? g.dim(d) : g.constant('int64', [1], [-1])));
     shapeT = g.node('Concat', parts, { axis: attr.int(0) }, [{ dtype: 'int64', shape: [dims.length] }])[0]!;
@@ -32,7 +36,9 @@ export function transpose(x: Tensor, perm: readonly number[]): Tensor {
     fail('Transpose', `perm [${perm.join(', ')}] is not a permutation of the axes`, x);
   }
   if (perm.every((p, i) => p === i)) return x;
-  return x.graph.node('Transpose', [x], { perm: attr.ints(perm) }, [{ dtype: x.dtype, shape: perm.map((p) => x.shape[p]!) }])[0]!;
+  return x.graph.node('Transpose', [x], { perm: attr.ints(perm) }, [
+    { dtype: x.dtype, shape: perm.map((p) => x.shape[p]!) },
+  ])[0]!;
 }
 
 export function unsqueeze(x: Tensor, axes: readonly number[]): Tensor {
@@ -60,7 +66,8 @@ export function concat(xs: readonly Tensor[], axis: number): Tensor {
   const a = normAxes('Concat', [axis], r, xs[0]!)[0]!;
   const shape = [...xs[0]!.shape];
   for (const x of xs.slice(1)) {
-    if (x.rank !== r || x.shape.some((d, i) => i !== a && d !== shape[i])) fail('Concat', `shapes differ off axis ${a}`, ...xs);
+    if (x.rank !== r || x.shape.some((d, i) => i !== a && d !== shape[i]))
+      fail('Concat', `shapes differ off axis ${a}`, ...xs);
     shape[a] = addDims(shape[a]!, x.shape[a]!);
   }
   if (xs.length === 1) return xs[0]!;
@@ -86,14 +93,23 @@ function sliceDim(d: Dim, start: number, end: number, name: string): Dim {
  */
 export function slice(x: Tensor, starts: readonly number[], ends: readonly number[], axes: readonly number[]): Tensor {
   const ax = normAxes('Slice', axes, x.rank, x);
-  if (starts.length !== ax.length || ends.length !== ax.length) fail('Slice', 'starts, ends and axes differ in length', x);
+  if (starts.length !== ax.length || ends.length !== ax.length)
+    fail('Slice', 'starts, ends and axes differ in length', x);
   const clampEnd = (e: number) => (e >= BIG ? BIG : e);
   const shape = [...x.shape];
   const g = x.graph;
-  ax.forEach((a, i) => (shape[a] = sliceDim(x.shape[a]!, starts[i]!, clampEnd(ends[i]!), `${x.name}_s${a}_${starts[i]}_${ends[i]}`)));
+  ax.forEach(
+    (a, i) =>
+      (shape[a] = sliceDim(x.shape[a]!, starts[i]!, clampEnd(ends[i]!), `${x.name}_s${a}_${starts[i]}_${ends[i]}`)),
+  );
   return g.node(
     'Slice',
-    [x, g.constant('int64', [ax.length], starts), g.constant('int64', [ax.length], ends.map(clampEnd)), g.constant('int64', [ax.length], ax)],
+    [
+      x,
+      g.constant('int64', [ax.length], starts),
+      g.constant('int64', [ax.length], ends.map(clampEnd)),
+      g.constant('int64', [ax.length], ax),
+    ],
     {},
     [{ dtype: x.dtype, shape }],
   )[0]!;
@@ -126,21 +142,34 @@ export function gatherElements(data: Tensor, indices: Tensor, axis: number): Ten
   if (!isInteger(indices.dtype)) fail('GatherElements', 'indices must be int32 or int64', indices);
   if (indices.rank !== data.rank) fail('GatherElements', 'indices and data need the same rank', data, indices);
   const a = normAxes('GatherElements', [axis], data.rank, data)[0]!;
-  return data.graph.node('GatherElements', [data, indices], { axis: attr.int(a) }, [{ dtype: data.dtype, shape: indices.shape }])[0]!;
+  return data.graph.node('GatherElements', [data, indices], { axis: attr.int(a) }, [
+    { dtype: data.dtype, shape: indices.shape },
+  ])[0]!;
 }
 
-export function scatterElements(data: Tensor, indices: Tensor, updates: Tensor, axis: number, reduction: 'none' | 'add' = 'none'): Tensor {
+export function scatterElements(
+  data: Tensor,
+  indices: Tensor,
+  updates: Tensor,
+  axis: number,
+  reduction: 'none' | 'add' = 'none',
+): Tensor {
   sameDtype('ScatterElements', data, updates);
   if (indices.rank !== data.rank) fail('ScatterElements', 'indices and data need the same rank', data, indices);
   const a = normAxes('ScatterElements', [axis], data.rank, data)[0]!;
-  return data.graph.node('ScatterElements', [data, indices, updates], { axis: attr.int(a), reduction: attr.string(reduction) }, [
-    { dtype: data.dtype, shape: data.shape },
-  ])[0]!;
+  return data.graph.node(
+    'ScatterElements',
+    [data, indices, updates],
+    { axis: attr.int(a), reduction: attr.string(reduction) },
+    [{ dtype: data.dtype, shape: data.shape }],
+  )[0]!;
 }
 
 export function scatterND(data: Tensor, indices: Tensor, updates: Tensor, reduction: 'none' | 'add' = 'none'): Tensor {
   sameDtype('ScatterND', data, updates);
-  return data.graph.node('ScatterND', [data, indices, updates], { reduction: attr.string(reduction) }, [{ dtype: data.dtype, shape: data.shape }])[0]!;
+  return data.graph.node('ScatterND', [data, indices, updates], { reduction: attr.string(reduction) }, [
+    { dtype: data.dtype, shape: data.shape },
+  ])[0]!;
 }
 
 export function expand(x: Tensor, dims: Shape): Tensor {
@@ -155,7 +184,9 @@ export function zeros(dims: Shape, dtype: DType, like: Tensor): Tensor {
   const g = like.graph;
   const value = g.constant(dtype, [1], [0]);
   const init = g.initializers.find((i) => i.tensor === value)!;
-  return g.node('ConstantOfShape', [g.shapeOf(dims)], { value: attr.tensor(dtype, [1], init.data) }, [{ dtype, shape: dims }])[0]!;
+  return g.node('ConstantOfShape', [g.shapeOf(dims)], { value: attr.tensor(dtype, [1], init.data) }, [
+    { dtype, shape: dims },
+  ])[0]!;
 }
 
 export const zerosLike = (x: Tensor): Tensor => zeros(x.shape, x.dtype, x);
@@ -164,13 +195,16 @@ export const zerosLike = (x: Tensor): Tensor => zeros(x.shape, x.dtype, x);
 export function trilu(x: Tensor, upper: boolean, k = 0): Tensor {
   if (x.rank < 2) fail('Trilu', 'needs rank ≥ 2', x);
   const g = x.graph;
-  return g.node('Trilu', [x, g.constant('int64', [], [k])], { upper: attr.int(upper ? 1 : 0) }, [{ dtype: x.dtype, shape: x.shape }])[0]!;
+  return g.node('Trilu', [x, g.constant('int64', [], [k])], { upper: attr.int(upper ? 1 : 0) }, [
+    { dtype: x.dtype, shape: x.shape },
+  ])[0]!;
 }
 
 /** [start, start+delta, …) up to limit; scalars of one dtype. `length` names the result's dim. */
 export function range(start: Tensor, limit: Tensor, delta: Tensor, length: Dim): Tensor {
   const dtype = sameDtype('Range', start, limit, delta);
-  if (start.rank || limit.rank || delta.rank) fail('Range', 'start, limit and delta must be scalars', start, limit, delta);
+  if (start.rank || limit.rank || delta.rank)
+    fail('Range', 'start, limit and delta must be scalars', start, limit, delta);
   return start.graph.node('Range', [start, limit, delta], {}, [{ dtype, shape: [length] }])[0]!;
 }
 
@@ -182,7 +216,8 @@ export function shapeOfTensor(x: Tensor): Tensor {
 export function split(x: Tensor, sizes: readonly Dim[], axis: number): Tensor[] {
   const a = normAxes('Split', [axis], x.rank, x)[0]!;
   const total = sizes.reduce<Dim>((p, q) => addDims(p, q), 0);
-  if (typeof total === 'number' && typeof x.shape[a] === 'number' && total !== x.shape[a]) fail('Split', `sizes [${sizes.join(', ')}] do not add up to axis ${a}`, x);
+  if (typeof total === 'number' && typeof x.shape[a] === 'number' && total !== x.shape[a])
+    fail('Split', `sizes [${sizes.join(', ')}] do not add up to axis ${a}`, x);
   const g = x.graph;
   return g.node(
     'Split',

@@ -19,10 +19,15 @@ export function unbroadcast(dy: Tensor, target: Tensor): Tensor {
   return r === t ? s : reshape(s, target.shape);
 }
 
+defGrad('Add', (n, [dy], needs) => [
+  needs[0] ? unbroadcast(dy!, n.inputs[0]!) : undefined,
+  needs[1] ? unbroadcast(dy!, n.inputs[1]!) : undefined,
+]);
 
-defGrad('Add', (n, [dy], needs) => [needs[0] ? unbroadcast(dy!, n.inputs[0]!) : undefined, needs[1] ? unbroadcast(dy!, n.inputs[1]!) : undefined]);
-
-defGrad('Sub', (n, [dy], needs) => [needs[0] ? unbroadcast(dy!, n.inputs[0]!) : undefined, needs[1] ? unbroadcast(neg(dy!), n.inputs[1]!) : undefined]);
+defGrad('Sub', (n, [dy], needs) => [
+  needs[0] ? unbroadcast(dy!, n.inputs[0]!) : undefined,
+  needs[1] ? unbroadcast(neg(dy!), n.inputs[1]!) : undefined,
+]);
 
 defGrad('Mul', (n, [dy], needs) => {
   const [a, b] = n.inputs as Tensor[];
@@ -33,7 +38,10 @@ defGrad('Div', (n, [dy], needs) => {
   const [a, b] = n.inputs as Tensor[];
   const y = n.outputs[0]!;
   // d(a/b)/db = -a/b² = -y/b
-  return [needs[0] ? unbroadcast(div(dy!, b!), a!) : undefined, needs[1] ? unbroadcast(neg(div(mul(dy!, y), b!)), b!) : undefined];
+  return [
+    needs[0] ? unbroadcast(div(dy!, b!), a!) : undefined,
+    needs[1] ? unbroadcast(neg(div(mul(dy!, y), b!)), b!) : undefined,
+  ];
 });
 
 defGrad('Pow', (n, [dy], needs) => {

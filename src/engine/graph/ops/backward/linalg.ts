@@ -15,7 +15,9 @@ const swapLast = (x: Tensor): Tensor => {
 
 const flat = (x: Tensor): Tensor => {
   const lead = x.shape.slice(0, -1);
-  const rows: Dim = lead.every((d) => typeof d === 'number') ? (lead as number[]).reduce((p, q) => p * q, 1) : lead.join('*');
+  const rows: Dim = lead.every((d) => typeof d === 'number')
+    ? (lead as number[]).reduce((p, q) => p * q, 1)
+    : lead.join('*');
   return reshape(x, [rows, x.shape[x.rank - 1]!]);
 };
 

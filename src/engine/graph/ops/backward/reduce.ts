@@ -17,20 +17,28 @@ const reducedAxes = (n: { inputs: readonly (Tensor | undefined)[] }, rank: numbe
 
 /** Broadcasts a reduced gradient back over the reduced axes. */
 function spread(dy: Tensor, x: Tensor, axes: number[], keepdims: boolean): Tensor {
-  const kept = keepdims ? dy : reshape(dy, x.shape.map((d, i) => (axes.includes(i) ? 1 : d)));
+  const kept = keepdims
+    ? dy
+    : reshape(
+        dy,
+        x.shape.map((d, i) => (axes.includes(i) ? 1 : d)),
+      );
   return expand(kept, x.shape);
 }
 
 /** How many elements each output of a reduction over `axes` saw, as a scalar of x's dtype. */
 function countOf(x: Tensor, axes: number[]): Tensor {
   const dims = axes.map((a) => x.shape[a]!);
-  if (dims.every((d) => typeof d === 'number')) return x.graph.scalar((dims as number[]).reduce((a, b) => a * b, 1), x.dtype);
+  if (dims.every((d) => typeof d === 'number'))
+    return x.graph.scalar(
+      (dims as number[]).reduce((a, b) => a * b, 1),
+      x.dtype,
+    );
   const g = x.graph;
   const parts = g.shapeOf(dims);
   const prod = reduceProd(parts, [0], false);
   return cast(prod, x.dtype);
 }
-
 
 defGrad('ReduceSum', (n, [dy]) => {
   const x = n.inputs[0]!;

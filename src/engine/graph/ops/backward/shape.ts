@@ -3,7 +3,21 @@ import type { Tensor } from '../../graph';
 import { defGrad } from '../registry';
 import { attrOf } from '../common';
 import { add, cast, sub } from '../elementwise';
-import { concat, gather, gatherElements, pad, reshape, scatterElements, scatterND, sliceDynamic, transpose, trilu, unsqueeze, zeros, zerosLike } from '../shape';
+import {
+  concat,
+  gather,
+  gatherElements,
+  pad,
+  reshape,
+  scatterElements,
+  scatterND,
+  sliceDynamic,
+  transpose,
+  trilu,
+  unsqueeze,
+  zeros,
+  zerosLike,
+} from '../shape';
 import { unbroadcast } from './elementwise';
 
 defGrad('Reshape', (n, [dy]) => [reshape(dy!, n.inputs[0]!.shape)]);
@@ -66,7 +80,7 @@ defGrad('Pad', () => {
 
 defGrad('Gather', (n, [dy], needs) => {
   const [data, indices] = n.inputs as Tensor[];
-  if ((attrOf(n, 'axis', 'int')) !== 0) throw new Error('Gather backward: only axis 0 is supported');
+  if (attrOf(n, 'axis', 'int') !== 0) throw new Error('Gather backward: only axis 0 is supported');
   if (!needs[0]) return [undefined, undefined];
   // Rows gathered more than once receive the sum of their gradients.
   const idx = unsqueeze(cast(indices!, 'int64'), [-1]); // [...indices, 1]
@@ -82,7 +96,8 @@ defGrad('GatherElements', (n, [dy]) => {
 defGrad('ScatterElements', (n, [dy], needs) => {
   const [, indices, updates] = n.inputs as Tensor[];
   const axis = attrOf(n, 'axis', 'int');
-  if (attrOf(n, 'reduction', 'string') !== 'none') throw new Error('ScatterElements backward: only reduction "none" is supported');
+  if (attrOf(n, 'reduction', 'string') !== 'none')
+    throw new Error('ScatterElements backward: only reduction "none" is supported');
   return [
     needs[0] ? scatterElements(dy!, indices!, zeros(updates!.shape, dy!.dtype, updates!), axis) : undefined,
     undefined,
@@ -109,7 +124,8 @@ function constValues(t: Tensor): number[] {
   return Array.from(init.data as BigInt64Array, Number);
 }
 
-const lessThanZero = (v: Tensor) => v.graph.node('Less', [v, v.graph.constant('int64', [1], [0])], {}, [{ dtype: 'bool', shape: v.shape }])[0]!;
+const lessThanZero = (v: Tensor) =>
+  v.graph.node('Less', [v, v.graph.constant('int64', [1], [0])], {}, [{ dtype: 'bool', shape: v.shape }])[0]!;
 const mul64 = (a: Tensor, b: Tensor) => a.graph.node('Mul', [a, b], {}, [{ dtype: 'int64', shape: [1] }])[0]!;
 const max64 = (a: Tensor, b: Tensor) => a.graph.node('Max', [a, b], {}, [{ dtype: 'int64', shape: [1] }])[0]!;
 const min64 = (a: Tensor, b: Tensor) => a.graph.node('Min', [a, b], {}, [{ dtype: 'int64', shape: [1] }])[0]!;
