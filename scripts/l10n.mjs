@@ -5,19 +5,21 @@
 import { readdirSync, readFileSync, renameSync, statSync, writeFileSync } from 'node:fs';
 import { dirname, join, relative, resolve } from 'node:path';
 
-const walk = (dir) => readdirSync(dir).flatMap((n) => {
-  const p = join(dir, n);
-  return statSync(p).isDirectory() ? walk(p) : p.endsWith('.ts') ? [p] : [];
-});
+const walk = (dir) =>
+  readdirSync(dir).flatMap((n) => {
+    const p = join(dir, n);
+    return statSync(p).isDirectory() ? walk(p) : p.endsWith('.ts') ? [p] : [];
+  });
 
 /** The strings of the host (src/extension.ts, src/host/) and the webviews, sorted, as a bundle. */
 export function extractStrings(root) {
   const files = [join(root, 'src', 'extension.ts'), ...walk(join(root, 'src', 'host')), ...walk(join(root, 'webview'))];
   const out = new Map();
-  const re = /(?<![\w$])(?:vscode\.l10n\.)?t\(\s*'((?:[^'\\\n]|\\.)*)'/g;
+  // Single- or double-quoted (Prettier quotes a string with an apostrophe in double quotes).
+  const re = /(?<![\w$])(?:vscode\.l10n\.)?t\(\s*(?:'((?:[^'\\\n]|\\.)*)'|"((?:[^"\\\n]|\\.)*)")/g;
   for (const f of files) {
     for (const m of readFileSync(f, 'utf8').matchAll(re)) {
-      const s = m[1].replace(/\\(.)/g, (_, c) => ({ n: '\n', t: '\t' })[c] ?? c);
+      const s = (m[1] ?? m[2]).replace(/\\(.)/g, (_, c) => ({ n: '\n', t: '\t' })[c] ?? c);
       if (!out.has(s)) out.set(s, relative(root, f));
     }
   }
