@@ -4,7 +4,7 @@ import './noTelemetry';
 import * as ort from 'onnxruntime-node';
 import { existsSync } from 'node:fs';
 import { dirname, join } from 'node:path';
-import type { DType, TypedData } from '../graph/dtype';
+import { byteSize, type DType, type TypedData } from '../graph/dtype';
 
 export type OrtTensor = ort.Tensor;
 export type OrtSession = ort.InferenceSession;
@@ -53,7 +53,7 @@ export class DeviceTensor {
   }
 
   get byteLength(): number {
-    return this.ort.dims.reduce((n, d) => n * d, 1) * bytesPerElement[this.dtype];
+    return this.ort.dims.reduce((n, d) => n * d, 1) * byteSize[this.dtype];
   }
 
   dispose(): void {
@@ -62,17 +62,6 @@ export class DeviceTensor {
 }
 
 export type Feed = HostTensor | DeviceTensor;
-
-const bytesPerElement: Record<DType, number> = {
-  float32: 4,
-  float64: 8,
-  float16: 2,
-  bfloat16: 2,
-  int64: 8,
-  int32: 4,
-  bool: 1,
-  uint8: 1,
-};
 
 /** Bytes that crossed between host and device memory through session inputs and outputs. */
 export interface TransferStats {

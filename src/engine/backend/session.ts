@@ -184,19 +184,9 @@ export class Backend {
   async upload(tensors: Record<string, HostTensor>): Promise<Record<string, DeviceTensor>> {
     const names = Object.keys(tensors).sort();
     if (names.length === 0) return {};
-    const g = new Graph('upload');
-    names.forEach((n, i) => {
-      const t = tensors[n]!;
-      g.output(
-        g.input(
-          `in${i}`,
-          t.dtype,
-          t.dims.map((_, d) => `d${i}_${d}`),
-        ),
-        `out${i}`,
-      );
+    const s = await this.session(identityGraph('upload', names, tensors), {
+      deviceOutputs: names.map((_, i) => `out${i}`),
     });
-    const s = await this.session(g, { deviceOutputs: names.map((_, i) => `out${i}`) });
     const r = await s.runMixed(Object.fromEntries(names.map((n, i) => [`in${i}`, tensors[n]!])));
     return Object.fromEntries(names.map((n, i) => [n, r.device[`out${i}`]!]));
   }
@@ -208,19 +198,8 @@ export class Backend {
   async download(tensors: Record<string, DeviceTensor>): Promise<Record<string, HostTensor>> {
     const names = Object.keys(tensors).sort();
     if (names.length === 0) return {};
-    const g = new Graph('download');
-    names.forEach((n, i) => {
-      const t = tensors[n]!;
-      g.output(
-        g.input(
-          `in${i}`,
-          t.dtype,
-          t.dims.map((_, d) => `d${i}_${d}`),
-        ),
-        `out${i}`,
-      );
-    });
-    const r = await (await this.session(g)).run(Object.fromEntries(names.map((n, i) => [`in${i}`, tensors[n]!])));
+    const s = await this.session(identityGraph('download', names, tensors));
+    const r = await s.run(Object.fromEntries(names.map((n, i) => [`in${i}`, tensors[n]!])));
     return Object.fromEntries(names.map((n, i) => [n, r[`out${i}`]!]));
   }
 
@@ -255,4 +234,25 @@ export class Backend {
     this.cache.clear();
     await Promise.allSettled(all.map(async (p) => (await p).release()));
   }
+}
+
+/** in<i> → out<i> for each of `names` (sorted), with the tensors' dtypes and symbolic dims. */
+function identityGraph(
+  name: string,
+  names: readonly string[],
+  tensors: Record<string, { dtype: HostTensor['dtype']; dims: readonly number[] }>,
+): Graph {
+  const g = new Graph(name);
+  names.forEach((n, i) => {
+    const t = tensors[n]!;
+    g.output(
+      g.input(
+        `in${i}`,
+        t.dtype,
+        t.dims.map((_, d) => `d${i}_${d}`),
+      ),
+      `out${i}`,
+    );
+  });
+  return g;
 }
