@@ -2,6 +2,8 @@
 // and the CPU backend it is compared with.
 import { resolve } from 'node:path';
 import { Backend, probeProvider } from '../../src/engine/backend';
+import { Rng } from '../../src/common/rng';
+import type { DistillSample } from '../../src/engine/train/trainer';
 
 export const repo = resolve(__dirname, '..', '..');
 export const fixtures = resolve(repo, 'test', 'fixtures');
@@ -37,4 +39,16 @@ export function maxRelDiff(a: ArrayLike<number>, b: ArrayLike<number>): number {
   let m = 0;
   for (let i = 0; i < b.length; i++) m = Math.max(m, Math.abs(b[i]!));
   return maxAbsDiff(a, b) / (m || 1);
+}
+
+/** `n` distillation samples of random tokens (a document, a question, an answer) over a vocabulary of V. */
+export function samples(V: number, n: number, seed: number): DistillSample[] {
+  const r = new Rng(seed);
+  const tok = () => 4 + Math.floor(r.next() * (V - 4));
+  return Array.from({ length: n }, () => {
+    const doc = Array.from({ length: 12 + Math.floor(r.next() * 8) }, tok);
+    const q = Array.from({ length: 5 + Math.floor(r.next() * 4) }, tok);
+    const a = Array.from({ length: 3 + Math.floor(r.next() * 4) }, tok);
+    return { teacher: [...doc, ...q, ...a], student: [...q, ...a], answerLength: a.length };
+  });
 }

@@ -9,25 +9,12 @@ import { CausalLM } from '../../src/engine/models/model';
 import {
   LoraTrainer,
   defaultTrainerConfig,
-  Rng,
-  type DistillSample,
   type TrainerConfig,
   type TrainerState,
 } from '../../src/engine/train/trainer';
-import { cpuBackend, gpuBackend, repo } from './gpu';
+import { cpuBackend, gpuBackend, repo, samples } from './gpu';
 
 const modelDir = join(repo, 'media', 'demo-model');
-
-function samples(V: number, n: number, seed: number): DistillSample[] {
-  const r = new Rng(seed);
-  const tok = () => 4 + Math.floor(r.next() * (V - 4));
-  return Array.from({ length: n }, () => {
-    const doc = Array.from({ length: 12 + Math.floor(r.next() * 8) }, tok);
-    const q = Array.from({ length: 5 + Math.floor(r.next() * 4) }, tok);
-    const a = Array.from({ length: 3 + Math.floor(r.next() * 4) }, tok);
-    return { teacher: [...doc, ...q, ...a], student: [...q, ...a], answerLength: a.length };
-  });
-}
 
 /** Two micro-batches of 2 per step (accumulation), a gradient-norm limit the gradients exceed (clipping). */
 const config = (): TrainerConfig => ({

@@ -6,27 +6,10 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { join } from 'node:path';
 import { CausalLM } from '../../src/engine/models/model';
-import {
-  LoraTrainer,
-  defaultTrainerConfig,
-  Rng,
-  type DistillSample,
-  type TrainerConfig,
-} from '../../src/engine/train/trainer';
-import { cpuBackend, gpuBackend, maxRelDiff, repo } from './gpu';
+import { LoraTrainer, defaultTrainerConfig, Rng, type TrainerConfig } from '../../src/engine/train/trainer';
+import { cpuBackend, gpuBackend, maxRelDiff, repo, samples } from './gpu';
 
 const modelDir = join(repo, 'media', 'demo-model');
-
-function samples(V: number, n: number, seed: number): DistillSample[] {
-  const r = new Rng(seed);
-  const tok = () => 4 + Math.floor(r.next() * (V - 4));
-  return Array.from({ length: n }, () => {
-    const doc = Array.from({ length: 12 + Math.floor(r.next() * 8) }, tok);
-    const q = Array.from({ length: 5 + Math.floor(r.next() * 4) }, tok);
-    const a = Array.from({ length: 3 + Math.floor(r.next() * 4) }, tok);
-    return { teacher: [...doc, ...q, ...a], student: [...q, ...a], answerLength: a.length };
-  });
-}
 
 const config = (): TrainerConfig => ({
   ...defaultTrainerConfig({ rank: 8, alpha: 16, targets: ['q', 'k', 'v', 'o', 'gate', 'up', 'down', 'lm_head'] }, 10),
