@@ -176,11 +176,17 @@ export class DemoData {
     return { prompt, answer: ans };
   }
 
-  /** Loss weights: 1 on the prompt, 2 on the answer, and `valueWeight` on the value token (the copy). */
-  private seq(p: { prompt: number[]; answer: number[] }, value?: string, valueWeight = 2): LmSequence {
+  /**
+   * Loss weights: 1 on the prompt, 2 on the answer, and `keyWeight` on the tokens that decide it: the
+   * value token (the copy) and the answer's first token (answering or saying "I do not know").
+   */
+  private seq(p: { prompt: number[]; answer: number[] }, value?: string, keyWeight = 2): LmSequence {
     const ids = [...p.prompt, ...p.answer];
     const valueId = value === undefined ? undefined : this.tok.encode(value, { addSpecialTokens: false })[0];
-    const weights = ids.slice(1).map((t, i) => (i + 1 >= p.prompt.length ? (t === valueId ? valueWeight : 2) : 1));
+    const first = p.prompt.length;
+    const weights = ids
+      .slice(1)
+      .map((t, i) => (i + 1 >= first ? (t === valueId || (value !== undefined && i + 1 === first) ? keyWeight : 2) : 1));
     return { ids, weights };
   }
 
@@ -204,12 +210,16 @@ export class DemoData {
    * on documents about 1–4 people under `##` headings (`multi`: the share of documents with more
    * than one), as real notes are written, and asks about relations that the person's own section
    * lacks even when another person's section has them; and (`paraphrase`) says a question in the
-   * other writable phrasing of the world (never the reserved one).
+   * other writable phrasing of the world (never the reserved one). 4 is mix 3 weighted towards what
+   * a fine-tune of the mix-1 model still has to learn (reading one person among several, abstaining
+   * on a relation the document lacks), with the deciding token of an answer (the value, or the first
+   * token of "I do not know") weighted `key` instead of 2.
    */
   static readonly MIXES = {
-    1: { doc: 12, answer: 45, absent: 0, write: 15, paraphrase: 0, closed: 18, general: 10, multi: 0 },
-    2: { doc: 10, answer: 40, absent: 7, write: 20, paraphrase: 0, closed: 15, general: 8, multi: 0 },
-    3: { doc: 8, answer: 40, absent: 10, write: 15, paraphrase: 5, closed: 14, general: 8, multi: 0.6 },
+    1: { doc: 12, answer: 45, absent: 0, write: 15, paraphrase: 0, closed: 18, general: 10, multi: 0, key: 2 },
+    2: { doc: 10, answer: 40, absent: 7, write: 20, paraphrase: 0, closed: 15, general: 8, multi: 0, key: 2 },
+    3: { doc: 8, answer: 40, absent: 10, write: 15, paraphrase: 5, closed: 14, general: 8, multi: 0.6, key: 2 },
+    4: { doc: 6, answer: 46, absent: 14, write: 12, paraphrase: 4, closed: 10, general: 8, multi: 0.75, key: 3 },
   } as const;
 
   mix: keyof typeof DemoData.MIXES = 1;
@@ -239,13 +249,13 @@ export class DemoData {
     if (r < (edge += m.answer)) {
       const f = rng.pick(e.facts);
       const q = question(e.name, f.relation, rng, { reserved: rng.next() < 0.3 });
-      return this.seq(this.chat(teacherMessages(doc, q.text), answerFor(e.name, f)), f.value);
+      return this.seq(this.chat(teacherMessages(doc, q.text), answerFor(e.name, f)), f.value, m.key);
     }
     if (r < (edge += m.absent)) {
       const absent = absentRelations(e);
       if (absent.length) {
         const q = question(e.name, rng.pick(absent), rng, { reserved: rng.next() < 0.3 });
-        return this.seq(this.chat(teacherMessages(doc, q.text), DONT_KNOW));
+        return this.seq(this.chat(teacherMessages(doc, q.text), DONT_KNOW), DONT_KNOW, m.key);
       }
     }
     if (r < (edge += m.write)) {
