@@ -180,11 +180,11 @@ function readManifest(mpath: string, path: string, id: string, entries: readonly
 
 /**
  * Deletes packs that belong to other versions of the model's files, and the graphs that read them
- * (<id>.<hash>.onnx).
+ * (<id>.<hash>.onnx, and ONNX Runtime's optimized copies <id>.<hash>.opt-<key>.onnx/.data/.json).
  */
 function pruneStale(dir: string, keepPrefix: string, justBuilt: string): void {
   for (const f of readdirSync(dir)) {
-    const m = /^([\w-]+)\.(weights|json|[0-9a-f]{32}\.onnx)$/.exec(f);
+    const m = /^([\w-]+)\.(weights|json|[0-9a-f]{32}\.onnx|[0-9a-f]{32}\.opt-[0-9a-f]+\.(?:onnx|data|json))$/.exec(f);
     if (!m || m[1] === justBuilt || m[1]!.startsWith(keepPrefix)) continue;
     rmSync(join(dir, f), { force: true });
   }
