@@ -182,7 +182,11 @@ export class Backend {
       const packed = typeof model === 'string' && graph.initializers.some((i) => i.external);
       // Not for quantized graphs: ONNX Runtime 1.30 crashes (SIGSEGV) creating a session from a
       // saved graph with MatMulNBits' pre-packed weights.
-      const reusable = packed && this.provider === 'cpu' && !graph.nodes.some((n) => n.op === 'MatMulNBits');
+      const reusable =
+        packed &&
+        this.provider === 'cpu' &&
+        process.env.DOCDISTILL_OPTIMIZED_CACHE !== '0' &&
+        !graph.nodes.some((n) => n.op === 'MatMulNBits');
       ortSession =
         (o.reuseOptimized && reusable && (await this.optimizedSession(model))) ||
         (await createOrtSession(model, { ...this.baseOptions(), deviceOutputs: o.deviceOutputs }));
