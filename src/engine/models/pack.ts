@@ -1,5 +1,5 @@
 // A weight pack: every tensor a model's graphs read, prepared once (transposed, converted to the
-// compute dtype, or block-quantized) into one file beside the model, each tensor on a page
+// compute dtype, or block-quantized) into one file in the user's cache folder, each tensor on a page
 // boundary. Graphs refer to it as ONNX external data, so ONNX Runtime maps the weights from the
 // file: JavaScript never holds them, every session of the model (score, step, train) and every
 // process reads the same pages, and a second start skips reading and preparing the weights.

@@ -1,4 +1,4 @@
-// A quantized frozen base (MatMulNBits int8/int4) and the weight pack beside the model: the
+// A quantized frozen base (MatMulNBits int8/int4) and the weight pack in the cache folder: the
 // quantizer against its own dequantization and ONNX Runtime's kernel, the log-probs of real text
 // against float32, a LoRA gradient through the quantized base against finite differences, and the
 // pack and graph cache's reuse and invalidation.
@@ -37,7 +37,7 @@ test.after(() => rmSync(root, { recursive: true, force: true }));
 let beP: Promise<Backend> | undefined;
 const backend = () => (beP ??= Backend.create({ device: 'cpu', threads: 1 }));
 
-/** A copy of a model folder in a temp dir (the pack is written beside the model). */
+/** A copy of a model folder in a temp dir (the pack's cache folder is named after the model folder). */
 function copyModel(src: string, name: string): string {
   const dir = join(root, name);
   cpSync(src, dir, { recursive: true, filter: (p) => !p.includes('.docdistill-cache') });
