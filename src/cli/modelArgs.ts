@@ -25,7 +25,7 @@ export const modelUsage = `  --model DIR        a Hugging Face model folder (con
   --dtype T          float32 or float16 (default: float32 on the CPU, float16 on a GPU)
   --quantize Q       none (default), int8 or int4: the base's linear weights as 8/4-bit blocks
                      (less memory, faster decoding; LoRA and the rest stay float), a copy cached
-                     beside the model`;
+                     in the user's cache folder (DOCDISTILL_CACHE_DIR moves it)`;
 
 export function parse<O extends ParseArgsConfig['options']>(args: string[], options: O) {
   try {

@@ -3,7 +3,7 @@
 import './noTelemetry';
 import * as ort from 'onnxruntime-node';
 import { existsSync } from 'node:fs';
-import { dirname, join } from 'node:path';
+import { basename, dirname, join } from 'node:path';
 import { byteSize, type DType, type TypedData } from '../graph/dtype';
 
 export type OrtTensor = ort.Tensor;
@@ -94,6 +94,13 @@ export interface SessionCreateOptions {
   deviceOutputs?: readonly string[];
   /** Records a profile (every node run, with its provider) to files starting with this path. */
   profilePrefix?: string;
+  /**
+   * Writes the optimized graph to this .onnx path, its initializers and ONNX Runtime's pre-packed
+   * weights (the MatMul layouts it builds at session creation) to `<name>.data` beside it, so that
+   * a later session loads it with optimizations off and maps the packed weights instead of packing
+   * them again on the heap (CPU only).
+   */
+  saveOptimizedTo?: string;
 }
 
 /** Whether a provider can keep outputs in device memory through onnxruntime-node (its 'gpu-buffer' location). */
@@ -134,6 +141,16 @@ export async function createOrtSession(
   };
   if (o.deviceOutputs?.length && keepsOutputsOnDevice(o.provider)) {
     options.preferredOutputLocation = Object.fromEntries(o.deviceOutputs.map((n) => [n, 'gpu-buffer' as const]));
+  }
+  if (o.saveOptimizedTo) {
+    options.optimizedModelFilePath = o.saveOptimizedTo;
+    options.extra = {
+      session: {
+        optimized_model_external_initializers_file_name: `${basename(o.saveOptimizedTo, '.onnx')}.data`,
+        optimized_model_external_initializers_min_size_in_bytes: '1024',
+        save_external_prepacked_constant_initializers: '1',
+      },
+    };
   }
   if (o.profilePrefix) {
     options.enableProfiling = true;

@@ -1,6 +1,18 @@
 // Sessions from built graphs, on a verified provider, cached by graph hash.
-import { existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { createHash } from 'node:crypto';
+import {
+  existsSync,
+  mkdirSync,
+  mkdtempSync,
+  readdirSync,
+  readFileSync,
+  renameSync,
+  rmSync,
+  statfsSync,
+  statSync,
+  writeFileSync,
+} from 'node:fs';
+import { arch, cpus, tmpdir } from 'node:os';
 import { basename, dirname, join } from 'node:path';
 import { Graph } from '../graph/graph';
 import { bytesOf } from '../graph/dtype';
@@ -14,6 +26,7 @@ import {
   type HostTensor,
   type OrtSession,
   type TransferStats,
+  ortVersion,
 } from './ort';
 import { placementFromProfile, type Placement } from './placement';
 import { describeResolution, resolveProvider, type ProbeResult, type Provider, type ProviderChoice } from './providers';
@@ -36,6 +49,13 @@ export interface BackendOptions {
 }
 
 export interface SessionOptions {
+  /**
+   * On the CPU, for a graph reading a weight pack: keep ONNX Runtime's optimized graph and its
+   * pre-packed weights on disk beside the pack (see optimizedSession), so that the next process
+   * maps them instead of optimizing and packing again. For long-lived inference graphs (the
+   * score and step graphs); a train graph changes with every LoRA shape and is not worth the disk.
+   */
+  reuseOptimized?: boolean;
   /**
    * Outputs to leave in device memory on a GPU provider (the KV cache, the adapter), returned by
    * runMixed() as DeviceTensors for the next run; on the CPU they stay where they are anyway.
@@ -158,10 +178,18 @@ export class Backend {
   private async createSession(graph: Graph, hash: string, o: SessionOptions): Promise<Session> {
     let ortSession: OrtSession;
     try {
-      ortSession = await createOrtSession(this.modelPathOrBytes(graph, hash), {
-        ...this.baseOptions(),
-        deviceOutputs: o.deviceOutputs,
-      });
+      const model = this.modelPathOrBytes(graph, hash);
+      const packed = typeof model === 'string' && graph.initializers.some((i) => i.external);
+      // Not for quantized graphs: ONNX Runtime 1.30 crashes (SIGSEGV) creating a session from a
+      // saved graph with MatMulNBits' pre-packed weights.
+      const reusable =
+        packed &&
+        this.provider === 'cpu' &&
+        process.env.DOCDISTILL_OPTIMIZED_CACHE !== '0' &&
+        !graph.nodes.some((n) => n.op === 'MatMulNBits');
+      ortSession =
+        (o.reuseOptimized && reusable && (await this.optimizedSession(model))) ||
+        (await createOrtSession(model, { ...this.baseOptions(), deviceOutputs: o.deviceOutputs }));
     } catch (e) {
       const msg = e instanceof Error ? e.message : String(e);
       throw new Error(
@@ -175,6 +203,70 @@ export class Backend {
       this.provider === 'cpu' ? undefined : this.transfers,
       o.deviceOutputs,
     );
+  }
+
+  /**
+   * A CPU session from ONNX Runtime's own optimized copy of the graph at `path`, kept beside it:
+   * `<graph>.opt-<key>.onnx`, `.data` (every initializer, plus the pre-packed MatMul weights
+   * that ORT otherwise rebuilds on the heap at every session creation: seconds of work and a second
+   * copy of the weights in memory). The first time, the session is created once to write them (in
+   * a temporary folder, then renamed into place: a killed process leaves no half-written copy);
+   * every time, the session is created from the copy with optimizations off and the packed weights
+   * mapped from the file. The key covers what the optimized graph depends on: the ONNX Runtime
+   * version and the CPU (its optimizer may pick kernels for this CPU's instruction set). Without
+   * room for the copy (twice the graph's weights, and 1 GiB to spare), returns undefined and the
+   * caller creates a plain session.
+   */
+  private async optimizedSession(path: string): Promise<OrtSession | undefined> {
+    const key = createHash('sha256')
+      .update(`${ortVersion()}|${cpus()[0]?.model ?? ''}|${arch()}|${this.opts.optimization ?? 'all'}|1`)
+      .digest('hex')
+      .slice(0, 10);
+    const stem = path.replace(/\.onnx$/, '');
+    const opt = `${stem}.opt-${key}.onnx`;
+    const data = `${stem}.opt-${key}.data`;
+    // Written last, with the sizes: a copy whose files do not match it is not mapped (ONNX Runtime
+    // would read past the end of a truncated data file).
+    const manifest = `${stem}.opt-${key}.json`;
+    const sizes = () => ({ onnx: statSync(opt).size, data: statSync(data).size });
+    const load = () => createOrtSession(opt, { ...this.baseOptions(), optimization: 'disabled' });
+    if (existsSync(manifest) && existsSync(opt) && existsSync(data)) {
+      try {
+        const want = JSON.parse(readFileSync(manifest, 'utf8')) as { onnx: number; data: number };
+        const got = sizes();
+        if (want.onnx === got.onnx && want.data === got.data) return await load();
+      } catch {
+        // Unreadable or refused by ONNX Runtime: written again below.
+      }
+    }
+    for (const f of [manifest, opt, data]) rmSync(f, { force: true });
+    const dir = dirname(path);
+    const weightBytes = externalBytes(path);
+    try {
+      const { bavail, bsize } = statfsSync(dir);
+      if (bavail * bsize < 2 * weightBytes + 2 ** 30) return undefined;
+    } catch {
+      return undefined;
+    }
+    // Older keys of this graph (another ONNX Runtime version, another CPU) go first.
+    for (const f of readdirSync(dir))
+      if (f.startsWith(`${basename(stem)}.opt-`) && !f.startsWith(basename(`${stem}.opt-${key}.`)))
+        rmSync(join(dir, f), { force: true });
+    const tmp = mkdtempSync(join(dir, '.tmp-opt-'));
+    try {
+      const first = await createOrtSession(path, { ...this.baseOptions(), saveOptimizedTo: join(tmp, basename(opt)) });
+      await first.release();
+      renameSync(join(tmp, basename(data)), data);
+      renameSync(join(tmp, basename(opt)), opt);
+      writeFileSync(join(tmp, 'manifest'), JSON.stringify(sizes()));
+      renameSync(join(tmp, 'manifest'), manifest);
+    } catch {
+      // Out of room while writing, or this graph cannot be serialized: a plain session will do.
+      return undefined;
+    } finally {
+      rmSync(tmp, { recursive: true, force: true });
+    }
+    return load();
   }
 
   /**
@@ -255,4 +347,11 @@ function identityGraph(
     );
   });
   return g;
+}
+
+/** Bytes of the files a graph's external data lives in (its weight pack): what its optimized copy will hold. */
+function externalBytes(onnxPath: string): number {
+  const dir = dirname(onnxPath);
+  const pack = join(dir, `${basename(onnxPath).split('.')[0]}.weights`);
+  return existsSync(pack) ? statSync(pack).size : statSync(onnxPath).size;
 }

@@ -11,7 +11,7 @@ import type { ModelConfig } from './config';
 import { ropeInvFreq } from './config';
 import { attentionBias, decoderLayer, ropeTables, type Linear, type LayerWeights } from './layers';
 import { LINEAR_MODULES, type LinearModule, type PreparedWeights } from './weights';
-import { QUANT_ACCURACY, QUANT_BLOCK, quantBits } from './quantize';
+import { QUANT_ACCURACY, QUANT_BLOCK } from './quantize';
 
 export const LORA_TARGETS = [...LINEAR_MODULES, 'lm_head'] as const;
 export type LoraTarget = (typeof LORA_TARGETS)[number];
@@ -179,7 +179,7 @@ export class LlamaGraphs {
     let q = m.get(name);
     if (!q) {
       const [k, n] = this.weights.shape(name);
-      const bits = quantBits(this.weights.quantization as 'int8' | 'int4');
+      const bits = this.weights.bitsOf(name);
       const pack = this.weights.pack(this.packNames());
       let b: Tensor;
       let scales: Tensor;

@@ -146,9 +146,9 @@ export class CausalLM {
     if (!s) {
       const o = { lora, weightsAsInputs };
       if (kind === 'score') {
-        s = this.backend.session(this.graphs.scoreGraph(o));
+        s = this.backend.session(this.graphs.scoreGraph(o), { reuseOptimized: true });
       } else if (kind === 'step') {
-        s = this.backend.session(this.graphs.stepGraph(o));
+        s = this.backend.session(this.graphs.stepGraph(o), { reuseOptimized: true });
       } else {
         const names = Array.from({ length: this.config.numLayers }, (_, l) => [
           `present_k.${l}`,

@@ -1,5 +1,5 @@
 // A weight pack: every tensor a model's graphs read, prepared once (transposed, converted to the
-// compute dtype, or block-quantized) into one file beside the model, each tensor on a page
+// compute dtype, or block-quantized) into one file in the user's cache folder, each tensor on a page
 // boundary. Graphs refer to it as ONNX external data, so ONNX Runtime maps the weights from the
 // file: JavaScript never holds them, every session of the model (score, step, train) and every
 // process reads the same pages, and a second start skips reading and preparing the weights.
@@ -180,11 +180,11 @@ function readManifest(mpath: string, path: string, id: string, entries: readonly
 
 /**
  * Deletes packs that belong to other versions of the model's files, and the graphs that read them
- * (<id>.<hash>.onnx).
+ * (<id>.<hash>.onnx, and ONNX Runtime's optimized copies <id>.<hash>.opt-<key>.onnx/.data/.json).
  */
 function pruneStale(dir: string, keepPrefix: string, justBuilt: string): void {
   for (const f of readdirSync(dir)) {
-    const m = /^([\w-]+)\.(weights|json|[0-9a-f]{32}\.onnx)$/.exec(f);
+    const m = /^([\w-]+)\.(weights|json|[0-9a-f]{32}\.onnx|[0-9a-f]{32}\.opt-[0-9a-f]+\.(?:onnx|data|json))$/.exec(f);
     if (!m || m[1] === justBuilt || m[1]!.startsWith(keepPrefix)) continue;
     rmSync(join(dir, f), { force: true });
   }

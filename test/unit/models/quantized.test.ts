@@ -1,4 +1,4 @@
-// A quantized frozen base (MatMulNBits int8/int4) and the weight pack beside the model: the
+// A quantized frozen base (MatMulNBits int8/int4) and the weight pack in the cache folder: the
 // quantizer against its own dequantization and ONNX Runtime's kernel, the log-probs of real text
 // against float32, a LoRA gradient through the quantized base against finite differences, and the
 // pack and graph cache's reuse and invalidation.
@@ -37,7 +37,7 @@ test.after(() => rmSync(root, { recursive: true, force: true }));
 let beP: Promise<Backend> | undefined;
 const backend = () => (beP ??= Backend.create({ device: 'cpu', threads: 1 }));
 
-/** A copy of a model folder in a temp dir (the pack is written beside the model). */
+/** A copy of a model folder in a temp dir (the pack's cache folder is named after the model folder). */
 function copyModel(src: string, name: string): string {
   const dir = join(root, name);
   cpSync(src, dir, { recursive: true, filter: (p) => !p.includes('.docdistill-cache') });
@@ -174,7 +174,11 @@ test('quantized base: the LoRA gradient flows through MatMulNBits (finite differ
       .filter((w) => /^layers\.\d+\.(q|k|v|o|gate|up|down)$/.test(w.tensor.name))
       .map((w) => w.tensor.name);
     assert.deepEqual(floats, [], 'no float copy of a decoder linear weight');
-    assert.equal(g.initializers.filter((w) => w.tensor.name.endsWith('.qb')).length, cfg.numLayers * 7);
+    // With an int4 base the head is quantized too (int8 blocks).
+    assert.equal(
+      g.initializers.filter((w) => w.tensor.name.endsWith('.qb')).length,
+      cfg.numLayers * 7 + (q === 'int4' ? 1 : 0),
+    );
     const s = await be.session(g);
     const r = rng(8);
     const tok = () => 2 + Math.floor(r() * (cfg.vocabSize - 2));
@@ -243,20 +247,65 @@ test('weight pack and graphs in the model cache folder: reused by the next load,
   const files = () => readdirSync(cache).sort();
   const first = await load();
   assert.ok(first.pack.built, 'the first load builds the pack');
-  const onnx = files().filter((f) => f.endsWith('.onnx'));
+  const onnx = files().filter((f) => f.endsWith('.onnx') && !f.includes('.opt-'));
   assert.equal(onnx.length, 1, `one graph file: ${files().join(', ')}`);
   const graphMtime = statSync(join(cache, onnx[0]!)).mtimeMs;
   assert.ok(!existsSync(join(dir, '.docdistill-cache')), 'nothing is written into the model folder');
+  // ONNX Runtime's optimized copy of the graph, with its pre-packed weights, beside it.
+  const stem = onnx[0]!.replace(/\.onnx$/, '');
+  const opt = files().filter((f) => f.startsWith(`${stem}.opt-`));
+  assert.deepEqual(
+    opt.map((f) => f.replace(/^.*\.opt-[0-9a-f]+/, '')),
+    ['.data', '.json', '.onnx'],
+    `the optimized copy: ${files().join(', ')}`,
+  );
+  const optMtime = () => opt.map((f) => statSync(join(cache, f)).mtimeMs);
+  const optBefore = optMtime();
+  // It computes what the graph computes: a plain session on the same graph, from bytes, agrees.
+  const plain = async () => {
+    const be = await Backend.create({ device: 'cpu', threads: 1 });
+    const lp = await (await CausalLM.load(dir, be, { cacheDir: false })).score(ids);
+    await be.dispose();
+    return lp;
+  };
+  const ref = await plain();
+  for (let i = 0; i < ref[0]!.length; i++)
+    assert.ok(Math.abs(ref[0]![i]! - first.lp[0]![i]!) < 1e-5, `log-prob ${i}: ${first.lp[0]![i]} vs ${ref[0]![i]}`);
 
   const second = await load();
   assert.equal(second.pack.built, false, 'the second load reuses the pack');
   assert.equal(second.pack.id, first.pack.id);
   assert.equal(statSync(join(cache, onnx[0]!)).mtimeMs, graphMtime, 'and the graph file');
+  assert.deepEqual(optMtime(), optBefore, 'and the optimized copy');
   assert.deepEqual(second.lp, first.lp);
+
+  // A damaged optimized copy (truncated data, a manifest that does not match) is written again.
+  truncateSync(
+    join(
+      cache,
+      opt.find((f) => f.endsWith('.data'))!,
+    ),
+    1000,
+  );
+  const rewritten = await load();
+  assert.deepEqual(rewritten.lp, first.lp);
+  assert.ok(
+    statSync(
+      join(
+        cache,
+        opt.find((f) => f.endsWith('.data'))!,
+      ),
+    ).size > 1000,
+    'rewritten',
+  );
 
   // Another setting: its own pack, the float one stays.
   const q8 = await load('int8');
   assert.ok(q8.pack.built && q8.pack.id !== first.pack.id);
+  assert.ok(
+    !files().some((f) => f.startsWith(`${q8.pack.id}.`) && f.includes('.opt-')),
+    'no optimized copy of a quantized graph (ONNX Runtime 1.30 cannot load MatMulNBits pre-packed weights back)',
+  );
   assert.ok(existsSync(first.pack.path));
 
   // Weights held once: the sessions map the pack; JavaScript kept no prepared copy (without a pack it does).
@@ -284,6 +333,7 @@ test('weight pack and graphs in the model cache folder: reused by the next load,
   assert.ok(changed.pack.built && changed.pack.id !== first.pack.id);
   assert.ok(!existsSync(first.pack.path) && !existsSync(q8.pack.path), `stale packs left: ${files().join(', ')}`);
   assert.ok(!existsSync(join(cache, onnx[0]!)), 'and their graphs');
+  assert.ok(!opt.some((f) => existsSync(join(cache, f))), "and the graphs' optimized copies");
   assert.ok(
     files().some((f) => f.startsWith(`${changed.pack.id}.`) && f.endsWith('.onnx')),
     'the new graph is there',
