@@ -184,9 +184,8 @@ export class DemoData {
     const ids = [...p.prompt, ...p.answer];
     const valueId = value === undefined ? undefined : this.tok.encode(value, { addSpecialTokens: false })[0];
     const first = p.prompt.length;
-    const weights = ids
-      .slice(1)
-      .map((t, i) => (i + 1 >= first ? (t === valueId || (value !== undefined && i + 1 === first) ? keyWeight : 2) : 1));
+    const key = (t: number, at: number) => t === valueId || (value !== undefined && at === first);
+    const weights = ids.slice(1).map((t, i) => (i + 1 >= first ? (key(t, i + 1) ? keyWeight : 2) : 1));
     return { ids, weights };
   }
 
