@@ -34,8 +34,9 @@ ${modelUsage}
   --seed S           random seed (default 0): the same seed gives the same output
   --stop S           a stop string (repeatable)
   --json             print one JSON object per prompt instead of streaming text, with
-                     timings {loadMs, prefillMs, prefillTokens, decodeMs, decodeTokens} (the
-                     whole batch's); otherwise the same timings go to stderr
+                     timings {loadMs, prefillMs, prefillTokens, decodeMs, decodeTokens,
+                     prefixReusedTokens} (the whole batch's; prompts that begin alike share
+                     that beginning's computation); otherwise the same timings go to stderr
 `,
   async run(args, ctx) {
     const { values: v } = parse(args, {
@@ -81,7 +82,7 @@ ${modelUsage}
         return tok.encode(tok.applyChatTemplate(messages, { addGenerationPrompt: true }), { addSpecialTokens: false });
       });
       const stream = !v.json && prompts.length === 1;
-      let t: GenerateTimings = { prefillMs: 0, prefillTokens: 0, decodeMs: 0, decodeTokens: 0 };
+      let t: GenerateTimings = { prefillMs: 0, prefillTokens: 0, decodeMs: 0, decodeTokens: 0, prefixReusedTokens: 0 };
       const res = await generate(model, ids, {
         ...opts,
         adapter,
@@ -95,6 +96,7 @@ ${modelUsage}
         prefillTokens: t.prefillTokens,
         decodeMs: round1(t.decodeMs),
         decodeTokens: t.decodeTokens,
+        prefixReusedTokens: t.prefixReusedTokens,
       };
       if (v.json) {
         res.forEach((r, i) =>

@@ -15,9 +15,19 @@ export async function answers(run: RunContext): Promise<void> {
   const chunkText = new Map(chunks(run).map((c) => [c.hash, c.text]));
   const rows = readJsonl<AnswerRow>(run.paths.answers);
   const done = new Set(rows.map((r) => r.id));
-  const todo = qs.filter((q) => !done.has(q.id));
+  // By passage, so that a batch holds questions about one passage and computes it once (the
+  // teacher prompts share it: see Stepper.prefill); the general questions last.
+  const order = new Map(chunks(run).map((c, i) => [c.hash, i]));
+  const rank = (q: QuestionRow) => (isGeneral(q.split) ? Infinity : (order.get(q.chunk) ?? -1));
+  const todo = qs
+    .filter((q) => !done.has(q.id))
+    .map((q, i) => ({ q, i }))
+    .sort((a, b) => rank(a.q) - rank(b.q) || a.i - b.i)
+    .map((x) => x.q);
   const t0 = performance.now();
   let seed = s.seed * 7777 + rows.length;
+  let promptTokens = 0,
+    sharedTokens = 0;
   for (let i = 0; i < todo.length; i += 16) {
     check(run);
     const b = todo.slice(i, i + 16);
@@ -35,6 +45,10 @@ export async function answers(run: RunContext): Promise<void> {
       topK: s.answerTopK,
       seed: seed++,
       signal: run.signal,
+      onTimings: (t) => {
+        promptTokens += t.prefillTokens;
+        sharedTokens += t.prefixReusedTokens;
+      },
     });
     check(run);
     res.forEach((r, j) => {
@@ -52,6 +66,11 @@ export async function answers(run: RunContext): Promise<void> {
       etaSec: ((performance.now() - t0) / 1000 / n) * (todo.length - n),
     });
   }
+  if (todo.length)
+    log(
+      run,
+      `answers: ${todo.length} prompts, ${promptTokens} prompt tokens, of which ${sharedTokens} (${((100 * sharedTokens) / Math.max(1, promptTokens)).toFixed(0)} %) shared with another prompt of their batch and computed once`,
+    );
   splitByAnswer(run, qs, rows);
 }
 

@@ -8,6 +8,8 @@ import { Backend } from '../../../src/engine/backend';
 import { CausalLM } from '../../../src/engine/models/model';
 import { makeModel } from '../../../src/tools/makeModel';
 import { generate, sampleToken, seededRandom } from '../../../src/engine/generate';
+import { rng } from '../helpers/random';
+import type { LoraSpec } from '../../../src/engine/models/llama';
 
 let dir = '';
 let model: CausalLM;
@@ -85,4 +87,79 @@ test('top-k 1 is greedy; top-p keeps the smallest set reaching p', () => {
   for (let i = 0; i < 400; i++) seen2.add(sampleToken(logits, { temperature: 1, topP: 0.85 }, r)); // 0.63 + 0.23 = 0.86
   assert.deepEqual([...seen2].sort(), [1, 2]);
   assert.throws(() => sampleToken(logits, { temperature: 1, topP: 0 }, r), /topP/);
+});
+
+test('prompts that begin alike share the prefix computation: the same logits and tokens as a plain prefill', async () => {
+  const { loraInputs } = await import('../../../src/engine/models/llama');
+  const tok = model.tokenizer;
+  const passage = tok.encode(
+    'Document: Dapu works as a carpenter. With friends Dapu plays the cello. The birth of Dapu was in the year 2013.',
+  );
+  const other = tok.encode('Document: Quute takes care of a pet named Zuklyl and likes the colour black best.');
+  const q = (s: string) => tok.encode(s, { addSpecialTokens: false });
+  const prompts = [
+    [...passage, ...q(' Question: What does Dapu do?')],
+    [...other, ...q(' Question: Which pet?')],
+    [...passage, ...q(' Question: When was Dapu born, and where?')],
+    [...passage], // the whole prompt is the shared part: it keeps its last token to itself
+    [...other, ...q(' Question: Which colour does Quute like?')],
+    q('Hello'), // in no group
+  ];
+  const spec: LoraSpec = { rank: 2, alpha: 4, targets: ['q', 'v', 'down', 'lm_head'] };
+  const r = rng(4);
+  const adapter = {
+    spec,
+    tensors: new Map(
+      loraInputs(model.config, spec).map((t) => [
+        t.name,
+        Float32Array.from({ length: t.shape[0] * t.shape[1] }, () => (r() - 0.5) * 0.2),
+      ]),
+    ),
+  };
+  for (const o of [{}, { adapter }, { temperature: 1, topK: 20, seeds: [1, 2, 3, 4, 5, 6] }]) {
+    let shared = 0;
+    const a = await generate(model, prompts, {
+      maxTokens: 10,
+      stopTokens: [],
+      ...o,
+      onTimings: (t) => (shared = t.prefixReusedTokens),
+    });
+    const b = await generate(model, prompts, { maxTokens: 10, stopTokens: [], ...o, sharePrefixes: false });
+    assert.ok(shared >= 2 * passage.length, `shared ${shared} tokens`);
+    for (let i = 0; i < prompts.length; i++) assert.deepEqual(a[i]!.ids, b[i]!.ids, `prompt ${i}`);
+  }
+  // The logits themselves, through the stepper.
+  const { Stepper } = await import('../../../src/engine/generate');
+  const session = await model.session('step');
+  const cap = Math.max(...prompts.map((p) => p.length)) + 2;
+  const plain = new Stepper(session, model.config, 'float32', prompts.length, cap);
+  plain.sharePrefixes = false;
+  const withShare = new Stepper(session, model.config, 'float32', prompts.length, cap);
+  const [x, y] = [await plain.prefill(prompts), await withShare.prefill(prompts)];
+  assert.ok(withShare.prefixReusedTokens > 0 && plain.prefixReusedTokens === 0);
+  let worst = 0;
+  for (let i = 0; i < x.length; i++) worst = Math.max(worst, Math.abs(x[i]! - y[i]!));
+  assert.ok(worst < 1e-4, `max |Δ logit| ${worst}`);
+  const [x2, y2] = [await plain.decode(prompts.map(() => 7)), await withShare.decode(prompts.map(() => 7))];
+  for (let i = 0; i < x2.length; i++) worst = Math.max(worst, Math.abs(x2[i]! - y2[i]!));
+  assert.ok(worst < 1e-4, `after a decode step: max |Δ logit| ${worst}`);
+});
+
+test('sharedPrefixes: groups prompts by their common beginning, only when it saves work', async () => {
+  const { sharedPrefixes } = await import('../../../src/engine/generate');
+  const base = Array.from({ length: 40 }, (_, i) => i + 3);
+  const plan = sharedPrefixes([[...base, 1], [9, 9, 9], [...base, 2, 2], [...base]])!;
+  assert.deepEqual(plan.groups, [{ rows: [0, 2, 3], length: 39 }]);
+  assert.equal(sharedPrefixes([[...base, 1]]), undefined, 'one prompt');
+  assert.equal(sharedPrefixes([base.slice(0, 10).concat([1]), base.slice(0, 10).concat([2])]), undefined, 'too short');
+  assert.equal(
+    sharedPrefixes([
+      [...base, 1],
+      [...base, 2],
+      Array.from({ length: 200 }, () => 5),
+      Array.from({ length: 200 }, () => 6),
+    ]),
+    undefined,
+    'the saving is under a fifth',
+  );
 });
