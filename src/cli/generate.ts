@@ -33,6 +33,8 @@ ${modelUsage}
   --top-p P          sample from the nucleus of probability P (default 1 = off)
   --seed S           random seed (default 0): the same seed gives the same output
   --stop S           a stop string (repeatable)
+  --no-shared-prefix prefill every prompt in full (by default prompts that begin alike compute
+                     that beginning once)
   --json             print one JSON object per prompt instead of streaming text, with
                      timings {loadMs, prefillMs, prefillTokens, decodeMs, decodeTokens,
                      prefixReusedTokens} (the whole batch's; prompts that begin alike share
@@ -51,6 +53,7 @@ ${modelUsage}
       seed: { type: 'string' },
       stop: { type: 'string', multiple: true },
       json: { type: 'boolean', default: false },
+      'no-shared-prefix': { type: 'boolean', default: false },
     });
     const prompts = v.prompt ?? [];
     if (prompts.length === 0) throw new UsageError('--prompt P is required');
@@ -65,6 +68,7 @@ ${modelUsage}
       topP,
       seed: intOption(v.seed, 'seed', 0) ?? 0,
       stopStrings: v.stop,
+      sharePrefixes: !v['no-shared-prefix'],
     };
     const tLoad = performance.now();
     const { backend, model, adapter } = await loadFromArgs(v, ctx.err);
