@@ -30,6 +30,15 @@ export interface TrainGraphOptions {
    * earlier (cached), instead of a teacher forward pass inside the graph (on the fly).
    */
   teacherInput?: boolean;
+  /**
+   * kl only: the teacher's k most likely tokens at each answer position, as inputs computed once
+   * (buildTeacherTopKGraph) instead of a teacher forward pass in every step: teacher_top_idx and
+   * teacher_top_lp [B, A, k], and the rest of its mass as one more outcome, teacher_tail_p and
+   * teacher_tail_lp [B, A]. The KL is then over those k + 1 outcomes (the student's tail is
+   * 1 − its mass on the k), which is never more than the full KL (merging outcomes cannot increase
+   * a divergence) and equals it when the tail is empty.
+   */
+  teacherTopK?: number;
 }
 
 /** Names of the trainable inputs of a train graph, in gradient-output order (grad.<name>). */
@@ -51,7 +60,7 @@ export function buildTrainGraph(graphs: LlamaGraphs, o: TrainGraphOptions): Grap
   const cfg = graphs.cfg;
   const D = cfg.hiddenSize;
   const g = new Graph(
-    `train_${o.loss}_${o.full ? 'full' : `lora_r${o.lora?.rank}`}_${cfg.architecture}${o.teacherInput ? '_cached' : ''}${o.dropout ? '_drop' : ''}`,
+    `train_${o.loss}_${o.full ? 'full' : `lora_r${o.lora?.rank}`}_${cfg.architecture}${o.teacherInput ? '_cached' : ''}${o.teacherTopK ? `_top${o.teacherTopK}` : ''}${o.dropout ? '_drop' : ''}`,
   );
   const build: BuildOptions = {
     lora: o.full ? undefined : o.lora,
@@ -86,20 +95,30 @@ export function buildTrainGraph(graphs: LlamaGraphs, o: TrainGraphOptions): Grap
       tokenLoss = op.neg(op.squeeze(op.gatherElements(lsm, op.unsqueeze(targets, [-1]), -1), [-1]));
     } else {
       const tau = o.temperature ?? 2;
-      let tLsm: Tensor; // teacher log-probs at τ, [B, A, V]
-      if (o.teacherInput) {
-        tLsm = g.input('teacher_logprobs', acc, ['B', 'A', cfg.vocabSize]);
-      } else {
-        const tIds = g.input('teacher_ids', 'int64', ['B', 'Tt']);
-        const tMask = g.input('teacher_mask', 'int64', ['B', 'Tt']);
-        const tPos = g.input('teacher_positions', 'int64', ['B', 'Tt']);
-        const tIdx = g.input('teacher_idx', 'int64', ['B', 'A']);
-        const teacher = graphs.decoder(g, { ids: tIds, mask: tMask, positions: tPos }, { weightsAsInputs: !!o.full });
-        const tLogits = graphs.logits(g, pickRows(teacher.hidden, tIdx, D), { weightsAsInputs: !!o.full });
-        tLsm = op.logSoftmax(tau === 1 ? tLogits : op.mul(tLogits, 1 / tau), -1);
-      }
       const sLsm = op.logSoftmax(tau === 1 ? sLogits : op.mul(sLogits, 1 / tau), -1);
-      const kl = op.reduceSum(op.mul(op.exp(tLsm), op.sub(tLsm, sLsm)), [-1], false); // [B, A]
+      let kl: Tensor; // [B, A]
+      if (o.teacherTopK) {
+        const k = o.teacherTopK;
+        const tIdx = g.input('teacher_top_idx', 'int64', ['B', 'A', k]);
+        const tTop = g.input('teacher_top_lp', acc, ['B', 'A', k]);
+        const tTailP = g.input('teacher_tail_p', acc, ['B', 'A']);
+        const tTailLp = g.input('teacher_tail_lp', acc, ['B', 'A']);
+        const sTop = op.gatherElements(sLsm, tIdx, -1); // [B, A, k]
+        // The student's mass outside the teacher's k, floored so that its log stays finite.
+        const sTail = op.log(
+          op.max2(op.sub(g.scalar(1, acc), op.reduceSum(op.exp(sTop), [-1], false)), g.scalar(1e-6, acc)),
+        );
+        const top = op.reduceSum(op.mul(op.exp(tTop), op.sub(tTop, sTop)), [-1], false);
+        kl = op.add(top, op.mul(tTailP, op.sub(tTailLp, sTail)));
+      } else {
+        let tLsm: Tensor; // teacher log-probs at τ, [B, A, V]
+        if (o.teacherInput) {
+          tLsm = g.input('teacher_logprobs', acc, ['B', 'A', cfg.vocabSize]);
+        } else {
+          tLsm = teacherLogProbs(g, graphs, tau, !!o.full);
+        }
+        kl = op.reduceSum(op.mul(op.exp(tLsm), op.sub(tLsm, sLsm)), [-1], false);
+      }
       tokenLoss = tau === 1 ? kl : op.mul(kl, tau * tau);
     }
     const perSample = op.div(
@@ -119,6 +138,29 @@ export function buildTrainGraph(graphs: LlamaGraphs, o: TrainGraphOptions): Grap
   g.output(loss, 'loss');
   // Gradients leave in float32 (float64 in float64 test graphs), whatever the compute dtype.
   grads.forEach((gr, i) => g.output(gr.dtype === acc ? gr : op.cast(gr, acc), `grad.${names[i]}`));
+  return g;
+}
+
+/** The teacher's log-probs at τ at its answer positions [B, A, V], from teacher_ids/mask/positions/idx inputs. */
+function teacherLogProbs(g: Graph, graphs: LlamaGraphs, tau: number, weightsAsInputs: boolean): Tensor {
+  const tIds = g.input('teacher_ids', 'int64', ['B', 'Tt']);
+  const tMask = g.input('teacher_mask', 'int64', ['B', 'Tt']);
+  const tPos = g.input('teacher_positions', 'int64', ['B', 'Tt']);
+  const tIdx = g.input('teacher_idx', 'int64', ['B', 'A']);
+  const teacher = graphs.decoder(g, { ids: tIds, mask: tMask, positions: tPos }, { weightsAsInputs });
+  const tLogits = graphs.logits(g, pickRows(teacher.hidden, tIdx, graphs.cfg.hiddenSize), { weightsAsInputs });
+  return op.logSoftmax(tau === 1 ? tLogits : op.mul(tLogits, 1 / tau), -1);
+}
+
+/**
+ * The teacher's k most likely tokens at each answer position, once per sample (for
+ * TrainGraphOptions.teacherTopK): outputs top_lp (log-probs at τ, descending) and top_idx, [B, A, k].
+ */
+export function buildTeacherTopKGraph(graphs: LlamaGraphs, o: { temperature: number; k: number }): Graph {
+  const g = new Graph(`teacher_top${o.k}_${graphs.cfg.architecture}`);
+  const { values, indices } = op.topK(teacherLogProbs(g, graphs, o.temperature, false), o.k);
+  g.output(values, 'top_lp');
+  g.output(indices, 'top_idx');
   return g;
 }
 

@@ -13,7 +13,7 @@ import { Rng } from '../../common/rng';
 import type { CausalLM } from '../models/model';
 import type { AdapterWeights } from '../models/model';
 import { loraInputs, loraSpecKey, type LoraSpec } from '../models/llama';
-import { buildTrainGraph } from './graph';
+import { buildTeacherTopKGraph, buildTrainGraph } from './graph';
 import { AdamW, clipByGlobalNorm, lrFactor, type ScheduleOptions } from './optim';
 import {
   accumulateFeeds,
@@ -36,6 +36,19 @@ export interface DistillSample {
   answerLength: number;
   /** Weight of this sample in the batch mean (default 1); e.g. for the general-data KL term. */
   weight?: number;
+  /** The teacher's top-k at each answer position, once computed (TrainerConfig.teacherTopK; see cacheTeacher). */
+  teacherTop?: TeacherTop;
+}
+
+/** A sample's teacher distribution at its A answer positions: k most likely tokens and the rest's mass. */
+export interface TeacherTop {
+  k: number;
+  /** [A, k] token ids and log-probs at τ. */
+  idx: BigInt64Array;
+  lp: Float32Array | Float64Array;
+  /** [A] the mass outside the k, and its log (floored at 1e-30). */
+  tailP: Float32Array | Float64Array;
+  tailLp: Float32Array | Float64Array;
 }
 
 export interface TrainerConfig {
@@ -58,6 +71,12 @@ export interface TrainerConfig {
   gradAccum: number;
   maxGradNorm: number;
   seed: number;
+  /**
+   * kl only: > 0 computes the teacher's k most likely tokens per answer position once per sample
+   * and trains against those (KL over k + 1 outcomes, see TrainGraphOptions.teacherTopK) instead
+   * of running the teacher in every step; 0 = the teacher in every step (exact KL).
+   */
+  teacherTopK?: number;
 }
 
 export const defaultTrainerConfig = (lora: LoraSpec, totalSteps: number): TrainerConfig => ({
@@ -140,6 +159,7 @@ export class LoraTrainer {
   readonly onDevice: boolean;
   private readonly rng: Rng;
   private sessionP?: Promise<Session>;
+  private teacherTopP?: Promise<Session>;
   private accumulateP?: Promise<Session>;
   private adamWP?: Promise<Session>;
   private readonly hostParams: Map<string, Float32Array>;
@@ -265,6 +285,52 @@ export class LoraTrainer {
     return this.dev;
   }
 
+  /** The k of the teacher cache (0 = none): never more than the vocabulary. */
+  get teacherK(): number {
+    return this.cfg.loss === 'kl' ? Math.min(this.cfg.teacherTopK ?? 0, this.model.config.vocabSize) : 0;
+  }
+
+  /**
+   * Computes the teacher's top-k for every sample that has none yet, in order, `microBatch` at a
+   * time: a deterministic pass, so a resumed run that calls it on the same list gets the same
+   * values. One teacher forward per sample, instead of one per sample per epoch.
+   */
+  async cacheTeacher(samples: readonly DistillSample[]): Promise<void> {
+    const k = this.teacherK;
+    const todo = samples.filter((s) => s.teacherTop?.k !== k);
+    if (!k || !todo.length) return;
+    this.teacherTopP ??= this.model.backend.session(
+      buildTeacherTopKGraph(this.model.graphs, { temperature: this.cfg.temperature, k }),
+    );
+    const session = await this.teacherTopP;
+    const f64 = this.model.dtype === 'float64';
+    for (let i = 0; i < todo.length; i += this.cfg.microBatch) {
+      const mb = todo.slice(i, i + this.cfg.microBatch);
+      const A = Math.max(...mb.map((s) => s.answerLength));
+      const out = await session.run(this.teacherFeeds(mb, A));
+      const lp = out.top_lp!.data as Float32Array | Float64Array;
+      const idx = out.top_idx!.data as BigInt64Array;
+      mb.forEach((s, b) => {
+        const n = s.answerLength;
+        const top: TeacherTop = {
+          k,
+          idx: idx.slice(b * A * k, (b * A + n) * k),
+          lp: lp.slice(b * A * k, (b * A + n) * k),
+          tailP: f64 ? new Float64Array(n) : new Float32Array(n),
+          tailLp: f64 ? new Float64Array(n) : new Float32Array(n),
+        };
+        for (let j = 0; j < n; j++) {
+          let mass = 0;
+          for (let c = 0; c < k; c++) mass += Math.exp(top.lp[j * k + c]!);
+          const tail = k === this.model.config.vocabSize ? 0 : Math.max(0, 1 - mass);
+          top.tailP[j] = tail;
+          top.tailLp[j] = Math.log(Math.max(tail, 1e-30));
+        }
+        s.teacherTop = top;
+      });
+    }
+  }
+
   private session(): Promise<Session> {
     this.sessionP ??= this.model.backend.session(
       buildTrainGraph(this.model.graphs, {
@@ -272,6 +338,7 @@ export class LoraTrainer {
         lora: this.cfg.lora,
         temperature: this.cfg.temperature,
         dropout: this.cfg.dropout,
+        teacherTopK: this.teacherK || undefined,
       }),
       // On the device path the gradients stay there, for the accumulate and AdamW graphs.
       this.onDevice ? { deviceOutputs: this.shapes.map((s) => `grad.${s.name}`) } : {},
@@ -295,6 +362,7 @@ export class LoraTrainer {
   async lossAndGrads(
     samples: DistillSample[],
   ): Promise<{ loss: number; grads: Map<string, Float32Array>; sampleLoss: Float32Array }> {
+    await this.cacheTeacher(samples);
     if (this.onDevice) {
       const r = await this.deviceLossAndGrads(samples);
       try {
@@ -316,6 +384,7 @@ export class LoraTrainer {
   private async deviceLossAndGrads(
     samples: DistillSample[],
   ): Promise<{ loss: number; grads: Map<string, DeviceTensor>; sampleLoss: Float32Array }> {
+    await this.cacheTeacher(samples);
     const dev = await this.deviceState();
     const feeds: Record<string, Feed> = this.batchFeeds(samples);
     for (const [name, t] of dev.p) feeds[name] = t;
@@ -365,7 +434,10 @@ export class LoraTrainer {
         const acc = grads.get(name)!;
         for (let i = 0; i < g.length; i++) acc[i]! += w * g[i]!;
       }
-      tokens += mb.reduce((a, s) => a + s.student.length + (this.cfg.loss === 'kl' ? s.teacher.length : 0), 0);
+      tokens += mb.reduce(
+        (a, s) => a + s.student.length + (this.cfg.loss === 'kl' && !this.teacherK ? s.teacher.length : 0),
+        0,
+      );
     }
     if (!Number.isFinite(loss))
       throw new Error(`training diverged: loss is ${loss} at step ${this.step + 1}; lower the learning rate`);
@@ -394,7 +466,10 @@ export class LoraTrainer {
         const w = mb.reduce((a, s) => a + (s.weight ?? 1), 0) / totalWeight;
         const r = await this.deviceLossAndGrads(mb);
         loss += w * r.loss;
-        tokens += mb.reduce((a, s) => a + s.student.length + (this.cfg.loss === 'kl' ? s.teacher.length : 0), 0);
+        tokens += mb.reduce(
+          (a, s) => a + s.student.length + (this.cfg.loss === 'kl' && !this.teacherK ? s.teacher.length : 0),
+          0,
+        );
         if (!acc) {
           // The first micro-batch's weight is applied by the next sum or by the AdamW graph.
           acc = r.grads;
@@ -487,30 +562,61 @@ export class LoraTrainer {
     };
     if (this.cfg.loss === 'ce') {
       feeds.answer_ids = { dtype: 'int64', dims: [B, A], data: answerIds };
-    } else {
-      const Tt = Math.max(...samples.map((s) => s.teacher.length));
-      const tIds = new BigInt64Array(B * Tt);
-      const tMask = new BigInt64Array(B * Tt);
-      const tPos = new BigInt64Array(B * Tt);
-      const tIdx = new BigInt64Array(B * A);
-      samples.forEach((s, b) => {
-        s.teacher.forEach((t, i) => {
-          tIds[b * Tt + i] = BigInt(t);
-          tMask[b * Tt + i] = 1n;
-          tPos[b * Tt + i] = BigInt(i);
-        });
-        const start = s.teacher.length - s.answerLength;
-        for (let j = 0; j < s.answerLength; j++) tIdx[b * A + j] = BigInt(start + j - 1);
-      });
-      Object.assign(feeds, {
-        teacher_ids: { dtype: 'int64', dims: [B, Tt], data: tIds },
-        teacher_mask: { dtype: 'int64', dims: [B, Tt], data: tMask },
-        teacher_positions: { dtype: 'int64', dims: [B, Tt], data: tPos },
-        teacher_idx: { dtype: 'int64', dims: [B, A], data: tIdx },
-      });
-    }
+    } else if (this.teacherK) {
+      Object.assign(feeds, this.teacherTopFeeds(samples, A, acc));
+    } else Object.assign(feeds, this.teacherFeeds(samples, A));
     if (this.cfg.dropout > 0) Object.assign(feeds, this.dropoutFeeds(B, Ts, A));
     return feeds;
+  }
+
+  /** The cached teacher top-k of a micro-batch, padded to A answer positions (padding: id 0, mass 0, masked anyway). */
+  private teacherTopFeeds(samples: DistillSample[], A: number, acc: 'float32' | 'float64'): Record<string, HostTensor> {
+    const B = samples.length;
+    const k = this.teacherK;
+    const floats = (n: number) => (acc === 'float64' ? new Float64Array(n) : new Float32Array(n));
+    const idx = new BigInt64Array(B * A * k);
+    const lp = floats(B * A * k).fill(-30);
+    const tailP = floats(B * A);
+    const tailLp = floats(B * A).fill(-30);
+    samples.forEach((s, b) => {
+      const t = s.teacherTop;
+      if (!t || t.k !== k) throw new Error('LoraTrainer: a sample has no teacher top-k (call cacheTeacher first)');
+      idx.set(t.idx, b * A * k);
+      lp.set(t.lp, b * A * k);
+      tailP.set(t.tailP, b * A);
+      tailLp.set(t.tailLp, b * A);
+    });
+    return {
+      teacher_top_idx: { dtype: 'int64', dims: [B, A, k], data: idx },
+      teacher_top_lp: { dtype: acc, dims: [B, A, k], data: lp },
+      teacher_tail_p: { dtype: acc, dims: [B, A], data: tailP },
+      teacher_tail_lp: { dtype: acc, dims: [B, A], data: tailLp },
+    };
+  }
+
+  /** Right-padded teacher inputs of a micro-batch (ids, mask, positions, answer positions). */
+  private teacherFeeds(samples: readonly DistillSample[], A: number): Record<string, HostTensor> {
+    const B = samples.length;
+    const Tt = Math.max(...samples.map((s) => s.teacher.length));
+    const tIds = new BigInt64Array(B * Tt);
+    const tMask = new BigInt64Array(B * Tt);
+    const tPos = new BigInt64Array(B * Tt);
+    const tIdx = new BigInt64Array(B * A);
+    samples.forEach((s, b) => {
+      s.teacher.forEach((t, i) => {
+        tIds[b * Tt + i] = BigInt(t);
+        tMask[b * Tt + i] = 1n;
+        tPos[b * Tt + i] = BigInt(i);
+      });
+      const start = s.teacher.length - s.answerLength;
+      for (let j = 0; j < s.answerLength; j++) tIdx[b * A + j] = BigInt(start + j - 1);
+    });
+    return {
+      teacher_ids: { dtype: 'int64', dims: [B, Tt], data: tIds },
+      teacher_mask: { dtype: 'int64', dims: [B, Tt], data: tMask },
+      teacher_positions: { dtype: 'int64', dims: [B, Tt], data: tPos },
+      teacher_idx: { dtype: 'int64', dims: [B, A], data: tIdx },
+    };
   }
 
   private dropoutFeeds(B: number, T: number, A: number): Record<string, HostTensor> {

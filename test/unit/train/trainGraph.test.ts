@@ -5,7 +5,12 @@ import assert from 'node:assert/strict';
 import { Backend, type HostTensor } from '../../../src/engine/backend';
 import { LlamaGraphs, loraInputs, type LoraSpec } from '../../../src/engine/models/llama';
 import { PreparedWeights } from '../../../src/engine/models/weights';
-import { buildTrainGraph, trainableNames, type TrainGraphOptions } from '../../../src/engine/train/graph';
+import {
+  buildTeacherTopKGraph,
+  buildTrainGraph,
+  trainableNames,
+  type TrainGraphOptions,
+} from '../../../src/engine/train/graph';
 import { randomWeights, tinyConfig } from '../helpers/tinyModel';
 import { rng } from '../helpers/random';
 
@@ -136,3 +141,101 @@ for (const [label, o] of [
     assert.ok(worst < 1e-5, `relative error ${worst}`);
   });
 }
+
+/** The teacher's top-k at the batch's answer positions (buildTeacherTopKGraph) as train-graph feeds. */
+async function teacherTopFeeds(k: number): Promise<Record<string, HostTensor>> {
+  const be = await backend();
+  const feeds = batchFeeds('kl');
+  const s = await be.session(buildTeacherTopKGraph(graphs, { temperature: 2, k }));
+  const out = await s.run({
+    teacher_ids: feeds.teacher_ids!,
+    teacher_mask: feeds.teacher_mask!,
+    teacher_positions: feeds.teacher_positions!,
+    teacher_idx: feeds.teacher_idx!,
+  });
+  const lp = out.top_lp!.data as Float64Array;
+  const rows = lp.length / k;
+  const tailP = new Float64Array(rows);
+  const tailLp = new Float64Array(rows);
+  for (let j = 0; j < rows; j++) {
+    let mass = 0;
+    for (let c = 0; c < k; c++) mass += Math.exp(lp[j * k + c]!);
+    tailP[j] = k === cfg.vocabSize ? 0 : Math.max(0, 1 - mass);
+    tailLp[j] = Math.log(Math.max(tailP[j]!, 1e-30));
+  }
+  for (const n of ['teacher_ids', 'teacher_mask', 'teacher_positions', 'teacher_idx']) delete feeds[n];
+  return {
+    ...feeds,
+    teacher_top_idx: out.top_idx!,
+    teacher_top_lp: out.top_lp!,
+    teacher_tail_p: f64([2, 3], tailP),
+    teacher_tail_lp: f64([2, 3], tailLp),
+  };
+}
+
+const loraFeeds = (seed: number): Record<string, HostTensor> => {
+  const r = rng(seed);
+  return Object.fromEntries(
+    loraInputs(cfg, spec).map((i) => [
+      i.name,
+      f64(
+        i.shape,
+        Array.from({ length: i.shape[0] * i.shape[1] }, () => (r() - 0.5) * 0.6),
+      ),
+    ]),
+  );
+};
+
+test('teacher top-k KL: with k = V it is the exact KL (loss and gradients); with k < V it is no larger', async () => {
+  const be = await backend();
+  const lora = loraFeeds(17);
+  const exact = await (
+    await be.session(buildTrainGraph(graphs, { loss: 'kl', lora: spec, temperature: 2 }))
+  ).run({ ...batchFeeds('kl'), ...lora });
+  const all = await (
+    await be.session(buildTrainGraph(graphs, { loss: 'kl', lora: spec, temperature: 2, teacherTopK: cfg.vocabSize }))
+  ).run({ ...(await teacherTopFeeds(cfg.vocabSize)), ...lora });
+  const l0 = exact.loss!.data[0] as number;
+  assert.ok(Math.abs((all.loss!.data[0] as number) - l0) < 1e-10 * l0, `${all.loss!.data[0]} vs ${l0}`);
+  for (const n of trainableNames(graphs, { loss: 'kl', lora: spec })) {
+    const a = exact[`grad.${n}`]!.data as Float64Array;
+    const b = all[`grad.${n}`]!.data as Float64Array;
+    for (let i = 0; i < a.length; i++) assert.ok(Math.abs(a[i]! - b[i]!) < 1e-9, `${n}[${i}]: ${b[i]} vs ${a[i]}`);
+  }
+  for (const k of [1, 5, 20]) {
+    const top = await (
+      await be.session(buildTrainGraph(graphs, { loss: 'kl', lora: spec, temperature: 2, teacherTopK: k }))
+    ).run({ ...(await teacherTopFeeds(k)), ...lora });
+    const lk = top.loss!.data[0] as number;
+    console.log(`top-${k} + tail KL ${lk.toFixed(6)} against exact ${l0.toFixed(6)}`);
+    assert.ok(lk <= l0 + 1e-12 && lk > 0, `top-${k}: ${lk} vs exact ${l0}`);
+  }
+});
+
+test('train graph gradients match finite differences: distillation KL against the teacher top-5 + tail, LoRA', async () => {
+  const be = await backend();
+  const o: TrainGraphOptions = { loss: 'kl', lora: spec, temperature: 2, teacherTopK: 5 };
+  const s = await be.session(buildTrainGraph(graphs, o));
+  const feeds = { ...(await teacherTopFeeds(5)), ...loraFeeds(23) };
+  const out = await s.run(feeds);
+  const r = rng(29);
+  let worst = 0;
+  const h = 1e-5;
+  for (const n of trainableNames(graphs, o)) {
+    const x = feeds[n]!.data as Float64Array;
+    const grad = out[`grad.${n}`]!.data as Float64Array;
+    for (let k = 0; k < 3; k++) {
+      const j = Math.floor(r() * x.length);
+      const orig = x[j]!;
+      x[j] = orig + h;
+      const lp = (await s.run(feeds, ['loss'])).loss!.data[0] as number;
+      x[j] = orig - h;
+      const lm = (await s.run(feeds, ['loss'])).loss!.data[0] as number;
+      x[j] = orig;
+      const num = (lp - lm) / (2 * h);
+      worst = Math.max(worst, Math.abs(grad[j]! - num) / Math.max(Math.abs(num), Math.abs(grad[j]!), 1e-6));
+    }
+  }
+  console.log(`teacher top-5 KL: worst relative gradient error ${worst.toExponential(2)}`);
+  assert.ok(worst < 1e-5, `relative error ${worst}`);
+});

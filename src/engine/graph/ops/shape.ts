@@ -230,3 +230,24 @@ export function split(x: Tensor, sizes: readonly Dim[], axis: number): Tensor[] 
     }),
   );
 }
+
+/**
+ * The k largest values along the last axis, in descending order, and their indices (int64). No
+ * gradient rule: it serves graphs that are run, not differentiated (the teacher's top-k log-probs).
+ */
+export function topK(x: Tensor, k: number): { values: Tensor; indices: Tensor } {
+  const last = x.shape[x.rank - 1];
+  if (!Number.isInteger(k) || k < 1 || (typeof last === 'number' && k > last))
+    fail('TopK', `k must be an integer in [1, ${last}] (got ${k})`, x);
+  const shape = [...x.shape.slice(0, -1), k];
+  const [values, indices] = x.graph.node(
+    'TopK',
+    [x, x.graph.constant('int64', [1], [k])],
+    { axis: attr.int(-1), largest: attr.int(1), sorted: attr.int(1) },
+    [
+      { dtype: x.dtype, shape },
+      { dtype: 'int64', shape },
+    ],
+  );
+  return { values: values!, indices: indices! };
+}
