@@ -177,6 +177,7 @@ async function trainChild(dir: string, topK = 0) {
   });
   const tk = now();
   await t.cacheTeacher(batch); // the teacher graph + session + one pass (topK only)
+  await t.releaseTeacher(); // as the pipeline does once every sample is cached
   const cacheS = (now() - tk) / 1000;
   const tc = now();
   await t.trainStep(batch); // graph + session creation + a step

@@ -321,6 +321,16 @@ export class Backend {
     }
   }
 
+  /** Releases one session now (its memory: weights pre-packed for it, its arena) and forgets it. */
+  async release(session: Session): Promise<void> {
+    for (const [key, p] of this.cache) {
+      if ((await p.catch(() => undefined)) !== session) continue;
+      this.cache.delete(key);
+      await session.release();
+      return;
+    }
+  }
+
   async dispose(): Promise<void> {
     const all = [...this.cache.values()];
     this.cache.clear();

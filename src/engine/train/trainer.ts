@@ -331,6 +331,17 @@ export class LoraTrainer {
     }
   }
 
+  /**
+   * Frees the teacher graph's session (its memory: a second set of pre-packed weights and the
+   * activations of whole passages) once every sample's top-k is computed; a later cacheTeacher
+   * makes it again.
+   */
+  async releaseTeacher(): Promise<void> {
+    const p = this.teacherTopP;
+    this.teacherTopP = undefined;
+    if (p) await this.model.backend.release(await p);
+  }
+
   private session(): Promise<Session> {
     this.sessionP ??= this.model.backend.session(
       buildTrainGraph(this.model.graphs, {

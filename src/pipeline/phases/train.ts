@@ -103,6 +103,7 @@ export async function train(run: RunContext): Promise<void> {
     const all = [...docSamples, ...pool, ...valDocs, ...valGeneral];
     const t = performance.now();
     await trainer.cacheTeacher(all);
+    await trainer.releaseTeacher();
     check(run);
     const answerTokens = all.reduce((n, x) => n + x.answerLength, 0);
     log(
