@@ -13,6 +13,29 @@ import { ADAPTER_QA_FILE } from '../adapters';
 import { readJson, readJsonl, writeJson, writeJsonl } from '../runFolder';
 import { check, chunks, log, qaRows, sample, CancelledError, type QaRow, type RunContext } from './context';
 import { mulberry32 } from '../../common/rng';
+import type { DistillSettings } from '../settings';
+
+/** The most that teacherCache 'auto' keeps of exact teacher distributions (else it keeps the top-k). */
+export const EXACT_TEACHER_CACHE_BYTES = 256 * 2 ** 20;
+
+/**
+ * The k of the teacher cache (LoraTrainer's teacherTopK) for these settings: 0 = the teacher in
+ * every step, the vocabulary = exact. Worth it only with more than one epoch: the cache costs one
+ * teacher forward per QA pair, as one epoch without it does. Stored: 12 bytes per token kept and
+ * answer position (an int64 id and a float32 log-prob).
+ */
+export function teacherCacheK(
+  s: Pick<DistillSettings, 'loss' | 'epochs' | 'teacherCache' | 'teacherTopK'>,
+  vocabSize: number,
+  answerTokens: number,
+): number {
+  if (s.loss !== 'kl' || s.teacherCache === 'off') return 0;
+  const topK = Math.min(s.teacherTopK, vocabSize);
+  if (s.teacherCache === 'exact') return vocabSize;
+  if (s.teacherCache === 'topk') return topK;
+  if (s.epochs < 2) return 0;
+  return answerTokens * vocabSize * 12 <= EXACT_TEACHER_CACHE_BYTES ? vocabSize : topK;
+}
 
 export async function train(run: RunContext): Promise<void> {
   const s = run.s;
@@ -87,7 +110,11 @@ export async function train(run: RunContext): Promise<void> {
       gradAccum: s.gradAccum,
       maxGradNorm: s.maxGradNorm,
       seed: s.seed,
-      teacherTopK: s.loss === 'kl' && s.epochs > 1 ? s.teacherTopK : 0,
+      teacherTopK: teacherCacheK(
+        s,
+        run.model.config.vocabSize,
+        [...docSamples, ...pool, ...valDocs, ...valGeneral].reduce((n, x) => n + x.answerLength, 0),
+      ),
     },
     start ? { ...start, step: trainerState ? start.step : 0 } : undefined,
   );
@@ -105,9 +132,10 @@ export async function train(run: RunContext): Promise<void> {
     await trainer.cacheTeacher(all);
     check(run);
     const answerTokens = all.reduce((n, x) => n + x.answerLength, 0);
+    const what = trainer.teacherK === run.model.config.vocabSize ? 'all' : `top-${trainer.teacherK}`;
     log(
       run,
-      `teacher: top-${trainer.teacherK} log-probs of ${all.length} QA pairs (${answerTokens} answer tokens, ${((answerTokens * trainer.teacherK * 12) / 2 ** 20).toFixed(1)} MB) computed once in ${((performance.now() - t) / 1000).toFixed(1)} s, for ${s.epochs} epochs`,
+      `teacher: ${what} log-probs of ${all.length} QA pairs (${answerTokens} answer tokens, ${((answerTokens * trainer.teacherK * 12) / 2 ** 20).toFixed(1)} MB) computed once in ${((performance.now() - t) / 1000).toFixed(1)} s, for ${s.epochs} epochs`,
     );
   }
   const stepsDone = trainer.step;
