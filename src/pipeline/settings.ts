@@ -65,15 +65,15 @@ export interface DistillSettings {
   /**
    * The teacher's log-probs at the answer positions never change (it has no adapter), so they can
    * be computed once per QA pair and reused in every epoch instead of running the teacher (passage
-   * and all) in every step. 'exact': the whole distribution (k = the vocabulary; 12 bytes per
-   * token and answer position); 'topk': its teacherTopK most likely tokens and the rest of the mass
+   * and all) in every step. 'exact': the whole distribution (4 bytes per vocabulary entry and
+   * answer position); 'topk': its teacherTopK most likely tokens and the rest of the mass
    * as one outcome (the KL over those k + 1 never exceeds the full one); 'off': the teacher in
    * every step; 'auto': with more than one epoch, exact when that fits in 256 MB, else top-k at
    * distillTemperature ≤ 1 (above it the top-k + tail loses a large share of the KL: see
    * teacherCacheK) and the teacher in every step otherwise.
    */
   teacherCache: 'auto' | 'off' | 'topk' | 'exact';
-  /** The k of teacherCache 'topk' (and of 'auto' when exact does not fit). */
+  /** The k of teacherCache 'topk' (and of 'auto' at τ ≤ 1 when exact does not fit). */
   teacherTopK: number;
   /** Stop when the validation KL has not improved for this many epochs (0 = never). */
   earlyStopPatience: number;

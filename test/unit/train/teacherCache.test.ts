@@ -162,7 +162,7 @@ test('teacherCache: auto keeps exact distributions when they fit, else the top-k
   const s = { ...DEFAULT_SETTINGS, epochs: 3 };
   assert.equal(teacherCacheK({ ...s, epochs: 1 }, 2593, 1000), 0, 'one epoch: nothing to reuse');
   assert.equal(teacherCacheK(s, 2593, 1000), 2593, 'a small vocabulary: exact');
-  const fits = Math.floor(EXACT_TEACHER_CACHE_BYTES / (151936 * 12));
+  const fits = Math.floor(EXACT_TEACHER_CACHE_BYTES / (151936 * 4));
   assert.equal(teacherCacheK(s, 151936, fits), 151936);
   assert.equal(teacherCacheK(s, 151936, fits + 1), 0, "Qwen's vocabulary, many answer tokens, τ = 2: no cache");
   assert.equal(teacherCacheK({ ...s, distillTemperature: 1 }, 151936, fits + 1), 64, 'the same at τ = 1: top-64');
