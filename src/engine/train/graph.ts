@@ -171,7 +171,7 @@ export function buildTeacherTopKGraph(graphs: LlamaGraphs, o: { temperature: num
   return g;
 }
 
-/** The teacher's whole distribution at each answer position, once per sample (for teacherInput): output lp [B, A, V]. */
+/** The teacher's whole distribution at each answer position, once per sample (for teacherInput): lp [B, A, V]. */
 export function buildTeacherLogProbsGraph(graphs: LlamaGraphs, o: { temperature: number }): Graph {
   const g = new Graph(`teacher_lp_${graphs.cfg.architecture}`);
   g.output(teacherLogProbs(g, graphs, o.temperature, false), 'lp');
