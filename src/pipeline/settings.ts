@@ -63,11 +63,17 @@ export interface DistillSettings {
   gradAccum: number;
   maxGradNorm: number;
   /**
-   * The teacher's k most likely tokens per answer position, computed once per QA pair and reused
-   * in every epoch, instead of running the teacher (passage and all) in every step: the KL is over
-   * those k and the rest of the mass as one outcome (exact when k ≥ the vocabulary). Used when
-   * there is more than one epoch; 0 = the teacher in every step.
+   * The teacher's log-probs at the answer positions never change (it has no adapter), so they can
+   * be computed once per QA pair and reused in every epoch instead of running the teacher (passage
+   * and all) in every step. 'exact': the whole distribution (4 bytes per vocabulary entry and
+   * answer position); 'topk': its teacherTopK most likely tokens and the rest of the mass
+   * as one outcome (the KL over those k + 1 never exceeds the full one); 'off': the teacher in
+   * every step; 'auto': with more than one epoch, exact when that fits in 256 MB, else top-k at
+   * distillTemperature ≤ 1 (above it the top-k + tail loses a large share of the KL: see
+   * teacherCacheK) and the teacher in every step otherwise.
    */
+  teacherCache: 'auto' | 'off' | 'topk' | 'exact';
+  /** The k of teacherCache 'topk' (and of 'auto' at τ ≤ 1 when exact does not fit). */
   teacherTopK: number;
   /** Stop when the validation KL has not improved for this many epochs (0 = never). */
   earlyStopPatience: number;
@@ -126,6 +132,7 @@ export const DEFAULT_SETTINGS: DistillSettings = {
   batchSize: 8,
   gradAccum: 1,
   maxGradNorm: 1,
+  teacherCache: 'auto',
   teacherTopK: 64,
   earlyStopPatience: 2,
   replayShare: 1,
@@ -212,7 +219,9 @@ export function resolveSettings(over: Partial<DistillSettings> = {}): DistillSet
   num('weightDecay', 0, 10);
   num('warmupRatio', 0, 1);
   num('maxGradNorm', 1e-6, 1e6);
-  int('teacherTopK', 0);
+  int('teacherTopK', 1);
+  if (!['auto', 'off', 'topk', 'exact'].includes(s.teacherCache))
+    errs.push(`teacherCache must be auto, off, topk or exact (got ${String(s.teacherCache)})`);
   num('replayShare', 0, 100);
   for (const k of ['groundQuestions', 'answerableOnly'] as const)
     if (typeof s[k] !== 'boolean') errs.push(`${k} must be true or false (got ${String(s[k])})`);

@@ -104,10 +104,17 @@ export function buildTrainGraph(graphs: LlamaGraphs, o: TrainGraphOptions): Grap
         const tTailP = g.input('teacher_tail_p', acc, ['B', 'A']);
         const tTailLp = g.input('teacher_tail_lp', acc, ['B', 'A']);
         const sTop = op.gatherElements(sLsm, tIdx, -1); // [B, A, k]
-        // The student's mass outside the teacher's k, floored so that its log stays finite.
-        const sTail = op.log(
-          op.max2(op.sub(g.scalar(1, acc), op.reduceSum(op.exp(sTop), [-1], false)), g.scalar(1e-6, acc)),
+        // The student's log-mass outside the teacher's k, summed over those tokens themselves (a
+        // log-sum-exp with the k pushed to −1e4) rather than as log(1 − Σ top): that difference
+        // cancels to nothing, or to rounding noise, when the student is confident, and a floor
+        // under it would cut the gradient that moves mass back into the tail. With k = V every
+        // token is masked, the tail mass of the teacher is 0 and the term vanishes.
+        const masked = op.add(
+          sLsm,
+          op.scatterElements(op.zeros(sLsm.shape, acc, sLsm), tIdx, op.add(op.zeros(tTop.shape, acc, tTop), -1e4), -1),
         );
+        const mMax = op.reduceMax(masked, [-1], true);
+        const sTail = op.squeeze(op.add(mMax, op.log(op.reduceSum(op.exp(op.sub(masked, mMax)), [-1], true))), [-1]);
         const top = op.reduceSum(op.mul(op.exp(tTop), op.sub(tTop, sTop)), [-1], false);
         kl = op.add(top, op.mul(tTailP, op.sub(tTailLp, sTail)));
       } else {
@@ -161,6 +168,13 @@ export function buildTeacherTopKGraph(graphs: LlamaGraphs, o: { temperature: num
   const { values, indices } = op.topK(teacherLogProbs(g, graphs, o.temperature, false), o.k);
   g.output(values, 'top_lp');
   g.output(indices, 'top_idx');
+  return g;
+}
+
+/** The teacher's whole distribution at each answer position, once per sample (for teacherInput): lp [B, A, V]. */
+export function buildTeacherLogProbsGraph(graphs: LlamaGraphs, o: { temperature: number }): Graph {
+  const g = new Graph(`teacher_lp_${graphs.cfg.architecture}`);
+  g.output(teacherLogProbs(g, graphs, o.temperature, false), 'lp');
   return g;
 }
 

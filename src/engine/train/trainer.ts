@@ -13,7 +13,7 @@ import { Rng } from '../../common/rng';
 import type { CausalLM } from '../models/model';
 import type { AdapterWeights } from '../models/model';
 import { loraInputs, loraSpecKey, type LoraSpec } from '../models/llama';
-import { buildTeacherTopKGraph, buildTrainGraph } from './graph';
+import { buildTeacherLogProbsGraph, buildTeacherTopKGraph, buildTrainGraph } from './graph';
 import { AdamW, clipByGlobalNorm, lrFactor, type ScheduleOptions } from './optim';
 import {
   accumulateFeeds,
@@ -40,10 +40,13 @@ export interface DistillSample {
   teacherTop?: TeacherTop;
 }
 
-/** A sample's teacher distribution at its A answer positions: k most likely tokens and the rest's mass. */
+/**
+ * A sample's teacher distribution at its A answer positions: k most likely tokens and the rest's
+ * mass; with k = V the whole distribution in vocabulary order (idx empty, no tail).
+ */
 export interface TeacherTop {
   k: number;
-  /** [A, k] token ids and log-probs at τ. */
+  /** [A, k] token ids (empty when k = V) and log-probs at τ. */
   idx: BigInt64Array;
   lp: Float32Array | Float64Array;
   /** [A] the mass outside the k, and its log (floored at 1e-30). */
@@ -290,17 +293,27 @@ export class LoraTrainer {
     return this.cfg.loss === 'kl' ? Math.min(this.cfg.teacherTopK ?? 0, this.model.config.vocabSize) : 0;
   }
 
+  /** The teacher cache holds whole distributions (k = V): the train graph reads them as teacher_logprobs. */
+  private get teacherExact(): boolean {
+    return this.teacherK === this.model.config.vocabSize;
+  }
+
   /**
-   * Computes the teacher's top-k for every sample that has none yet, in order, `microBatch` at a
-   * time: a deterministic pass, so a resumed run that calls it on the same list gets the same
-   * values. One teacher forward per sample, instead of one per sample per epoch.
+   * Computes the teacher's top-k (or, with k = V, its whole distribution) for every sample that has
+   * none yet, in order, `microBatch` at a time: a deterministic pass, so a resumed run that calls it
+   * on the same list gets the same values. One teacher forward per sample, instead of one per
+   * sample per epoch.
    */
   async cacheTeacher(samples: readonly DistillSample[]): Promise<void> {
     const k = this.teacherK;
     const todo = samples.filter((s) => s.teacherTop?.k !== k);
     if (!k || !todo.length) return;
+    const exact = this.teacherExact;
+    const temperature = this.cfg.temperature;
     this.teacherTopP ??= this.model.backend.session(
-      buildTeacherTopKGraph(this.model.graphs, { temperature: this.cfg.temperature, k }),
+      exact
+        ? buildTeacherLogProbsGraph(this.model.graphs, { temperature })
+        : buildTeacherTopKGraph(this.model.graphs, { temperature, k }),
     );
     const session = await this.teacherTopP;
     const f64 = this.model.dtype === 'float64';
@@ -308,13 +321,13 @@ export class LoraTrainer {
       const mb = todo.slice(i, i + this.cfg.microBatch);
       const A = Math.max(...mb.map((s) => s.answerLength));
       const out = await session.run(this.teacherFeeds(mb, A));
-      const lp = out.top_lp!.data as Float32Array | Float64Array;
-      const idx = out.top_idx!.data as BigInt64Array;
+      const lp = (exact ? out.lp : out.top_lp)!.data as Float32Array | Float64Array;
+      const idx = exact ? new BigInt64Array(0) : (out.top_idx!.data as BigInt64Array);
       mb.forEach((s, b) => {
         const n = s.answerLength;
         const top: TeacherTop = {
           k,
-          idx: idx.slice(b * A * k, (b * A + n) * k),
+          idx: exact ? idx : idx.slice(b * A * k, (b * A + n) * k),
           lp: lp.slice(b * A * k, (b * A + n) * k),
           tailP: f64 ? new Float64Array(n) : new Float32Array(n),
           tailLp: f64 ? new Float64Array(n) : new Float32Array(n),
@@ -349,7 +362,8 @@ export class LoraTrainer {
         lora: this.cfg.lora,
         temperature: this.cfg.temperature,
         dropout: this.cfg.dropout,
-        teacherTopK: this.teacherK || undefined,
+        teacherTopK: (!this.teacherExact && this.teacherK) || undefined,
+        teacherInput: this.teacherExact || undefined,
       }),
       // On the device path the gradients stay there, for the accumulate and AdamW graphs.
       this.onDevice ? { deviceOutputs: this.shapes.map((s) => `grad.${s.name}`) } : {},
@@ -573,11 +587,31 @@ export class LoraTrainer {
     };
     if (this.cfg.loss === 'ce') {
       feeds.answer_ids = { dtype: 'int64', dims: [B, A], data: answerIds };
+    } else if (this.teacherExact) {
+      Object.assign(feeds, this.teacherExactFeeds(samples, A, acc));
     } else if (this.teacherK) {
       Object.assign(feeds, this.teacherTopFeeds(samples, A, acc));
     } else Object.assign(feeds, this.teacherFeeds(samples, A));
     if (this.cfg.dropout > 0) Object.assign(feeds, this.dropoutFeeds(B, Ts, A));
     return feeds;
+  }
+
+  /** The cached whole teacher distributions of a micro-batch, padded to A answer positions (uniform, masked anyway). */
+  private teacherExactFeeds(
+    samples: DistillSample[],
+    A: number,
+    acc: 'float32' | 'float64',
+  ): Record<string, HostTensor> {
+    const B = samples.length;
+    const V = this.model.config.vocabSize;
+    const lp = (acc === 'float64' ? new Float64Array(B * A * V) : new Float32Array(B * A * V)).fill(-Math.log(V));
+    samples.forEach((s, b) => {
+      const t = s.teacherTop;
+      if (!t || t.k !== V)
+        throw new Error('LoraTrainer: a sample has no cached teacher distribution (call cacheTeacher first)');
+      lp.set(t.lp, b * A * V);
+    });
+    return { teacher_logprobs: { dtype: acc, dims: [B, A, V], data: lp } };
   }
 
   /** The cached teacher top-k of a micro-batch, padded to A answer positions (padding: id 0, mass 0, masked anyway). */
