@@ -24,7 +24,15 @@ import { questions } from './phases/questions';
 import { answers } from './phases/answers';
 import { train } from './phases/train';
 import { evaluate } from './phases/evaluate';
-import { chunkDocs, describeEstimate, estimateRun, formatDuration, WORK_PHASES, type Estimate, type WorkPhase } from './estimate';
+import {
+  chunkDocs,
+  describeEstimate,
+  estimateRun,
+  formatDuration,
+  WORK_PHASES,
+  type Estimate,
+  type WorkPhase,
+} from './estimate';
 
 export { PHASES, type Phase, type EvalRow, type EvalScores, type EvalSummary, type DistillEvent } from './events';
 export { CancelledError, type DistillRequest } from './phases/context';
@@ -200,7 +208,10 @@ export class Distiller {
     if (!ran.length) return;
     const parts = ran.map((p) => `${p} ${formatDuration(e.seconds[p])} → ${formatDuration(this.took[p]!)}`);
     const actual = ran.reduce((a, p) => a + this.took[p]!, 0);
-    log(run, `estimate vs actual: ${parts.join(', ')}; total ${formatDuration(e.totalSec)} → ${formatDuration(actual)}`);
+    log(
+      run,
+      `estimate vs actual: ${parts.join(', ')}; total ${formatDuration(e.totalSec)} → ${formatDuration(actual)}`,
+    );
     const file = join(run.paths.dir, 'estimate.json');
     const saved = readJson<Record<string, unknown>>(file);
     if (saved) writeJson(file, { ...saved, actualSec: Object.fromEntries(ran.map((p) => [p, this.took[p]])) });

@@ -14,7 +14,13 @@ import { generate, sharedPrefixes } from '../engine/generate';
 import { LoraTrainer, type DistillSample } from '../engine/train/trainer';
 import { chunkMarkdown, IngestError, type Chunk } from './ingest';
 import { collectMarkdown, readDocument } from './docFiles';
-import { questionMessages, studentMessages, teacherMessages, generalQuestionMessages, paraphraseMessages } from './prompts';
+import {
+  questionMessages,
+  studentMessages,
+  teacherMessages,
+  generalQuestionMessages,
+  paraphraseMessages,
+} from './prompts';
 import type { DistillSettings } from './settings';
 import type { Phase } from './events';
 import type { QuestionRow } from './phases/context';
@@ -169,7 +175,11 @@ export function countWork(
     const absent = Math.round(s.absentShare * docs);
     const general = s.generalShare > 0 ? Math.round(s.generalShare * s.generalPool * docs) : 0;
     const generalHeld = Math.round((general * s.heldOutShare) / s.generalPool);
-    rows.forEach((r, i) => (r.split = i % Math.round(1 / Math.max(1e-9, s.heldOutShare)) === 0 && s.heldOutShare > 0 ? 'heldout' : 'train'));
+    rows.forEach(
+      (r, i) =>
+        (r.split =
+          i % Math.round(1 / Math.max(1e-9, s.heldOutShare)) === 0 && s.heldOutShare > 0 ? 'heldout' : 'train'),
+    );
     rows.push(
       ...repeat(absent, (i) => ({ ...rows[i % docs]!, id: `c-x${i}`, split: 'absent' as const })),
       ...repeat(general, (i) => ({
@@ -188,15 +198,25 @@ export function countWork(
   if (s.paraphrases > 0) {
     const own = repeat(docsAll, () => ids(model, paraphraseMessages(TYPICAL_QUESTION, p)));
     for (let i = 0; i < own.length; i += BATCH)
-      addCalls(phases.questions, own.slice(i, i + BATCH).flatMap((x) => repeat(s.paraphrases, () => x)), s.questionMaxTokens, BATCH * s.paraphrases);
+      addCalls(
+        phases.questions,
+        own.slice(i, i + BATCH).flatMap((x) => repeat(s.paraphrases, () => x)),
+        s.questionMaxTokens,
+        BATCH * s.paraphrases,
+      );
   }
   // General questions: asked for 1.5 × what is still wanted, up to 64 a call, until there are enough.
   const generalAll = count('general', 'general-heldout');
   if (generalAll > 0) {
     const gen = ids(model, generalQuestionMessages(p));
-    for (let want = generalAll; want > 0; ) {
+    for (let want = generalAll; want > 0;) {
       const n = Math.min(64, Math.ceil(want * 1.5));
-      addCalls(phases.questions, repeat(n, () => gen), s.questionMaxTokens, n);
+      addCalls(
+        phases.questions,
+        repeat(n, () => gen),
+        s.questionMaxTokens,
+        n,
+      );
       want -= n;
     }
   }
@@ -290,8 +310,12 @@ export function makeEstimate(
   const long = totalSec > thresholdSec;
   const suggestions: string[] = [];
   if (long) {
-    if (s.rounds > 1) suggestions.push(`fewer question rounds (--rounds ${Math.max(1, Math.floor(s.rounds / 2))}, docdistill.distill.rounds)`);
-    if (s.epochs > 1) suggestions.push(`fewer epochs (--epochs ${Math.max(1, Math.floor(s.epochs / 2))}, docdistill.distill.epochs)`);
+    if (s.rounds > 1)
+      suggestions.push(
+        `fewer question rounds (--rounds ${Math.max(1, Math.floor(s.rounds / 2))}, docdistill.distill.rounds)`,
+      );
+    if (s.epochs > 1)
+      suggestions.push(`fewer epochs (--epochs ${Math.max(1, Math.floor(s.epochs / 2))}, docdistill.distill.epochs)`);
     if (s.baseQuantization === 'none' || s.baseQuantization === undefined)
       suggestions.push('a quantized base (--quantize int8 or int4, docdistill.baseQuantization)');
     if (!o.device || o.device === 'cpu') suggestions.push('a GPU (--device cuda|dml|webgpu, docdistill.device)');
@@ -346,7 +370,10 @@ export async function probeRates(model: CausalLM, s: DistillSettings, signal?: A
   await timed([short], 2); // warm-up: the step graph's session
   const pre = await timed([long], 1);
   const small = await timed([short], 4);
-  const big = await timed(repeat(8, () => short), 4);
+  const big = await timed(
+    repeat(8, () => short),
+    4,
+  );
   const perStep = (t: { decodeMs: number; decodeTokens: number }, rows: number) =>
     t.decodeMs / Math.max(1, t.decodeTokens / rows);
   const step1 = perStep(small, 1);
