@@ -24,15 +24,7 @@ import { questions } from './phases/questions';
 import { answers } from './phases/answers';
 import { train } from './phases/train';
 import { evaluate } from './phases/evaluate';
-import {
-  chunkDocs,
-  describeEstimate,
-  estimateRun,
-  formatDuration,
-  WORK_PHASES,
-  type Estimate,
-  type WorkPhase,
-} from './estimate';
+import { chunkDocs, estimateRun, formatDuration, WORK_PHASES, type Estimate, type WorkPhase } from './estimate';
 
 export { PHASES, type Phase, type EvalRow, type EvalScores, type EvalSummary, type DistillEvent } from './events';
 export { CancelledError, type DistillRequest } from './phases/context';
@@ -197,7 +189,6 @@ export class Distiller {
       suggestions: e.suggestions,
       probeSec: e.rates.probeSec,
     });
-    log(run, `estimate: ${describeEstimate(e)} (measured in a ${e.rates.probeSec.toFixed(1)} s probe)`);
   }
 
   /** Logs the estimate against the actual time of each phase that ran in this call. */

@@ -70,7 +70,8 @@ export interface ProbeRates {
   /** A decode step costs stepMs + rowMs × rows (fitted from two batch sizes). */
   decodeStepMs: number;
   decodeRowMs: number;
-  /** A train step, per student token (forward and backward, and the teacher's forward when not cached). */
+  /** A train step's fixed cost, and its cost per student token (forward and backward, and the teacher's forward when not cached). */
+  trainStepMs: number;
   trainMsPerToken: number;
   /** The teacher's forward (caching its top-k log-probs), per token; 0 when the run does not cache. */
   teacherMsPerToken: number;
@@ -289,6 +290,7 @@ export function secondsFor(w: PhaseWork, r: ProbeRates): number {
     (w.prefillTokens - w.reusedTokens) * r.prefillMsPerToken +
     w.decodeSteps * r.decodeStepMs +
     w.decodeRows * r.decodeRowMs +
+    w.trainSteps * r.trainStepMs +
     w.studentTokens * r.trainMsPerToken +
     w.teacherTokens * (r.teacherMsPerToken || r.prefillMsPerToken);
   return ms / 1000;
@@ -395,34 +397,42 @@ export async function probeRates(model: CausalLM, s: DistillSettings, signal?: A
     eps: 1e-8,
     schedule: s.schedule,
     warmupSteps: 0,
-    totalSteps: 3,
-    microBatch: 2,
+    totalSteps: 4,
+    microBatch: s.batchSize,
     gradAccum: 1,
     maxGradNorm: s.maxGradNorm,
     seed: s.seed,
     teacherTopK: cached ? s.teacherTopK : 0,
   });
-  const mk = (n: number): DistillSample => {
-    const student = long.slice(0, n);
-    return { student, teacher: long.slice(0, Math.min(long.length, n * 2)), answerLength: 8 };
-  };
-  const batch = [mk(48), mk(48)];
+  const mk = (n: number): DistillSample => ({
+    student: long.slice(0, n),
+    teacher: long.slice(0, Math.min(long.length, n * 2)),
+    answerLength: 8,
+  });
+  // Two step sizes, so that the fixed cost of a step (the optimizer, the adapter's copies, the
+  // session call) is told apart from the cost per token: a run's steps are larger than the probe's.
+  const one = [mk(16)];
+  const large = repeat(Math.min(4, s.batchSize), () => mk(64));
+  const tokensOf = (b: DistillSample[]) =>
+    b.reduce((a, x) => a + x.student.length + (cached ? 0 : x.teacher.length), 0);
   let teacherMsPerToken = 0;
   try {
     if (cached) {
       await trainer.cacheTeacher([mk(24)]); // warm-up
       const tc = performance.now();
-      await trainer.cacheTeacher(batch);
-      teacherMsPerToken = (performance.now() - tc) / batch.reduce((a, x) => a + x.teacher.length, 0);
+      await trainer.cacheTeacher([...one, ...large]);
+      teacherMsPerToken = (performance.now() - tc) / [...one, ...large].reduce((a, x) => a + x.teacher.length, 0);
     }
-    await trainer.trainStep(batch); // warm-up: the training graph's session
-    const r = await trainer.trainStep(batch);
-    const tokens = batch.reduce((a, x) => a + x.student.length + (cached ? 0 : x.teacher.length), 0);
+    await trainer.trainStep(one); // warm-up: the training graph's session
+    const a = await trainer.trainStep(one);
+    const b = await trainer.trainStep(large);
+    const trainMsPerToken = Math.max(1e-6, (b.ms - a.ms) / Math.max(1, tokensOf(large) - tokensOf(one)));
     return {
       prefillMsPerToken: pre.prefillMs / Math.max(1, pre.prefillTokens),
       decodeStepMs,
       decodeRowMs,
-      trainMsPerToken: r.ms / tokens,
+      trainStepMs: Math.max(0, a.ms - trainMsPerToken * tokensOf(one)),
+      trainMsPerToken,
       teacherMsPerToken,
       probeSec: (performance.now() - t0) / 1000,
     };

@@ -139,14 +139,15 @@ test('the estimate warns above its threshold, with concrete suggestions', () => 
     prefillMsPerToken: 1,
     decodeStepMs: 10,
     decodeRowMs: 1,
+    trainStepMs: 100,
     trainMsPerToken: 20,
     teacherMsPerToken: 0,
     probeSec: 1,
   };
   const settings = { rounds: 6, epochs: 10, baseQuantization: 'none' as const };
   const e = makeEstimate(counts, rates, settings, { thresholdSec: 60 });
-  // train: 50 × 100 prefill + 10 steps + 500 rows + 5000 × 20 = 105.6 s
-  assert.equal(Math.round(e.seconds.train * 10), 1056);
+  // train: 50 × 100 prefill + 10 steps + 500 rows + 50 steps × 100 + 5000 × 20 = 110.6 s
+  assert.equal(Math.round(e.seconds.train * 10), 1106);
   assert.equal(e.totalSec, e.seconds.questions + e.seconds.answers + e.seconds.train + e.seconds.evaluate);
   assert.ok(e.long);
   assert.ok(e.suggestions.some((x) => x.includes('--rounds 3')));
