@@ -44,8 +44,9 @@ export function estimateLines(e: {
   seconds: { questions: number; answers: number; train: number; evaluate: number };
   long: boolean;
   suggestions: string[];
+  refined?: boolean;
 }): string[] {
-  const out = [`estimate: ${describeEstimate(e)}`];
+  const out = [`${e.refined ? 'estimate with the questions written' : 'estimate'}: ${describeEstimate(e)}`];
   if (e.long)
     out.push(
       `warning: this run will take ${formatDuration(e.totalSec)}. To shorten it: ${e.suggestions.join('; ')}. Ctrl-C stops it; the same command resumes.`,

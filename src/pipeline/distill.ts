@@ -11,6 +11,7 @@ import {
   latestUnfinishedRun,
   newRunId,
   readJson,
+  readJsonl,
   runPaths,
   safeName,
   writeJson,
@@ -18,13 +19,29 @@ import {
   type RunState,
 } from './runFolder';
 import { definedSettings, modelDefaults, resolveSettings, type DistillSettings } from './settings';
-import { check, chunkBudget, freshChunks, log, type DistillRequest, type RunContext } from './phases/context';
+import {
+  check,
+  chunkBudget,
+  freshChunks,
+  log,
+  type QuestionRow,
+  type DistillRequest,
+  type RunContext,
+} from './phases/context';
 import { ingest } from './phases/ingest';
 import { questions } from './phases/questions';
 import { answers } from './phases/answers';
 import { train } from './phases/train';
 import { evaluate } from './phases/evaluate';
-import { chunkDocs, estimateRun, formatDuration, WORK_PHASES, type Estimate, type WorkPhase } from './estimate';
+import {
+  chunkDocs,
+  estimateRun,
+  formatDuration,
+  refineEstimate as refined,
+  WORK_PHASES,
+  type Estimate,
+  type WorkPhase,
+} from './estimate';
 
 export { PHASES, type Phase, type EvalRow, type EvalScores, type EvalSummary, type DistillEvent } from './events';
 export { CancelledError, type DistillRequest } from './phases/context';
@@ -156,6 +173,7 @@ export class Distiller {
     await this.phase(run, 'ingest', ingest);
     if (run.state.phases.questions !== 'done') await this.estimateRun(run);
     await this.phase(run, 'questions', questions);
+    if (this.estimate && this.took.questions !== undefined) this.refineEstimate(run);
     await this.phase(run, 'answers', answers);
     await this.phase(run, 'train', train);
     if (!this.req.skipEval) {
@@ -189,6 +207,32 @@ export class Distiller {
       suggestions: e.suggestions,
       probeSec: e.rates.probeSec,
     });
+  }
+
+  /**
+   * After the questions phase, the estimate with the questions the model actually wrote (how many
+   * it keeps is known only now): emitted again, so that the dashboard and the CLI show the better one.
+   */
+  private refineEstimate(run: RunContext): void {
+    const prev = this.estimate!;
+    const qs = readJsonl<QuestionRow>(run.paths.questions);
+    const e = refined(prev, this.model, this.s, freshChunks(run), qs, { device: this.model.backend.provider });
+    // The questions phase is over: its estimate stays in the total as it was, for the comparison at the end.
+    const seconds = { ...e.seconds, questions: prev.seconds.questions };
+    const totalSec = WORK_PHASES.reduce((a, p) => a + seconds[p], 0);
+    this.estimate = { ...e, seconds, totalSec };
+    run.emit({
+      type: 'estimate',
+      totalSec,
+      seconds,
+      long: totalSec - seconds.questions > e.thresholdSec,
+      suggestions: e.suggestions,
+      probeSec: e.rates.probeSec,
+      refined: true,
+    });
+    const file = join(run.paths.dir, 'estimate.json');
+    const saved = readJson<Record<string, unknown>>(file);
+    if (saved) writeJson(file, { ...saved, refined: { seconds, totalSec, counts: e.counts } });
   }
 
   /** Logs the estimate against the actual time of each phase that ran in this call. */

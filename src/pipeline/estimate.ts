@@ -70,7 +70,10 @@ export interface ProbeRates {
   /** A decode step costs stepMs + rowMs × rows (fitted from two batch sizes). */
   decodeStepMs: number;
   decodeRowMs: number;
-  /** A train step's fixed cost, and its cost per student token (forward and backward, and the teacher's forward when not cached). */
+  /**
+   * A train step's fixed cost, and its cost per student token (forward and backward, and the
+   * teacher's forward when not cached).
+   */
   trainStepMs: number;
   trainMsPerToken: number;
   /** The teacher's forward (caching its top-k log-probs), per token; 0 when the run does not cache. */
@@ -133,6 +136,12 @@ function ids(model: CausalLM, messages: ReturnType<typeof studentMessages>): num
 /** A question and an answer of typical length, for prompts whose text the model has not written yet. */
 const TYPICAL_QUESTION = 'What does the passage say about how this setting is configured?';
 
+/** Marks every (1 / heldOutShare)th question held out: the share the answers phase holds out. */
+const heldOutBy = (s: DistillSettings) => {
+  const every = s.heldOutShare > 0 ? Math.max(1, Math.round(1 / s.heldOutShare)) : 0;
+  return (r: QuestionRow, i: number) => (r.split = every && i % every === 0 ? 'heldout' : 'train');
+};
+
 /**
  * The work of a run over `chunks` (the fresh ones), counted as the phases do it. `actual`, the
  * questions of a finished run (questions.jsonl after its answers phase), replaces the projected
@@ -161,6 +170,7 @@ export function countWork(
   // The questions: the run's, or projected (one kept per question prompt; parsing, grounding and
   // de-duplication drop some, and a prompt can give more than one).
   let rows: QuestionRow[];
+  const holdOut = heldOutBy(s);
   if (actual) rows = [...actual];
   else {
     rows = chunks.flatMap((c) =>
@@ -176,11 +186,7 @@ export function countWork(
     const absent = Math.round(s.absentShare * docs);
     const general = s.generalShare > 0 ? Math.round(s.generalShare * s.generalPool * docs) : 0;
     const generalHeld = Math.round((general * s.heldOutShare) / s.generalPool);
-    rows.forEach(
-      (r, i) =>
-        (r.split =
-          i % Math.round(1 / Math.max(1e-9, s.heldOutShare)) === 0 && s.heldOutShare > 0 ? 'heldout' : 'train'),
-    );
+    rows.forEach(holdOut);
     rows.push(
       ...repeat(absent, (i) => ({ ...rows[i % docs]!, id: `c-x${i}`, split: 'absent' as const })),
       ...repeat(general, (i) => ({
@@ -463,6 +469,21 @@ export async function chunkDocs(model: CausalLM, inputs: string[], root: string,
   }
   if (!out.length) throw new IngestError('no usable text in the given documents');
   return out;
+}
+
+/** The estimate again, with the questions the run wrote instead of the projected ones (same rates). */
+export function refineEstimate(
+  e: Estimate,
+  model: CausalLM,
+  s: DistillSettings,
+  chunks: readonly Chunk[],
+  questions: readonly QuestionRow[],
+  o: { thresholdSec?: number; device?: string } = {},
+): Estimate {
+  // The held-out questions are chosen in the answers phase: the same share of them, as there.
+  const rows = questions.map((r) => ({ ...r }));
+  rows.filter((r) => r.split === 'train').forEach(heldOutBy(s));
+  return makeEstimate(countWork(model, s, chunks, rows), e.rates, s, { thresholdSec: e.thresholdSec, ...o });
 }
 
 /** Counts, a probe and the estimate, in one call. */

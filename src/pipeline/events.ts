@@ -53,6 +53,8 @@ export type DistillEvent =
       suggestions: string[];
       /** How long the measuring probe took. */
       probeSec: number;
+      /** Sent again after the questions phase, counted with the questions the model wrote. */
+      refined?: boolean;
     }
   | { type: 'log'; level: 'info' | 'warn'; message: string }
   | { type: 'done'; adapterDir: string; summary?: EvalSummary };

@@ -68,6 +68,10 @@ test('the counted work is the work a real run does', async () => {
     assert.ok(saved.totalSec > 0 && saved.rates.prefillMsPerToken > 0 && saved.rates.trainMsPerToken > 0);
     assert.ok(saved.actualSec.train! > 0, 'the actual times are recorded at the end');
     assert.ok(events.some((e) => e.type === 'log' && e.message.startsWith('estimate vs actual: questions')));
+    // Sent again once the questions are written, counted with them.
+    const ests = events.filter((e) => e.type === 'estimate');
+    assert.equal(ests.length, 2);
+    assert.ok(ests[1]!.type === 'estimate' && ests[1]!.refined);
 
     // With the run's questions, the answers, train and evaluate counts are the run's, exactly.
     const s = (JSON.parse(readFileSync(join(dir, 'run.json'), 'utf8')) as { settings: DistillSettings }).settings;
@@ -111,6 +115,7 @@ test('the rates come from a probe of the model: more work measures more time', a
   const m = await model();
   const s = resolveSettings(fast);
   const r = await probeRates(m, s);
+  assert.ok(r.trainStepMs >= 0);
   for (const k of ['prefillMsPerToken', 'trainMsPerToken', 'probeSec'] as const)
     assert.ok(Number.isFinite(r[k]) && r[k] > 0, `${k} = ${r[k]}`);
   assert.ok(r.decodeStepMs + r.decodeRowMs > 0);
