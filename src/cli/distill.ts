@@ -5,7 +5,14 @@ import type { Command, CommandContext } from './command';
 import { UsageError } from './command';
 import { nameProblem } from '../pipeline/names';
 import { loadFromArgs, modelOptions, modelUsage, numOption, intOption, parse, quantizeOption } from './modelArgs';
-import { Distiller, CancelledError, type DistillEvent, type EvalSummary } from '../pipeline/distill';
+import {
+  Distiller,
+  CancelledError,
+  describeEstimate,
+  formatDuration,
+  type DistillEvent,
+  type EvalSummary,
+} from '../pipeline/distill';
 import { DEFAULT_SETTINGS, definedSettings, settingDefault, type DistillSettings } from '../pipeline/settings';
 import type { LoraTarget } from '../engine/models/llama';
 
@@ -29,6 +36,22 @@ export function evalTable(s: EvalSummary): string {
     row('teacher (with the doc)', s.teacher),
     row('student (closed book)', s.student),
   ].join('\n');
+}
+
+/** The estimate as the CLI prints it: the total and the phases, and a warning when it is long. */
+export function estimateLines(e: {
+  totalSec: number;
+  seconds: { questions: number; answers: number; train: number; evaluate: number };
+  long: boolean;
+  suggestions: string[];
+  refined?: boolean;
+}): string[] {
+  const out = [`${e.refined ? 'estimate with the questions written' : 'estimate'}: ${describeEstimate(e)}`];
+  if (e.long)
+    out.push(
+      `warning: this run will take ${formatDuration(e.totalSec)}. To shorten it: ${e.suggestions.join('; ')}. Ctrl-C stops it; the same command resumes.`,
+    );
+  return out;
 }
 
 /** Renders pipeline events for a terminal: one updating line per phase on a TTY, plain lines otherwise. */
@@ -76,6 +99,10 @@ export function terminalReporter(ctx: CommandContext, tty: boolean): (e: Distill
       case 'sample':
         end();
         ctx.err(`  sample  Q: ${e.question}\n          A: ${e.answer.slice(0, 160)}\n`);
+        break;
+      case 'estimate':
+        end();
+        ctx.err(`${estimateLines(e).join('\n')}\n`);
         break;
       case 'log':
         end();
@@ -203,6 +230,8 @@ ${modelUsage}
   --root DIR         workspace root (default: current folder)
   --no-eval          skip the evaluation
   --json             print the result as JSON
+  --estimate-only    print how long the run would take (measured by a short probe) and exit;
+                     nothing is written
 ${settingsUsage}
 `,
   async run(args, ctx) {
@@ -213,6 +242,7 @@ ${settingsUsage}
       root: { type: 'string' },
       'no-eval': { type: 'boolean', default: false },
       json: { type: 'boolean', default: false },
+      'estimate-only': { type: 'boolean', default: false },
     });
     if (!positionals.length) throw new UsageError('give at least one Markdown file or folder');
     const bad = nameProblem(v.name, 'adapter name (--name)');
@@ -230,6 +260,12 @@ ${settingsUsage}
           signal: ctx.signal,
         },
       );
+      if (v['estimate-only']) {
+        const e = await d.estimateOnly();
+        if (v.json) ctx.out(JSON.stringify(e) + '\n');
+        else ctx.out(estimateLines(e).join('\n') + '\n');
+        return 0;
+      }
       const res = await d.run();
       if (v.json) ctx.out(JSON.stringify(res) + '\n');
       else {

@@ -273,6 +273,21 @@ export class Jobs {
     if (!job) return;
     applyJobEvent(job, e);
     if (e.type === 'log') this.dd.log[e.level === 'warn' ? 'warn' : 'info'](`[${job.name}] ${e.message}`);
+    if (e.type === 'estimate' && e.long) {
+      // Said before the user waits: the job goes on unless they stop it.
+      const cancel = t('Cancel Job');
+      void vscode.window
+        .showWarningMessage(
+          t(
+            'DocDistill: {0} will take about {1} hours. To shorten it: {2}.',
+            job.name,
+            (e.totalSec / 3600).toFixed(1),
+            e.suggestions.join('; '),
+          ),
+          cancel,
+        )
+        .then((a) => a === cancel && this.cancel());
+    }
     this.dd.fire({ jobId, event: e });
   }
 }

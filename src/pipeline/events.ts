@@ -43,5 +43,18 @@ export type DistillEvent =
     }
   | { type: 'validation'; epoch: number; step: number; loss: number }
   | { type: 'eval'; summary: EvalSummary; rows: EvalRow[] }
+  | {
+      /** Before the questions phase: how long the run's phases should take (see estimate.ts). */
+      type: 'estimate';
+      totalSec: number;
+      seconds: { questions: number; answers: number; train: number; evaluate: number };
+      /** Over the threshold (an hour): the CLI and the dashboard warn, with the suggestions. */
+      long: boolean;
+      suggestions: string[];
+      /** How long the measuring probe took. */
+      probeSec: number;
+      /** Sent again after the questions phase, counted with the questions the model wrote. */
+      refined?: boolean;
+    }
   | { type: 'log'; level: 'info' | 'warn'; message: string }
   | { type: 'done'; adapterDir: string; summary?: EvalSummary };

@@ -36,6 +36,9 @@ export function applyJobEvent(job: JobView, e: JobEvent): void {
     case 'eval':
       job.eval = { summary: e.summary, rows: e.rows };
       break;
+    case 'estimate':
+      job.estimate = { totalSec: e.totalSec, seconds: e.seconds, long: e.long, suggestions: e.suggestions };
+      break;
     case 'log':
       job.log.push(e.message);
       break;

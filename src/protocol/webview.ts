@@ -16,6 +16,13 @@ export interface JobView {
   lr?: number;
   tokensPerSec?: number;
   etaSec?: number;
+  /** The estimate made before the questions phase (seconds, per phase and in total). */
+  estimate?: {
+    totalSec: number;
+    seconds: { questions: number; answers: number; train: number; evaluate: number };
+    long: boolean;
+    suggestions: string[];
+  };
   totalSteps?: number;
   samples: { source: string; question: string; answer: string }[];
   eval?: {

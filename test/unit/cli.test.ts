@@ -234,3 +234,27 @@ test("distill from the command line trains with the model folder's recommended s
   const s2 = await recordedSettings(['--epochs', '3', '--set', 'questionTemperature=0.7']);
   assert.deepEqual(s2, { ...resolveSettings({ ...recommended, epochs: 3, questionTemperature: 0.7 }) });
 });
+
+test('distill --estimate-only prints the estimate per phase and writes nothing', () => {
+  const dir = mkdtempSync(join(tmpdir(), 'dd-cli-est-'));
+  try {
+    const repo = resolve(__dirname, '..', '..');
+    cpSync(join(repo, 'examples', 'docs', 'dapu.md'), join(dir, 'dapu.md'));
+    const r = run(
+      'distill',
+      join(dir, 'dapu.md'),
+      '--model',
+      join(repo, 'media', 'demo-model'),
+      '--root',
+      dir,
+      '--device',
+      'cpu',
+      '--estimate-only',
+    );
+    assert.equal(r.status, 0, r.stderr);
+    assert.match(r.stdout, /^estimate: about .+: questions .+, answers .+, training .+, evaluation .+$/m);
+    assert.equal(existsSync(join(dir, '.docdistill')), false, 'nothing written');
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+});

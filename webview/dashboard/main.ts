@@ -7,6 +7,36 @@ import { h, s, pct, vscode } from '../shared/dom';
 import { morphChildren } from '../shared/morph';
 import { t } from '../shared/l10n';
 
+/** "2 h 10 min", "12 min", "40 s" (as the CLI says it). */
+function duration(sec: number): string {
+  if (sec < 90) return t('{0} s', Math.max(1, Math.round(sec)));
+  const min = Math.round(sec / 60);
+  if (min < 60) return t('{0} min', min);
+  return t('{0} h {1} min', Math.floor(min / 60), min % 60);
+}
+
+/** The estimate made before the questions phase, and a warning with what to change when it is hours. */
+function estimateView(e: NonNullable<JobView['estimate']>): HTMLElement {
+  const parts = [
+    t('questions {0}', duration(e.seconds.questions)),
+    t('answers {0}', duration(e.seconds.answers)),
+    t('training {0}', duration(e.seconds.train)),
+    t('evaluation {0}', duration(e.seconds.evaluate)),
+  ].join(', ');
+  return h(
+    'div',
+    {},
+    h('p', { class: 'muted' }, t('Estimate: about {0} ({1})', duration(e.totalSec), parts)),
+    e.long
+      ? h(
+          'p',
+          { class: 'stale', role: 'alert' },
+          t('This run will take about {0}. To shorten it: {1}.', duration(e.totalSec), e.suggestions.join('; ')),
+        )
+      : null,
+  );
+}
+
 let state: DashboardState = (vscode.getState() as DashboardState | undefined) ?? { jobs: [], adapters: [] };
 const app = document.getElementById('app')!;
 const send = (m: FromDashboard) => vscode.postMessage(m);
@@ -244,6 +274,7 @@ function jobCard(job: JobView, latest: boolean): HTMLElement {
         )
       : null,
     job.error ? h('p', { class: 'err' }, job.error) : null,
+    job.estimate && running ? estimateView(job.estimate) : null,
   );
   if (!latest && !running) return card;
   if (job.loss.length || job.validation.length) {

@@ -1,0 +1,499 @@
+// An honest estimate before a run starts: how much work the job is (counted from the settings and
+// the chunked docs, the way the phases do it) and how long that work takes on this model and
+// device (measured by a short probe on the loaded model: a prefill, a few decode steps and a train
+// step, never a constant). The pipeline emits it before the questions phase and writes it into the
+// run folder; the CLI prints it (also alone, with --estimate-only) and the dashboard shows it.
+//
+// The counts are exact where the phases' work is fixed by the settings (the question prompts and
+// their tokens) and projections elsewhere: how many questions the model writes is known only once
+// it has written them, so the projection assumes one kept question per question prompt, and every
+// generation is counted at its max tokens (an upper bound: most stop earlier, at end of text).
+import { relative } from 'node:path';
+import type { CausalLM } from '../engine/models/model';
+import { generate, sharedPrefixes } from '../engine/generate';
+import { LoraTrainer, type DistillSample } from '../engine/train/trainer';
+import { chunkMarkdown, IngestError, type Chunk } from './ingest';
+import { collectMarkdown, readDocument } from './docFiles';
+import {
+  questionMessages,
+  studentMessages,
+  teacherMessages,
+  generalQuestionMessages,
+  paraphraseMessages,
+} from './prompts';
+import type { DistillSettings } from './settings';
+import type { Phase } from './events';
+import type { QuestionRow } from './phases/context';
+
+/** The phases that do model work (ingest only reads and tokenizes). */
+export type WorkPhase = Exclude<Phase, 'ingest'>;
+export const WORK_PHASES: readonly WorkPhase[] = ['questions', 'answers', 'train', 'evaluate'];
+
+/** One batched generation, as the phases call `generate`: its prompts' tokens and its max tokens. */
+export interface GenerateCall {
+  rows: number;
+  promptTokens: number;
+  maxTokens: number;
+}
+
+/** The work of one phase. Decode steps are per call (a step runs every row still generating). */
+export interface PhaseWork {
+  generateCalls: number;
+  prompts: number;
+  prefillTokens: number;
+  /** Of those, the tokens a prompt shares with another of its call, computed once (see Stepper.prefill). */
+  reusedTokens: number;
+  /** Decode steps at most (every call run to its max tokens), and the rows they carry. */
+  decodeSteps: number;
+  decodeRows: number;
+  trainSteps: number;
+  /** Tokens through the student's forward and backward passes (prompt + answer, every step). */
+  studentTokens: number;
+  /**
+   * Tokens through forward passes only: the teacher's (once, when its log-probs are cached across
+   * epochs) and the validation after every epoch.
+   */
+  teacherTokens: number;
+}
+
+export interface WorkCounts {
+  chunks: number;
+  /** Projected (or, with `actual`, real) numbers of questions by kind. */
+  questions: { docs: number; heldOut: number; absent: number; general: number; generalHeldOut: number };
+  phases: Record<WorkPhase, PhaseWork>;
+}
+
+/** Seconds per unit of work, measured on the loaded model and device. */
+export interface ProbeRates {
+  /** Prefill, per prompt token. */
+  prefillMsPerToken: number;
+  /** A decode step costs stepMs + rowMs × rows (fitted from two batch sizes). */
+  decodeStepMs: number;
+  decodeRowMs: number;
+  /**
+   * A train step's fixed cost, and its cost per student token (forward and backward, and the
+   * teacher's forward when not cached).
+   */
+  trainStepMs: number;
+  trainMsPerToken: number;
+  /** The teacher's forward (caching its top-k log-probs), per token; 0 when the run does not cache. */
+  teacherMsPerToken: number;
+  /** How long the probe itself took. */
+  probeSec: number;
+}
+
+export interface Estimate {
+  counts: WorkCounts;
+  rates: ProbeRates;
+  seconds: Record<WorkPhase, number>;
+  totalSec: number;
+  /** The warning threshold in force (seconds), and whether the total is over it. */
+  thresholdSec: number;
+  long: boolean;
+  /** What would make it shorter, when it is long (CLI flags and extension settings both named). */
+  suggestions: string[];
+}
+
+/** An hour: above this the CLI and the dashboard warn before the user waits. */
+export const LONG_RUN_SEC = 3600;
+
+const BATCH = 16;
+
+function emptyWork(): PhaseWork {
+  return {
+    generateCalls: 0,
+    prompts: 0,
+    prefillTokens: 0,
+    reusedTokens: 0,
+    decodeSteps: 0,
+    decodeRows: 0,
+    trainSteps: 0,
+    studentTokens: 0,
+    teacherTokens: 0,
+  };
+}
+
+function addCalls(w: PhaseWork, prompts: number[][], maxTokens: number, batch: number): void {
+  for (let i = 0; i < prompts.length; i += batch) {
+    const b = prompts.slice(i, i + batch);
+    w.generateCalls++;
+    w.prompts += b.length;
+    w.prefillTokens += b.reduce((a, x) => a + x.length, 0);
+    for (const g of sharedPrefixes(b)?.groups ?? []) w.reusedTokens += (g.rows.length - 1) * g.length;
+    // The first token comes from the prefill; each further one is a decode step.
+    w.decodeSteps += maxTokens - 1;
+    w.decodeRows += b.length * (maxTokens - 1);
+  }
+}
+
+const repeat = <T>(n: number, f: (i: number) => T): T[] => Array.from({ length: Math.max(0, n) }, (_, i) => f(i));
+
+function ids(model: CausalLM, messages: ReturnType<typeof studentMessages>): number[] {
+  const tok = model.tokenizer;
+  return tok.encode(tok.applyChatTemplate(messages, { addGenerationPrompt: true }), { addSpecialTokens: false });
+}
+
+/** A question and an answer of typical length, for prompts whose text the model has not written yet. */
+const TYPICAL_QUESTION = 'What does the passage say about how this setting is configured?';
+
+/** Marks every (1 / heldOutShare)th question held out: the share the answers phase holds out. */
+const heldOutBy = (s: DistillSettings) => {
+  const every = s.heldOutShare > 0 ? Math.max(1, Math.round(1 / s.heldOutShare)) : 0;
+  return (r: QuestionRow, i: number) => (r.split = every && i % every === 0 ? 'heldout' : 'train');
+};
+
+/**
+ * The work of a run over `chunks` (the fresh ones), counted as the phases do it. `actual`, the
+ * questions of a finished run (questions.jsonl after its answers phase), replaces the projected
+ * questions with the real ones: then the answers, train and evaluate counts are those of the run.
+ */
+export function countWork(
+  model: CausalLM,
+  s: DistillSettings,
+  chunks: readonly Chunk[],
+  actual?: readonly QuestionRow[],
+): WorkCounts {
+  const p = s.prompts;
+  const per = s.rounds * s.questionsPerRound;
+  const phases = { questions: emptyWork(), answers: emptyWork(), train: emptyWork(), evaluate: emptyWork() };
+  const text = new Map(chunks.map((c) => [c.hash, c.text]));
+
+  // Questions: per 8 passages, rounds × questionsPerRound prompts each with its passage, by 16.
+  const qPrompts = chunks.map((c) => ids(model, questionMessages(c.text, p)));
+  for (let i = 0; i < chunks.length; i += 8)
+    addCalls(
+      phases.questions,
+      qPrompts.slice(i, i + 8).flatMap((x) => repeat(per, () => x)),
+      s.questionMaxTokens,
+      BATCH,
+    );
+  // The questions: the run's, or projected (one kept per question prompt; parsing, grounding and
+  // de-duplication drop some, and a prompt can give more than one).
+  let rows: QuestionRow[];
+  const holdOut = heldOutBy(s);
+  if (actual) rows = [...actual];
+  else {
+    rows = chunks.flatMap((c) =>
+      repeat(per * (1 + s.paraphrases), (i) => ({
+        id: i < per ? `${c.hash}-${i}` : `${c.hash}-p${i}`,
+        chunk: c.hash,
+        source: c.source,
+        question: `${TYPICAL_QUESTION} (${i})`,
+        split: 'train' as const,
+      })),
+    );
+    const docs = rows.length;
+    const absent = Math.round(s.absentShare * docs);
+    const general = s.generalShare > 0 ? Math.round(s.generalShare * s.generalPool * docs) : 0;
+    const generalHeld = Math.round((general * s.heldOutShare) / s.generalPool);
+    rows.forEach(holdOut);
+    rows.push(
+      ...repeat(absent, (i) => ({ ...rows[i % docs]!, id: `c-x${i}`, split: 'absent' as const })),
+      ...repeat(general, (i) => ({
+        id: `g${i}`,
+        chunk: '',
+        source: '',
+        question: `${TYPICAL_QUESTION} [${i}]`,
+        split: i < generalHeld ? ('general-heldout' as const) : ('general' as const),
+      })),
+    );
+  }
+  const isGen = (r: QuestionRow) => r.split === 'general' || r.split === 'general-heldout';
+  const count = (...k: QuestionRow['split'][]) => rows.filter((r) => k.includes(r.split)).length;
+  // The questions the paraphrase step saw: the passages' own (not general, cross or paraphrased).
+  const docsAll = rows.filter((r) => !isGen(r) && !/-[xp]\d+$/.test(r.id)).length;
+  if (s.paraphrases > 0) {
+    const own = repeat(docsAll, () => ids(model, paraphraseMessages(TYPICAL_QUESTION, p)));
+    for (let i = 0; i < own.length; i += BATCH)
+      addCalls(
+        phases.questions,
+        own.slice(i, i + BATCH).flatMap((x) => repeat(s.paraphrases, () => x)),
+        s.questionMaxTokens,
+        BATCH * s.paraphrases,
+      );
+  }
+  // General questions: asked for 1.5 × what is still wanted, up to 64 a call, until there are enough.
+  const generalAll = count('general', 'general-heldout');
+  if (generalAll > 0) {
+    const gen = ids(model, generalQuestionMessages(p));
+    for (let want = generalAll; want > 0;) {
+      const n = Math.min(64, Math.ceil(want * 1.5));
+      addCalls(
+        phases.questions,
+        repeat(n, () => gen),
+        s.questionMaxTokens,
+        n,
+      );
+      want -= n;
+    }
+  }
+
+  // Answers: every question (the teacher's prompt with its passage; general ones without), by 16,
+  // by passage in chunk order, the general ones last.
+  const order = new Map(chunks.map((c, i) => [c.hash, i]));
+  const rank = (q: QuestionRow) => (isGen(q) ? Infinity : (order.get(q.chunk) ?? -1));
+  const sorted = rows
+    .map((q, i) => ({ q, i }))
+    .sort((x, y) => rank(x.q) - rank(y.q) || x.i - y.i)
+    .map((x) => x.q);
+  const prompt = (q: QuestionRow) =>
+    ids(model, isGen(q) ? studentMessages(q.question, p) : teacherMessages(text.get(q.chunk) ?? '', q.question, p));
+  addCalls(phases.answers, sorted.map(prompt), s.answerMaxTokens, BATCH);
+
+  // Train: (train + absent + general per epoch) samples, batchSize × gradAccum a step, each with
+  // the student's prompt and the answer; the teacher's has the passage (the student's for general).
+  const answerTokens = Math.min(s.answerMaxTokens, 48) + 1;
+  const student = (q: QuestionRow) => ids(model, studentMessages(q.question, p)).length + answerTokens;
+  const teacher = (q: QuestionRow) => (isGen(q) ? student(q) : prompt(q).length + answerTokens);
+  const sum = (qs: QuestionRow[], f: (q: QuestionRow) => number) => qs.reduce((a, q) => a + f(q), 0);
+  const docSamples = rows.filter((r) => r.split === 'train' || r.split === 'absent');
+  const general = rows.filter((r) => r.split === 'general');
+  const heldOut = rows.filter((r) => r.split === 'heldout');
+  const generalHeld = rows.filter((r) => r.split === 'general-heldout');
+  const perEpochGeneral = Math.min(general.length, Math.ceil(general.length / s.generalPool));
+  const perEpoch = docSamples.length + perEpochGeneral;
+  const cached = s.loss === 'kl' && s.epochs > 1 && s.teacherTopK > 0;
+  const tw = phases.train;
+  const generalShare = general.length ? perEpochGeneral / general.length : 0;
+  const epochStudent = sum(docSamples, student) + generalShare * sum(general, student);
+  const epochTeacher = sum(docSamples, teacher) + generalShare * sum(general, teacher);
+  tw.trainSteps = perEpoch ? Math.ceil(perEpoch / (s.batchSize * s.gradAccum)) * s.epochs : 0;
+  tw.studentTokens = Math.round((epochStudent + (cached ? 0 : epochTeacher)) * s.epochs);
+  // With the teacher cached: its forward once, over every sample (the whole general pool and the
+  // validation samples included). Validation after every epoch: forwards of the student (and of
+  // the teacher, when not cached) over the held-out samples.
+  const val = sum([...heldOut, ...generalHeld], student) + (cached ? 0 : sum([...heldOut, ...generalHeld], teacher));
+  tw.teacherTokens = Math.round(
+    (cached ? sum([...docSamples, ...general, ...heldOut, ...generalHeld], teacher) : 0) + val * s.epochs,
+  );
+
+  // Evaluate: per 16 held-out questions, the base and the student closed book and the teacher with
+  // the passage, up to 64 tokens each.
+  const evalMax = Math.min(64, s.answerMaxTokens);
+  for (let i = 0; i < heldOut.length; i += BATCH) {
+    const b = heldOut.slice(i, i + BATCH);
+    const closed = b.map((q) => ids(model, studentMessages(q.question, p)));
+    addCalls(phases.evaluate, closed, evalMax, BATCH);
+    addCalls(phases.evaluate, b.map(prompt), evalMax, BATCH);
+    addCalls(phases.evaluate, closed, evalMax, BATCH);
+  }
+  return {
+    chunks: chunks.length,
+    questions: {
+      docs: count('train'),
+      heldOut: heldOut.length,
+      absent: count('absent'),
+      general: general.length,
+      generalHeldOut: generalHeld.length,
+    },
+    phases,
+  };
+}
+
+/** Seconds per phase from counts and measured rates. */
+export function secondsFor(w: PhaseWork, r: ProbeRates): number {
+  const ms =
+    (w.prefillTokens - w.reusedTokens) * r.prefillMsPerToken +
+    w.decodeSteps * r.decodeStepMs +
+    w.decodeRows * r.decodeRowMs +
+    w.trainSteps * r.trainStepMs +
+    w.studentTokens * r.trainMsPerToken +
+    w.teacherTokens * (r.teacherMsPerToken || r.prefillMsPerToken);
+  return ms / 1000;
+}
+
+/** The estimate from counts and rates; pure, so that the threshold and the suggestions are testable. */
+export function makeEstimate(
+  counts: WorkCounts,
+  rates: ProbeRates,
+  s: Pick<DistillSettings, 'rounds' | 'epochs' | 'baseQuantization'>,
+  o: { thresholdSec?: number; device?: string } = {},
+): Estimate {
+  const seconds = Object.fromEntries(WORK_PHASES.map((p) => [p, secondsFor(counts.phases[p], rates)])) as Record<
+    WorkPhase,
+    number
+  >;
+  const totalSec = WORK_PHASES.reduce((a, p) => a + seconds[p], 0);
+  const thresholdSec = o.thresholdSec ?? LONG_RUN_SEC;
+  const long = totalSec > thresholdSec;
+  const suggestions: string[] = [];
+  if (long) {
+    if (s.rounds > 1)
+      suggestions.push(
+        `fewer question rounds (--rounds ${Math.max(1, Math.floor(s.rounds / 2))}, docdistill.distill.rounds)`,
+      );
+    if (s.epochs > 1)
+      suggestions.push(`fewer epochs (--epochs ${Math.max(1, Math.floor(s.epochs / 2))}, docdistill.distill.epochs)`);
+    if (s.baseQuantization === 'none' || s.baseQuantization === undefined)
+      suggestions.push('a quantized base (--quantize int8 or int4, docdistill.baseQuantization)');
+    if (!o.device || o.device === 'cpu') suggestions.push('a GPU (--device cuda|dml|webgpu, docdistill.device)');
+  }
+  return { counts, rates, seconds, totalSec, thresholdSec, long, suggestions };
+}
+
+/** "2 h 10 min", "12 min", "40 s". */
+export function formatDuration(sec: number): string {
+  if (!Number.isFinite(sec)) return '?';
+  if (sec < 90) return `${Math.max(1, Math.round(sec))} s`;
+  const min = Math.round(sec / 60);
+  if (min < 60) return `${min} min`;
+  const h = Math.floor(min / 60);
+  return min % 60 ? `${h} h ${min % 60} min` : `${h} h`;
+}
+
+/** "about 2 h 10 min: questions 12 min, answers 25 min, training 1 h 30 min, evaluation 3 min". */
+export function describeEstimate(e: Pick<Estimate, 'totalSec' | 'seconds'>): string {
+  const label: Record<WorkPhase, string> = {
+    questions: 'questions',
+    answers: 'answers',
+    train: 'training',
+    evaluate: 'evaluation',
+  };
+  return `about ${formatDuration(e.totalSec)}: ${WORK_PHASES.map((p) => `${label[p]} ${formatDuration(e.seconds[p])}`).join(', ')}`;
+}
+
+/**
+ * Measures the model on its device: a warm-up (graph creation is not the job's per-token cost),
+ * a prefill, decode steps at two batch sizes, and a train step (after a first, warm-up one) with
+ * the run's LoRA settings. A few seconds on small models; longer on large ones on a CPU.
+ */
+export async function probeRates(model: CausalLM, s: DistillSettings, signal?: AbortSignal): Promise<ProbeRates> {
+  const t0 = performance.now();
+  const tok = model.tokenizer;
+  const text = 'The quick brown fox jumps over the lazy dog while the documentation explains each setting. ';
+  const long = tok.encode(text.repeat(8), { addSpecialTokens: false }).slice(0, 128);
+  const short = long.slice(0, 16);
+  const timed = async (prompts: number[][], maxTokens: number) => {
+    let t = { prefillMs: 0, prefillTokens: 0, decodeMs: 0, decodeTokens: 0, steps: 0 };
+    await generate(model, prompts, {
+      maxTokens,
+      temperature: 0,
+      signal,
+      // The probe measures steps, not text: no stop token may end it early.
+      stopTokens: [],
+      onTimings: (x) => (t = { ...t, ...x }),
+    });
+    return t;
+  };
+  await timed([short], 2); // warm-up: the step graph's session
+  const pre = await timed([long], 1);
+  const small = await timed([short], 4);
+  const big = await timed(
+    repeat(8, () => short),
+    4,
+  );
+  const perStep = (t: { decodeMs: number; decodeTokens: number }, rows: number) =>
+    t.decodeMs / Math.max(1, t.decodeTokens / rows);
+  const step1 = perStep(small, 1);
+  const step8 = perStep(big, 8);
+  const decodeRowMs = Math.max(0, (step8 - step1) / 7);
+  const decodeStepMs = Math.max(0, step1 - decodeRowMs);
+
+  // A train step on two samples of the shape the run trains (a short prompt and an answer).
+  const cached = s.loss === 'kl' && s.epochs > 1 && s.teacherTopK > 0;
+  const trainer = new LoraTrainer(model, {
+    loss: s.loss,
+    lora: { rank: s.loraRank, alpha: s.loraAlpha, targets: s.loraTargets },
+    dropout: s.loraDropout,
+    temperature: s.distillTemperature,
+    lr: s.learningRate,
+    weightDecay: s.weightDecay,
+    beta1: 0.9,
+    beta2: 0.999,
+    eps: 1e-8,
+    schedule: s.schedule,
+    warmupSteps: 0,
+    totalSteps: 4,
+    microBatch: s.batchSize,
+    gradAccum: 1,
+    maxGradNorm: s.maxGradNorm,
+    seed: s.seed,
+    teacherTopK: cached ? s.teacherTopK : 0,
+  });
+  const mk = (n: number): DistillSample => ({
+    student: long.slice(0, n),
+    teacher: long.slice(0, Math.min(long.length, n * 2)),
+    answerLength: 8,
+  });
+  // Two step sizes, so that the fixed cost of a step (the optimizer, the adapter's copies, the
+  // session call) is told apart from the cost per token: a run's steps are larger than the probe's.
+  const one = [mk(16)];
+  const large = repeat(Math.min(4, s.batchSize), () => mk(64));
+  const tokensOf = (b: DistillSample[]) =>
+    b.reduce((a, x) => a + x.student.length + (cached ? 0 : x.teacher.length), 0);
+  let teacherMsPerToken = 0;
+  try {
+    if (cached) {
+      await trainer.cacheTeacher([mk(24)]); // warm-up
+      const tc = performance.now();
+      await trainer.cacheTeacher([...one, ...large]);
+      teacherMsPerToken = (performance.now() - tc) / [...one, ...large].reduce((a, x) => a + x.teacher.length, 0);
+    }
+    await trainer.trainStep(one); // warm-up: the training graph's session
+    const a = await trainer.trainStep(one);
+    const b = await trainer.trainStep(large);
+    const trainMsPerToken = Math.max(1e-6, (b.ms - a.ms) / Math.max(1, tokensOf(large) - tokensOf(one)));
+    return {
+      prefillMsPerToken: pre.prefillMs / Math.max(1, pre.prefillTokens),
+      decodeStepMs,
+      decodeRowMs,
+      trainStepMs: Math.max(0, a.ms - trainMsPerToken * tokensOf(one)),
+      trainMsPerToken,
+      teacherMsPerToken,
+      probeSec: (performance.now() - t0) / 1000,
+    };
+  } finally {
+    await trainer.release();
+  }
+}
+
+/** The docs chunked as the ingest phase does it, without a run folder (for --estimate-only). */
+export async function chunkDocs(model: CausalLM, inputs: string[], root: string, budget: number): Promise<Chunk[]> {
+  const files = collectMarkdown(inputs, root, () => {});
+  if (!files.length) throw new IngestError(`no Markdown files in ${inputs.join(', ')}`);
+  const tok = model.tokenizer;
+  const out: Chunk[] = [];
+  for (const f of files) {
+    const source = relative(root, f).split('\\').join('/');
+    try {
+      const md = await readDocument(root, f, () => {});
+      out.push(
+        ...chunkMarkdown(source, md, {
+          maxTokens: budget,
+          countTokens: (t) => tok.encode(t, { addSpecialTokens: false }).length,
+        }),
+      );
+    } catch (e) {
+      if (!(e instanceof IngestError)) throw e;
+    }
+  }
+  if (!out.length) throw new IngestError('no usable text in the given documents');
+  return out;
+}
+
+/** The estimate again, with the questions the run wrote instead of the projected ones (same rates). */
+export function refineEstimate(
+  e: Estimate,
+  model: CausalLM,
+  s: DistillSettings,
+  chunks: readonly Chunk[],
+  questions: readonly QuestionRow[],
+  o: { thresholdSec?: number; device?: string } = {},
+): Estimate {
+  // The held-out questions are chosen in the answers phase: the same share of them, as there.
+  const rows = questions.map((r) => ({ ...r }));
+  rows.filter((r) => r.split === 'train').forEach(heldOutBy(s));
+  return makeEstimate(countWork(model, s, chunks, rows), e.rates, s, { thresholdSec: e.thresholdSec, ...o });
+}
+
+/** Counts, a probe and the estimate, in one call. */
+export async function estimateRun(
+  model: CausalLM,
+  s: DistillSettings,
+  chunks: readonly Chunk[],
+  o: { device?: string; signal?: AbortSignal; thresholdSec?: number } = {},
+): Promise<Estimate> {
+  const counts = countWork(model, s, chunks);
+  const rates = await probeRates(model, s, o.signal);
+  return makeEstimate(counts, rates, s, o);
+}

@@ -1,0 +1,193 @@
+// The estimate before a run: its counts against what a real run on the demo model did, its rates
+// from a real probe, the warning threshold, and the job reducer.
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { cpSync, mkdtempSync, readFileSync, readdirSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join, resolve } from 'node:path';
+import { Backend } from '../../../src/engine/backend';
+import { CausalLM } from '../../../src/engine/models/model';
+import { Distiller, type DistillEvent } from '../../../src/pipeline/distill';
+import {
+  countWork,
+  describeEstimate,
+  formatDuration,
+  makeEstimate,
+  probeRates,
+  type ProbeRates,
+} from '../../../src/pipeline/estimate';
+import type { Chunk } from '../../../src/pipeline/ingest';
+import type { QuestionRow } from '../../../src/pipeline/phases/context';
+import { readJsonl } from '../../../src/pipeline/runFolder';
+import { resolveSettings, type DistillSettings } from '../../../src/pipeline/settings';
+import { applyJobEvent } from '../../../src/protocol/jobs';
+import type { JobView } from '../../../src/protocol/webview';
+
+const repo = resolve(__dirname, '..', '..', '..');
+const modelDir = join(repo, 'media', 'demo-model');
+const docs = join(repo, 'examples', 'docs');
+const fast: Partial<DistillSettings> = {
+  rounds: 1,
+  questionsPerRound: 3,
+  epochs: 2,
+  batchSize: 4,
+  generalShare: 0.3,
+  earlyStopPatience: 0,
+  seed: 5,
+};
+
+let modelP: Promise<CausalLM> | undefined;
+const model = () =>
+  (modelP ??= Backend.create({ device: 'cpu', threads: 2 }).then((be) => CausalLM.load(modelDir, be)));
+
+test('the counted work is the work a real run does', async () => {
+  const root = mkdtempSync(join(tmpdir(), 'dd-est-'));
+  try {
+    for (const f of readdirSync(docs)
+      .filter((x) => x.endsWith('.md'))
+      .sort()
+      .slice(0, 2))
+      cpSync(join(docs, f), join(root, 'docs', f));
+    const events: DistillEvent[] = [];
+    const m = await model();
+    const res = await new Distiller(
+      m,
+      { inputs: ['docs'], root, name: 'est', settings: fast },
+      { onEvent: (e) => events.push(e) },
+    ).run();
+    const dir = join(root, '.docdistill', 'runs', res.runId);
+    // The estimate came before the questions phase started, and is in the run folder.
+    const iEst = events.findIndex((e) => e.type === 'estimate');
+    const iQ = events.findIndex((e) => e.type === 'phase' && e.phase === 'questions' && e.status === 'start');
+    assert.ok(iEst >= 0 && iEst < iQ, 'the estimate is emitted before the questions phase');
+    const saved = JSON.parse(readFileSync(join(dir, 'estimate.json'), 'utf8')) as {
+      totalSec: number;
+      rates: ProbeRates;
+      actualSec: Record<string, number>;
+    };
+    assert.ok(saved.totalSec > 0 && saved.rates.prefillMsPerToken > 0 && saved.rates.trainMsPerToken > 0);
+    assert.ok(saved.actualSec.train! > 0, 'the actual times are recorded at the end');
+    assert.ok(events.some((e) => e.type === 'log' && e.message.startsWith('estimate vs actual: questions')));
+    // Sent again once the questions are written, counted with them.
+    const ests = events.filter((e) => e.type === 'estimate');
+    assert.equal(ests.length, 2);
+    assert.ok(ests[1]!.type === 'estimate' && ests[1]!.refined);
+
+    // With the run's questions, the answers, train and evaluate counts are the run's, exactly.
+    const s = (JSON.parse(readFileSync(join(dir, 'run.json'), 'utf8')) as { settings: DistillSettings }).settings;
+    const chunks = readJsonl<Chunk>(join(dir, 'chunks.jsonl'));
+    const qs = readJsonl<QuestionRow>(join(dir, 'questions.jsonl'));
+    const c = countWork(m, s, chunks, qs);
+    const said = events.find((e) => e.type === 'log' && e.message.startsWith('answers: '));
+    assert.ok(said && said.type === 'log');
+    const [, prompts, tokens, shared] = /answers: (\d+) prompts, (\d+) prompt tokens, of which (\d+)/.exec(
+      said.message,
+    )!;
+    assert.equal(c.phases.answers.prompts, Number(prompts));
+    assert.equal(c.phases.answers.prefillTokens, Number(tokens));
+    assert.equal(c.phases.answers.reusedTokens, Number(shared));
+    const trains = events.filter((e) => e.type === 'train');
+    assert.equal(c.phases.train.trainSteps, trains[0]!.type === 'train' ? trains[0]!.totalSteps : -1);
+    assert.equal(c.phases.train.trainSteps, trains.length, 'every planned step ran (no early stop)');
+    const evalRows = (JSON.parse(readFileSync(join(dir, 'eval.json'), 'utf8')) as { rows: unknown[] }).rows;
+    assert.equal(c.questions.heldOut, evalRows.length);
+    assert.equal(c.phases.evaluate.generateCalls, 3 * Math.ceil(evalRows.length / 16));
+    // The questions phase: rounds × questionsPerRound prompts per passage, whatever the model wrote.
+    const per = s.rounds * s.questionsPerRound;
+    assert.ok(c.phases.questions.prompts >= chunks.length * per);
+
+    // The projection (no questions yet) counts the same question prompts, and the other phases
+    // within a factor of the run's (it assumes one kept question per prompt).
+    const proj = countWork(m, s, chunks);
+    const ownCalls = Math.ceil((chunks.length * per) / 16);
+    assert.ok(proj.phases.questions.generateCalls >= ownCalls);
+    const ratio = proj.phases.answers.prompts / c.phases.answers.prompts;
+    assert.ok(
+      ratio > 0.5 && ratio < 3,
+      `projected answers ${proj.phases.answers.prompts} vs ${c.phases.answers.prompts}`,
+    );
+  } finally {
+    rmSync(root, { recursive: true, force: true });
+  }
+});
+
+test('the rates come from a probe of the model: more work measures more time', async () => {
+  const m = await model();
+  const s = resolveSettings(fast);
+  const r = await probeRates(m, s);
+  assert.ok(r.trainStepMs >= 0);
+  for (const k of ['prefillMsPerToken', 'trainMsPerToken', 'probeSec'] as const)
+    assert.ok(Number.isFinite(r[k]) && r[k] > 0, `${k} = ${r[k]}`);
+  assert.ok(r.decodeStepMs + r.decodeRowMs > 0);
+  assert.ok(r.teacherMsPerToken > 0, 'with epochs > 1 the teacher cache is probed too');
+  assert.ok(r.probeSec < 60, `the probe took ${r.probeSec} s`);
+});
+
+test('the estimate warns above its threshold, with concrete suggestions', () => {
+  const work = (n: number) => ({
+    generateCalls: 1,
+    prompts: n,
+    prefillTokens: 100 * n,
+    reusedTokens: 0,
+    decodeSteps: 10,
+    decodeRows: 10 * n,
+    trainSteps: n,
+    studentTokens: 100 * n,
+    teacherTokens: 0,
+  });
+  const counts = {
+    chunks: 1,
+    questions: { docs: 1, heldOut: 0, absent: 0, general: 0, generalHeldOut: 0 },
+    phases: { questions: work(10), answers: work(20), train: work(50), evaluate: work(1) },
+  };
+  const rates: ProbeRates = {
+    prefillMsPerToken: 1,
+    decodeStepMs: 10,
+    decodeRowMs: 1,
+    trainStepMs: 100,
+    trainMsPerToken: 20,
+    teacherMsPerToken: 0,
+    probeSec: 1,
+  };
+  const settings = { rounds: 6, epochs: 10, baseQuantization: 'none' as const };
+  const e = makeEstimate(counts, rates, settings, { thresholdSec: 60 });
+  // train: 50 × 100 prefill + 10 steps + 500 rows + 50 steps × 100 + 5000 × 20 = 110.6 s
+  assert.equal(Math.round(e.seconds.train * 10), 1106);
+  assert.equal(e.totalSec, e.seconds.questions + e.seconds.answers + e.seconds.train + e.seconds.evaluate);
+  assert.ok(e.long);
+  assert.ok(e.suggestions.some((x) => x.includes('--rounds 3')));
+  assert.ok(e.suggestions.some((x) => x.includes('--epochs 5')));
+  assert.ok(e.suggestions.some((x) => x.includes('--quantize int8')));
+  assert.ok(e.suggestions.some((x) => x.includes('--device')));
+  const short = makeEstimate(counts, rates, settings, { thresholdSec: 3600 });
+  assert.equal(short.long, false);
+  assert.deepEqual(short.suggestions, []);
+  assert.equal(
+    makeEstimate(
+      counts,
+      rates,
+      { ...settings, baseQuantization: 'int8' },
+      { thresholdSec: 1, device: 'cuda' },
+    ).suggestions.some((x) => x.includes('quantize') || x.includes('GPU')),
+    false,
+  );
+  assert.equal(formatDuration(7800), '2 h 10 min');
+  assert.equal(formatDuration(40), '40 s');
+  assert.match(describeEstimate(e), /^about \d+ min: questions .*, answers .*, training .*, evaluation /);
+});
+
+test('the job reducer keeps the estimate for the dashboard', () => {
+  const job: JobView = {
+    jobId: 'j',
+    name: 'n',
+    state: 'running',
+    started: 0,
+    loss: [],
+    validation: [],
+    samples: [],
+    log: [],
+  };
+  const seconds = { questions: 600, answers: 1200, train: 5400, evaluate: 60 };
+  applyJobEvent(job, { type: 'estimate', totalSec: 7260, seconds, long: true, suggestions: ['x'], probeSec: 2 });
+  assert.deepEqual(job.estimate, { totalSec: 7260, seconds, long: true, suggestions: ['x'] });
+});
