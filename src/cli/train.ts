@@ -3,12 +3,14 @@
 import { readFileSync } from 'node:fs';
 import type { Command } from './command';
 import { UsageError } from './command';
-import { intOption, loadFromArgs, modelOptions, modelUsage, numOption, parse } from './modelArgs';
+import { intOption, loadFromArgs, modelOptions, modelUsage, numOption, parse, quantizeOption } from './modelArgs';
 import { LoraTrainer, defaultTrainerConfig, type DistillSample } from '../engine/train/trainer';
 import { writeAdapter } from '../engine/lora/peft';
 import { mergeAdapter } from '../engine/lora/merge';
 import { LORA_TARGETS, type LoraTarget } from '../engine/models/llama';
 import type { CausalLM } from '../engine/models/model';
+import { totalmem } from 'node:os';
+import { trainMemoryWarning } from '../engine/train/memoryEstimate';
 
 type Prompt = string | { role: 'system' | 'user' | 'assistant'; content: string }[];
 
@@ -121,6 +123,20 @@ ${modelUsage}
         dropout: numOption(v.dropout, 'dropout') ?? 0,
         seed: intOption(v.seed, 'seed') ?? 0,
       };
+      // Warn before a run whose estimated peak exceeds the machine's memory: it would swap or be killed.
+      const longest = (f: (d: DistillSample) => number) => data.reduce((m, d) => Math.max(m, f(d)), 0);
+      const warning = trainMemoryWarning(
+        model.config,
+        {
+          batchSize: batch,
+          teacherTokens: longest((d) => d.teacher.length),
+          studentTokens: longest((d) => d.student.length),
+          answerTokens: longest((d) => d.answerLength),
+          quantize: quantizeOption(v.quantize),
+        },
+        totalmem(),
+      );
+      if (warning) ctx.err(`warning: ${warning}\n`);
       const t = new LoraTrainer(model, cfg);
       ctx.err(`${data.length} pairs, ${total} steps of ${perStep} (${t.describe()})\n`);
       const t0 = performance.now();
@@ -136,6 +152,8 @@ ${modelUsage}
       }
       await t.sync();
       writeAdapter(v.out, model.config, t.adapter(), { baseModel: model.dir, dropout: cfg.dropout });
+      // The process's own peak (kB on Linux), for memory measurements (bench train-memory reads it).
+      ctx.err(`peak RSS ${(process.resourceUsage().maxRSS / 2 ** 20).toFixed(2)} GB\n`);
       ctx.out(`adapter: ${v.out}${ctx.signal.aborted ? ' (stopped early)' : ''}\n`);
       return ctx.signal.aborted ? 130 : 0;
     } finally {

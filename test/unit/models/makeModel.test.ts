@@ -5,7 +5,7 @@ import assert from 'node:assert/strict';
 import { mkdtempSync, rmSync, readFileSync, readdirSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { makeModel, buildTokenizer, MODEL_SHAPES } from '../../../src/tools/makeModel';
+import { makeModel, buildTokenizer, MODEL_SHAPES, weightPlan } from '../../../src/tools/makeModel';
 import { loadModelFolder } from '../../../src/engine/models/folder';
 import { Tokenizer } from '../../../src/engine/tokenizer';
 import { makeModelCommand } from '../../../src/cli/makeModel';
@@ -198,4 +198,20 @@ test('make-model CLI: writes a folder and rejects bad arguments', async () => {
   await bad(['--shape', 'tiny-llama', '--out', dir, '--dtype', 'int8'], /--dtype must be float32, float16 or bfloat16/);
   await bad(['--shape', 'tiny-llama', '--out', dir, '--bogus'], /Unknown option '--bogus'/);
   assert.match(makeModelCommand.usage, /qwen3-0\.6b/);
+});
+
+test('make-model: the real shapes have their published parameter counts', () => {
+  // Counted from the weight plan, tied embeddings once; the Hugging Face model cards' figures.
+  const count = (name: string) =>
+    weightPlan(MODEL_SHAPES[name]).reduce((n, w) => n + w.shape.reduce((a, b) => a * b, 1), 0);
+  assert.equal(count('qwen2.5-1.5b'), 1_543_714_304);
+  assert.equal(count('qwen2.5-0.5b'), 494_032_768);
+  assert.equal(count('llama3.2-1b'), 1_235_814_400);
+  const q = MODEL_SHAPES['qwen2.5-1.5b'];
+  assert.deepEqual(
+    [q.hiddenSize, q.numLayers, q.numHeads, q.numKvHeads, q.intermediateSize, q.vocabSize, q.ropeTheta],
+    [1536, 28, 12, 2, 8960, 151936, 1000000],
+  );
+  assert.equal(q.tieWordEmbeddings, true);
+  assert.ok(weightPlan(q).some((w) => w.name === 'model.layers.0.self_attn.q_proj.bias'));
 });
