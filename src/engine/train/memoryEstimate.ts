@@ -13,7 +13,7 @@ const BYTES_PER_WEIGHT: Record<BaseQuantization, number> = { none: 4, int8: 1 + 
  * floor (a tiny model's run peaks near this), not a derivation.
  */
 const PROCESS_BYTES = 400 * 2 ** 20;
-const WEIGHT_COPIES = 2;
+const WEIGHT_COPIES = 3;
 
 export interface TrainMemoryInput {
   batchSize: number;
@@ -58,9 +58,9 @@ export function estimateTrainMemory(cfg: ModelConfig, x: TrainMemoryInput): Trai
   const teacherLayer = (10 * D + 3 * I + H * x.teacherTokens) * 4 * x.teacherTokens;
   const logits = 4 * x.answerTokens * V * 4;
   const activationBytes = B * (perStudentToken * x.studentTokens + teacherLayer + logits);
-  // The weights are resident about twice during a step: a 1B float32 run (4.6 GiB of weights) was
-  // past 11 GiB of RSS within its first step (bench/trainMemory.bench.ts). A measured factor,
-  // conservative for quantized bases until they are measured too.
+  // The weights are resident about three times over during a step: a 1B float32 run (4.6 GiB of
+  // weights, batch 4, a 700-token teacher) peaked at 14.5 GiB (bench/trainMemory.bench.ts). A
+  // measured factor, conservative for quantized bases until they are measured too.
   const weightBytes = WEIGHT_COPIES * baseWeightBytes(cfg, x.quantize);
   return { weightBytes, activationBytes, totalBytes: weightBytes + activationBytes + PROCESS_BYTES };
 }
