@@ -88,7 +88,14 @@ ${modelUsage}
         return tok.encode(tok.applyChatTemplate(messages, { addGenerationPrompt: true }), { addSpecialTokens: false });
       });
       const stream = !v.json && prompts.length === 1;
-      let t: GenerateTimings = { prefillMs: 0, prefillTokens: 0, decodeMs: 0, decodeTokens: 0, prefixReusedTokens: 0, prefillPositions: 0 };
+      let t: GenerateTimings = {
+        prefillMs: 0,
+        prefillTokens: 0,
+        decodeMs: 0,
+        decodeTokens: 0,
+        prefixReusedTokens: 0,
+        prefillPositions: 0,
+      };
       const res = await generate(model, ids, {
         ...opts,
         adapter,
