@@ -4,8 +4,9 @@
 // in the same run, and PyTorch eager (bench/torch) side by side, with a line per phase.
 //
 // Each workload runs in its own child process, so its peak RSS is its own. Each phase can be run
-// alone (`--phase=bandwidth|generate|train|torch-generate|torch-train`, comma-separated) so that a
-// run under the shared heavy-work lock stays short; results are merged into
+// alone (`--phase=bandwidth|generate|train|train-cached|torch-generate|torch-train`, comma-separated;
+// train-cached is the train step against the teacher's cached top-64) so that a run under the shared
+// heavy-work lock stays short; results are merged into
 // bench/out/shape-<name>.json and the table shows the latest of each phase.
 import { existsSync, readFileSync } from 'node:fs';
 import { spawnSync } from 'node:child_process';
@@ -36,7 +37,9 @@ const TB = 8,
   RANK = 16,
   STEPS = 2;
 
-const ALL_PHASES = ['bandwidth', 'generate', 'train', 'torch-generate', 'torch-train'] as const;
+const ALL_PHASES = ['bandwidth', 'generate', 'train', 'train-cached', 'torch-generate', 'torch-train'] as const;
+/** The teacher cache of the train-cached phase (the pipeline's default teacherTopK). */
+const TOPK = 64;
 type Phase = (typeof ALL_PHASES)[number];
 
 /** Float32 bytes read by one decode step at batch 1: every linear weight and the LM head once. */
@@ -149,7 +152,8 @@ async function generateChild(dir: string) {
   };
 }
 
-async function trainChild(dir: string) {
+/** A LoRA KL train step; with `topK`, against the teacher's cached top-k (computed first, timed apart). */
+async function trainChild(dir: string, topK = 0) {
   const be = await Backend.create({ device: 'cpu', threads });
   const model = await CausalLM.load(dir, be, {
     dtype: 'float32',
@@ -169,7 +173,11 @@ async function trainChild(dir: string) {
     microBatch: TB,
     lr: 1e-4,
     warmupSteps: 0,
+    teacherTopK: topK,
   });
+  const tk = now();
+  await t.cacheTeacher(batch); // the teacher graph + session + one pass (topK only)
+  const cacheS = (now() - tk) / 1000;
   const tc = now();
   await t.trainStep(batch); // graph + session creation + a step
   const firstS = (now() - tc) / 1000;
@@ -180,7 +188,12 @@ async function trainChild(dir: string) {
     times.push((now() - a) / 1000);
   }
   await be.dispose();
-  return { firstStepS: firstS, stepS: times.reduce((x, y) => x + y, 0) / times.length, peakRssMb: peakRssMb() };
+  return {
+    firstStepS: firstS,
+    stepS: times.reduce((x, y) => x + y, 0) / times.length,
+    peakRssMb: peakRssMb(),
+    cacheS,
+  };
 }
 
 function child<T>(kind: string): T {
@@ -218,6 +231,7 @@ function report(shape: string, cfg: ModelConfig, res: Results) {
   const gen = res.generate?.data as Gen | undefined;
   const tg = res['torch-generate']?.data as TGen | undefined;
   const tr = res.train?.data as Tr | undefined;
+  const trc = res['train-cached']?.data as Tr | undefined;
   const tt = res['torch-train']?.data as TTr | undefined;
   const bytes = decodeBytes(cfg);
   const limitMs = bw ? bytes / (bw.gbPerS * 1e6) : undefined;
@@ -248,6 +262,8 @@ function report(shape: string, cfg: ModelConfig, res: Results) {
   add('peak RSS generate MB', gen?.peakRssMb, tg?.peak_rss_mb, '', false);
   add('train step s', tr?.stepS, tt?.mean_step_s, '', false);
   add('peak RSS train MB', tr?.peakRssMb, tt?.peak_rss_mb, '', false);
+  add(`train step s, teacher top-${TOPK} cached`, trc?.stepS, tt?.mean_step_s, '', false);
+  add('peak RSS train cached MB', trc?.peakRssMb, tt?.peak_rss_mb, '', false);
   table(rows);
   const b1 = gen?.results.find((x) => x.batch === 1);
   if (b1 && limitMs)
@@ -272,6 +288,10 @@ function report(shape: string, cfg: ModelConfig, res: Results) {
     console.log(
       `  train: first step (graph + session + step) ${tr.firstStepS.toFixed(1)} s, then ${tr.stepS.toFixed(1)} s/step`,
     );
+  if (trc)
+    console.log(
+      `  train, teacher top-${TOPK} cached: the cache for ${TB} samples (teacher graph + session + pass) ${trc.cacheS.toFixed(1)} s; first step ${trc.firstStepS.toFixed(1)} s, then ${trc.stepS.toFixed(1)} s/step`,
+    );
 }
 
 async function main() {
@@ -295,7 +315,7 @@ async function main() {
         ? await bandwidth(cfg)
         : kind === 'generate'
           ? await generateChild(dir)
-          : await trainChild(dir);
+          : await trainChild(dir, kind === 'train-cached' ? TOPK : 0);
     console.log(JSON.stringify(out));
     return;
   }

@@ -62,6 +62,13 @@ export interface DistillSettings {
   batchSize: number;
   gradAccum: number;
   maxGradNorm: number;
+  /**
+   * The teacher's k most likely tokens per answer position, computed once per QA pair and reused
+   * in every epoch, instead of running the teacher (passage and all) in every step: the KL is over
+   * those k and the rest of the mass as one outcome (exact when k ≥ the vocabulary). Used when
+   * there is more than one epoch; 0 = the teacher in every step.
+   */
+  teacherTopK: number;
   /** Stop when the validation KL has not improved for this many epochs (0 = never). */
   earlyStopPatience: number;
   /**
@@ -119,6 +126,7 @@ export const DEFAULT_SETTINGS: DistillSettings = {
   batchSize: 8,
   gradAccum: 1,
   maxGradNorm: 1,
+  teacherTopK: 64,
   earlyStopPatience: 2,
   replayShare: 1,
   seed: 0,
@@ -204,6 +212,7 @@ export function resolveSettings(over: Partial<DistillSettings> = {}): DistillSet
   num('weightDecay', 0, 10);
   num('warmupRatio', 0, 1);
   num('maxGradNorm', 1e-6, 1e6);
+  int('teacherTopK', 0);
   num('replayShare', 0, 100);
   for (const k of ['groundQuestions', 'answerableOnly'] as const)
     if (typeof s[k] !== 'boolean') errs.push(`${k} must be true or false (got ${String(s[k])})`);

@@ -87,6 +87,7 @@ export async function train(run: RunContext): Promise<void> {
       gradAccum: s.gradAccum,
       maxGradNorm: s.maxGradNorm,
       seed: s.seed,
+      teacherTopK: s.loss === 'kl' && s.epochs > 1 ? s.teacherTopK : 0,
     },
     start ? { ...start, step: trainerState ? start.step : 0 } : undefined,
   );
@@ -97,6 +98,18 @@ export async function train(run: RunContext): Promise<void> {
     params: undefined as Map<string, Float32Array> | undefined,
   };
   let bad = trainerState?.bad ?? 0;
+  if (trainer.teacherK) {
+    // Once, in a fixed order (a resumed run computes the same values), before the first step.
+    const all = [...docSamples, ...pool, ...valDocs, ...valGeneral];
+    const t = performance.now();
+    await trainer.cacheTeacher(all);
+    check(run);
+    const answerTokens = all.reduce((n, x) => n + x.answerLength, 0);
+    log(
+      run,
+      `teacher: top-${trainer.teacherK} log-probs of ${all.length} QA pairs (${answerTokens} answer tokens, ${((answerTokens * trainer.teacherK * 12) / 2 ** 20).toFixed(1)} MB) computed once in ${((performance.now() - t) / 1000).toFixed(1)} s, for ${s.epochs} epochs`,
+    );
+  }
   const stepsDone = trainer.step;
   const t0 = performance.now();
   let tokens = 0;

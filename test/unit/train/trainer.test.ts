@@ -105,6 +105,38 @@ test('a run restored from its state continues exactly as an uninterrupted one (w
   for (const [k, p] of straight.params) assert.deepEqual(resumed.params.get(k), p, k);
 });
 
+test('the teacher cache: with k = V training is the teacher-every-step training; with k < V the KL falls and a resumed run is exact', async () => {
+  const m = await model();
+  const run = async (c: TrainerConfig, steps: number, from?: TrainerState, seed = 5) => {
+    const data = samples(8, seed); // fresh objects: no cache carried over between runs
+    const t = new LoraTrainer(m, c, from);
+    await t.cacheTeacher(data);
+    for (let i = from?.step ?? 0; i < steps; i++) await t.trainStep(data.slice((i % 2) * 4, (i % 2) * 4 + 4));
+    return { t, data };
+  };
+  const exact = (await run(config(), 4)).t;
+  const cached = (await run(config({ teacherTopK: cfg.vocabSize }), 4)).t;
+  let worst = 0;
+  for (const [k, p] of exact.params) {
+    const q = cached.params.get(k)!;
+    for (let i = 0; i < p.length; i++) worst = Math.max(worst, Math.abs(p[i]! - q[i]!));
+  }
+  assert.ok(worst < 1e-5, `k = V: parameters differ by ${worst}`);
+
+  const c8 = config({ teacherTopK: 8 });
+  const { t, data } = await run(c8, 0);
+  const first = await t.evalLoss(data);
+  for (let i = 0; i < 12; i++) await t.trainStep(data.slice((i % 2) * 4, (i % 2) * 4 + 4));
+  const last = await t.evalLoss(data);
+  assert.ok(last < 0.5 * first, `top-8 KL ${first} → ${last}`);
+  assert.ok(data.every((x) => x.teacherTop?.k === 8 && x.teacherTop.idx.length === 8 * x.answerLength));
+
+  const straight = (await run(c8, 6)).t;
+  const half = (await run(c8, 3)).t;
+  const resumed = (await run(c8, 6, clone(half.state()))).t;
+  for (const [k, p] of straight.params) assert.deepEqual(resumed.params.get(k), p, k);
+});
+
 test('AdamW, schedule and clipping follow their PyTorch/transformers definitions', () => {
   // One parameter, two steps, by hand: torch.optim.AdamW(lr=0.1, betas=(0.9, 0.999), eps=1e-8, weight_decay=0.1).
   const p = new Map([['w', Float32Array.of(1)]]);
