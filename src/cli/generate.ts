@@ -37,8 +37,10 @@ ${modelUsage}
                      that beginning once)
   --json             print one JSON object per prompt instead of streaming text, with
                      timings {loadMs, prefillMs, prefillTokens, decodeMs, decodeTokens,
-                     prefixReusedTokens} (the whole batch's; prompts that begin alike share
-                     that beginning's computation); otherwise the same timings go to stderr
+                     prefixReusedTokens, prefillPositions} (the whole batch's; prompts that
+                     begin alike share that beginning's computation; prefillPositions counts
+                     what the prefill computed, padding included); otherwise the same timings
+                     go to stderr
 `,
   async run(args, ctx) {
     const { values: v } = parse(args, {
@@ -86,7 +88,14 @@ ${modelUsage}
         return tok.encode(tok.applyChatTemplate(messages, { addGenerationPrompt: true }), { addSpecialTokens: false });
       });
       const stream = !v.json && prompts.length === 1;
-      let t: GenerateTimings = { prefillMs: 0, prefillTokens: 0, decodeMs: 0, decodeTokens: 0, prefixReusedTokens: 0 };
+      let t: GenerateTimings = {
+        prefillMs: 0,
+        prefillTokens: 0,
+        decodeMs: 0,
+        decodeTokens: 0,
+        prefixReusedTokens: 0,
+        prefillPositions: 0,
+      };
       const res = await generate(model, ids, {
         ...opts,
         adapter,
@@ -101,6 +110,7 @@ ${modelUsage}
         decodeMs: round1(t.decodeMs),
         decodeTokens: t.decodeTokens,
         prefixReusedTokens: t.prefixReusedTokens,
+        prefillPositions: t.prefillPositions,
       };
       if (v.json) {
         res.forEach((r, i) =>

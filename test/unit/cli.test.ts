@@ -92,10 +92,12 @@ test('make-model, score, generate, train and merge work from the command line on
       'decodeTokens',
       'loadMs',
       'prefillMs',
+      'prefillPositions',
       'prefillTokens',
       'prefixReusedTokens',
     ]);
     assert.equal(j.timings.prefixReusedTokens, 0, 'one prompt shares nothing');
+    assert.equal(j.timings.prefillPositions, j.timings.prefillTokens, 'one prompt: prefilled whole');
     assert.ok(j.timings.loadMs! > 0 && j.timings.prefillMs! > 0 && j.timings.decodeMs! >= 0);
     assert.ok(j.timings.prefillTokens! >= 2, "the prompt's tokens");
     // The first new token comes from the prefill's logits; a stop token sampled after a decode step is not output.

@@ -40,8 +40,9 @@ export interface GenerateOptions extends SamplingOptions {
    */
   cacheOnDevice?: boolean;
   /**
-   * Compute a beginning that several prompts share once (default true; see Stepper.prefill). false
-   * = every prompt prefilled in full, for comparison.
+   * Compute a beginning that several prompts share once (default true unless the environment has
+   * DOCDISTILL_SHARED_PREFIX=0; see Stepper.prefill). false = every prompt prefilled in full, for
+   * comparison.
    */
   sharePrefixes?: boolean;
   /** Called once at the end with where the time went (as llama.cpp reports prompt eval and eval). */
@@ -63,6 +64,11 @@ export interface GenerateTimings {
    * beginning instead of being computed again (see Stepper.prefill).
    */
   prefixReusedTokens: number;
+  /**
+   * Positions the prefill ran through the model, left padding included: about what it cost. The
+   * batch × its longest prompt for a plain prefill; less when prompts share their beginning.
+   */
+  prefillPositions: number;
 }
 
 export interface Generation {
@@ -232,6 +238,12 @@ export class Stepper {
 
   /** Prompt tokens of the last prefill whose keys and values were shared, not computed (see prefill). */
   prefixReusedTokens = 0;
+  /**
+   * Positions the last prefill ran through the model, left padding included (what it cost): the
+   * batch × the longest prompt for a plain prefill; with shared beginnings, those beginnings padded
+   * to the longest plus every row's rest padded to the longest rest.
+   */
+  prefillPositions = 0;
   /** Whether prefill() may share the common beginning of prompts. */
   sharePrefixes = true;
 
@@ -244,14 +256,17 @@ export class Stepper {
    * cache of every row of the group, and a second run computes only what follows. Both runs are
    * the ordinary step graph (the second with the copied cache as its past; the gap between a row's
    * prefix and its suffix is masked out, and positions are the tokens' own), so the result is the
-   * plain prefill's up to rounding. Used with the cache in host memory, when it saves at least a
-   * fifth of the tokens computed.
+   * plain prefill's up to rounding. A prompt that shares nothing may put its own beginning in the
+   * first run too, so that the second run, padded to its longest row, stays short. Used with the
+   * cache in host memory, when it saves at least a fifth of the positions computed (see
+   * sharedPrefixes); with the cache on the device every prompt is prefilled whole.
    */
   async prefill(prompts: readonly (readonly number[])[]): Promise<Float32Array> {
     const B = this.batch;
     if (prompts.length !== B) throw new Error(`prefill: ${prompts.length} prompts for a batch of ${B}`);
     if (this.cache.len) throw new Error('prefill: this stepper has already run');
     this.prefixReusedTokens = 0;
+    this.prefillPositions = 0;
     const plan = this.sharePrefixes && this.cache instanceof HostKvCache ? sharedPrefixes(prompts) : undefined;
     if (plan) return this.prefillShared(prompts, plan);
     const Tp = Math.max(...prompts.map((p) => p.length));
@@ -268,6 +283,7 @@ export class Stepper {
       this.lengths[b] = p.length;
     });
     this.S = Tp;
+    this.prefillPositions = B * Tp;
     return this.run(ids, pos, Tp);
   }
 
@@ -318,6 +334,7 @@ export class Stepper {
     });
     this.S = P + T;
     this.prefixReusedTokens = plan.groups.reduce((n, g) => n + g.length * (g.rows.length - 1), 0);
+    this.prefillPositions = G * P + B * T;
     return this.run(ids, pos, T);
   }
 
@@ -393,7 +410,8 @@ export async function generate(
     { ...adapterFeeds, ...opts.weights },
     onDevice,
   );
-  stepper.sharePrefixes = opts.sharePrefixes ?? true;
+  // DOCDISTILL_SHARED_PREFIX=0 turns sharing off everywhere (an A/B switch for whole runs).
+  stepper.sharePrefixes = opts.sharePrefixes ?? process.env.DOCDISTILL_SHARED_PREFIX !== '0';
   try {
     return await decodeLoop(model, stepper, prompts, opts, maxTokens, stopTokens, stopStrings, holdBack);
   } finally {
@@ -489,22 +507,37 @@ async function decodeLoop(
     decodeMs: performance.now() - t1,
     decodeTokens,
     prefixReusedTokens: stepper.prefixReusedTokens,
+    prefillPositions: stepper.prefillPositions,
   });
   return prompts.map((_, b) => ({ ids: gen[b]!, text: texts[b]!, finishReason: done[b]! }));
 }
 
 interface PrefixPlan {
-  /** Rows sharing their first `length` tokens (at least 2 rows each; every row has a token left after it). */
+  /**
+   * Beginnings computed once, in the first run, each with the rows that continue from it: rows that
+   * share their first `length` tokens, or a single row whose long beginning goes there so that the
+   * second run stays short. Every row keeps at least one token of its own (whose logits the prefill
+   * returns); a row in no group is prefilled whole in the second run.
+   */
   groups: { rows: number[]; length: number }[];
 }
 
-/** Shortest prefix worth sharing (a chat template's own header is about this long). */
-const MIN_SHARED = 16;
+/** The least saving, in positions, worth a second run of the step graph. */
+const MIN_SAVED = 16;
 
 /**
- * Groups of prompts with a common beginning of at least MIN_SHARED tokens (each row keeps one token
- * of its own, whose logits the prefill returns), or undefined when sharing would save less than a
- * fifth of the tokens the plain prefill computes (left padding included).
+ * How a prefill of these prompts shares work (see Stepper.prefill), or undefined when the plain
+ * prefill costs about as much.
+ *
+ * The cost of a prefill is the positions it runs through the model, padding included: B × the
+ * longest prompt for the plain one; G × P + B × T for a shared one, whose first run computes G
+ * beginnings padded to the longest, P, and whose second run every row's rest padded to the longest,
+ * T. For each width T the rows are taken in sorted order (rows with a long common beginning are then
+ * neighbours) and grouped while the group's common beginning leaves at most T tokens of each row to
+ * the second run; growing each group as far as it goes gives the fewest groups for that T, since any
+ * run of rows inside a group that works works too. The cheapest T is used when it saves a fifth of
+ * the plain cost (and at least MIN_SAVED positions) and the cache needs no more positions than the
+ * plain prefill's (P + T ≤ the longest prompt).
  */
 export function sharedPrefixes(prompts: readonly (readonly number[])[]): PrefixPlan | undefined {
   const B = prompts.length;
@@ -520,27 +553,51 @@ export function sharedPrefixes(prompts: readonly (readonly number[])[]): PrefixP
     const i = lcp(x, y);
     return i < x.length && i < y.length ? x[i]! - y[i]! : x.length - y.length || a - b;
   });
-  const groups: PrefixPlan['groups'] = [];
-  for (let i = 0; i < B;) {
-    const head = prompts[order[i]!]!;
-    let length = head.length - 1;
-    let j = i + 1;
-    for (; j < B; j++) {
-      const p = prompts[order[j]!]!;
-      const l = Math.min(lcp(head, p), p.length - 1, length);
-      if (l < MIN_SHARED) break;
-      length = l;
+  const len = order.map((r) => prompts[r]!.length);
+  // The common beginning of sorted rows i..j is the least of their neighbours' common beginnings.
+  const next = order.slice(1).map((r, i) => lcp(prompts[order[i]!]!, prompts[r]!));
+  const Tp = Math.max(...len);
+  // Rows no longer than T need nothing from the first run: they neither constrain a group nor need it.
+  const groupsFor = (T: number) => {
+    const out: { from: number; to: number; need: number; common: number }[] = [];
+    for (let i = 0; i < B;) {
+      let need = len[i]! - T;
+      let common = len[i]! > T ? len[i]! - 1 : Infinity;
+      let j = i + 1;
+      for (; j < B; j++) {
+        const c = Math.min(common, next[j - 1]!, len[j]! > T ? len[j]! - 1 : Infinity);
+        const n = Math.max(need, len[j]! - T);
+        if (c < n) break;
+        common = c;
+        need = n;
+      }
+      out.push({ from: i, to: j, need, common });
+      i = j;
     }
-    if (j - i >= 2 && length >= MIN_SHARED) groups.push({ rows: order.slice(i, j).sort((a, b) => a - b), length });
-    i = Math.max(j, i + 1);
+    return out;
+  };
+  const plain = B * Tp;
+  let best: { T: number; cost: number } | undefined;
+  for (let T = 1; T < Tp; T++) {
+    const firsts = groupsFor(T).filter((g) => g.need > 0);
+    const P = Math.max(0, ...firsts.map((g) => g.need));
+    const cost = firsts.length * P + B * T;
+    // Without a beginning that two rows share, a second run only saves padding: not this feature's job.
+    if (!firsts.some((g) => g.to - g.from >= 2)) continue;
+    if (P + T <= Tp && (!best || cost < best.cost)) best = { T, cost };
   }
-  if (!groups.length) return undefined;
-  const plain = B * Math.max(...prompts.map((p) => p.length));
-  const shared = new Map<number, number>();
-  for (const g of groups) for (const b of g.rows) shared.set(b, g.length);
-  const P = Math.max(...groups.map((g) => g.length));
-  const T = Math.max(...prompts.map((p, b) => p.length - (shared.get(b) ?? 0)));
-  return groups.length * P + B * T <= 0.8 * plain ? { groups } : undefined;
+  if (!best || best.cost > 0.8 * plain || plain - best.cost < MIN_SAVED) return undefined;
+  const T = best.T;
+  const firsts = groupsFor(T).filter((g) => g.need > 0);
+  const P = Math.max(...firsts.map((g) => g.need));
+  // Each group shares as much as it has in common, up to P (which costs nothing more); a short row
+  // in the group takes the shared beginning when it leaves it a token of its own.
+  const groups = firsts.map((g) => {
+    const length = Math.min(g.common, P);
+    const rows = order.slice(g.from, g.to).filter((r) => prompts[r]!.length > length);
+    return { rows: rows.sort((a, b) => a - b), length };
+  });
+  return groups.some((g) => g.rows.length >= 2) ? { groups } : undefined;
 }
 
 /** An empty past (0 positions) for a batch of G rows, in the cache's dtype. */

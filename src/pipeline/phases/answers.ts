@@ -27,7 +27,8 @@ export async function answers(run: RunContext): Promise<void> {
   const t0 = performance.now();
   let seed = s.seed * 7777 + rows.length;
   let promptTokens = 0,
-    sharedTokens = 0;
+    sharedTokens = 0,
+    positions = 0;
   for (let i = 0; i < todo.length; i += 16) {
     check(run);
     const b = todo.slice(i, i + 16);
@@ -48,6 +49,7 @@ export async function answers(run: RunContext): Promise<void> {
       onTimings: (t) => {
         promptTokens += t.prefillTokens;
         sharedTokens += t.prefixReusedTokens;
+        positions += t.prefillPositions;
       },
     });
     check(run);
@@ -69,7 +71,7 @@ export async function answers(run: RunContext): Promise<void> {
   if (todo.length)
     log(
       run,
-      `answers: ${todo.length} prompts, ${promptTokens} prompt tokens, of which ${sharedTokens} (${((100 * sharedTokens) / Math.max(1, promptTokens)).toFixed(0)} %) shared with another prompt of their batch and computed once`,
+      `answers: ${todo.length} prompts, ${promptTokens} prompt tokens, of which ${sharedTokens} (${((100 * sharedTokens) / Math.max(1, promptTokens)).toFixed(0)} %) shared with another prompt of their batch and computed once; the prefill computed ${positions} positions (padding included)`,
     );
   splitByAnswer(run, qs, rows);
 }

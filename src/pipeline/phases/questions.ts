@@ -2,7 +2,7 @@
 // them in other words (paraphrases), adds questions about the passages' subjects that the passages
 // may not answer (cross questions), and writes general questions the docs do not answer (the guard
 // against over-generalising). All of them go to questions.jsonl, rewritten after every batch.
-import { generate } from '../../engine/generate';
+import { generate, type GenerateTimings } from '../../engine/generate';
 import { generalQuestionMessages, paraphraseMessages, questionMessages } from '../prompts';
 import {
   chooseHeldOut,
@@ -30,6 +30,13 @@ export async function questions(run: RunContext): Promise<void> {
   let seed = s.seed * 1000 + rows.length;
   let ungrounded = 0;
   let aboutDocs = 0;
+  // What the prefill computed: the samples of one passage's prompt share it (see Stepper.prefill).
+  const prefill = { tokens: 0, shared: 0, positions: 0 };
+  const tally = (t: GenerateTimings) => {
+    prefill.tokens += t.prefillTokens;
+    prefill.shared += t.prefixReusedTokens;
+    prefill.positions += t.prefillPositions;
+  };
   const t0 = performance.now();
   for (let i = 0; i < todo.length; i += batch) {
     check(run);
@@ -46,6 +53,7 @@ export async function questions(run: RunContext): Promise<void> {
         topK: s.questionTopK,
         seed: seed++,
         signal: run.signal,
+        onTimings: tally,
       });
       outs.push(...res.map((r) => r.text));
     }
@@ -66,6 +74,11 @@ export async function questions(run: RunContext): Promise<void> {
     const rate = (performance.now() - t0) / 1000 / Math.min(todo.length, i + batch);
     run.emit({ type: 'progress', phase: 'questions', done, total: all, etaSec: rate * (todo.length - i - batch) });
   }
+  if (todo.length)
+    log(
+      run,
+      `question writer: ${prefill.tokens} prompt tokens, of which ${prefill.shared} shared with another prompt of their batch and computed once; the prefill computed ${prefill.positions} positions (padding included)`,
+    );
   // The paraphrase step: the model says each of its questions in other words, so that a fact is
   // trained under more than the phrasing the question writer happened to pick.
   if (s.paraphrases > 0 && !rows.some((r) => /-p\d+$/.test(r.id))) {

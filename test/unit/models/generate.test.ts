@@ -153,12 +153,7 @@ test('sharedPrefixes: groups prompts by their common beginning, only when it sav
   assert.equal(sharedPrefixes([[...base, 1]]), undefined, 'one prompt');
   assert.equal(sharedPrefixes([base.slice(0, 10).concat([1]), base.slice(0, 10).concat([2])]), undefined, 'too short');
   assert.equal(
-    sharedPrefixes([
-      [...base, 1],
-      [...base, 2],
-      Array.from({ length: 200 }, () => 5),
-      Array.from({ length: 200 }, () => 6),
-    ]),
+    sharedPrefixes([[...base, 1], [...base, 2], ...[5, 6, 7, 8, 9].map((t) => Array.from({ length: 200 }, () => t))]),
     undefined,
     'the saving is under a fifth',
   );
