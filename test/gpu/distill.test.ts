@@ -19,12 +19,42 @@ const modelDir = join(repo, 'media', 'demo-model');
 const docs = join(repo, 'examples', 'docs');
 const facts = JSON.parse(readFileSync(join(repo, 'examples', 'facts.json'), 'utf8')) as ExampleFacts;
 
-async function answers(model: CausalLM, questions: string[], adapter: AdapterWeights | undefined): Promise<string[]> {
+async function answers(model: CausalLM, questions: string[], adapter: AdapterWeights | undefined) {
+  const prompts = promptIds(model, questions);
+  return (await generate(model, prompts, { maxTokens: 16, adapter })).map((g) => ({ ids: g.ids, text: g.text.trim() }));
+}
+
+function promptIds(model: CausalLM, questions: string[]): number[][] {
   const tok = model.tokenizer;
-  const ids = questions.map((q) =>
+  return questions.map((q) =>
     tok.encode(tok.applyChatTemplate(studentMessages(q), { addGenerationPrompt: true }), { addSpecialTokens: false }),
   );
-  return (await generate(model, ids, { maxTokens: 16, adapter })).map((g) => g.text.trim());
+}
+
+/**
+ * Where two greedy answers part, how close the tie was: log p(a) − log p(b) of the two tokens they
+ * chose, after the tokens they share, under `model` (positive: `model` prefers a).
+ */
+async function margin(
+  model: CausalLM,
+  prompt: number[],
+  a: number[],
+  b: number[],
+  adapter: AdapterWeights,
+): Promise<{ at: number; nats: number }> {
+  let k = 0;
+  while (k < a.length && k < b.length && a[k] === b[k]) k++;
+  const shared = [...prompt, ...a.slice(0, k)];
+  // One of the two ended (an end token the other did not pick) counts as its own token.
+  const eos = model.config.eosTokenIds[0]!;
+  const [la, lb] = await model.score(
+    [
+      [...shared, a[k] ?? eos],
+      [...shared, b[k] ?? eos],
+    ],
+    adapter,
+  );
+  return { at: k, nats: la!.at(-1)! - lb!.at(-1)! };
 }
 
 test('a short distillation of two docs on WebGPU: the loss falls, the adapter answers on the CPU as on WebGPU', async () => {
@@ -74,28 +104,52 @@ test('a short distillation of two docs on WebGPU: the loss falls, the adapter an
       })),
     );
     const questions = items.map((i) => i.question);
-    const onGpu = await answers(gpu, questions, readAdapter(res.adapterDir, gpu.config));
+    const gpuAdapter = readAdapter(res.adapterDir, gpu.config);
+    const onGpu = await answers(gpu, questions, gpuAdapter);
     const cpu = await CausalLM.load(modelDir, await cpuBackend());
-    const onCpu = await answers(cpu, questions, readAdapter(res.adapterDir, cpu.config));
+    const cpuAdapter = readAdapter(res.adapterDir, cpu.config);
+    const onCpu = await answers(cpu, questions, cpuAdapter);
     const base = await answers(cpu, questions, undefined);
-    const learned = items.filter((it, i) => onGpu[i]!.includes(it.value));
-    const same = items.filter((it, i) => onGpu[i]!.includes(it.value) && onCpu[i]!.includes(it.value));
-    const baseKnew = items.filter((it, i) => base[i]!.includes(it.value));
+    const learned = items.filter((it, i) => onGpu[i]!.text.includes(it.value));
+    const same = items.filter((it, i) => onGpu[i]!.text.includes(it.value) && onCpu[i]!.text.includes(it.value));
+    const baseKnew = items.filter((it, i) => base[i]!.text.includes(it.value));
     console.log(
       `facts answered with the adapter: ${learned.length}/${items.length} on webgpu, ${same.length} of them on the cpu too; the base model alone: ${baseKnew.length}`,
     );
-    items.forEach((it, i) => console.log(`  ${it.question} [${it.value}] webgpu: ${onGpu[i]} | cpu: ${onCpu[i]}`));
-    const identical = onGpu.filter((a, i) => a === onCpu[i]).length;
-    console.log(`answers identical on webgpu (float16) and cpu (float32): ${identical}/${items.length}`);
+    items.forEach((it, i) =>
+      console.log(`  ${it.question} [${it.value}] webgpu: ${onGpu[i]!.text} | cpu: ${onCpu[i]!.text}`),
+    );
     assert.ok(
       learned.length >= 1 && same.length >= 1,
       'the adapter trained on WebGPU answers a fact, and loaded on the CPU answers it too',
     );
-    // Greedy answers in float16 and float32 part where two tokens are nearly tied (a birth year, here).
-    assert.ok(
-      identical >= 0.8 * items.length,
-      `answers on the CPU and WebGPU differ: ${identical} of ${items.length} identical`,
-    );
+    // Greedy answers in float16 and float32 may part where two tokens are nearly tied (the two birth
+    // years of the docs, after a dozen steps). Where they part, each backend must have preferred its
+    // own token by less than float16's error on a logit here (≤ 2 % of the largest logit, ≈ 0.3; see
+    // logits.test.ts); a wrongly loaded adapter or a broken kernel parts by whole nats, and early on
+    // most answers. The WebGPU margin may dip a little below 0: its decode with a cache and its
+    // scoring of the whole sequence round differently.
+    const prompts = promptIds(cpu, questions);
+    let identical = 0;
+    for (let i = 0; i < items.length; i++) {
+      const g = onGpu[i]!.ids;
+      const c = onCpu[i]!.ids;
+      if (g.length === c.length && g.every((t, j) => t === c[j])) {
+        identical++;
+        continue;
+      }
+      const onC = await margin(cpu, prompts[i]!, c, g, cpuAdapter);
+      const onG = await margin(gpu, prompts[i]!, g, c, gpuAdapter);
+      console.log(
+        `  parted at answer token ${onC.at} of "${questions[i]}": the cpu prefers its token by ${onC.nats.toFixed(3)} nats, webgpu its own by ${onG.nats.toFixed(3)}`,
+      );
+      assert.ok(
+        onC.nats >= 0 && onC.nats < 0.3 && onG.nats > -0.1 && onG.nats < 0.3,
+        `the answers to "${questions[i]}" part at a clear choice, not a near-tie: cpu margin ${onC.nats}, webgpu ${onG.nats}`,
+      );
+    }
+    console.log(`answers identical on webgpu (float16) and cpu (float32): ${identical}/${items.length}`);
+    assert.ok(identical >= items.length / 2, `answers on the CPU and WebGPU differ: ${identical} of ${items.length}`);
   } finally {
     rmSync(root, { recursive: true, force: true });
   }
