@@ -101,6 +101,10 @@ export interface SessionCreateOptions {
    * them again on the heap (CPU only).
    */
   saveOptimizedTo?: string;
+  /** false: weights are not pre-packed into a second copy at session creation (CPU). */
+  prepack?: boolean;
+  /** false: no CPU memory arena (memory is freed after each run instead of kept for the next). */
+  arena?: boolean;
 }
 
 /** Whether a provider can keep outputs in device memory through onnxruntime-node (its 'gpu-buffer' location). */
@@ -142,19 +146,23 @@ export async function createOrtSession(
   if (o.deviceOutputs?.length && keepsOutputsOnDevice(o.provider)) {
     options.preferredOutputLocation = Object.fromEntries(o.deviceOutputs.map((n) => [n, 'gpu-buffer' as const]));
   }
+  const session: Record<string, string> = {};
+  if (o.prepack === false) session.disable_prepacking = '1';
+  if (o.arena === false) options.enableCpuMemArena = false;
   if (o.saveOptimizedTo) {
     options.optimizedModelFilePath = o.saveOptimizedTo;
-    options.extra = {
-      session: {
-        optimized_model_external_initializers_file_name: `${basename(o.saveOptimizedTo, '.onnx')}.data`,
-        optimized_model_external_initializers_min_size_in_bytes: '1024',
-        save_external_prepacked_constant_initializers: '1',
-      },
-    };
+    session.optimized_model_external_initializers_file_name = `${basename(o.saveOptimizedTo, '.onnx')}.data`;
+    session.optimized_model_external_initializers_min_size_in_bytes = '1024';
+    session.save_external_prepacked_constant_initializers = '1';
   }
-  if (o.profilePrefix) {
+  if (Object.keys(session).length) options.extra = { session };
+  // DOCDISTILL_ORT_PROFILE=DIR: every session writes ONNX Runtime's profile (a Chrome trace of each
+  // node's time) into DIR, for finding where a step's time goes.
+  const profilePrefix =
+    o.profilePrefix ?? (process.env.DOCDISTILL_ORT_PROFILE && join(process.env.DOCDISTILL_ORT_PROFILE, 'ort'));
+  if (profilePrefix) {
     options.enableProfiling = true;
-    options.profileFilePrefix = o.profilePrefix;
+    options.profileFilePrefix = profilePrefix;
   }
   return typeof model === 'string'
     ? ort.InferenceSession.create(model, options)

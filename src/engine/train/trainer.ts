@@ -314,6 +314,7 @@ export class LoraTrainer {
       exact
         ? buildTeacherLogProbsGraph(this.model.graphs, { temperature })
         : buildTeacherTopKGraph(this.model.graphs, { temperature, k }),
+      { manyRows: true },
     );
     const session = await this.teacherTopP;
     const f64 = this.model.dtype === 'float64';
@@ -366,7 +367,7 @@ export class LoraTrainer {
         teacherInput: this.teacherExact || undefined,
       }),
       // On the device path the gradients stay there, for the accumulate and AdamW graphs.
-      this.onDevice ? { deviceOutputs: this.shapes.map((s) => `grad.${s.name}`) } : {},
+      this.onDevice ? { deviceOutputs: this.shapes.map((s) => `grad.${s.name}`), manyRows: true } : { manyRows: true },
     );
     return this.sessionP;
   }

@@ -239,3 +239,21 @@ test('train graph gradients match finite differences: distillation KL against th
   console.log(`teacher top-5 KL: worst relative gradient error ${worst.toExponential(2)}`);
   assert.ok(worst < 1e-5, `relative error ${worst}`);
 });
+
+test('a LoRA train graph never transposes a frozen weight (ONNX Runtime would fold it into a second copy)', () => {
+  const g = buildTrainGraph(graphs, {
+    loss: 'kl',
+    lora: { ...spec, targets: ['q', 'k', 'v', 'o', 'gate', 'up', 'down', 'lm_head'] },
+  });
+  const weights = new Set(g.initializers.filter((i) => i.data.length > 1 || i.external).map((i) => i.tensor.name));
+  const transposed = g.nodes.filter((n) => n.op === 'Transpose' && n.inputs.some((t) => t && weights.has(t.name)));
+  assert.deepEqual(
+    transposed.map((n) => n.inputs[0]!.name),
+    [],
+    'weights reach the backward pass through Gemm (transB), not Transpose',
+  );
+  assert.ok(
+    g.nodes.some((n) => n.op === 'Gemm'),
+    'the input gradients of the linear layers are Gemm nodes',
+  );
+});

@@ -2,7 +2,7 @@
 import type { Tensor } from '../../graph';
 import type { Dim } from '../../shape';
 import { defGrad } from '../registry';
-import { matmul } from '../linalg';
+import { matmul, matmulTransB } from '../linalg';
 import { reshape, transpose } from '../shape';
 import { unbroadcast } from './elementwise';
 
@@ -23,7 +23,14 @@ const flat = (x: Tensor): Tensor => {
 
 defGrad('MatMul', (n, [dy], needs) => {
   const [a, b] = n.inputs as Tensor[];
-  const da = needs[0] ? unbroadcast(matmul(dy!, swapLast(b!)), a!) : undefined; // [..., M, K]
+  let da: Tensor | undefined;
+  if (needs[0]) {
+    // A weight b [K, N]: dy @ bᵀ as one Gemm over every row, reading b as stored (a Transpose of a
+    // constant weight would be folded by ONNX Runtime into a second, transposed copy of it).
+    if (b!.rank === 2)
+      da = reshape(matmulTransB(a!.rank === 2 ? dy! : flat(dy!), b!), a!.shape); // [..., M, K]
+    else da = unbroadcast(matmul(dy!, swapLast(b!)), a!); // [..., M, K]
+  }
   let db: Tensor | undefined;
   if (needs[1]) {
     if (b!.rank === 2 && a!.rank > 2) {
