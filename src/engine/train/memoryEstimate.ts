@@ -9,11 +9,10 @@ import type { BaseQuantization } from '../models/quantize';
 const BYTES_PER_WEIGHT: Record<BaseQuantization, number> = { none: 4, int8: 1 + 4 / 32, int4: 0.5 + 4 / 32 };
 
 /**
- * Fixed overhead of the process: Node, onnxruntime's code and arenas, the tokenizer. A measured
- * floor (a tiny model's run peaks near this), not a derivation.
+ * Fixed overhead of the process: Node, onnxruntime's code, the tokenizer, the graphs' protobufs.
+ * A measured floor (a tiny model's run peaks near this), not a derivation.
  */
-const PROCESS_BYTES = 400 * 2 ** 20;
-const WEIGHT_COPIES = 3;
+const PROCESS_BYTES = 600 * 2 ** 20;
 
 export interface TrainMemoryInput {
   batchSize: number;
@@ -45,23 +44,30 @@ export function baseWeightBytes(cfg: ModelConfig, quantize: BaseQuantization = '
 }
 
 /**
- * The estimated peak of a train step. Per student token and layer the backward pass keeps about
- * ten hidden-sized and three intermediate-sized float32 vectors (norm inputs, q/k/v, attention
- * output, gate/up/SiLU), plus the attention probabilities (heads × length); the teacher's forward
- * is transient but its largest layer's buffers live at once; the answer logits appear about four
- * times (logits, log-softmax, the teacher's log-probs and the gradient).
+ * The estimated peak of a train step. The weights are resident once: mapped from the weight pack,
+ * with no pre-packed or transposed copy (the train sessions are created without either). Per
+ * student token and layer the backward pass keeps about twenty hidden-sized and five
+ * intermediate-sized float32 vectors (norm intermediates, q/k/v before and after RoPE, the keys and
+ * values repeated to every head, the attention output, gate/up/SiLU and their product) and three
+ * heads × length attention maps (scores, mask, probabilities); the teacher's forward is transient,
+ * but its largest layer's buffers live at once; the [B, A, V] answer logits appear about eight
+ * times (the student's and the teacher's logits, scaled and log-softmaxed, the teacher's
+ * probabilities, and the backward's softmax and gradient). A quantized base's backward dequantizes
+ * its weights in pieces of at most 64 MB (matmulDequantizedT), which the margin covers.
+ *
+ * Measured (`npm run bench -- trainMemory`, batch 4, a ≈ 600-token passage, r 16; this estimate in
+ * brackets): llama3.2-1b float32 6.40 GiB (6.7), int8 4.03 (4.4), int4 4.01 (3.8);
+ * qwen2.5-0.5b float32 3.28 (3.5); at batch 8 with a 384-token teacher (the shape bench's train
+ * phase) 6.6 (6.0).
  */
 export function estimateTrainMemory(cfg: ModelConfig, x: TrainMemoryInput): TrainMemoryEstimate {
   const { hiddenSize: D, intermediateSize: I, numHeads: H, numLayers: L, vocabSize: V } = cfg;
   const B = x.batchSize;
-  const perStudentToken = L * (10 * D + 3 * I + H * x.studentTokens) * 4;
+  const perStudentToken = L * (20 * D + 5 * I + 3 * H * x.studentTokens) * 4;
   const teacherLayer = (10 * D + 3 * I + H * x.teacherTokens) * 4 * x.teacherTokens;
-  const logits = 4 * x.answerTokens * V * 4;
+  const logits = 8 * x.answerTokens * V * 4;
   const activationBytes = B * (perStudentToken * x.studentTokens + teacherLayer + logits);
-  // The weights are resident about three times over during a step: a 1B float32 run (4.6 GiB of
-  // weights, batch 4, a 700-token teacher) peaked at 14.5 GiB (bench/trainMemory.bench.ts). A
-  // measured factor, conservative for quantized bases until they are measured too.
-  const weightBytes = WEIGHT_COPIES * baseWeightBytes(cfg, x.quantize);
+  const weightBytes = baseWeightBytes(cfg, x.quantize);
   return { weightBytes, activationBytes, totalBytes: weightBytes + activationBytes + PROCESS_BYTES };
 }
 

@@ -91,6 +91,40 @@ test('quantizer: int8 and int4 blocks round-trip within half a step, and MatMulN
   }
 });
 
+test('quantized backward: dy · W′ dequantized in pieces of rows equals the whole product (int8, int4)', async () => {
+  const r = rng(5);
+  const [N, K, M] = [40, 80, 6];
+  const w = Float32Array.from({ length: N * K }, () => r() - 0.5);
+  const dy = Float32Array.from({ length: M * N }, () => r() - 0.5);
+  for (const bits of [8, 4] as const) {
+    const q = quantizeRows(w, N, K, bits);
+    const dq = dequantizeRows(q);
+    const ref = new Float64Array(M * K);
+    for (let m = 0; m < M; m++)
+      for (let n = 0; n < N; n++) for (let k = 0; k < K; k++) ref[m * K + k]! += dy[m * N + n]! * dq[n * K + k]!;
+    const blocks = Math.ceil(K / 32);
+    for (const rows of [N, 7]) {
+      const g = new Graph(`deqT_${bits}_${rows}`);
+      const wq = {
+        b: g.initializer('b', 'uint8', [N, blocks, (32 * bits) / 8], q.b),
+        scales: g.initializer('s', 'float32', [N, blocks], q.scales),
+        k: K,
+        n: N,
+        bits,
+        blockSize: 32,
+        accuracyLevel: 4,
+      };
+      g.output(op.matmulDequantizedT(g.input('dy', 'float32', [M, N]), wq, rows * K * 4), 'dx');
+      // Pieces of 7 rows: 6 products (the last of 5 rows), summed.
+      assert.equal(g.nodes.filter((n) => n.op === 'MatMul').length, Math.ceil(N / rows));
+      const s = await (await backend()).session(g);
+      const dx = (await s.run({ dy: { dtype: 'float32', dims: [M, N], data: dy } })).dx!.data as Float32Array;
+      const err = Math.max(...dx.map((v, i) => Math.abs(v - ref[i]!))) / Math.max(...ref.map(Math.abs));
+      assert.ok(err < 1e-5, `bits ${bits}, ${rows} rows at a time: relative error ${err}`);
+    }
+  }
+});
+
 /** Mean and largest |Δ log-prob| of quantized against float32 over the tokens of `texts`. */
 async function fidelity(
   dir: string,

@@ -5,7 +5,7 @@ import { defGrad } from './registry';
 import { attrOf, fail } from './common';
 import { add, cast, div, mul, sub } from './elementwise';
 import { matmul } from './linalg';
-import { concat, reshape, slice, unsqueeze } from './shape';
+import { concat, reshape, slice, sliceDynamic, unsqueeze } from './shape';
 
 /**
  * A [K, N] weight (y = x·W) quantized in blocks along K, as MatMulNBits reads it: `b` uint8
@@ -61,34 +61,79 @@ export function matmulNBits(x: Tensor, w: QuantizedMatrix): Tensor {
  * copy of every weight; this way the float rows exist only while the product that reads them runs.
  */
 export function dequantizeInGraph(w: QuantizedMatrix, dtype: Tensor['dtype'], like: Tensor): Tensor {
-  const g = w.b.graph;
-  const blocks = Math.ceil(w.k / w.blockSize);
+  return dequantizeRows(runtimeCopy(w.b, like), runtimeCopy(w.scales, like), w, w.n, dtype);
+}
+
+/** int64 [1] zero known only at run time (from `like`'s shape), so nothing built on it is folded. */
+function runtimeZero(like: Tensor): Tensor {
+  const g = like.graph;
   const rows = g.node('Shape', [like], { start: attr.int(0), end: attr.int(1) }, [{ dtype: 'int64', shape: [1] }])[0]!;
-  const one = add(mul(rows, g.scalar(0, 'int64')), g.scalar(1, 'int64')); // [1] = [1], known only at run time
-  const bRun = g.node('Expand', [w.b, one], {}, [{ dtype: 'uint8', shape: w.b.shape }])[0]!;
-  let q: Tensor; // [N, blocks, block] as integers in float
+  return mul(rows, g.scalar(0, 'int64'));
+}
+
+/** x as a value computed at run time (Expand to [1] with a shape read from `like`), never folded. */
+function runtimeCopy(x: Tensor, like: Tensor): Tensor {
+  const one = add(runtimeZero(like), x.graph.scalar(1, 'int64')); // [1] = [1], known only at run time
+  return x.graph.node('Expand', [x, one], {}, [{ dtype: x.dtype, shape: x.shape }])[0]!;
+}
+
+/** Rows of B [rows, blocks, bytes] and their scales [rows, blocks] as floats [rows, K]. */
+function dequantizeRows(b: Tensor, scales: Tensor, w: QuantizedMatrix, rows: number, dtype: Tensor['dtype']): Tensor {
+  const g = b.graph;
+  const blocks = Math.ceil(w.k / w.blockSize);
+  let q: Tensor; // [rows, blocks, block] as integers in float
   if (w.bits === 8) {
-    q = cast(bRun, dtype);
+    q = cast(b, dtype);
   } else {
-    const b = cast(bRun, 'int32');
-    const hi = div(b, g.scalar(16, 'int32'));
-    const lo = sub(b, mul(hi, g.scalar(16, 'int32')));
-    q = cast(reshape(concat([unsqueeze(lo, [-1]), unsqueeze(hi, [-1])], -1), [w.n, blocks, w.blockSize]), dtype);
+    const b32 = cast(b, 'int32');
+    const hi = div(b32, g.scalar(16, 'int32'));
+    const lo = sub(b32, mul(hi, g.scalar(16, 'int32')));
+    q = cast(reshape(concat([unsqueeze(lo, [-1]), unsqueeze(hi, [-1])], -1), [rows, blocks, w.blockSize]), dtype);
   }
-  const deq = mul(sub(q, g.scalar(2 ** (w.bits - 1), dtype)), unsqueeze(w.scales, [-1])); // [N, blocks, block]
-  const flat = reshape(deq, [w.n, blocks * w.blockSize]);
+  const deq = mul(sub(q, g.scalar(2 ** (w.bits - 1), dtype)), unsqueeze(scales, [-1])); // [rows, blocks, block]
+  const flat = reshape(deq, [rows, blocks * w.blockSize]);
   return blocks * w.blockSize === w.k ? flat : slice(flat, [0], [w.k], [1]);
 }
 
+/** The largest float32 piece of a weight the backward dequantizes at once (see matmulDequantizedT). */
+export const DEQUANT_CHUNK_BYTES = 64 * 2 ** 20;
+
+/**
+ * dy [..., N] · W' [N, K] → [..., K], with W' dequantized from w's blocks in pieces of rows of at
+ * most `chunkBytes` as floats, summed: a large matrix (the head: vocabulary × hidden, 1 GB in
+ * float32 at 128k × 2048) never exists as floats in one piece.
+ */
+export function matmulDequantizedT(dy: Tensor, w: QuantizedMatrix, chunkBytes = DEQUANT_CHUNK_BYTES): Tensor {
+  const rowBytes = w.k * 4;
+  const per = Math.max(1, Math.floor(chunkBytes / rowBytes));
+  if (per >= w.n) return matmul(dy, dequantizeInGraph(w, dy.dtype, dy));
+  // Rows n0..n1 of B and of the scales, sliced at run time: a Slice of a constant with constant
+  // bounds would be folded into a copy of those rows at session creation.
+  const zero = runtimeZero(dy);
+  const g = dy.graph;
+  const last = dy.rank - 1;
+  let dx: Tensor | undefined;
+  for (let n0 = 0; n0 < w.n; n0 += per) {
+    const n1 = Math.min(w.n, n0 + per);
+    const start = add(zero, g.scalar(n0, 'int64'));
+    const end = add(zero, g.scalar(n1, 'int64'));
+    const b = sliceDynamic(w.b, start, end, 0, n1 - n0);
+    const scales = sliceDynamic(w.scales, start, end, 0, n1 - n0);
+    const part = matmul(slice(dy, [n0], [n1], [last]), dequantizeRows(b, scales, w, n1 - n0, dy.dtype));
+    dx = dx ? add(dx, part) : part;
+  }
+  return dx!;
+}
+
 // The base is frozen: only the input gets a gradient, dx = dy · Wᵀ = dy [..., N] · W' [N, K], with
-// W' dequantized from the same blocks the forward read. The other choice, MatMulNBits on a second
-// copy quantized along N, would keep that copy in memory for the whole run and quantize dy to
-// int8 at accuracy level 4; this one holds no extra weights and is the exact gradient of the
-// dequantized product, at the price of dequantizing each weight once per backward pass — small
-// next to the product itself when a train batch has hundreds of rows.
+// W' dequantized from the same blocks the forward read, in pieces of rows (matmulDequantizedT).
+// The other choice, MatMulNBits on a second copy quantized along N, would keep that copy in memory
+// for the whole run and quantize dy to int8 at accuracy level 4; this one holds no extra weights
+// and is the exact gradient of the dequantized product, at the price of dequantizing each weight
+// once per backward pass — small next to the product itself when a train batch has hundreds of rows.
 defGrad('MatMulNBits', (n, [dy], needs) => {
   if (!needs[0]) return [undefined, undefined, undefined];
-  const [x, b, scales] = n.inputs as Tensor[];
+  const [, b, scales] = n.inputs as Tensor[];
   const w: QuantizedMatrix = {
     b: b!,
     scales: scales!,
@@ -98,5 +143,5 @@ defGrad('MatMulNBits', (n, [dy], needs) => {
     blockSize: attrOf(n, 'block_size', 'int'),
     accuracyLevel: attrOf(n, 'accuracy_level', 'int'),
   };
-  return [matmul(dy!, dequantizeInGraph(w, x!.dtype, dy!)), undefined, undefined];
+  return [matmulDequantizedT(dy!, w), undefined, undefined];
 });
