@@ -206,6 +206,9 @@ class DeviceKvCache implements Cache {
   }
 }
 
+/** Positions a prefill run computes at most (Stepper.prefillChunk). */
+export const PREFILL_CHUNK_POSITIONS = 2048;
+
 /**
  * Runs a step graph over a batch: prefill of left-padded prompts, then decode steps of one token
  * per row, with the KV cache in preallocated buffers.
@@ -282,9 +285,47 @@ export class Stepper {
       });
       this.lengths[b] = p.length;
     });
-    this.S = Tp;
     this.prefillPositions = B * Tp;
-    return this.run(ids, pos, Tp);
+    return this.runChunked(ids, pos, this.mask, Tp);
+  }
+
+  /**
+   * Positions one prefill run computes at most. A longer batch is prefilled in pieces of time
+   * (chunked prefill, as vLLM and llama.cpp do), each run attending to the cache the earlier ones
+   * wrote: the activations of a piece, not of the whole batch, are in memory at once, and the
+   * logits are the plain prefill's up to rounding.
+   */
+  prefillChunk = PREFILL_CHUNK_POSITIONS;
+
+  /** Runs [B, Tp] prompts after the cache (mask [B, cache + Tp]) through the model in pieces of prefillChunk. */
+  private async runChunked(
+    ids: BigInt64Array<ArrayBuffer>,
+    pos: BigInt64Array<ArrayBuffer>,
+    mask: BigInt64Array<ArrayBuffer>,
+    Tp: number,
+  ): Promise<Float32Array> {
+    const B = this.batch;
+    const past = this.cache.len;
+    const c = Math.max(1, Math.floor(this.prefillChunk / B));
+    if (c >= Tp) {
+      this.S = past + Tp;
+      this.mask = mask;
+      return this.run(ids, pos, Tp);
+    }
+    const piece = (src: BigInt64Array<ArrayBuffer>, width: number, from: number, to: number) => {
+      const out = new BigInt64Array(B * (to - from));
+      for (let b = 0; b < B; b++) out.set(src.subarray(b * width + from, b * width + to), b * (to - from));
+      return out;
+    };
+    const S = past + Tp;
+    let logits: Float32Array | undefined;
+    for (let t0 = 0; t0 < Tp; t0 += c) {
+      const t1 = Math.min(Tp, t0 + c);
+      this.S = past + t1;
+      this.mask = piece(mask, S, 0, past + t1);
+      logits = await this.run(piece(ids, Tp, t0, t1), piece(pos, Tp, t0, t1), t1 - t0);
+    }
+    return logits!;
   }
 
   private async prefillShared(prompts: readonly (readonly number[])[], plan: PrefixPlan): Promise<Float32Array> {
@@ -319,23 +360,22 @@ export class Stepper {
     const T = Math.max(...prompts.map((p, b) => p.length - rowOf[b]!.length));
     const ids = new BigInt64Array(B * T);
     const pos = new BigInt64Array(B * T);
-    this.mask = new BigInt64Array(B * (P + T));
+    const mask = new BigInt64Array(B * (P + T));
     prompts.forEach((p, b) => {
       const shared = rowOf[b]!.length;
-      for (let j = P - shared; j < P; j++) this.mask[b * (P + T) + j] = 1n;
+      for (let j = P - shared; j < P; j++) mask[b * (P + T) + j] = 1n;
       const rest = p.length - shared;
       for (let i = 0; i < rest; i++) {
         const t = T - rest + i;
         ids[b * T + t] = BigInt(p[shared + i]!);
         pos[b * T + t] = BigInt(shared + i);
-        this.mask[b * (P + T) + P + t] = 1n;
+        mask[b * (P + T) + P + t] = 1n;
       }
       this.lengths[b] = p.length;
     });
-    this.S = P + T;
     this.prefixReusedTokens = plan.groups.reduce((n, g) => n + g.length * (g.rows.length - 1), 0);
     this.prefillPositions = G * P + B * T;
-    return this.run(ids, pos, T);
+    return this.runChunked(ids, pos, mask, T);
   }
 
   /** Appends one token per row; returns the next logits [B × V]. */
