@@ -69,7 +69,10 @@ export interface SessionOptions {
    * cent; a pre-packed copy would double the weights in memory (the forward MatMul and the
    * backward Gemm each pack their own) and take tens of seconds to build. Measured at the
    * qwen2.5-0.5b shape, a LoRA KL step (b8, teacher 384 / student 64): peak RSS 10.1 → 6.9 GB,
-   * first step 60 → 44 s, later steps unchanged (26–28 s).
+   * first step 60 → 44 s, later steps unchanged (26–28 s). With a quantized base MatMulNBits is
+   * then not pre-packed either, which costs speed: int8 at that shape, 25.4 s/step and 6.5 GB
+   * against 18.4 s and 7.6 GB pre-packed (more than float32's 7.2 GB, since the float head is packed
+   * too); a quantized base is chosen for its memory, so it stays lean.
    */
   manyRows?: boolean;
 }
