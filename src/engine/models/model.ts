@@ -9,7 +9,7 @@ import { loadModelFolder, type ModelFolder } from './folder';
 import type { ModelConfig } from './config';
 import { LlamaGraphs, loraInputs, loraSpecKey, type LoraSpec } from './llama';
 import { PreparedWeights, type ComputeDtype, type WeightSource } from './weights';
-import { modelCacheDir } from './pack';
+import { claimModelCache, modelCacheDir } from './pack';
 import { BASE_QUANTIZATIONS, type BaseQuantization } from './quantize';
 
 /** LoRA tensors keyed by graph input name (lora.<layer>.<module>.a [in, r] / .b [r, out]). */
@@ -73,6 +73,7 @@ export class CausalLM {
     const tokenizer = await Tokenizer.fromFolder(dir);
     const dtype = opts.dtype ?? (backend.provider === 'cpu' ? 'float32' : 'float16');
     const cacheDir = opts.cacheDir === false ? undefined : (opts.cacheDir ?? modelCacheDir(dir));
+    if (opts.cacheDir === undefined && cacheDir) claimModelCache(cacheDir, dir);
     return new CausalLM(
       folder.config,
       folder.weights,

@@ -25,7 +25,8 @@ import {
 } from 'node:fs';
 import { createHash } from 'node:crypto';
 import { homedir } from 'node:os';
-import { join, resolve } from 'node:path';
+import { dirname, join, resolve } from 'node:path';
+import { writeJsonAtomic } from '../../common/atomicFile';
 import { bytesOf, byteSize, type DType, type ExternalData, type TypedData } from '../graph';
 
 /** Bumped whenever what a pack holds for the same id changes (layout, quantizer). */
@@ -64,6 +65,66 @@ function cacheRoot(): string {
   if (process.platform === 'win32' && process.env.LOCALAPPDATA) return join(process.env.LOCALAPPDATA, 'docdistill');
   if (process.platform === 'darwin') return join(homedir(), 'Library', 'Caches', 'docdistill');
   return join(process.env.XDG_CACHE_HOME || join(homedir(), '.cache'), 'docdistill');
+}
+
+/** The file in a model's cache folder naming the model folder it caches (see claimModelCache). */
+const SOURCE_FILE = 'source.json';
+let prunedThisProcess = false;
+
+/**
+ * Records in `cacheDir` (a modelCacheDir) which model folder it caches, and, once per process,
+ * deletes the cache folders of model folders that no longer exist (pruneOrphanCaches): a deleted
+ * or moved model, or a test's temporary copy, would otherwise leave its packs (gigabytes for a
+ * real model) in the user's cache for ever.
+ */
+export function claimModelCache(cacheDir: string, modelDir: string): void {
+  const file = join(cacheDir, SOURCE_FILE);
+  try {
+    if (!existsSync(file)) {
+      mkdirSync(cacheDir, { recursive: true });
+      writeJsonAtomic(file, { model: resolve(modelDir) });
+    }
+  } catch {
+    /* a cache we cannot write: building the pack will say so, with advice */
+  }
+  if (!prunedThisProcess) {
+    prunedThisProcess = true;
+    pruneOrphanCaches(dirname(cacheDir));
+  }
+}
+
+/**
+ * Deletes the folders under `root` (the models folder of the cache) whose source.json names a model
+ * folder without a config.json. Only folders that name their model, and whose name is the hash of
+ * that path (so a source.json copied elsewhere deletes nothing), are touched; returns them.
+ */
+export function pruneOrphanCaches(root: string): string[] {
+  const removed: string[] = [];
+  let names: string[];
+  try {
+    names = readdirSync(root);
+  } catch {
+    return removed;
+  }
+  for (const name of names) {
+    if (!/^[0-9a-f]{16}$/.test(name)) continue;
+    const dir = join(root, name);
+    let model: unknown;
+    try {
+      model = (JSON.parse(readFileSync(join(dir, SOURCE_FILE), 'utf8')) as { model?: unknown }).model;
+    } catch {
+      continue;
+    }
+    if (typeof model !== 'string' || existsSync(join(model, 'config.json'))) continue;
+    if (createHash('sha256').update(resolve(model)).digest('hex').slice(0, 16) !== name) continue;
+    try {
+      rmSync(dir, { recursive: true, force: true });
+      removed.push(dir);
+    } catch {
+      /* in use (Windows) or not ours to delete: next time */
+    }
+  }
+  return removed;
 }
 
 export class WeightPack {
