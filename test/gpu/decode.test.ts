@@ -6,7 +6,7 @@ import assert from 'node:assert/strict';
 import { join } from 'node:path';
 import { CausalLM, type AdapterWeights } from '../../src/engine/models/model';
 import { loraInputs, type LoraSpec } from '../../src/engine/models/llama';
-import { generate } from '../../src/engine/generate';
+import { generate, Stepper } from '../../src/engine/generate';
 import { Rng } from '../../src/engine/train/trainer';
 import { cpuBackend, gpuBackend, repo } from './gpu';
 
@@ -56,6 +56,33 @@ test('with an adapter too, and the cache kept on the device or sent through the 
   for (const cacheOnDevice of [true, false]) {
     const got = await generate(gpu, prompts(gpu), { maxTokens: 16, stopTokens: [], adapter, cacheOnDevice });
     got.forEach((g, b) => assert.deepEqual(g.ids, want[b]!.ids, `cacheOnDevice ${cacheOnDevice}, prompt ${b}`));
+  }
+});
+
+test('chunked prefill with the cache on the device: pieces of time give the logits of one run', async () => {
+  const gpu = await CausalLM.load(modelDir, await gpuBackend(), { dtype: 'float32' });
+  const session = await gpu.session('step-device');
+  const ps = prompts(gpu);
+  const B = ps.length;
+  const cap = Math.max(...ps.map((p) => p.length)) + 2;
+  const make = (chunk: number) => {
+    const s = new Stepper(session, gpu.config, 'float32', B, cap, {}, true);
+    s.prefillChunk = chunk;
+    return s;
+  };
+  const [whole, pieces] = [make(Infinity), make(4 * B)];
+  try {
+    let x = await whole.prefill(ps);
+    let y = await pieces.prefill(ps);
+    for (let step = 0; step < 2; step++) {
+      const err = Math.max(...y.map((v, i) => Math.abs(v - x[i]!))) / Math.max(...x.map(Math.abs));
+      assert.ok(err < 1e-4, `step ${step}: pieces of 4 tokens against one run ${err}`);
+      x = await whole.decode([5, 6]);
+      y = await pieces.decode([5, 6]);
+    }
+  } finally {
+    whole.dispose();
+    pieces.dispose();
   }
 });
 
