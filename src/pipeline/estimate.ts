@@ -22,6 +22,7 @@ import {
   paraphraseMessages,
 } from './prompts';
 import type { DistillSettings } from './settings';
+import { teacherCacheK } from './phases/train';
 import type { Phase } from './events';
 import type { QuestionRow } from './phases/context';
 
@@ -61,6 +62,8 @@ export interface WorkCounts {
   /** Projected (or, with `actual`, real) numbers of questions by kind. */
   questions: { docs: number; heldOut: number; absent: number; general: number; generalHeldOut: number };
   phases: Record<WorkPhase, PhaseWork>;
+  /** Whether training caches the teacher's log-probs (teacherCacheK, as the train phase decides). */
+  teacherCached: boolean;
 }
 
 /** Seconds per unit of work, measured on the loaded model and device. */
@@ -252,7 +255,10 @@ export function countWork(
   const generalHeld = rows.filter((r) => r.split === 'general-heldout');
   const perEpochGeneral = Math.min(general.length, Math.ceil(general.length / s.generalPool));
   const perEpoch = docSamples.length + perEpochGeneral;
-  const cached = s.loss === 'kl' && s.epochs > 1 && s.teacherTopK > 0;
+  // The train phase's own policy (teacherCacheK): at a large vocabulary and τ > 1, 'auto' keeps
+  // the teacher in every step.
+  const allSamples = docSamples.length + general.length + heldOut.length + generalHeld.length;
+  const cached = teacherCacheK(s, model.config.vocabSize, allSamples * answerTokens) > 0;
   const tw = phases.train;
   const generalShare = general.length ? perEpochGeneral / general.length : 0;
   const epochStudent = sum(docSamples, student) + generalShare * sum(general, student);
@@ -287,6 +293,7 @@ export function countWork(
       generalHeldOut: generalHeld.length,
     },
     phases,
+    teacherCached: cached,
   };
 }
 
@@ -357,7 +364,13 @@ export function describeEstimate(e: Pick<Estimate, 'totalSec' | 'seconds'>): str
  * a prefill, decode steps at two batch sizes, and a train step (after a first, warm-up one) with
  * the run's LoRA settings. A few seconds on small models; longer on large ones on a CPU.
  */
-export async function probeRates(model: CausalLM, s: DistillSettings, signal?: AbortSignal): Promise<ProbeRates> {
+export async function probeRates(
+  model: CausalLM,
+  s: DistillSettings,
+  signal?: AbortSignal,
+  /** Whether the run caches the teacher (WorkCounts.teacherCached): the probe's step does the same. */
+  cached = teacherCacheK(s, model.config.vocabSize, 0) > 0,
+): Promise<ProbeRates> {
   const t0 = performance.now();
   const tok = model.tokenizer;
   const text = 'The quick brown fox jumps over the lazy dog while the documentation explains each setting. ';
@@ -390,7 +403,6 @@ export async function probeRates(model: CausalLM, s: DistillSettings, signal?: A
   const decodeStepMs = Math.max(0, step1 - decodeRowMs);
 
   // A train step on two samples of the shape the run trains (a short prompt and an answer).
-  const cached = s.loss === 'kl' && s.epochs > 1 && s.teacherTopK > 0;
   const trainer = new LoraTrainer(model, {
     loss: s.loss,
     lora: { rank: s.loraRank, alpha: s.loraAlpha, targets: s.loraTargets },
@@ -494,6 +506,6 @@ export async function estimateRun(
   o: { device?: string; signal?: AbortSignal; thresholdSec?: number } = {},
 ): Promise<Estimate> {
   const counts = countWork(model, s, chunks);
-  const rates = await probeRates(model, s, o.signal);
+  const rates = await probeRates(model, s, o.signal, counts.teacherCached);
   return makeEstimate(counts, rates, s, o);
 }

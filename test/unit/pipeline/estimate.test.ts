@@ -9,6 +9,7 @@ import { Backend } from '../../../src/engine/backend';
 import { CausalLM } from '../../../src/engine/models/model';
 import { Distiller, type DistillEvent } from '../../../src/pipeline/distill';
 import {
+  chunkDocs,
   countWork,
   describeEstimate,
   formatDuration,
@@ -111,6 +112,22 @@ test('the counted work is the work a real run does', async () => {
   }
 });
 
+test('the estimate caches the teacher exactly when the train phase will (teacherCache)', async () => {
+  const m = await model();
+  const chunks = await chunkDocs(m, [docs], repo, 600);
+  const counts = (o: Partial<DistillSettings>) => countWork(m, resolveSettings({ ...fast, ...o }), chunks);
+  const on = counts({ teacherCache: 'auto', epochs: 3 });
+  const off = counts({ teacherCache: 'off', epochs: 3 });
+  assert.equal(on.teacherCached, true, 'auto, several epochs, a small vocabulary: exact cache');
+  assert.equal(off.teacherCached, false);
+  assert.equal(counts({ teacherCache: 'auto', epochs: 1 }).teacherCached, false, 'one epoch: no cache');
+  // At τ = 2 with a vocabulary whose exact cache does not fit, auto keeps the teacher in the step:
+  // the same function decides for the estimate and the train phase (teacherCacheK, tested there).
+  assert.equal(counts({ teacherCache: 'topk', epochs: 1 }).teacherCached, true, 'asked for: cached');
+  // Without the cache every step carries the teacher: more tokens through the train steps.
+  assert.ok(off.phases.train.studentTokens > on.phases.train.studentTokens);
+});
+
 test('the rates come from a probe of the model: more work measures more time', async () => {
   const m = await model();
   const s = resolveSettings(fast);
@@ -139,6 +156,7 @@ test('the estimate warns above its threshold, with concrete suggestions', () => 
     chunks: 1,
     questions: { docs: 1, heldOut: 0, absent: 0, general: 0, generalHeldOut: 0 },
     phases: { questions: work(10), answers: work(20), train: work(50), evaluate: work(1) },
+    teacherCached: false,
   };
   const rates: ProbeRates = {
     prefillMsPerToken: 1,
