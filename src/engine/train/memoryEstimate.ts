@@ -46,24 +46,26 @@ export function baseWeightBytes(cfg: ModelConfig, quantize: BaseQuantization = '
 /**
  * The estimated peak of a train step. The weights are resident once: mapped from the weight pack,
  * with no pre-packed or transposed copy (the train sessions are created without either). Per
- * student token and layer the backward pass keeps about twenty hidden-sized and five
+ * student token and layer the backward pass keeps about thirty hidden-sized and eight
  * intermediate-sized float32 vectors (norm intermediates, q/k/v before and after RoPE, the keys and
- * values repeated to every head, the attention output, gate/up/SiLU and their product) and three
- * heads × length attention maps (scores, mask, probabilities); the teacher's forward is transient,
+ * values repeated to every head, the attention output, gate/up/SiLU and their product, and their
+ * gradients while the backward runs) and five
+ * heads × length attention maps (scores, mask, probabilities, their gradients); the teacher's forward is transient,
  * but its largest layer's buffers live at once; the [B, A, V] answer logits appear about eight
  * times (the student's and the teacher's logits, scaled and log-softmaxed, the teacher's
  * probabilities, and the backward's softmax and gradient). A quantized base's backward dequantizes
  * its weights in pieces of at most 64 MB (matmulDequantizedT), which the margin covers.
  *
  * Measured (`npm run bench -- trainMemory`, batch 4, a ≈ 600-token passage, r 16; this estimate in
- * brackets): llama3.2-1b float32 6.40 GiB (6.7), int8 4.03 (4.4), int4 4.01 (3.8);
- * qwen2.5-0.5b float32 3.28 (3.5); at batch 8 with a 384-token teacher (the shape bench's train
- * phase) 6.6 (6.0).
+ * brackets): llama3.2-1b float32 6.40 GiB (7.1), int8 4.03 (4.8), int4 4.01 (4.2); qwen2.5-0.5b
+ * float32 3.28 (3.8). The shape bench's train phase (batch 8, teacher 384 / student 64):
+ * qwen2.5-0.5b 7.0 (7.2), qwen2.5-1.5b 14.5 (14.6). It errs high on short samples, which is the
+ * safe side for a warning.
  */
 export function estimateTrainMemory(cfg: ModelConfig, x: TrainMemoryInput): TrainMemoryEstimate {
   const { hiddenSize: D, intermediateSize: I, numHeads: H, numLayers: L, vocabSize: V } = cfg;
   const B = x.batchSize;
-  const perStudentToken = L * (20 * D + 5 * I + 3 * H * x.studentTokens) * 4;
+  const perStudentToken = L * (31 * D + 8 * I + 5 * H * x.studentTokens) * 4;
   const teacherLayer = (10 * D + 3 * I + H * x.teacherTokens) * 4 * x.teacherTokens;
   const logits = 8 * x.answerTokens * V * 4;
   const activationBytes = B * (perStudentToken * x.studentTokens + teacherLayer + logits);
