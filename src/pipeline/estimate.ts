@@ -367,9 +367,9 @@ export function describeEstimate(e: Pick<Estimate, 'totalSec' | 'seconds'>): str
 export async function probeRates(
   model: CausalLM,
   s: DistillSettings,
-  signal?: AbortSignal,
   /** Whether the run caches the teacher (WorkCounts.teacherCached): the probe's step does the same. */
-  cached = teacherCacheK(s, model.config.vocabSize, 0) > 0,
+  cached: boolean,
+  signal?: AbortSignal,
 ): Promise<ProbeRates> {
   const t0 = performance.now();
   const tok = model.tokenizer;
@@ -506,6 +506,6 @@ export async function estimateRun(
   o: { device?: string; signal?: AbortSignal; thresholdSec?: number } = {},
 ): Promise<Estimate> {
   const counts = countWork(model, s, chunks);
-  const rates = await probeRates(model, s, o.signal, counts.teacherCached);
+  const rates = await probeRates(model, s, counts.teacherCached, o.signal);
   return makeEstimate(counts, rates, s, o);
 }

@@ -55,9 +55,12 @@ interface Manifest {
  * version-controlled folder, or inside a workspace, where gigabytes of cache do not belong.
  */
 export function modelCacheDir(modelDir: string): string {
-  const tag = createHash('sha256').update(resolve(modelDir)).digest('hex').slice(0, 16);
-  return join(cacheRoot(), 'models', tag);
+  return join(cacheRoot(), 'models', cacheTag(modelDir));
 }
+
+/** The name of a model folder's cache folder: a hash of its absolute path. */
+const cacheTag = (modelDir: string): string =>
+  createHash('sha256').update(resolve(modelDir)).digest('hex').slice(0, 16);
 
 function cacheRoot(): string {
   const env = process.env.DOCDISTILL_CACHE_DIR;
@@ -116,7 +119,7 @@ export function pruneOrphanCaches(root: string): string[] {
       continue;
     }
     if (typeof model !== 'string' || existsSync(join(model, 'config.json'))) continue;
-    if (createHash('sha256').update(resolve(model)).digest('hex').slice(0, 16) !== name) continue;
+    if (cacheTag(model) !== name) continue;
     try {
       rmSync(dir, { recursive: true, force: true });
       removed.push(dir);

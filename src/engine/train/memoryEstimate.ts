@@ -49,8 +49,8 @@ export function baseWeightBytes(cfg: ModelConfig, quantize: BaseQuantization = '
  * student token and layer the backward pass keeps about thirty hidden-sized and eight
  * intermediate-sized float32 vectors (norm intermediates, q/k/v before and after RoPE, the keys and
  * values repeated to every head, the attention output, gate/up/SiLU and their product, and their
- * gradients while the backward runs) and five
- * heads × length attention maps (scores, mask, probabilities, their gradients); the teacher's forward is transient,
+ * gradients while the backward runs) and five heads × length attention maps (scores, mask,
+ * probabilities, their gradients); the teacher's forward is transient,
  * but its largest layer's buffers live at once; the [B, A, V] answer logits appear about eight
  * times (the student's and the teacher's logits, scaled and log-softmaxed, the teacher's
  * probabilities, and the backward's softmax and gradient). A quantized base's backward dequantizes

@@ -367,7 +367,7 @@ export class LoraTrainer {
         teacherInput: this.teacherExact || undefined,
       }),
       // On the device path the gradients stay there, for the accumulate and AdamW graphs.
-      this.onDevice ? { deviceOutputs: this.shapes.map((s) => `grad.${s.name}`), manyRows: true } : { manyRows: true },
+      { manyRows: true, ...(this.onDevice ? { deviceOutputs: this.shapes.map((s) => `grad.${s.name}`) } : {}) },
     );
     return this.sessionP;
   }

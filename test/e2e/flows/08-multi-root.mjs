@@ -63,14 +63,14 @@ export async function run(h) {
   await page.waitForSelector('.monaco-workbench', { timeout: 60_000 });
   // code-server sometimes opens the workspace empty ("No folder opened": it read the workspace while
   // the previous window was still closing); that is the harness, not the extension: load it again.
+  const empty = page.locator('.explorer-folders-view, .pane-header', { hasText: /no folder opened/i });
+  const ready = page.locator('#workbench\\.parts\\.statusbar', { hasText: 'DocDistill' });
+  const quiet = (p) =>
+    p.then(
+      () => true,
+      () => false,
+    );
   for (let attempt = 1; ; attempt++) {
-    const empty = page.locator('.explorer-folders-view, .pane-header', { hasText: /no folder opened/i });
-    const ready = page.locator('#workbench\\.parts\\.statusbar', { hasText: 'DocDistill' });
-    const quiet = (p) =>
-      p.then(
-        () => true,
-        () => false,
-      );
     await Promise.race([quiet(ready.waitFor({ timeout: 60_000 })), quiet(empty.first().waitFor({ timeout: 60_000 }))]);
     // An empty explorer can show for a moment before the folders load: give them 15 s more.
     if ((await ready.isVisible()) || (await quiet(ready.waitFor({ timeout: 15_000 })))) break;

@@ -131,7 +131,7 @@ test('the estimate caches the teacher exactly when the train phase will (teacher
 test('the rates come from a probe of the model: more work measures more time', async () => {
   const m = await model();
   const s = resolveSettings(fast);
-  const r = await probeRates(m, s);
+  const r = await probeRates(m, s, true);
   assert.ok(r.trainStepMs >= 0);
   for (const k of ['prefillMsPerToken', 'trainMsPerToken', 'probeSec'] as const)
     assert.ok(Number.isFinite(r[k]) && r[k] > 0, `${k} = ${r[k]}`);

@@ -61,7 +61,7 @@ export function matmulNBits(x: Tensor, w: QuantizedMatrix): Tensor {
  * copy of every weight; this way the float rows exist only while the product that reads them runs.
  */
 export function dequantizeInGraph(w: QuantizedMatrix, dtype: Tensor['dtype'], like: Tensor): Tensor {
-  return dequantizeRows(runtimeCopy(w.b, like), runtimeCopy(w.scales, like), w, w.n, dtype);
+  return dequantizeRows(runtimeCopy(w.b, like), w.scales, w, w.n, dtype);
 }
 
 /** int64 [1] zero known only at run time (from `like`'s shape), so nothing built on it is folded. */
