@@ -205,7 +205,7 @@ export class Distiller {
       seconds: e.seconds,
       long: e.long,
       suggestions: e.suggestions,
-      probeSec: e.rates.probeSec,
+      probeSec: e.rates.probeSec + (e.lengths?.probeSec ?? 0),
     });
   }
 
@@ -227,7 +227,7 @@ export class Distiller {
       seconds,
       long: totalSec - seconds.questions > e.thresholdSec,
       suggestions: e.suggestions,
-      probeSec: e.rates.probeSec,
+      probeSec: e.rates.probeSec + (e.lengths?.probeSec ?? 0),
       refined: true,
     });
     const file = join(run.paths.dir, 'estimate.json');

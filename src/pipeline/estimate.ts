@@ -6,8 +6,9 @@
 //
 // The counts are exact where the phases' work is fixed by the settings (the question prompts and
 // their tokens) and projections elsewhere: how many questions the model writes is known only once
-// it has written them, so the projection assumes one kept question per question prompt, and every
-// generation is counted at its max tokens (an upper bound: most stop earlier, at end of text).
+// it has written them, so the projection assumes one kept question per question prompt; how long the
+// model's questions and answers are is measured by sampling a few of each from the first passages
+// (probeLengths), and a batch's decode steps are counted at the longest of those.
 import { relative } from 'node:path';
 import type { CausalLM } from '../engine/models/model';
 import { generate, sharedPrefixes } from '../engine/generate';
@@ -25,6 +26,7 @@ import type { DistillSettings } from './settings';
 import { teacherCacheK } from './phases/train';
 import type { Phase } from './events';
 import type { QuestionRow } from './phases/context';
+import { parseQuestions } from './questions';
 
 /** The phases that do model work (ingest only reads and tokenizes). */
 export type WorkPhase = Exclude<Phase, 'ingest'>;
@@ -66,6 +68,20 @@ export interface WorkCounts {
   teacherCached: boolean;
 }
 
+/**
+ * How long this model's generations are, sampled as the phases sample them (probeLengths): decode
+ * steps per row (a row that stops after n tokens took n steps; one cut at the max took max − 1),
+ * the mean and the longest, for the questions and for the teacher's answers to them.
+ */
+export interface ProbeLengths {
+  question: { mean: number; max: number };
+  answer: { mean: number; max: number };
+  /** The questions the probe sampled (parsed), standing in for questions not written yet. */
+  questions: string[];
+  rows: number;
+  probeSec: number;
+}
+
 /** Seconds per unit of work, measured on the loaded model and device. */
 export interface ProbeRates {
   /** Prefill, per prompt token. */
@@ -88,6 +104,8 @@ export interface ProbeRates {
 export interface Estimate {
   counts: WorkCounts;
   rates: ProbeRates;
+  /** Measured generation lengths (absent: every generation counted at its max tokens). */
+  lengths?: ProbeLengths;
   seconds: Record<WorkPhase, number>;
   totalSec: number;
   /** The warning threshold in force (seconds), and whether the total is over it. */
@@ -116,16 +134,21 @@ function emptyWork(): PhaseWork {
   };
 }
 
-function addCalls(w: PhaseWork, prompts: number[][], maxTokens: number, batch: number): void {
+/**
+ * Generate calls of `batch` prompts each. A call runs until its longest row stops: `longest` decode
+ * steps when the lengths were measured, else max tokens − 1 (the first token comes from the
+ * prefill). Finished rows stay in the batch, so every step carries all of its rows.
+ */
+function addCalls(w: PhaseWork, prompts: number[][], maxTokens: number, batch: number, longest = Infinity): void {
+  const steps = Math.max(0, Math.min(maxTokens - 1, Math.ceil(longest)));
   for (let i = 0; i < prompts.length; i += batch) {
     const b = prompts.slice(i, i + batch);
     w.generateCalls++;
     w.prompts += b.length;
     w.prefillTokens += b.reduce((a, x) => a + x.length, 0);
     for (const g of sharedPrefixes(b)?.groups ?? []) w.reusedTokens += (g.rows.length - 1) * g.length;
-    // The first token comes from the prefill; each further one is a decode step.
-    w.decodeSteps += maxTokens - 1;
-    w.decodeRows += b.length * (maxTokens - 1);
+    w.decodeSteps += steps;
+    w.decodeRows += b.length * steps;
   }
 }
 
@@ -155,8 +178,12 @@ export function countWork(
   s: DistillSettings,
   chunks: readonly Chunk[],
   actual?: readonly QuestionRow[],
+  lengths?: ProbeLengths,
 ): WorkCounts {
   const p = s.prompts;
+  const qLongest = lengths?.question.max ?? Infinity;
+  const aLongest = lengths?.answer.max ?? Infinity;
+  const typical = lengths?.questions.length ? lengths.questions : [TYPICAL_QUESTION];
   const per = s.rounds * s.questionsPerRound;
   const phases = { questions: emptyWork(), answers: emptyWork(), train: emptyWork(), evaluate: emptyWork() };
   const text = new Map(chunks.map((c) => [c.hash, c.text]));
@@ -169,6 +196,7 @@ export function countWork(
       qPrompts.slice(i, i + 8).flatMap((x) => repeat(per, () => x)),
       s.questionMaxTokens,
       BATCH,
+      qLongest,
     );
   // The questions: the run's, or projected (one kept per question prompt; parsing, grounding and
   // de-duplication drop some, and a prompt can give more than one).
@@ -181,7 +209,7 @@ export function countWork(
         id: i < per ? `${c.hash}-${i}` : `${c.hash}-p${i}`,
         chunk: c.hash,
         source: c.source,
-        question: `${TYPICAL_QUESTION} (${i})`,
+        question: `${typical[i % typical.length]!} (${i})`,
         split: 'train' as const,
       })),
     );
@@ -196,7 +224,7 @@ export function countWork(
         id: `g${i}`,
         chunk: '',
         source: '',
-        question: `${TYPICAL_QUESTION} [${i}]`,
+        question: `${typical[i % typical.length]!} [${i}]`,
         split: i < generalHeld ? ('general-heldout' as const) : ('general' as const),
       })),
     );
@@ -206,13 +234,14 @@ export function countWork(
   // The questions the paraphrase step saw: the passages' own (not general, cross or paraphrased).
   const docsAll = rows.filter((r) => !isGen(r) && !/-[xp]\d+$/.test(r.id)).length;
   if (s.paraphrases > 0) {
-    const own = repeat(docsAll, () => ids(model, paraphraseMessages(TYPICAL_QUESTION, p)));
+    const own = repeat(docsAll, (i) => ids(model, paraphraseMessages(typical[i % typical.length]!, p)));
     for (let i = 0; i < own.length; i += BATCH)
       addCalls(
         phases.questions,
         own.slice(i, i + BATCH).flatMap((x) => repeat(s.paraphrases, () => x)),
         s.questionMaxTokens,
         BATCH * s.paraphrases,
+        qLongest,
       );
   }
   // General questions: asked for 1.5 × what is still wanted, up to 64 a call, until there are enough.
@@ -226,6 +255,7 @@ export function countWork(
         repeat(n, () => gen),
         s.questionMaxTokens,
         n,
+        qLongest,
       );
       want -= n;
     }
@@ -241,11 +271,12 @@ export function countWork(
     .map((x) => x.q);
   const prompt = (q: QuestionRow) =>
     ids(model, isGen(q) ? studentMessages(q.question, p) : teacherMessages(text.get(q.chunk) ?? '', q.question, p));
-  addCalls(phases.answers, sorted.map(prompt), s.answerMaxTokens, BATCH);
+  addCalls(phases.answers, sorted.map(prompt), s.answerMaxTokens, BATCH, aLongest);
 
   // Train: (train + absent + general per epoch) samples, batchSize × gradAccum a step, each with
   // the student's prompt and the answer; the teacher's has the passage (the student's for general).
-  const answerTokens = Math.min(s.answerMaxTokens, 48) + 1;
+  // An answer's tokens and its end: measured, or a guess of 48 when not.
+  const answerTokens = Math.min(s.answerMaxTokens, Math.round(lengths?.answer.mean ?? 48)) + 1;
   const student = (q: QuestionRow) => ids(model, studentMessages(q.question, p)).length + answerTokens;
   const teacher = (q: QuestionRow) => (isGen(q) ? student(q) : prompt(q).length + answerTokens);
   const sum = (qs: QuestionRow[], f: (q: QuestionRow) => number) => qs.reduce((a, q) => a + f(q), 0);
@@ -279,9 +310,9 @@ export function countWork(
   for (let i = 0; i < heldOut.length; i += BATCH) {
     const b = heldOut.slice(i, i + BATCH);
     const closed = b.map((q) => ids(model, studentMessages(q.question, p)));
-    addCalls(phases.evaluate, closed, evalMax, BATCH);
-    addCalls(phases.evaluate, b.map(prompt), evalMax, BATCH);
-    addCalls(phases.evaluate, closed, evalMax, BATCH);
+    addCalls(phases.evaluate, closed, evalMax, BATCH, aLongest);
+    addCalls(phases.evaluate, b.map(prompt), evalMax, BATCH, aLongest);
+    addCalls(phases.evaluate, closed, evalMax, BATCH, aLongest);
   }
   return {
     chunks: chunks.length,
@@ -441,7 +472,9 @@ export async function probeRates(
       await trainer.cacheTeacher([...one, ...large]);
       teacherMsPerToken = (performance.now() - tc) / [...one, ...large].reduce((a, x) => a + x.teacher.length, 0);
     }
-    await trainer.trainStep(one); // warm-up: the training graph's session
+    // Warm-ups: the training graph's session, and each step shape's first run (its buffers).
+    await trainer.trainStep(one);
+    await trainer.trainStep(large);
     const a = await trainer.trainStep(one);
     const b = await trainer.trainStep(large);
     const trainMsPerToken = Math.max(1e-6, (b.ms - a.ms) / Math.max(1, tokensOf(large) - tokensOf(one)));
@@ -457,6 +490,46 @@ export async function probeRates(
   } finally {
     await trainer.release();
   }
+}
+
+/**
+ * How long this model's questions and answers are: 8 questions sampled as the questions phase
+ * samples them (its prompt, temperature and top-k) from the first passage and the middle one, and
+ * the teacher's sampled answers to them (with their passage, as the answers phase does). A model
+ * that writes 10-token questions and 8-token answers is not counted at 64 and 128 tokens a row.
+ */
+export async function probeLengths(
+  model: CausalLM,
+  s: DistillSettings,
+  chunks: readonly Chunk[],
+  signal?: AbortSignal,
+): Promise<ProbeLengths | undefined> {
+  if (!chunks.length) return undefined;
+  const t0 = performance.now();
+  const p = s.prompts;
+  const picked = chunks.length > 1 ? [chunks[0]!, chunks[Math.floor(chunks.length / 2)]!] : [chunks[0]!];
+  const rows = 8;
+  const of = picked.flatMap((c) => repeat(rows / picked.length, () => c));
+  const steps = (g: { ids: number[] }, max: number) => Math.min(g.ids.length, max - 1);
+  const stats = (xs: number[]) => ({ mean: xs.reduce((a, x) => a + x, 0) / xs.length, max: Math.max(...xs) });
+  const qs = await generate(
+    model,
+    of.map((c) => ids(model, questionMessages(c.text, p))),
+    { maxTokens: s.questionMaxTokens, temperature: s.questionTemperature, topK: s.questionTopK, seed: s.seed, signal },
+  );
+  const asked = qs.map((g, i) => ({ c: of[i]!, q: parseQuestions(g.text)[0] ?? (g.text.trim() || TYPICAL_QUESTION) }));
+  const as = await generate(
+    model,
+    asked.map((x) => ids(model, teacherMessages(x.c.text, x.q, p))),
+    { maxTokens: s.answerMaxTokens, temperature: s.answerTemperature, topK: s.answerTopK, seed: s.seed + 1, signal },
+  );
+  return {
+    question: stats(qs.map((g) => steps(g, s.questionMaxTokens))),
+    answer: stats(as.map((g) => steps(g, s.answerMaxTokens))),
+    questions: [...new Set(asked.map((x) => x.q))],
+    rows,
+    probeSec: (performance.now() - t0) / 1000,
+  };
 }
 
 /** The docs chunked as the ingest phase does it, without a run folder (for --estimate-only). */
@@ -495,7 +568,10 @@ export function refineEstimate(
   // The held-out questions are chosen in the answers phase: the same share of them, as there.
   const rows = questions.map((r) => ({ ...r }));
   rows.filter((r) => r.split === 'train').forEach(heldOutBy(s));
-  return makeEstimate(countWork(model, s, chunks, rows), e.rates, s, { thresholdSec: e.thresholdSec, ...o });
+  return {
+    ...makeEstimate(countWork(model, s, chunks, rows, e.lengths), e.rates, s, { thresholdSec: e.thresholdSec, ...o }),
+    lengths: e.lengths,
+  };
 }
 
 /** Counts, a probe and the estimate, in one call. */
@@ -505,7 +581,8 @@ export async function estimateRun(
   chunks: readonly Chunk[],
   o: { device?: string; signal?: AbortSignal; thresholdSec?: number } = {},
 ): Promise<Estimate> {
-  const counts = countWork(model, s, chunks);
+  const lengths = await probeLengths(model, s, chunks, o.signal);
+  const counts = countWork(model, s, chunks, undefined, lengths);
   const rates = await probeRates(model, s, counts.teacherCached, o.signal);
-  return makeEstimate(counts, rates, s, o);
+  return { ...makeEstimate(counts, rates, s, o), lengths };
 }

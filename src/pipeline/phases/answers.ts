@@ -28,7 +28,8 @@ export async function answers(run: RunContext): Promise<void> {
   let seed = s.seed * 7777 + rows.length;
   let promptTokens = 0,
     sharedTokens = 0,
-    positions = 0;
+    positions = 0,
+    decodeSteps = 0;
   for (let i = 0; i < todo.length; i += 16) {
     check(run);
     const b = todo.slice(i, i + 16);
@@ -53,6 +54,8 @@ export async function answers(run: RunContext): Promise<void> {
       },
     });
     check(run);
+    // The call ran until its longest row stopped (a row cut at the max took max − 1 steps).
+    decodeSteps += Math.min(s.answerMaxTokens - 1, Math.max(0, ...res.map((r) => r.ids.length)));
     res.forEach((r, j) => {
       rows.push({ id: b[j]!.id, answer: r.text.trim() });
       if (b[j]!.split === 'train' && (i + j) % 5 === 0)
@@ -71,7 +74,7 @@ export async function answers(run: RunContext): Promise<void> {
   if (todo.length)
     log(
       run,
-      `answers: ${todo.length} prompts, ${promptTokens} prompt tokens, of which ${sharedTokens} (${((100 * sharedTokens) / Math.max(1, promptTokens)).toFixed(0)} %) shared with another prompt of their batch and computed once; the prefill computed ${positions} positions (padding included)`,
+      `answers: ${todo.length} prompts, ${promptTokens} prompt tokens, of which ${sharedTokens} (${((100 * sharedTokens) / Math.max(1, promptTokens)).toFixed(0)} %) shared with another prompt of their batch and computed once; the prefill computed ${positions} positions (padding included); ${decodeSteps} decode steps`,
     );
   splitByAnswer(run, qs, rows);
 }

@@ -15,6 +15,7 @@ import {
   formatDuration,
   makeEstimate,
   probeRates,
+  type ProbeLengths,
   type ProbeRates,
 } from '../../../src/pipeline/estimate';
 import type { Chunk } from '../../../src/pipeline/ingest';
@@ -64,6 +65,7 @@ test('the counted work is the work a real run does', async () => {
     const saved = JSON.parse(readFileSync(join(dir, 'estimate.json'), 'utf8')) as {
       totalSec: number;
       rates: ProbeRates;
+      lengths?: ProbeLengths;
       actualSec: Record<string, number>;
     };
     assert.ok(saved.totalSec > 0 && saved.rates.prefillMsPerToken > 0 && saved.rates.trainMsPerToken > 0);
@@ -87,6 +89,17 @@ test('the counted work is the work a real run does', async () => {
     assert.equal(c.phases.answers.prompts, Number(prompts));
     assert.equal(c.phases.answers.prefillTokens, Number(tokens));
     assert.equal(c.phases.answers.reusedTokens, Number(shared));
+    // Decode steps: counted at the longest answers the probe sampled, near the run's; at the max
+    // tokens without them (the upper bound the estimate used to give).
+    const ranSteps = Number(/(\d+) decode steps/.exec(said.message)![1]);
+    assert.ok(saved.lengths && saved.lengths.answer.max <= s.answerMaxTokens - 1 && saved.lengths.questions.length > 0);
+    const measured = countWork(m, s, chunks, qs, saved.lengths).phases.answers.decodeSteps;
+    assert.ok(
+      measured >= ranSteps / 2 && measured <= ranSteps * 2,
+      `answers' decode steps: ${measured} counted, ${ranSteps} in the run`,
+    );
+    assert.equal(c.phases.answers.decodeSteps, c.phases.answers.generateCalls * (s.answerMaxTokens - 1));
+    assert.ok(c.phases.answers.decodeSteps > ranSteps);
     const trains = events.filter((e) => e.type === 'train');
     assert.equal(c.phases.train.trainSteps, trains[0]!.type === 'train' ? trains[0]!.totalSteps : -1);
     assert.equal(c.phases.train.trainSteps, trains.length, 'every planned step ran (no early stop)');
