@@ -26,7 +26,7 @@ import type { DistillSettings } from './settings';
 import { teacherCacheK } from './phases/train';
 import type { Phase } from './events';
 import type { QuestionRow } from './phases/context';
-import { parseQuestions } from './questions';
+import { dedupe, isGrounded, parseQuestions, wordSet } from './questions';
 
 /** The phases that do model work (ingest only reads and tokenizes). */
 export type WorkPhase = Exclude<Phase, 'ingest'>;
@@ -66,6 +66,8 @@ export interface WorkCounts {
   phases: Record<WorkPhase, PhaseWork>;
   /** Whether training caches the teacher's log-probs (teacherCacheK, as the train phase decides). */
   teacherCached: boolean;
+  /** A train sample's mean tokens: the student's (prompt + answer), the teacher's, the answer's. */
+  sample: { student: number; teacher: number; answer: number };
 }
 
 /**
@@ -78,6 +80,11 @@ export interface ProbeLengths {
   answer: { mean: number; max: number };
   /** The questions the probe sampled (parsed), standing in for questions not written yet. */
   questions: string[];
+  /**
+   * Questions a passage keeps from its rounds × questionsPerRound samples (parsed, grounded,
+   * de-duplicated), projected from how many of the probe's samples of one passage were new.
+   */
+  keptPerPassage: number;
   rows: number;
   probeSec: number;
 }
@@ -204,9 +211,10 @@ export function countWork(
   const holdOut = heldOutBy(s);
   if (actual) rows = [...actual];
   else {
+    const kept = Math.max(1, Math.round(lengths?.keptPerPassage ?? per));
     rows = chunks.flatMap((c) =>
-      repeat(per * (1 + s.paraphrases), (i) => ({
-        id: i < per ? `${c.hash}-${i}` : `${c.hash}-p${i}`,
+      repeat(kept * (1 + s.paraphrases), (i) => ({
+        id: i < kept ? `${c.hash}-${i}` : `${c.hash}-p${i}`,
         chunk: c.hash,
         source: c.source,
         question: `${typical[i % typical.length]!} (${i})`,
@@ -294,6 +302,12 @@ export function countWork(
   const generalShare = general.length ? perEpochGeneral / general.length : 0;
   const epochStudent = sum(docSamples, student) + generalShare * sum(general, student);
   const epochTeacher = sum(docSamples, teacher) + generalShare * sum(general, teacher);
+  const perEpochSamples = docSamples.length + generalShare * general.length;
+  const sample = {
+    student: perEpochSamples ? epochStudent / perEpochSamples : 0,
+    teacher: perEpochSamples ? epochTeacher / perEpochSamples : 0,
+    answer: answerTokens,
+  };
   tw.trainSteps = perEpoch ? Math.ceil(perEpoch / (s.batchSize * s.gradAccum)) * s.epochs : 0;
   tw.studentTokens = Math.round((epochStudent + (cached ? 0 : epochTeacher)) * s.epochs);
   // With the teacher cached: its forward once, over every sample (the whole general pool and the
@@ -325,6 +339,7 @@ export function countWork(
     },
     phases,
     teacherCached: cached,
+    sample,
   };
 }
 
@@ -401,11 +416,14 @@ export async function probeRates(
   /** Whether the run caches the teacher (WorkCounts.teacherCached): the probe's step does the same. */
   cached: boolean,
   signal?: AbortSignal,
+  /** The run's mean train sample (WorkCounts.sample): the probe's larger step is made of them. */
+  sample?: WorkCounts['sample'],
 ): Promise<ProbeRates> {
   const t0 = performance.now();
   const tok = model.tokenizer;
   const text = 'The quick brown fox jumps over the lazy dog while the documentation explains each setting. ';
-  const long = tok.encode(text.repeat(8), { addSpecialTokens: false }).slice(0, 128);
+  const words = tok.encode(text.repeat(128), { addSpecialTokens: false }).slice(0, 2048);
+  const long = words.slice(0, 128);
   const short = long.slice(0, 16);
   const timed = async (prompts: number[][], maxTokens: number) => {
     let t = { prefillMs: 0, prefillTokens: 0, decodeMs: 0, decodeTokens: 0, steps: 0 };
@@ -446,22 +464,28 @@ export async function probeRates(
     eps: 1e-8,
     schedule: s.schedule,
     warmupSteps: 0,
-    totalSteps: 4,
+    totalSteps: 100,
     microBatch: s.batchSize,
     gradAccum: 1,
     maxGradNorm: s.maxGradNorm,
     seed: s.seed,
     teacherTopK: cached ? s.teacherTopK : 0,
   });
-  const mk = (n: number): DistillSample => ({
-    student: long.slice(0, n),
-    teacher: long.slice(0, Math.min(long.length, n * 2)),
-    answerLength: 8,
+  const mk = (n: number, t = n * 2, a = 8): DistillSample => ({
+    student: words.slice(0, n),
+    teacher: words.slice(0, t),
+    answerLength: Math.min(a, n - 1),
   });
   // Two step sizes, so that the fixed cost of a step (the optimizer, the adapter's copies, the
-  // session call) is told apart from the cost per token: a run's steps are larger than the probe's.
+  // session call) is told apart from the cost per token; the larger one is a step of the run
+  // (its batch, up to 8, of its mean sample), so that the rate is measured where it is used.
   const one = [mk(16)];
-  const large = repeat(Math.min(4, s.batchSize), () => mk(64));
+  const clamp = (x: number) => Math.max(24, Math.min(words.length, Math.round(x)));
+  const large = sample?.student
+    ? repeat(Math.min(8, s.batchSize), () =>
+        mk(clamp(sample.student), clamp(sample.teacher), Math.max(1, Math.round(sample.answer))),
+      )
+    : repeat(Math.min(4, s.batchSize), () => mk(64));
   const tokensOf = (b: DistillSample[]) =>
     b.reduce((a, x) => a + x.student.length + (cached ? 0 : x.teacher.length), 0);
   let teacherMsPerToken = 0;
@@ -472,11 +496,20 @@ export async function probeRates(
       await trainer.cacheTeacher([...one, ...large]);
       teacherMsPerToken = (performance.now() - tc) / [...one, ...large].reduce((a, x) => a + x.teacher.length, 0);
     }
-    // Warm-ups: the training graph's session, and each step shape's first run (its buffers).
-    await trainer.trainStep(one);
-    await trainer.trainStep(large);
-    const a = await trainer.trainStep(one);
-    const b = await trainer.trainStep(large);
+    // A step's first runs are slow (the session, then buffers and the allocator settling), and a
+    // small model's steps vary by 2× from one to the next (the demo model's: 380, 50, 15–35 ms):
+    // each shape runs until it has had 2 s and two runs (at most 12), and its time is the median
+    // of the runs after the first.
+    const settled = async (b: DistillSample[]) => {
+      const times: number[] = [];
+      const t0 = performance.now();
+      while (times.length < 12 && (times.length < 2 || performance.now() - t0 < 2000))
+        times.push((await trainer.trainStep(b)).ms);
+      const rest = times.slice(1).sort((x, y) => x - y);
+      return { ms: rest[Math.floor(rest.length / 2)]! };
+    };
+    const a = await settled(one);
+    const b = await settled(large);
     const trainMsPerToken = Math.max(1e-6, (b.ms - a.ms) / Math.max(1, tokensOf(large) - tokensOf(one)));
     return {
       prefillMsPerToken: pre.prefillMs / Math.max(1, pre.prefillTokens),
@@ -493,10 +526,30 @@ export async function probeRates(
 }
 
 /**
- * How long this model's questions and answers are: 8 questions sampled as the questions phase
- * samples them (its prompt, temperature and top-k) from the first passage and the middle one, and
- * the teacher's sampled answers to them (with their passage, as the answers phase does). A model
- * that writes 10-token questions and 8-token answers is not counted at 64 and 128 tokens a row.
+ * How many distinct questions `draws` draws give, from a sample's draws `counts` (how often each
+ * distinct question came): Chao's extrapolation (Chao et al. 2014), which reads the forms not seen
+ * yet from the ones seen once (f1) and twice (f2). No repeats: every draw counts.
+ */
+export function projectDistinct(counts: readonly number[], draws: number): number {
+  const n = counts.reduce((a, x) => a + x, 0);
+  const d = counts.length;
+  if (!n) return 0;
+  if (draws <= n) return d * (draws / n);
+  const f1 = counts.filter((x) => x === 1).length;
+  const f2 = counts.filter((x) => x === 2).length;
+  if (f1 === d) return draws;
+  const f0 = f2 > 0 ? ((n - 1) / n) * ((f1 * f1) / (2 * f2)) : ((n - 1) / n) * ((f1 * (f1 - 1)) / 2);
+  if (f0 <= 0 || f1 === 0) return d;
+  return d + f0 * (1 - Math.pow(1 - f1 / (n * f0 + f1), draws - n));
+}
+
+/**
+ * How long this model's questions and answers are, and how many questions a passage keeps: 16
+ * questions sampled from the first passage and from the middle one as the questions phase samples them (its prompt,
+ * temperature and top-k; parsed, grounded and de-duplicated as there), and the teacher's sampled
+ * answers to 8 of them (with the passage, as the answers phase does). A model that writes 10-token
+ * questions, 8-token answers and a dozen distinct questions a passage is not counted at 64 and 128
+ * tokens a row and one question per prompt.
  */
 export async function probeLengths(
   model: CausalLM,
@@ -507,26 +560,49 @@ export async function probeLengths(
   if (!chunks.length) return undefined;
   const t0 = performance.now();
   const p = s.prompts;
-  const picked = chunks.length > 1 ? [chunks[0]!, chunks[Math.floor(chunks.length / 2)]!] : [chunks[0]!];
-  const rows = 8;
-  const of = picked.flatMap((c) => repeat(rows / picked.length, () => c));
+  const per = s.rounds * s.questionsPerRound;
+  const rows = Math.max(1, Math.min(16, per));
   const steps = (g: { ids: number[] }, max: number) => Math.min(g.ids.length, max - 1);
   const stats = (xs: number[]) => ({ mean: xs.reduce((a, x) => a + x, 0) / xs.length, max: Math.max(...xs) });
-  const qs = await generate(
-    model,
-    of.map((c) => ids(model, questionMessages(c.text, p))),
-    { maxTokens: s.questionMaxTokens, temperature: s.questionTemperature, topK: s.questionTopK, seed: s.seed, signal },
-  );
-  const asked = qs.map((g, i) => ({ c: of[i]!, q: parseQuestions(g.text)[0] ?? (g.text.trim() || TYPICAL_QUESTION) }));
+  // Passages differ in how many questions they give: the first and the middle one.
+  const picked = [...new Set([chunks[0]!, chunks[Math.floor(chunks.length / 2)]!])];
+  const qLengths: number[] = [];
+  const asked: { c: Chunk; q: string }[] = [];
+  let kept = 0;
+  for (const [i, c] of picked.entries()) {
+    const prompt = ids(model, questionMessages(c.text, p));
+    const qs = await generate(
+      model,
+      repeat(rows, () => prompt),
+      {
+        maxTokens: s.questionMaxTokens,
+        temperature: s.questionTemperature,
+        topK: s.questionTopK,
+        seed: s.seed + 2 * i,
+        signal,
+      },
+    );
+    qLengths.push(...qs.map((g) => steps(g, s.questionMaxTokens)));
+    const words = wordSet(c.text);
+    const parsed = qs.flatMap((g) => parseQuestions(g.text));
+    const grounded = s.groundQuestions ? parsed.filter((q) => isGrounded(q, words)) : parsed;
+    const distinct = dedupe(grounded);
+    // How often each distinct question came (dedupe's own key: each one's first copy is kept).
+    const counts = distinct.map((x) => grounded.filter((q) => dedupe([x, q]).length === 1).length);
+    kept += projectDistinct(counts, (per * grounded.length) / rows) / picked.length;
+    asked.push(...distinct.slice(0, 8 / picked.length).map((q) => ({ c, q })));
+  }
+  if (!asked.length) asked.push({ c: chunks[0]!, q: TYPICAL_QUESTION });
   const as = await generate(
     model,
     asked.map((x) => ids(model, teacherMessages(x.c.text, x.q, p))),
     { maxTokens: s.answerMaxTokens, temperature: s.answerTemperature, topK: s.answerTopK, seed: s.seed + 1, signal },
   );
   return {
-    question: stats(qs.map((g) => steps(g, s.questionMaxTokens))),
+    question: stats(qLengths),
     answer: stats(as.map((g) => steps(g, s.answerMaxTokens))),
-    questions: [...new Set(asked.map((x) => x.q))],
+    questions: asked.map((x) => x.q),
+    keptPerPassage: kept,
     rows,
     probeSec: (performance.now() - t0) / 1000,
   };
@@ -583,6 +659,6 @@ export async function estimateRun(
 ): Promise<Estimate> {
   const lengths = await probeLengths(model, s, chunks, o.signal);
   const counts = countWork(model, s, chunks, undefined, lengths);
-  const rates = await probeRates(model, s, counts.teacherCached, o.signal);
+  const rates = await probeRates(model, s, counts.teacherCached, o.signal, counts.sample);
   return { ...makeEstimate(counts, rates, s, o), lengths };
 }

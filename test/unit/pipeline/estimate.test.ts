@@ -15,6 +15,7 @@ import {
   formatDuration,
   makeEstimate,
   probeRates,
+  projectDistinct,
   type ProbeLengths,
   type ProbeRates,
 } from '../../../src/pipeline/estimate';
@@ -111,8 +112,14 @@ test('the counted work is the work a real run does', async () => {
     assert.ok(c.phases.questions.prompts >= chunks.length * per);
 
     // The projection (no questions yet) counts the same question prompts, and the other phases
-    // within a factor of the run's (it assumes one kept question per prompt).
-    const proj = countWork(m, s, chunks);
+    // within a factor of the run's: with the probe's lengths and kept questions per passage, the
+    // questions the run kept within 1.6×.
+    const proj = countWork(m, s, chunks, undefined, saved.lengths);
+    const keptRatio = proj.questions.docs / c.questions.docs;
+    assert.ok(
+      keptRatio > 1 / 1.6 && keptRatio < 1.6,
+      `projected questions ${proj.questions.docs} vs ${c.questions.docs}`,
+    );
     const ownCalls = Math.ceil((chunks.length * per) / 16);
     assert.ok(proj.phases.questions.generateCalls >= ownCalls);
     const ratio = proj.phases.answers.prompts / c.phases.answers.prompts;
@@ -123,6 +130,33 @@ test('the counted work is the work a real run does', async () => {
   } finally {
     rmSync(root, { recursive: true, force: true });
   }
+});
+
+test('distinct questions are projected from the repeats seen in a sample', () => {
+  assert.equal(projectDistinct([1, 1, 1, 1], 30), 30, 'no repeats: every draw counts');
+  assert.equal(projectDistinct([], 30), 0);
+  assert.equal(projectDistinct([4, 4, 4, 4], 30), 4, 'every form seen often: no more to come');
+  // Against simulation: draws from 20 forms of unequal weight (half of them 4 times as likely).
+  let x = 12345;
+  const rand = () => (x = (x * 1103515245 + 12345) % 2147483648) / 2147483648;
+  const w = Array.from({ length: 20 }, (_, i) => (i < 10 ? 4 : 1));
+  const total = w.reduce((a, b) => a + b, 0);
+  const draw = () => {
+    let r = rand() * total;
+    for (let i = 0; i < w.length; i++) if ((r -= w[i]!) < 0) return i;
+    return w.length - 1;
+  };
+  let err = 0,
+    truth = 0;
+  const trials = 400;
+  for (let t = 0; t < trials; t++) {
+    const sample = Array.from({ length: 16 }, draw);
+    const counts = [...new Set(sample)].map((f) => sample.filter((y) => y === f).length);
+    const more = [...sample, ...Array.from({ length: 14 }, draw)];
+    truth += new Set(more).size;
+    err += projectDistinct(counts, 30) - new Set(more).size;
+  }
+  assert.ok(Math.abs(err / trials) < 0.1 * (truth / trials), `mean error ${err / trials} of ${truth / trials}`);
 });
 
 test('the estimate caches the teacher exactly when the train phase will (teacherCache)', async () => {
@@ -170,6 +204,7 @@ test('the estimate warns above its threshold, with concrete suggestions', () => 
     questions: { docs: 1, heldOut: 0, absent: 0, general: 0, generalHeldOut: 0 },
     phases: { questions: work(10), answers: work(20), train: work(50), evaluate: work(1) },
     teacherCached: false,
+    sample: { student: 40, teacher: 200, answer: 9 },
   };
   const rates: ProbeRates = {
     prefillMsPerToken: 1,
