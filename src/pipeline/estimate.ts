@@ -477,12 +477,13 @@ export async function probeRates(
     answerLength: Math.min(a, n - 1),
   });
   // Two step sizes, so that the fixed cost of a step (the optimizer, the adapter's copies, the
-  // session call) is told apart from the cost per token; the larger one is a step of the run
-  // (its batch, up to 8, of its mean sample), so that the rate is measured where it is used.
+  // session call) is told apart from the cost per token; the larger one is made of the run's mean
+  // sample (2 of them: a step's memory grows with its batch, and this runs before the train
+  // phase's memory warning), so that the rate is measured at the run's shapes.
   const one = [mk(16)];
   const clamp = (x: number) => Math.max(24, Math.min(words.length, Math.round(x)));
   const large = sample?.student
-    ? repeat(Math.min(8, s.batchSize), () =>
+    ? repeat(Math.min(2, s.batchSize), () =>
         mk(clamp(sample.student), clamp(sample.teacher), Math.max(1, Math.round(sample.answer))),
       )
     : repeat(Math.min(4, s.batchSize), () => mk(64));
@@ -544,10 +545,10 @@ export function projectDistinct(counts: readonly number[], draws: number): numbe
 }
 
 /**
- * How long this model's questions and answers are, and how many questions a passage keeps: 16
- * questions sampled from the first passage and from the middle one as the questions phase samples them (its prompt,
+ * How long this model's questions and answers are, and how many questions a passage keeps: 8
+ * questions sampled from the first passage and 8 from the middle one as the questions phase samples them (its prompt,
  * temperature and top-k; parsed, grounded and de-duplicated as there), and the teacher's sampled
- * answers to 8 of them (with the passage, as the answers phase does). A model that writes 10-token
+ * answers to 4 of each (with the passage, as the answers phase does). A model that writes 10-token
  * questions, 8-token answers and a dozen distinct questions a passage is not counted at 64 and 128
  * tokens a row and one question per prompt.
  */
@@ -561,15 +562,19 @@ export async function probeLengths(
   const t0 = performance.now();
   const p = s.prompts;
   const per = s.rounds * s.questionsPerRound;
-  const rows = Math.max(1, Math.min(16, per));
+  const rows = Math.max(1, Math.min(8, per));
   const steps = (g: { ids: number[] }, max: number) => Math.min(g.ids.length, max - 1);
   const stats = (xs: number[]) => ({ mean: xs.reduce((a, x) => a + x, 0) / xs.length, max: Math.max(...xs) });
   // Passages differ in how many questions they give: the first and the middle one.
   const picked = [...new Set([chunks[0]!, chunks[Math.floor(chunks.length / 2)]!])];
   const qLengths: number[] = [];
   const asked: { c: Chunk; q: string }[] = [];
-  let kept = 0;
+  let kept = 0,
+    done = 0;
   for (const [i, c] of picked.entries()) {
+    // A model that wrote no usable question about the first passage (random weights) gets nothing
+    // from more samples: its lengths are known already.
+    if (i > 0 && !asked.length) break;
     const prompt = ids(model, questionMessages(c.text, p));
     const qs = await generate(
       model,
@@ -589,8 +594,9 @@ export async function probeLengths(
     const distinct = dedupe(grounded);
     // How often each distinct question came (dedupe's own key: each one's first copy is kept).
     const counts = distinct.map((x) => grounded.filter((q) => dedupe([x, q]).length === 1).length);
-    kept += projectDistinct(counts, (per * grounded.length) / rows) / picked.length;
-    asked.push(...distinct.slice(0, 8 / picked.length).map((q) => ({ c, q })));
+    kept += projectDistinct(counts, (per * grounded.length) / rows);
+    done++;
+    asked.push(...distinct.slice(0, 4).map((q) => ({ c, q })));
   }
   if (!asked.length) asked.push({ c: chunks[0]!, q: TYPICAL_QUESTION });
   const as = await generate(
@@ -602,7 +608,7 @@ export async function probeLengths(
     question: stats(qLengths),
     answer: stats(as.map((g) => steps(g, s.answerMaxTokens))),
     questions: asked.map((x) => x.q),
-    keptPerPassage: kept,
+    keptPerPassage: kept / Math.max(1, done),
     rows,
     probeSec: (performance.now() - t0) / 1000,
   };
