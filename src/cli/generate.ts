@@ -93,6 +93,7 @@ ${modelUsage}
         prefillTokens: 0,
         decodeMs: 0,
         decodeTokens: 0,
+        decodeSteps: 0,
         prefixReusedTokens: 0,
         prefillPositions: 0,
       };

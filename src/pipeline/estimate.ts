@@ -6,9 +6,9 @@
 //
 // The counts are exact where the phases' work is fixed by the settings (the question prompts and
 // their tokens) and projections elsewhere: how many questions the model writes is known only once
-// it has written them, so the projection assumes one kept question per question prompt; how long the
-// model's questions and answers are is measured by sampling a few of each from the first passages
-// (probeLengths), and a batch's decode steps are counted at the longest of those.
+// it has written them, so a short probe (probeLengths) samples a few questions and answers from two
+// passages: how many distinct questions a passage keeps is projected from how often they repeat,
+// and a batch's decode steps are counted at the longest of the sampled ones.
 import { relative } from 'node:path';
 import type { CausalLM } from '../engine/models/model';
 import { generate, sharedPrefixes } from '../engine/generate';
@@ -26,7 +26,7 @@ import type { DistillSettings } from './settings';
 import { teacherCacheK } from './phases/train';
 import type { Phase } from './events';
 import type { QuestionRow } from './phases/context';
-import { dedupe, isGrounded, parseQuestions, wordSet } from './questions';
+import { dedupe, isGrounded, parseQuestions, questionKey, wordSet } from './questions';
 
 /** The phases that do model work (ingest only reads and tokenizes). */
 export type WorkPhase = Exclude<Phase, 'ingest'>;
@@ -82,7 +82,7 @@ export interface ProbeLengths {
   questions: string[];
   /**
    * Questions a passage keeps from its rounds × questionsPerRound samples (parsed, grounded,
-   * de-duplicated), projected from how many of the probe's samples of one passage were new.
+   * de-duplicated), projected from how often the probe's samples repeated (mean over its passages).
    */
   keptPerPassage: number;
   rows: number;
@@ -205,8 +205,8 @@ export function countWork(
       BATCH,
       qLongest,
     );
-  // The questions: the run's, or projected (one kept per question prompt; parsing, grounding and
-  // de-duplication drop some, and a prompt can give more than one).
+  // The questions: the run's, or projected (the probe's kept questions per passage; without a
+  // probe, one per question prompt).
   let rows: QuestionRow[];
   const holdOut = heldOutBy(s);
   if (actual) rows = [...actual];
@@ -407,8 +407,8 @@ export function describeEstimate(e: Pick<Estimate, 'totalSec' | 'seconds'>): str
 
 /**
  * Measures the model on its device: a warm-up (graph creation is not the job's per-token cost),
- * a prefill, decode steps at two batch sizes, and a train step (after a first, warm-up one) with
- * the run's LoRA settings. A few seconds on small models; longer on large ones on a CPU.
+ * a prefill, decode steps at two batch sizes, and train steps of two sizes (each timed once it has
+ * settled) with the run's LoRA settings. A few seconds on small models; longer on large ones on a CPU.
  */
 export async function probeRates(
   model: CausalLM,
@@ -426,7 +426,7 @@ export async function probeRates(
   const long = words.slice(0, 128);
   const short = long.slice(0, 16);
   const timed = async (prompts: number[][], maxTokens: number) => {
-    let t = { prefillMs: 0, prefillTokens: 0, decodeMs: 0, decodeTokens: 0, steps: 0 };
+    let t = { prefillMs: 0, prefillTokens: 0, decodeMs: 0, decodeTokens: 0, decodeSteps: 0 };
     await generate(model, prompts, {
       maxTokens,
       temperature: 0,
@@ -444,10 +444,9 @@ export async function probeRates(
     repeat(8, () => short),
     4,
   );
-  const perStep = (t: { decodeMs: number; decodeTokens: number }, rows: number) =>
-    t.decodeMs / Math.max(1, t.decodeTokens / rows);
-  const step1 = perStep(small, 1);
-  const step8 = perStep(big, 8);
+  const perStep = (t: { decodeMs: number; decodeSteps: number }) => t.decodeMs / Math.max(1, t.decodeSteps);
+  const step1 = perStep(small);
+  const step8 = perStep(big);
   const decodeRowMs = Math.max(0, (step8 - step1) / 7);
   const decodeStepMs = Math.max(0, step1 - decodeRowMs);
 
@@ -592,8 +591,8 @@ export async function probeLengths(
     const parsed = qs.flatMap((g) => parseQuestions(g.text));
     const grounded = s.groundQuestions ? parsed.filter((q) => isGrounded(q, words)) : parsed;
     const distinct = dedupe(grounded);
-    // How often each distinct question came (dedupe's own key: each one's first copy is kept).
-    const counts = distinct.map((x) => grounded.filter((q) => dedupe([x, q]).length === 1).length);
+    // How often each distinct question came, by dedupe's own key.
+    const counts = distinct.map((x) => grounded.filter((q) => questionKey(q) === questionKey(x)).length);
     kept += projectDistinct(counts, (per * grounded.length) / rows);
     done++;
     asked.push(...distinct.slice(0, 4).map((q) => ({ c, q })));

@@ -59,6 +59,8 @@ export interface GenerateTimings {
   decodeMs: number;
   /** Tokens that went through a decode step (rows still generating at that step). */
   decodeTokens: number;
+  /** Decode steps run: the batch runs until its longest row stops (finished rows ride along). */
+  decodeSteps: number;
   /**
    * Prompt tokens whose keys and values were copied from another prompt of the batch with the same
    * beginning instead of being computed again (see Stepper.prefill).
@@ -483,7 +485,8 @@ async function decodeLoop(
   const t0 = performance.now();
   let logits = await stepper.prefill(prompts);
   const t1 = performance.now();
-  let decodeTokens = 0;
+  let decodeTokens = 0,
+    decodeSteps = 0;
 
   const flush = (b: number, final: boolean) => {
     const t = texts[b]!;
@@ -539,6 +542,7 @@ async function decodeLoop(
     }
     // Decode step: one new token per row (finished rows feed a token that nothing reads).
     decodeTokens += done.filter((d) => !d).length;
+    decodeSteps++;
     logits = await stepper.decode(next);
   }
   opts.onTimings?.({
@@ -546,6 +550,7 @@ async function decodeLoop(
     prefillTokens: prompts.reduce((n, p) => n + p.length, 0),
     decodeMs: performance.now() - t1,
     decodeTokens,
+    decodeSteps,
     prefixReusedTokens: stepper.prefixReusedTokens,
     prefillPositions: stepper.prefillPositions,
   });

@@ -51,11 +51,10 @@ export async function answers(run: RunContext): Promise<void> {
         promptTokens += t.prefillTokens;
         sharedTokens += t.prefixReusedTokens;
         positions += t.prefillPositions;
+        decodeSteps += t.decodeSteps;
       },
     });
     check(run);
-    // The call ran until its longest row stopped (a row cut at the max took max − 1 steps).
-    decodeSteps += Math.min(s.answerMaxTokens - 1, Math.max(0, ...res.map((r) => r.ids.length)));
     res.forEach((r, j) => {
       rows.push({ id: b[j]!.id, answer: r.text.trim() });
       if (b[j]!.split === 'train' && (i + j) % 5 === 0)
