@@ -2,7 +2,15 @@
 import type { Command } from './command';
 import { UsageError } from './command';
 import { intOption, numOption, parse } from './modelArgs';
-import { trainDemoModel, evaluateDemo, evaluateSampledQuestions, fmtEval, DemoData } from '../demo/trainModel';
+import {
+  trainDemoModel,
+  evaluateDemo,
+  evaluateSampledQuestions,
+  fmtEval,
+  DemoData,
+  DEMO_SHAPE,
+  type DemoShape,
+} from '../demo/trainModel';
 import { DEFAULT_SETTINGS, modelDefaults } from '../pipeline/settings';
 import { writeExampleDocs } from '../demo/examples';
 import { makeVocab } from '../demo/world';
@@ -18,11 +26,23 @@ function mixOption(v: string | undefined): keyof typeof DemoData.MIXES | undefin
   return Number(v) as keyof typeof DemoData.MIXES;
 }
 
+/** `--shape hidden,layers,heads,intermediate`. */
+function shapeOption(v: string | undefined): DemoShape | undefined {
+  if (v === undefined) return undefined;
+  const n = v.split(',').map(Number);
+  const [hidden, layers, heads, intermediate] = n;
+  if (n.length !== 4 || !n.every((x) => Number.isInteger(x) && x > 0) || hidden! % heads! !== 0 || (hidden! / heads!) % 2)
+    throw new UsageError(
+      `--shape is hidden,layers,heads,intermediate with hidden a multiple of heads and an even head size (got ${v}; the built-in model's is ${Object.values(DEMO_SHAPE).join(',')})`,
+    );
+  return { hidden: hidden!, layers: layers!, heads: heads!, intermediate: intermediate! };
+}
+
 export const demoModelCommand: Command = {
   name: 'demo-model',
   summary: 'train or evaluate the built-in demo model (synthetic micro-world)',
-  usage: `Usage: docdistill demo-model train --out DIR [--minutes M | --steps N] [--all-subjects-from STEP] [--mix 1|2|3]
-                              [--from DIR --lr X --warmup N] [--seed S] [--threads N]
+  usage: `Usage: docdistill demo-model train --out DIR [--minutes M | --steps N] [--all-subjects-from STEP] [--mix 1|2|3|4]
+                              [--from DIR --lr X --warmup N] [--shape H,L,HEADS,I] [--seed S] [--threads N]
        docdistill demo-model eval --model DIR [--per-relation N] [--count N] [--temperature T]
        docdistill demo-model docs --out DIR [--count N] [--multi M] [--seed S]
 
@@ -32,6 +52,8 @@ train   trains a small Llama from scratch on the micro-world's tasks with DocDis
         the teacher to say "I do not know" about what its document does not say; 3 adds documents
         about 1–4 people under ## headings. --from DIR starts from a demo model's weights (made
         with the same --seed) instead of random ones: a fine-tune, usually with a lower --lr.
+        --shape hidden,layers,heads,intermediate sets the model's size (the built-in one's is
+        128,4,4,384).
 eval    measures, on people never seen in training: reading accuracy per relation (document in the
         prompt), closed-book "I do not know" rate, and how many written questions are valid,
         greedy and sampled as the pipeline samples them (--count of them).
@@ -57,6 +79,7 @@ docs    writes documents about people the model has never read about (held-out n
       from: { type: 'string' },
       lr: { type: 'string' },
       warmup: { type: 'string' },
+      shape: { type: 'string' },
     });
     const sub = positionals[0];
     if (sub === 'train') {
@@ -73,6 +96,7 @@ docs    writes documents about people the model has never read about (held-out n
         lr: numOption(v.lr, 'lr'),
         warmup: intOption(v.warmup, 'warmup', 0),
         evalEvery: intOption(v['eval-every'], 'eval-every', 1),
+        shape: shapeOption(v.shape),
         log: (l) => ctx.err(`${l}\n`),
         signal: ctx.signal,
       });

@@ -67,11 +67,20 @@ export interface DemoTrainOptions {
   threads?: number;
   /** Evaluate every this many steps. */
   evalEvery?: number;
+  /** The model's shape (DEMO_SHAPE, the built-in model's, unless given); a resumed or `from` run must match it. */
+  shape?: DemoShape;
   log: (line: string) => void;
   signal?: AbortSignal;
 }
 
-export const DEMO_SHAPE = { hidden: 128, layers: 4, heads: 4, intermediate: 384 };
+export interface DemoShape {
+  hidden: number;
+  layers: number;
+  heads: number;
+  intermediate: number;
+}
+
+export const DEMO_SHAPE: DemoShape = { hidden: 128, layers: 4, heads: 4, intermediate: 384 };
 
 class MemWeights implements WeightSource {
   readonly t = new Map<string, { shape: number[]; data: Float32Array }>();
@@ -481,8 +490,8 @@ export function fmtEval(e: DemoEval): string {
   return `read ${pct(e.readAll)} [${RELATIONS.map((r) => `${r} ${pct(e.read[r])}`).join(', ')}] reserved ${pct(e.readReserved)}; closed-book "don't know" ${pct(e.closedDontKnow)}, correct ${pct(e.closedCorrect)}; not in the document "don't know" ${pct(e.absentDontKnow)}; 2–4 people: read ${pct(e.readMultiAll ?? 0)} [${RELATIONS.map((r) => `${r} ${pct(e.readMulti?.[r] ?? 0)}`).join(', ')}], not in their section "don't know" ${pct(e.absentMultiDontKnow ?? 0)}; questions valid ${pct(e.questionsValid)}; paraphrases ${pct(e.paraphraseValid ?? 0)} (n=${e.n})`;
 }
 
-export function demoConfig(vocabSize: number, imEnd: number, pad: number): ModelConfig {
-  const { hidden, layers, heads, intermediate } = DEMO_SHAPE;
+export function demoConfig(vocabSize: number, imEnd: number, pad: number, shape = DEMO_SHAPE): ModelConfig {
+  const { hidden, layers, heads, intermediate } = shape;
   return {
     architecture: 'LlamaForCausalLM',
     modelType: 'llama',
@@ -513,7 +522,8 @@ export async function trainDemoModel(o: DemoTrainOptions): Promise<DemoEval> {
   writeJsonAtomic(join(o.out, 'tokenizer.json'), tokenizerJson(words));
   writeJsonAtomic(join(o.out, 'tokenizer_config.json'), tokenizerConfigJson());
   const tok = await Tokenizer.fromFolder(o.out);
-  const cfg = demoConfig(words.length, tok.tokenToId('<|im_end|>')!, tok.tokenToId('<|endoftext|>')!);
+  const shape = o.shape ?? DEMO_SHAPE;
+  const cfg = demoConfig(words.length, tok.tokenToId('<|im_end|>')!, tok.tokenToId('<|endoftext|>')!, shape);
   const backend = await Backend.create({ device: 'cpu', threads: o.threads });
   const rng = new Rng(o.seed * 7919 + 1);
   const model = CausalLM.fromWeights(cfg, o.from ? fromFolder(o.from, cfg) : initWeights(cfg, rng), backend, {
@@ -626,7 +636,7 @@ export async function trainDemoModel(o: DemoTrainOptions): Promise<DemoEval> {
   o.log(`final (held-out people, ${final.n} questions): ${fmtEval(final)}`);
   writeJsonAtomic(join(o.out, 'training.json'), {
     seed: o.seed,
-    shape: DEMO_SHAPE,
+    shape,
     mix: o.mix ?? 1,
     from: o.from,
     lr: o.lr,
