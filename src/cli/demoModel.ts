@@ -31,7 +31,12 @@ function shapeOption(v: string | undefined): DemoShape | undefined {
   if (v === undefined) return undefined;
   const n = v.split(',').map(Number);
   const [hidden, layers, heads, intermediate] = n;
-  if (n.length !== 4 || !n.every((x) => Number.isInteger(x) && x > 0) || hidden! % heads! !== 0 || (hidden! / heads!) % 2)
+  if (
+    n.length !== 4 ||
+    !n.every((x) => Number.isInteger(x) && x > 0) ||
+    hidden! % heads! !== 0 ||
+    (hidden! / heads!) % 2
+  )
     throw new UsageError(
       `--shape is hidden,layers,heads,intermediate with hidden a multiple of heads and an even head size (got ${v}; the built-in model's is ${Object.values(DEMO_SHAPE).join(',')})`,
     );

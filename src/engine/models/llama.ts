@@ -135,7 +135,9 @@ export class LlamaGraphs {
    */
   private packNames(): string[] {
     const names = this.weightNames();
-    return this.cfg.tieWordEmbeddings ? [...names, 'lm_head'] : names;
+    if (!this.cfg.tieWordEmbeddings) return names;
+    // A tied embedding looked up from the head's int8 blocks needs no float table.
+    return [...(this.weights.embedBlocks() === 'lm_head' ? names.filter((n) => n !== 'embed') : names), 'lm_head'];
   }
 
   private readonly perGraph = new WeakMap<Graph, Map<string, Tensor>>();
@@ -178,7 +180,7 @@ export class LlamaGraphs {
     if (!m) this.perGraphQ.set(g, (m = new Map()));
     let q = m.get(name);
     if (!q) {
-      const [k, n] = this.weights.shape(name);
+      const [n, k] = this.weights.quantizedShape(name);
       const bits = this.weights.bitsOf(name);
       const pack = this.weights.pack(this.packNames());
       let b: Tensor;
@@ -198,6 +200,27 @@ export class LlamaGraphs {
       m.set(name, q);
     }
     return q;
+  }
+
+  /** Token embeddings [B, T, D]: rows of the float table, or of int8 blocks (see PreparedWeights.embedBlocks). */
+  private embedding(g: Graph, ids: Tensor, opts: BuildOptions): Tensor {
+    const src = opts.weightsAsInputs ? undefined : this.weights.embedBlocks();
+    if (!src) return op.gather(this.weight(g, 'embed', opts), ids, 0);
+    const q = this.linearWeight(g, src, opts) as QuantizedMatrix;
+    // The same bytes as q.b ([N, blocks, block]) seen as [N, blocks · block]: GatherBlockQuantized
+    // wants data and scales of one rank. From the pack it is a second view of the same file range.
+    const shape = [q.n, (Math.ceil(q.k / q.blockSize) * q.blockSize * q.bits) / 8];
+    const pack = this.weights.pack(this.packNames());
+    const rows = pack
+      ? g.externalInitializer(`${src}.rows`, 'uint8', shape, pack.ref(`${src}.qb`).external, `${pack.id}|${src}.rows`)
+      : g.initializer(
+          `${src}.rows`,
+          'uint8',
+          shape,
+          this.weights.quantized(src).b,
+          `${this.weights.key}|${this.dtype}|${this.weights.quantization}|${src}.rows`,
+        );
+    return op.gatherBlockQuantized(q, rows, ids);
   }
 
   /** MatMulNBits' accuracy level for the quantized base (4: the fast path; 0: float inputs, for gradient checks). */
@@ -225,7 +248,7 @@ export class LlamaGraphs {
     const c = this.cfg;
     const S = inp.mask.shape[1]!;
     const T = inp.ids.shape[1]!;
-    let x = op.gather(this.weight(g, 'embed', opts), inp.ids, 0); // [B, T, D]
+    let x = this.embedding(g, inp.ids, opts); // [B, T, D]
     const invFreq = g.constant('float32', [c.headDim / 2], Float32Array.from(ropeInvFreq(c)));
     const rope = ropeTables(inp.positions, invFreq, this.dtype);
     const bias = attentionBias(inp.mask, T, S, this.dtype === 'float64' ? 'float64' : 'float32');

@@ -5,6 +5,9 @@ import type { ModelConfig } from './config';
 import { PACK_FORMAT, WeightPack, type PackEntry } from './pack';
 import { QUANT_BLOCK, quantBits, quantizeRows, type BaseQuantization, type QuantizedWeight } from './quantize';
 
+/** The size (values) from which an int8 base reads its head as int8 blocks too: 8 M, 32 MB in float32. */
+export const HEAD_QUANTIZE_MIN = 8 * 1024 * 1024;
+
 export type ComputeDtype = 'float32' | 'float16' | 'float64';
 
 /** What the preparation reads from: a model folder's WeightStore, or tensors in memory. */
@@ -117,15 +120,43 @@ export class PreparedWeights {
   }
 
   /**
-   * Whether a weight is read as quantized blocks: the decoder layers' linear weights, and with an
-   * int4 base the head too, as int8 blocks (see bitsOf). With an int8 base the head stays in the
-   * compute dtype, as QLoRA (bitsandbytes) leaves it: the logits feed every log-prob and the KL
-   * directly, and int8 blocks of the demo model's head alone moved the mean log-prob of real text
-   * by 0.23 (its embedding has outliers 40× its RMS).
+   * Whether a weight is read as quantized blocks: the decoder layers' linear weights, and the head
+   * as int8 blocks (see bitsOf) with an int4 base, or with an int8 base when the head is large
+   * (HEAD_QUANTIZE_MIN values and up: every real vocabulary). At Qwen2.5-0.5B's shape a float32
+   * head is 545 MB, more than the whole int8 body, read at every decoded token, and ONNX Runtime
+   * pre-packs a float MatMul's weight into a second copy at session creation: with it float, an
+   * int8 base's generation peaked at 1.77 GB before its first token. A small head stays in the
+   * compute dtype, as QLoRA (bitsandbytes) leaves it: it costs nothing there, and int8 blocks of
+   * the demo model's head (2,593 × 128, with outliers 40× its RMS) alone moved its mean log-prob of
+   * real text by 0.23. llama.cpp's 8-bit files quantize the output matrix at 8 bits too.
    */
   isQuantized(name: string): boolean {
     if (this.quantization === 'none') return false;
-    return /^layers\.\d+\.(q|k|v|o|gate|up|down)$/.test(name) || (name === 'lm_head' && this.quantization === 'int4');
+    if (name === 'lm_head') return this.quantization === 'int4' || this.largeVocab();
+    if (name === 'embed') return this.embedBlocks() === 'embed';
+    return /^layers\.\d+\.(q|k|v|o|gate|up|down)$/.test(name);
+  }
+
+  private largeVocab(): boolean {
+    return this.cfg.vocabSize * this.cfg.hiddenSize >= HEAD_QUANTIZE_MIN;
+  }
+
+  /**
+   * Which int8 blocks the token embedding is looked up from with a quantized base and a large
+   * vocabulary: the head's when it is tied to the embedding (the same [V, D] rows), else the
+   * embedding's own; undefined: the float table. A float table is mapped from the pack and ONNX
+   * Runtime's Gather touches it a page (or a large folio) per token: at the qwen2.5-0.5b shape a
+   * 350-token prompt made 515 MB of the 545 MB table resident; int8 rows are a quarter of that,
+   * and a tied model's pack does without the float table altogether.
+   */
+  embedBlocks(): 'lm_head' | 'embed' | undefined {
+    if (this.quantization === 'none' || !this.largeVocab()) return undefined;
+    return this.cfg.tieWordEmbeddings ? 'lm_head' : 'embed';
+  }
+
+  /** [N, K] of a quantized weight: its stored rows ([out, in] for linear ones, [V, D] for the embedding). */
+  quantizedShape(name: string): [number, number] {
+    return this.source.info(hfNameOf(this.cfg, name).hf).shape as [number, number];
   }
 
   /**
@@ -136,7 +167,7 @@ export class PreparedWeights {
    */
   bitsOf(name: string): 4 | 8 {
     if (this.quantization === 'none') throw new Error('bitsOf(): this model has a float base');
-    return name === 'lm_head' ? 8 : quantBits(this.quantization);
+    return name === 'lm_head' || name === 'embed' ? 8 : quantBits(this.quantization);
   }
 
   /** The prepared shape of a weight ([in, out] for linear ones), without reading it. */
@@ -179,8 +210,7 @@ export class PreparedWeights {
     const entries: PackEntry[] = [];
     for (const name of names) {
       if (this.isQuantized(name)) {
-        const { hf } = hfNameOf(this.cfg, name);
-        const [n, k] = this.source.info(hf).shape as [number, number];
+        const [n, k] = this.quantizedShape(name);
         const blocks = Math.ceil(k / QUANT_BLOCK);
         entries.push({
           name: `${name}.qb`,

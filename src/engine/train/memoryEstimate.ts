@@ -4,6 +4,7 @@
 // transient forward, and the [B, A, V] logits at the answer positions) times batch and length.
 import type { ModelConfig } from '../models/config';
 import type { BaseQuantization } from '../models/quantize';
+import { HEAD_QUANTIZE_MIN } from '../models/weights';
 
 /** Bytes per linear weight: float32, or MatMulNBits blocks of 32 with one float32 scale each. */
 const BYTES_PER_WEIGHT: Record<BaseQuantization, number> = { none: 4, int8: 1 + 4 / 32, int4: 0.5 + 4 / 32 };
@@ -31,16 +32,23 @@ export interface TrainMemoryEstimate {
   totalBytes: number;
 }
 
-/** The base's weight bytes as the engine holds them (the embedding stays float32 for its gather). */
+/**
+ * The base's weight bytes as the engine holds them. Float32: the embedding (a tied head reads it).
+ * Quantized: the layers' linear weights in blocks of `quantize`; a large vocabulary's head and
+ * embedding as int8 blocks (one table when tied), a small one's as float32 (see
+ * PreparedWeights.isQuantized and embedBlocks), except an int4 base's head, which is int8 always.
+ */
 export function baseWeightBytes(cfg: ModelConfig, quantize: BaseQuantization = 'none'): number {
   const { hiddenSize: D, intermediateSize: I, numHeads: H, numKvHeads: K, headDim: E, vocabSize: V } = cfg;
   const perLayer = D * H * E * 2 + D * K * E * 2 + 3 * D * I;
   const linear = cfg.numLayers * perLayer;
   const small = cfg.numLayers * (2 * D + (cfg.qkvBias ? (H + 2 * K) * E : 0) + (cfg.qkNorm ? 2 * E : 0)) + D;
   const bpw = BYTES_PER_WEIGHT[quantize];
-  // A quantized base gets its own quantized head; a float32 tied head reads the embedding itself.
-  const head = cfg.tieWordEmbeddings && quantize === 'none' ? 0 : V * D * bpw;
-  return V * D * 4 + head + linear * bpw + small * 4;
+  let tables: number;
+  if (quantize === 'none') tables = (cfg.tieWordEmbeddings ? 1 : 2) * V * D * 4;
+  else if (V * D >= HEAD_QUANTIZE_MIN) tables = (cfg.tieWordEmbeddings ? 1 : 2) * V * D * BYTES_PER_WEIGHT.int8;
+  else tables = V * D * 4 + (quantize === 'int4' ? V * D * BYTES_PER_WEIGHT.int8 : V * D * 4);
+  return tables + linear * bpw + small * 4;
 }
 
 /**

@@ -7,6 +7,7 @@ import assert from 'node:assert/strict';
 import {
   cpSync,
   existsSync,
+  mkdirSync,
   mkdtempSync,
   readdirSync,
   readFileSync,
@@ -28,6 +29,9 @@ import { buildTrainGraph, trainableNames } from '../../../src/engine/train/graph
 import { LoraTrainer, type DistillSample } from '../../../src/engine/train/trainer';
 import { writeExampleDocs } from '../../../src/demo/examples';
 import { makeModel } from '../../../src/tools/makeModel';
+import { HEAD_QUANTIZE_MIN } from '../../../src/engine/models/weights';
+import { writeSafetensors } from '../../../src/engine/models/safetensors';
+import { hfConfigJson } from '../../../src/engine/models/save';
 import { resolveSettings } from '../../../src/pipeline/settings';
 import { rng } from '../helpers/random';
 import { randomWeights, tinyConfig } from '../helpers/tinyModel';
@@ -88,6 +92,88 @@ test('quantizer: int8 and int4 blocks round-trip within half a step, and MatMulN
       const err = Math.max(...y.map((v, i) => Math.abs(v - ref[i]!))) / scale;
       assert.ok(err < (level === 0 ? 1e-5 : 2e-2), `bits ${bits} level ${level}: relative error ${err}`);
     }
+    // GatherBlockQuantized on the same bytes seen as [N, blocks · block · bits/8]: exactly the
+    // dequantized rows (the padded tail of the last block cut off), repeated ids included.
+    const ids = [7, 0, 39, 7, 12];
+    const g = new Graph(`gbq_${bits}`);
+    const qm = {
+      b: g.initializer('b', 'uint8', [N, blocks, (32 * bits) / 8], q.b),
+      scales: g.initializer('s', 'float32', [N, blocks], q.scales),
+      k: K,
+      n: N,
+      bits,
+      blockSize: 32,
+      accuracyLevel: 4,
+    };
+    const rows = g.initializer('rows', 'uint8', [N, (blocks * 32 * bits) / 8], q.b);
+    g.output(op.gatherBlockQuantized(qm, rows, g.input('ids', 'int64', [1, ids.length])), 'e');
+    const e = (
+      await (
+        await (await backend()).session(g)
+      ).run({
+        ids: { dtype: 'int64', dims: [1, ids.length], data: BigInt64Array.from(ids.map(BigInt)) },
+      })
+    ).e!;
+    assert.deepEqual(e.dims, [1, ids.length, K]);
+    ids.forEach((id, i) => {
+      for (let k = 0; k < K; k++)
+        assert.ok(
+          Math.abs((e.data as Float32Array)[i * K + k]! - dq[id * K + k]!) < 1e-6,
+          `bits ${bits}: row ${id}[${k}] gathered ${(e.data as Float32Array)[i * K + k]} ≠ ${dq[id * K + k]}`,
+        );
+    });
+  }
+});
+
+test('quantized base, large vocabulary: the head as int8 blocks, the embedding looked up from int8 blocks (no float table in the pack)', async () => {
+  // V · D = 8 M values (HEAD_QUANTIZE_MIN): a vocabulary as large as a real model's relative to its width.
+  for (const tie of [true, false]) {
+    const cfg = tinyConfig({
+      vocabSize: 32768,
+      hiddenSize: 256,
+      numHeads: 4,
+      numKvHeads: 2,
+      headDim: 64,
+      intermediateSize: 64,
+      numLayers: 1,
+      tieWordEmbeddings: tie,
+    });
+    assert.ok(cfg.vocabSize * cfg.hiddenSize >= HEAD_QUANTIZE_MIN);
+    const src = randomWeights(cfg, 9);
+    // Embedding and head rows of a real model's scale (RMS ≈ 0.02–0.05): the helper's 0.5 gives
+    // logits so sharp that log-probs run to −50.
+    for (const n of ['model.embed_tokens.weight', 'lm_head.weight'])
+      src.tensors.get(n)?.data.forEach((v, i, a) => (a[i] = v * 0.08));
+    const dir = join(root, `bigvocab-${tie}`);
+    mkdirSync(dir, { recursive: true });
+    writeSafetensors(
+      join(dir, 'model.safetensors'),
+      [...src.tensors].map(([name, t]) => ({ name, dtype: 'F32' as const, shape: t.shape, data: t.data })),
+    );
+    writeFileSync(join(dir, 'config.json'), JSON.stringify(hfConfigJson(cfg)));
+    const tokDir = made('tiny-llama', `bigvocab-tok-${tie}`);
+    for (const f of ['tokenizer.json', 'tokenizer_config.json']) cpSync(join(tokDir, f), join(dir, f));
+    const be = await backend();
+    const ids = [[3, 32767, 17, 20000, 17, 5, 31000, 8]];
+    const f32 = await (await CausalLM.load(dir, be)).score(ids);
+    const m = await CausalLM.load(dir, be, { quantize: 'int8' });
+    const q8 = await m.score(ids);
+    const pack = m.graphs.weights.pack([])!;
+    assert.ok(pack.has('lm_head.qb'), 'the head as int8 blocks');
+    assert.ok(!pack.has('embed') && !pack.has('lm_head'), 'no float table in the pack');
+    assert.equal(pack.has('embed.qb'), !tie, 'an untied embedding has int8 blocks of its own');
+    // The same graph without a pack (weights held in memory) computes the same log-probs.
+    const mem = await CausalLM.fromWeights(cfg, src, be, { id: `${dir}-mem`, quantize: 'int8' }).score(ids);
+    assert.deepEqual(mem, q8);
+    let sum = 0,
+      n = 0;
+    f32[0]!.forEach((v, j) => {
+      if (v === null) return;
+      sum += Math.abs(v - q8[0]![j]!);
+      n++;
+    });
+    console.log(`V 32768 × D 256, tied ${tie}: int8 mean |Δ log-prob| ${(sum / n).toFixed(4)} over ${n} tokens`);
+    assert.ok(sum / n < 0.05, `mean |Δ log-prob| ${sum / n}`);
   }
 });
 

@@ -55,6 +55,35 @@ export function matmulNBits(x: Tensor, w: QuantizedMatrix): Tensor {
 }
 
 /**
+ * Rows of a block-quantized matrix, dequantized: out[..., k] = (rows[ids[...], k] − 2^(bits−1)) ·
+ * scale, through ONNX Runtime's com.microsoft GatherBlockQuantized (gather axis 0, quantize axis
+ * last, MatMulNBits' default zero point). `rows` is the matrix's B read as [N, blocks·block·bits/8]
+ * (the same bytes as `w.b`, one row per output). Only the gathered rows are read: an embedding
+ * lookup from int8 blocks touches ids × K bytes, where a float table would be mapped whole.
+ */
+export function gatherBlockQuantized(w: QuantizedMatrix, rows: Tensor, ids: Tensor): Tensor {
+  const blocks = Math.ceil(w.k / w.blockSize);
+  const width = (blocks * w.blockSize * w.bits) / 8;
+  if (rows.dtype !== 'uint8' || rows.shape.join() !== [w.n, width].join())
+    fail('GatherBlockQuantized', `rows must be uint8 [${w.n}, ${width}]`, rows);
+  if (ids.dtype !== 'int64' && ids.dtype !== 'int32') fail('GatherBlockQuantized', 'ids must be int32 or int64', ids);
+  const padded = blocks * w.blockSize;
+  const out = ids.graph.node(
+    'GatherBlockQuantized',
+    [rows, ids, w.scales],
+    {
+      gather_axis: attr.int(0),
+      quantize_axis: attr.int(1),
+      block_size: attr.int(w.blockSize),
+      bits: attr.int(w.bits),
+    },
+    [{ dtype: w.scales.dtype, shape: [...ids.shape, padded] }],
+    { domain: 'com.microsoft' },
+  )[0]!;
+  return padded === w.k ? out : slice(out, [0], [w.k], [-1]);
+}
+
+/**
  * The weight as floats [N, K] (the layout of B: row n holds W[:, n]), dequantized inside the
  * graph. B first goes through an Expand whose shape is read from `like` at run time (always [1]):
  * ONNX Runtime would otherwise constant-fold the whole chain at session creation into a float
