@@ -96,6 +96,13 @@ export interface DecoderOutputs {
   hidden: Tensor; // [B, T, D] after the final norm
   k: Tensor[]; // per layer [B, K, T, E]
   v: Tensor[];
+  /**
+   * Layer l again, from another input x [B, T, D] (same weights, adapter, RoPE tables and mask;
+   * no past): for activation checkpointing, which recomputes a layer in the backward pass.
+   */
+  layer(l: number, x: Tensor): Tensor;
+  /** Each layer's input (layerInputs[l]) and the last layer's output (layerInputs[numLayers]). */
+  layerInputs: Tensor[];
 }
 
 /** Options for the trainable/adapted parts. */
@@ -254,6 +261,9 @@ export class LlamaGraphs {
     const bias = attentionBias(inp.mask, T, S, this.dtype === 'float64' ? 'float64' : 'float32');
     const ks: Tensor[] = [];
     const vs: Tensor[] = [];
+    const layerInputs: Tensor[] = [];
+    const layerWeights: LayerWeights[] = [];
+    const shape = { numHeads: c.numHeads, numKvHeads: c.numKvHeads, headDim: c.headDim, eps: c.rmsNormEps };
     for (let l = 0; l < c.numLayers; l++) {
       const W = (n: string) => this.weight(g, `layers.${l}.${n}`, opts);
       const lin = (m: LinearModule, withBias = false): Linear => ({
@@ -280,20 +290,20 @@ export class LlamaGraphs {
       const pastBKPE = past
         ? { k: op.transpose(past.k, [1, 2, 0, 3]), v: op.transpose(past.v, [1, 2, 0, 3]) }
         : undefined;
-      const out = decoderLayer(
-        x,
-        w,
-        { numHeads: c.numHeads, numKvHeads: c.numKvHeads, headDim: c.headDim, eps: c.rmsNormEps },
-        rope,
-        bias,
-        pastBKPE,
-      );
+      layerInputs.push(x);
+      layerWeights.push(w);
+      const out = decoderLayer(x, w, shape, rope, bias, pastBKPE);
       x = out.out;
       ks.push(out.k);
       vs.push(out.v);
     }
+    layerInputs.push(x);
     const hidden = op.rmsNorm(x, this.weight(g, 'final_norm', opts), c.rmsNormEps);
-    return { hidden, k: ks, v: vs };
+    const layer = (l: number, xl: Tensor) => {
+      if (inp.past) throw new Error('decoder: a layer is recomputed only without a past');
+      return decoderLayer(xl, layerWeights[l]!, shape, rope, bias).out;
+    };
+    return { hidden, k: ks, v: vs, layer, layerInputs };
   }
 
   /** Logits in float32 (float64 in float64 graphs): [..., V]. */

@@ -11,7 +11,8 @@
 // every position with a per-token weight; batch loss = Σ w·loss / Σ w.
 import { Graph, op, type Tensor } from '../graph';
 import { gradients } from '../autodiff';
-import type { BuildOptions, LlamaGraphs, LoraSpec } from '../models/llama';
+import type { BuildOptions, DecoderOutputs, LlamaGraphs, LoraSpec } from '../models/llama';
+import { runtimeZero } from '../graph/ops/quant';
 import { loraInputs } from '../models/llama';
 
 export type LossKind = 'kl' | 'ce' | 'lm';
@@ -39,6 +40,12 @@ export interface TrainGraphOptions {
    * a divergence) and equals it when the tail is empty.
    */
   teacherTopK?: number;
+  /**
+   * Activation checkpointing (LoRA only): the student's layers keep only their inputs from the
+   * forward pass and are computed again, one at a time, in the backward pass, so a step holds one
+   * layer's activations instead of every layer's, for one more forward pass of the student.
+   */
+  checkpoint?: boolean;
 }
 
 /** Names of the trainable inputs of a train graph, in gradient-output order (grad.<name>). */
@@ -141,11 +148,42 @@ export function buildTrainGraph(graphs: LlamaGraphs, o: TrainGraphOptions): Grap
 
   const names = trainableNames(graphs, o);
   const wrt = names.map((n) => g.inputs.find((t) => t.name === n) ?? missing(n));
-  const grads = gradients(loss, wrt);
+  const grads = o.checkpoint && !o.full ? checkpointedGradients(loss, student, wrt) : gradients(loss, wrt);
   g.output(loss, 'loss');
   // Gradients leave in float32 (float64 in float64 test graphs), whatever the compute dtype.
   grads.forEach((gr, i) => g.output(gr.dtype === acc ? gr : op.cast(gr, acc), `grad.${names[i]}`));
   return g;
+}
+
+/**
+ * Gradients of `loss` with respect to `wrt` (LoRA inputs, named lora.<layer>.… or lora.lm_head.…)
+ * with the student's layers recomputed in the backward pass: first through the head and the loss
+ * down to the last layer's output, then for each layer from the last, the layer computed again from
+ * its saved input and differentiated with the gradient of its output as the seed. Each recomputed
+ * layer reads its input through a run-time dependency on that gradient (an integer zero from its
+ * shape, which carries no gradient), so ONNX Runtime cannot run it before the backward pass reaches
+ * it, and its activations live only while its own backward runs.
+ */
+function checkpointedGradients(loss: Tensor, student: DecoderOutputs, wrt: readonly Tensor[]): Tensor[] {
+  const L = student.layerInputs.length - 1;
+  const out = new Map<Tensor, Tensor>();
+  const ofLayer = (l: number | 'lm_head') => wrt.filter((w) => w.name.startsWith(`lora.${l}.`));
+  const head = ofLayer('lm_head');
+  const layered = new Set(Array.from({ length: L }, (_, l) => ofLayer(l)).flat());
+  const rest = wrt.filter((w) => !head.includes(w) && !layered.has(w));
+  if (rest.length) throw new Error(`checkpointed gradients: ${rest.map((w) => w.name).join(', ')} belong to no layer`);
+  const top = gradients(loss, [student.layerInputs[L]!, ...head]);
+  head.forEach((w, i) => out.set(w, top[i + 1]!));
+  let dx = top[0]!;
+  for (let l = L - 1; l >= 0; l--) {
+    const x = student.layerInputs[l]!;
+    const xl = op.add(x, op.cast(runtimeZero(dx), x.dtype)); // x, once dx exists
+    const params = ofLayer(l);
+    const gs = gradients(student.layer(l, xl), [xl, ...params], { seed: dx });
+    params.forEach((w, i) => out.set(w, gs[i + 1]!));
+    dx = gs[0]!;
+  }
+  return wrt.map((w) => out.get(w)!);
 }
 
 /** The teacher's log-probs at τ at its answer positions [B, A, V], from teacher_ids/mask/positions/idx inputs. */

@@ -80,7 +80,19 @@ export interface TrainerConfig {
    * of running the teacher in every step; 0 = the teacher in every step (exact KL).
    */
   teacherTopK?: number;
+  /**
+   * Activation checkpointing (TrainGraphOptions.checkpoint); default: on for models of real size
+   * (layers × hidden ≥ CHECKPOINT_MIN), where the layers' saved activations dominate a step's
+   * memory, off for small ones, where they are small and the extra forward pass is pure cost.
+   */
+  checkpoint?: boolean;
 }
+
+/** layers × hidden from which a LoRA train step recomputes its layers by default (SmolLM2-135M: 17,280). */
+export const CHECKPOINT_MIN = 8192;
+
+export const checkpointByDefault = (c: { numLayers: number; hiddenSize: number }): boolean =>
+  c.numLayers * c.hiddenSize >= CHECKPOINT_MIN;
 
 export const defaultTrainerConfig = (lora: LoraSpec, totalSteps: number): TrainerConfig => ({
   loss: 'kl',
@@ -365,6 +377,10 @@ export class LoraTrainer {
         dropout: this.cfg.dropout,
         teacherTopK: (!this.teacherExact && this.teacherK) || undefined,
         teacherInput: this.teacherExact || undefined,
+        checkpoint:
+          process.env.DOCDISTILL_CHECKPOINT !== undefined
+            ? process.env.DOCDISTILL_CHECKPOINT === '1'
+            : (this.cfg.checkpoint ?? checkpointByDefault(this.model.config)),
       }),
       // On the device path the gradients stay there, for the accumulate and AdamW graphs.
       { manyRows: true, ...(this.onDevice ? { deviceOutputs: this.shapes.map((s) => `grad.${s.name}`) } : {}) },

@@ -94,7 +94,7 @@ export function dequantizeInGraph(w: QuantizedMatrix, dtype: Tensor['dtype'], li
 }
 
 /** int64 [1] zero known only at run time (from `like`'s shape), so nothing built on it is folded. */
-function runtimeZero(like: Tensor): Tensor {
+export function runtimeZero(like: Tensor): Tensor {
   const g = like.graph;
   const rows = g.node('Shape', [like], { start: attr.int(0), end: attr.int(1) }, [{ dtype: 'int64', shape: [1] }])[0]!;
   return mul(rows, g.scalar(0, 'int64'));
