@@ -48,6 +48,13 @@ export interface TrainGraphOptions {
   checkpoint?: boolean;
 }
 
+/** layers × hidden from which a LoRA train step recomputes its layers by default (SmolLM2-135M: 17,280). */
+export const CHECKPOINT_MIN = 8192;
+
+/** Whether a LoRA train step of this model checkpoints its activations unless told (TrainerConfig.checkpoint). */
+export const checkpointByDefault = (c: { numLayers: number; hiddenSize: number }): boolean =>
+  c.numLayers * c.hiddenSize >= CHECKPOINT_MIN;
+
 /** Names of the trainable inputs of a train graph, in gradient-output order (grad.<name>). */
 export function trainableNames(graphs: LlamaGraphs, o: TrainGraphOptions): string[] {
   if (o.full) return graphs.weightNames().map((n) => `w.${n}`);

@@ -5,6 +5,7 @@
 import type { ModelConfig } from '../models/config';
 import type { BaseQuantization } from '../models/quantize';
 import { HEAD_QUANTIZE_MIN } from '../models/weights';
+import { checkpointByDefault } from './graph';
 
 /** Bytes per linear weight: float32, or MatMulNBits blocks of 32 with one float32 scale each. */
 const BYTES_PER_WEIGHT: Record<BaseQuantization, number> = { none: 4, int8: 1 + 4 / 32, int4: 0.5 + 4 / 32 };
@@ -24,6 +25,8 @@ export interface TrainMemoryInput {
   /** The longest answer in tokens. */
   answerTokens: number;
   quantize?: BaseQuantization;
+  /** Activation checkpointing (default: checkpointByDefault, as the trainer decides). */
+  checkpoint?: boolean;
 }
 
 export interface TrainMemoryEstimate {
@@ -64,16 +67,21 @@ export function baseWeightBytes(cfg: ModelConfig, quantize: BaseQuantization = '
  * probabilities, and the backward's softmax and gradient). A quantized base's backward dequantizes
  * its weights in pieces of at most 64 MB (matmulDequantizedT), which the margin covers.
  *
- * Measured (`npm run bench -- trainMemory`, batch 4, a ≈ 600-token passage, r 16; this estimate in
- * brackets): llama3.2-1b float32 6.40 GiB (7.1), int8 4.03 (4.8), int4 4.01 (4.2); qwen2.5-0.5b
- * float32 3.28 (3.8). The shape bench's train phase (batch 8, teacher 384 / student 64):
- * qwen2.5-0.5b 7.0 (7.2), qwen2.5-1.5b 14.5 (14.6). It errs high on short samples, which is the
+ * Measured without activation checkpointing (`npm run bench -- trainMemory`, batch 4, a ≈ 600-token
+ * passage, r 16; this estimate in brackets): llama3.2-1b float32 6.40 GiB (7.1), int8 4.03 (4.8),
+ * int4 4.01 (4.2); qwen2.5-0.5b float32 3.28 (3.8). The shape bench's train phase (batch 8, teacher
+ * 384 / student 64): qwen2.5-0.5b 7.0 (7.2), qwen2.5-1.5b 14.5 (14.6). With checkpointing, that
+ * phase at qwen2.5-0.5b: float32 5.06 GB, int8 3.24 GB. It errs high on short samples, which is the
  * safe side for a warning.
  */
 export function estimateTrainMemory(cfg: ModelConfig, x: TrainMemoryInput): TrainMemoryEstimate {
   const { hiddenSize: D, intermediateSize: I, numHeads: H, numLayers: L, vocabSize: V } = cfg;
   const B = x.batchSize;
-  const perStudentToken = L * (31 * D + 8 * I + 5 * H * x.studentTokens) * 4;
+  const perLayerToken = (31 * D + 8 * I + 5 * H * x.studentTokens) * 4;
+  // With activation checkpointing the layers keep their inputs, and about three layers' worth is
+  // live at once while one is recomputed and differentiated (fitted to the measurements above).
+  const perStudentToken =
+    (x.checkpoint ?? checkpointByDefault(cfg)) ? 3 * perLayerToken + 2 * L * D * 4 : L * perLayerToken;
   const teacherLayer = (10 * D + 3 * I + H * x.teacherTokens) * 4 * x.teacherTokens;
   const logits = 8 * x.answerTokens * V * 4;
   const activationBytes = B * (perStudentToken * x.studentTokens + teacherLayer + logits);

@@ -13,7 +13,7 @@ import { Rng } from '../../common/rng';
 import type { CausalLM } from '../models/model';
 import type { AdapterWeights } from '../models/model';
 import { loraInputs, loraSpecKey, type LoraSpec } from '../models/llama';
-import { buildTeacherLogProbsGraph, buildTeacherTopKGraph, buildTrainGraph } from './graph';
+import { buildTeacherLogProbsGraph, buildTeacherTopKGraph, buildTrainGraph, checkpointByDefault } from './graph';
 import { AdamW, clipByGlobalNorm, lrFactor, type ScheduleOptions } from './optim';
 import {
   accumulateFeeds,
@@ -87,12 +87,6 @@ export interface TrainerConfig {
    */
   checkpoint?: boolean;
 }
-
-/** layers × hidden from which a LoRA train step recomputes its layers by default (SmolLM2-135M: 17,280). */
-export const CHECKPOINT_MIN = 8192;
-
-export const checkpointByDefault = (c: { numLayers: number; hiddenSize: number }): boolean =>
-  c.numLayers * c.hiddenSize >= CHECKPOINT_MIN;
 
 export const defaultTrainerConfig = (lora: LoraSpec, totalSteps: number): TrainerConfig => ({
   loss: 'kl',
