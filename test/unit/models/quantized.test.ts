@@ -24,7 +24,13 @@ import { Graph, op } from '../../../src/engine/graph';
 import { CausalLM } from '../../../src/engine/models/model';
 import { modelCacheDir } from '../../../src/engine/models/pack';
 import { loraInputs, type LoraSpec } from '../../../src/engine/models/llama';
-import { dequantizeRows, quantizeRows, type BaseQuantization } from '../../../src/engine/models/quantize';
+import {
+  dequantizeRows,
+  quantizeRows,
+  type BaseQuantization,
+  type QuantizedWeight,
+} from '../../../src/engine/models/quantize';
+import type { QuantizedMatrix } from '../../../src/engine/graph/ops/quant';
 import { buildTrainGraph, trainableNames } from '../../../src/engine/train/graph';
 import { LoraTrainer, type DistillSample } from '../../../src/engine/train/trainer';
 import { writeExampleDocs } from '../../../src/demo/examples';
@@ -46,6 +52,19 @@ function copyModel(src: string, name: string): string {
   const dir = join(root, name);
   cpSync(src, dir, { recursive: true, filter: (p) => !p.includes('.docdistill-cache') });
   return dir;
+}
+
+/** A quantized weight's blocks as initializers of `g`, for MatMulNBits and friends (accuracy level 4). */
+function blocksIn(g: Graph, q: QuantizedWeight, accuracyLevel = 4): QuantizedMatrix {
+  return {
+    b: g.initializer('b', 'uint8', [q.n, Math.ceil(q.k / 32), (32 * q.bits) / 8], q.b),
+    scales: g.initializer('s', 'float32', [q.n, Math.ceil(q.k / 32)], q.scales),
+    k: q.k,
+    n: q.n,
+    bits: q.bits,
+    blockSize: 32,
+    accuracyLevel,
+  };
 }
 
 test('quantizer: int8 and int4 blocks round-trip within half a step, and MatMulNBits computes with them', async () => {
@@ -72,20 +91,7 @@ test('quantizer: int8 and int4 blocks round-trip within half a step, and MatMulN
       for (let n = 0; n < N; n++) for (let k = 0; k < K; k++) ref[m * N + n]! += x[m * K + k]! * dq[n * K + k]!;
     for (const level of [0, 4]) {
       const g = new Graph(`mmnb_${bits}_${level}`);
-      const b = g.initializer('b', 'uint8', [N, blocks, (32 * bits) / 8], q.b);
-      const sc = g.initializer('s', 'float32', [N, blocks], q.scales);
-      g.output(
-        op.matmulNBits(g.input('x', 'float32', [M, K]), {
-          b,
-          scales: sc,
-          k: K,
-          n: N,
-          bits,
-          blockSize: 32,
-          accuracyLevel: level,
-        }),
-        'y',
-      );
+      g.output(op.matmulNBits(g.input('x', 'float32', [M, K]), blocksIn(g, q, level)), 'y');
       const y = (await (await (await backend()).session(g)).run({ x: { dtype: 'float32', dims: [M, K], data: x } })).y!
         .data as Float32Array;
       const scale = Math.max(...ref.map(Math.abs));
@@ -96,15 +102,7 @@ test('quantizer: int8 and int4 blocks round-trip within half a step, and MatMulN
     // dequantized rows (the padded tail of the last block cut off), repeated ids included.
     const ids = [7, 0, 39, 7, 12];
     const g = new Graph(`gbq_${bits}`);
-    const qm = {
-      b: g.initializer('b', 'uint8', [N, blocks, (32 * bits) / 8], q.b),
-      scales: g.initializer('s', 'float32', [N, blocks], q.scales),
-      k: K,
-      n: N,
-      bits,
-      blockSize: 32,
-      accuracyLevel: 4,
-    };
+    const qm = blocksIn(g, q);
     const rows = g.initializer('rows', 'uint8', [N, (blocks * 32 * bits) / 8], q.b);
     g.output(op.gatherBlockQuantized(qm, rows, g.input('ids', 'int64', [1, ids.length])), 'e');
     const e = (
@@ -188,18 +186,9 @@ test('quantized backward: dy · W′ dequantized in pieces of rows equals the wh
     const ref = new Float64Array(M * K);
     for (let m = 0; m < M; m++)
       for (let n = 0; n < N; n++) for (let k = 0; k < K; k++) ref[m * K + k]! += dy[m * N + n]! * dq[n * K + k]!;
-    const blocks = Math.ceil(K / 32);
     for (const rows of [N, 7]) {
       const g = new Graph(`deqT_${bits}_${rows}`);
-      const wq = {
-        b: g.initializer('b', 'uint8', [N, blocks, (32 * bits) / 8], q.b),
-        scales: g.initializer('s', 'float32', [N, blocks], q.scales),
-        k: K,
-        n: N,
-        bits,
-        blockSize: 32,
-        accuracyLevel: 4,
-      };
+      const wq = blocksIn(g, q);
       g.output(op.matmulDequantizedT(g.input('dy', 'float32', [M, N]), wq, rows * K * 4), 'dx');
       // Pieces of 7 rows: 6 products (the last of 5 rows), summed.
       assert.equal(g.nodes.filter((n) => n.op === 'MatMul').length, Math.ceil(N / rows));
