@@ -28,6 +28,8 @@ export interface LoadOptions {
    * false = no pack, weights as graph initializers in memory.
    */
   cacheDir?: string | false;
+  /** The folder's tokenizer, already loaded (Tokenizer.fromFolder(dir)); loaded here otherwise. */
+  tokenizer?: Tokenizer;
 }
 
 /** Identifies a folder's weights by path, size and modification time, without reading them. */
@@ -70,7 +72,7 @@ export class CausalLM {
 
   static async load(dir: string, backend: Backend, opts: LoadOptions = {}): Promise<CausalLM> {
     const folder: ModelFolder = loadModelFolder(dir);
-    const tokenizer = await Tokenizer.fromFolder(dir);
+    const tokenizer = opts.tokenizer ?? (await Tokenizer.fromFolder(dir));
     const dtype = opts.dtype ?? (backend.provider === 'cpu' ? 'float32' : 'float16');
     const cacheDir = opts.cacheDir === false ? undefined : (opts.cacheDir ?? modelCacheDir(dir));
     if (opts.cacheDir === undefined && cacheDir) claimModelCache(cacheDir, dir);
