@@ -215,13 +215,7 @@ function child<T>(kind: string): T {
       `--threads=${threads}`,
       `--quantize=${quantize}`,
     ],
-    // As the extension's worker runs (see WorkerClient): one malloc arena.
-    {
-      encoding: 'utf8',
-      maxBuffer: 1 << 26,
-      stdio: ['ignore', 'pipe', 'inherit'],
-      env: { MALLOC_ARENA_MAX: '1', ...process.env },
-    },
+    { encoding: 'utf8', maxBuffer: 1 << 26, stdio: ['ignore', 'pipe', 'inherit'] },
   );
   if (r.status !== 0) throw new Error(`${kind} child failed (status ${r.status}, signal ${r.signal})`);
   return JSON.parse(r.stdout.trim().split('\n').pop()!) as T;

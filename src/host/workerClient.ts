@@ -81,10 +81,7 @@ export class WorkerClient extends EventEmitter {
       [this.o.workerPath, '--stdio', '--parent-pid', String(process.pid)],
       {
         stdio: ['pipe', 'pipe', 'pipe'],
-        // One malloc arena: ONNX Runtime's train sessions allocate without their own arena, from
-        // many threads, and glibc's per-thread arenas held 0.6–1.1 GB more at the peak of a
-        // qwen2.5-0.5b int8 train step (4.20 and 4.73 GB against 3.57 and 3.61, same speed).
-        env: { MALLOC_ARENA_MAX: '1', ...process.env, ...this.o.env, ELECTRON_RUN_AS_NODE: '1' },
+        env: { ...process.env, ...this.o.env, ELECTRON_RUN_AS_NODE: '1' },
       },
     );
     this.child = child;
