@@ -216,7 +216,7 @@ export class LlamaGraphs {
     const q = this.linearWeight(g, src, opts) as QuantizedMatrix;
     // The same bytes as q.b ([N, blocks, block]) seen as [N, blocks · block]: GatherBlockQuantized
     // wants data and scales of one rank. From the pack it is a second view of the same file range.
-    const shape = [q.n, (Math.ceil(q.k / q.blockSize) * q.blockSize * q.bits) / 8];
+    const shape = op.blockRowsShape(q);
     const pack = this.weights.pack(this.packNames());
     const rows = pack
       ? g.externalInitializer(`${src}.rows`, 'uint8', shape, pack.ref(`${src}.qb`).external, `${pack.id}|${src}.rows`)

@@ -8,6 +8,13 @@ import { QUANT_BLOCK, quantBits, quantizeRows, type BaseQuantization, type Quant
 /** The size (values) from which an int8 base reads its head as int8 blocks too: 8 M, 32 MB in float32. */
 export const HEAD_QUANTIZE_MIN = 8 * 1024 * 1024;
 
+/**
+ * Whether a quantized base reads this model's head and embedding as int8 blocks
+ * (vocabulary × hidden ≥ HEAD_QUANTIZE_MIN).
+ */
+export const largeVocabulary = (c: { vocabSize: number; hiddenSize: number }): boolean =>
+  c.vocabSize * c.hiddenSize >= HEAD_QUANTIZE_MIN;
+
 export type ComputeDtype = 'float32' | 'float16' | 'float64';
 
 /** What the preparation reads from: a model folder's WeightStore, or tensors in memory. */
@@ -132,13 +139,9 @@ export class PreparedWeights {
    */
   isQuantized(name: string): boolean {
     if (this.quantization === 'none') return false;
-    if (name === 'lm_head') return this.quantization === 'int4' || this.largeVocab();
+    if (name === 'lm_head') return this.quantization === 'int4' || largeVocabulary(this.cfg);
     if (name === 'embed') return this.embedBlocks() === 'embed';
     return /^layers\.\d+\.(q|k|v|o|gate|up|down)$/.test(name);
-  }
-
-  private largeVocab(): boolean {
-    return this.cfg.vocabSize * this.cfg.hiddenSize >= HEAD_QUANTIZE_MIN;
   }
 
   /**
@@ -150,7 +153,7 @@ export class PreparedWeights {
    * and a tied model's pack does without the float table altogether.
    */
   embedBlocks(): 'lm_head' | 'embed' | undefined {
-    if (this.quantization === 'none' || !this.largeVocab()) return undefined;
+    if (this.quantization === 'none' || !largeVocabulary(this.cfg)) return undefined;
     return this.cfg.tieWordEmbeddings ? 'lm_head' : 'embed';
   }
 

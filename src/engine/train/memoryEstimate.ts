@@ -4,7 +4,7 @@
 // transient forward, and the [B, A, V] logits at the answer positions) times batch and length.
 import type { ModelConfig } from '../models/config';
 import type { BaseQuantization } from '../models/quantize';
-import { HEAD_QUANTIZE_MIN } from '../models/weights';
+import { largeVocabulary } from '../models/weights';
 import { checkpointByDefault } from './graph';
 
 /** Bytes per linear weight: float32, or MatMulNBits blocks of 32 with one float32 scale each. */
@@ -49,7 +49,7 @@ export function baseWeightBytes(cfg: ModelConfig, quantize: BaseQuantization = '
   const bpw = BYTES_PER_WEIGHT[quantize];
   let tables: number;
   if (quantize === 'none') tables = (cfg.tieWordEmbeddings ? 1 : 2) * V * D * 4;
-  else if (V * D >= HEAD_QUANTIZE_MIN) tables = (cfg.tieWordEmbeddings ? 1 : 2) * V * D * BYTES_PER_WEIGHT.int8;
+  else if (largeVocabulary(cfg)) tables = (cfg.tieWordEmbeddings ? 1 : 2) * V * D * BYTES_PER_WEIGHT.int8;
   else tables = V * D * 4 + (quantize === 'int4' ? V * D * BYTES_PER_WEIGHT.int8 : V * D * 4);
   return tables + linear * bpw + small * 4;
 }
@@ -71,8 +71,8 @@ export function baseWeightBytes(cfg: ModelConfig, quantize: BaseQuantization = '
  * passage, r 16; this estimate in brackets): llama3.2-1b float32 6.40 GiB (7.1), int8 4.03 (4.8),
  * int4 4.01 (4.2); qwen2.5-0.5b float32 3.28 (3.8). The shape bench's train phase (batch 8, teacher
  * 384 / student 64): qwen2.5-0.5b 7.0 (7.2), qwen2.5-1.5b 14.5 (14.6). With checkpointing, that
- * phase at qwen2.5-0.5b: float32 5.06 GB, int8 3.24 GB. It errs high on short samples, which is the
- * safe side for a warning.
+ * phase at qwen2.5-0.5b: float32 4.67–5.06 GB, int8 3.24–5.13 GB (two groups, near 3.6 and 5.1).
+ * It errs high on short samples, which is the safe side for a warning.
  */
 export function estimateTrainMemory(cfg: ModelConfig, x: TrainMemoryInput): TrainMemoryEstimate {
   const { hiddenSize: D, intermediateSize: I, numHeads: H, numLayers: L, vocabSize: V } = cfg;

@@ -54,6 +54,11 @@ export function matmulNBits(x: Tensor, w: QuantizedMatrix): Tensor {
   )[0]!;
 }
 
+/** The shape of B read as one row per output, [N, blocks · block · bits/8], for gatherBlockQuantized. */
+export function blockRowsShape(w: QuantizedMatrix): [number, number] {
+  return [w.n, (Math.ceil(w.k / w.blockSize) * w.blockSize * w.bits) / 8];
+}
+
 /**
  * Rows of a block-quantized matrix, dequantized: out[..., k] = (rows[ids[...], k] − 2^(bits−1)) ·
  * scale, through ONNX Runtime's com.microsoft GatherBlockQuantized (gather axis 0, quantize axis
@@ -63,9 +68,9 @@ export function matmulNBits(x: Tensor, w: QuantizedMatrix): Tensor {
  */
 export function gatherBlockQuantized(w: QuantizedMatrix, rows: Tensor, ids: Tensor): Tensor {
   const blocks = Math.ceil(w.k / w.blockSize);
-  const width = (blocks * w.blockSize * w.bits) / 8;
-  if (rows.dtype !== 'uint8' || rows.shape.join() !== [w.n, width].join())
-    fail('GatherBlockQuantized', `rows must be uint8 [${w.n}, ${width}]`, rows);
+  const want = blockRowsShape(w);
+  if (rows.dtype !== 'uint8' || rows.shape.join() !== want.join())
+    fail('GatherBlockQuantized', `rows must be uint8 [${want.join(', ')}]`, rows);
   if (ids.dtype !== 'int64' && ids.dtype !== 'int32') fail('GatherBlockQuantized', 'ids must be int32 or int64', ids);
   const padded = blocks * w.blockSize;
   const out = ids.graph.node(
