@@ -6,6 +6,7 @@ import { Backend } from '../src/engine/backend';
 import { CausalLM } from '../src/engine/models/model';
 import { Stepper } from '../src/engine/generate';
 import { benchModel, now, peakRssMb, saveResult, table, threadsArg, torchBaseline } from './common';
+import { leanMallocEnv } from '../src/common/leanMalloc';
 
 const threads = threadsArg();
 const PROMPT = 128;
@@ -62,6 +63,7 @@ async function main() {
   const r = spawnSync(process.execPath, [__filename, '--child', `--threads=${threads}`], {
     encoding: 'utf8',
     maxBuffer: 1 << 24,
+    env: leanMallocEnv(process.env), // as the worker and the CLI run
   });
   if (r.status !== 0) throw new Error(r.stderr);
   const me = JSON.parse(r.stdout.trim().split('\n').pop()!) as Awaited<ReturnType<typeof ours>>;

@@ -20,6 +20,7 @@ import { LORA_TARGETS } from '../src/engine/models/llama';
 import { makeModel, MODEL_SHAPES } from '../src/tools/makeModel';
 import type { ModelConfig } from '../src/engine/models/config';
 import { now, peakRssMb, saveResult, table, threadsArg, timeIt, torchBaseline } from './common';
+import { leanMallocEnv } from '../src/common/leanMalloc';
 
 const threads = threadsArg();
 const arg = (name: string): string | undefined =>
@@ -215,7 +216,8 @@ function child<T>(kind: string): T {
       `--threads=${threads}`,
       `--quantize=${quantize}`,
     ],
-    { encoding: 'utf8', maxBuffer: 1 << 26, stdio: ['ignore', 'pipe', 'inherit'] },
+    // As the worker and the CLI run: DocDistill's malloc settings (src/common/leanMalloc.ts).
+    { encoding: 'utf8', maxBuffer: 1 << 26, stdio: ['ignore', 'pipe', 'inherit'], env: leanMallocEnv(process.env) },
   );
   if (r.status !== 0) throw new Error(`${kind} child failed (status ${r.status}, signal ${r.signal})`);
   return JSON.parse(r.stdout.trim().split('\n').pop()!) as T;

@@ -9,6 +9,7 @@ import { Graph, op } from '../src/engine/graph';
 import { LoraTrainer, defaultTrainerConfig, type DistillSample } from '../src/engine/train/trainer';
 import { LORA_TARGETS } from '../src/engine/models/llama';
 import { benchModel, now, peakRssMb, saveResult, table, threadsArg, timeIt, torchBaseline } from './common';
+import { leanMallocEnv } from '../src/common/leanMalloc';
 
 const threads = threadsArg();
 const B = 4,
@@ -107,6 +108,7 @@ async function main() {
   const r = spawnSync(process.execPath, [__filename, '--child', `--threads=${threads}`], {
     encoding: 'utf8',
     maxBuffer: 1 << 24,
+    env: leanMallocEnv(process.env), // as the worker and the CLI run
   });
   if (r.status !== 0) throw new Error(r.stderr);
   const me = JSON.parse(r.stdout.trim().split('\n').pop()!) as Awaited<ReturnType<typeof ours>>;

@@ -10,6 +10,7 @@ import { makeModel, MODEL_SHAPES } from '../src/tools/makeModel';
 import { parseConfig } from '../src/engine/models/config';
 import { estimateTrainMemory } from '../src/engine/train/memoryEstimate';
 import type { BaseQuantization } from '../src/engine/models/quantize';
+import { leanMallocEnv } from '../src/common/leanMalloc';
 
 const arg = (name: string): string | undefined => process.argv.find((x) => x.startsWith(`--${name}=`))?.split('=')[1];
 const shapeName = arg('shape');
@@ -64,8 +65,11 @@ function main() {
   cli.push('--epochs', '1', '--batch-size', String(batch), '--rank', '16', '--quantize', quantize);
   const timeBin = existsSync('/usr/bin/time');
   const r = timeBin
-    ? spawnSync('/usr/bin/time', ['-v', process.execPath, ...cli], { encoding: 'utf8' })
-    : spawnSync(process.execPath, cli, { encoding: 'utf8' });
+    ? spawnSync('/usr/bin/time', ['-v', process.execPath, ...cli], {
+        encoding: 'utf8',
+        env: leanMallocEnv(process.env),
+      })
+    : spawnSync(process.execPath, cli, { encoding: 'utf8', env: leanMallocEnv(process.env) });
   const err = r.stderr ?? '';
   if (r.status !== 0) throw new Error(`train failed (${r.status}):\n${err.slice(-2000)}`);
   const own = /peak RSS ([\d.]+) GB/.exec(err)?.[1];

@@ -8,7 +8,7 @@ if (!fs.existsSync(cli)) {
   console.error(`docdistill: ${cli} is missing. Run "npm run build" in ${path.join(__dirname, '..')} first.`);
   process.exit(2);
 }
-require(cli).main(process.argv.slice(2)).then(
+require(cli).runCli(process.argv.slice(2), cli).then(
   (code) => { process.exitCode = code; },
   (e) => { console.error(`docdistill: ${e && e.message ? e.message : e}`); process.exitCode = 1; },
 );

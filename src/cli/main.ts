@@ -2,6 +2,10 @@
 import { commands } from './commands';
 import { UsageError, type CommandContext } from './command';
 import { version } from '../../package.json';
+import { spawn } from 'node:child_process';
+import { constants } from 'node:os';
+import { leanMallocEnv } from '../common/leanMalloc';
+import { reexecForMalloc } from './reexec';
 
 function help(): string {
   const width = Math.max(8, ...commands.map((c) => c.name.length));
@@ -70,8 +74,42 @@ export async function main(argv: string[]): Promise<number> {
   }
 }
 
+/**
+ * The process entry (bin/docdistill.js, dist/cli.js). glibc reads its malloc tunables only at
+ * start-up, so a model command started without DocDistill's (src/common/leanMalloc.ts) runs again
+ * as a child process with them; this process waits and exits with the child's code. Ctrl-C reaches
+ * both through the terminal, so this one ignores it and lets the child stop at a safe point;
+ * SIGTERM and SIGHUP are passed on.
+ */
+export async function runCli(argv: string[], script: string): Promise<number> {
+  if (!reexecForMalloc(argv, process.env)) return main(argv);
+  const child = spawn(process.execPath, [...process.execArgv, script, ...argv], {
+    stdio: 'inherit',
+    env: leanMallocEnv(process.env),
+  });
+  const ignore = () => {};
+  const forward = (sig: NodeJS.Signals) => () => child.kill(sig);
+  const onTerm = forward('SIGTERM'),
+    onHup = forward('SIGHUP');
+  process.on('SIGINT', ignore);
+  process.on('SIGTERM', onTerm);
+  process.on('SIGHUP', onHup);
+  try {
+    return await new Promise<number>((resolve, reject) => {
+      child.on('error', reject);
+      child.on('exit', (code, signal) => resolve(code ?? (signal ? 128 + (constants.signals[signal] ?? 0) : 1)));
+    });
+  } catch {
+    return main(argv); // could not start a child: run here, with the defaults
+  } finally {
+    process.off('SIGINT', ignore);
+    process.off('SIGTERM', onTerm);
+    process.off('SIGHUP', onHup);
+  }
+}
+
 if (require.main === module) {
-  main(process.argv.slice(2)).then(
+  runCli(process.argv.slice(2), __filename).then(
     (code) => {
       process.exitCode = code;
     },

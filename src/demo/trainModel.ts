@@ -33,6 +33,7 @@ import { DEMO_SETTINGS } from './demo';
 import {
   QUESTIONS,
   RELATIONS,
+  WHO_QUESTIONS,
   fill,
   absentRelations,
   answerFor,
@@ -192,6 +193,7 @@ export class DemoData {
   private seq(p: { prompt: number[]; answer: number[] }, value?: string, keyWeight = 2): LmSequence {
     const ids = [...p.prompt, ...p.answer];
     const valueId = value === undefined ? undefined : this.tok.encode(value, { addSpecialTokens: false })[0];
+    // (For a "who" question the value is the person's name: the answer's first token.)
     const first = p.prompt.length;
     const key = (t: number, at: number) => t === valueId || (value !== undefined && at === first);
     const weights = ids.slice(1).map((t, i) => (i + 1 >= first ? (key(t, i + 1) ? keyWeight : 2) : 1));
@@ -221,13 +223,21 @@ export class DemoData {
    * other writable phrasing of the world (never the reserved one). 4 is mix 3 weighted towards what
    * a fine-tune of the mix-1 model still has to learn (reading one person among several, abstaining
    * on a relation the document lacks), with the deciding token of an answer (the value, or the first
-   * token of "I do not know") weighted `key` instead of 2.
+   * token of "I do not know") weighted `key` instead of 2. 5 is mix 4 with "who" questions (`who`):
+   * asked which person of a document of 2–4 has a value ("Who plays the harp?"), the teacher answers
+   * with that person's sentence. Answering needs each value tied to the person of its section — the
+   * binding that reading one person among several needs too, here learned from a direct signal (the
+   * name is copied from where the value is) rather than discovered through the answer alone.
    */
   static readonly MIXES = {
     1: { doc: 12, answer: 45, absent: 0, write: 15, paraphrase: 0, closed: 18, general: 10, multi: 0, key: 2 },
     2: { doc: 10, answer: 40, absent: 7, write: 20, paraphrase: 0, closed: 15, general: 8, multi: 0, key: 2 },
     3: { doc: 8, answer: 40, absent: 10, write: 15, paraphrase: 5, closed: 14, general: 8, multi: 0.6, key: 2 },
     4: { doc: 6, answer: 46, absent: 14, write: 12, paraphrase: 4, closed: 10, general: 8, multi: 0.75, key: 3 },
+    5: {
+      ...{ doc: 6, answer: 38, absent: 10, write: 12, paraphrase: 4, closed: 10, general: 6 },
+      ...{ multi: 0.75, key: 3, who: 14 },
+    },
   } as const;
 
   mix: keyof typeof DemoData.MIXES = 1;
@@ -258,6 +268,15 @@ export class DemoData {
       const f = rng.pick(e.facts);
       const q = question(e.name, f.relation, rng, { reserved: rng.next() < 0.3 });
       return this.seq(this.chat(teacherMessages(doc, q.text), answerFor(e.name, f)), f.value, m.key);
+    }
+    if ('who' in m && r < (edge += m.who)) {
+      const es = this.company(e, rng, 1);
+      const f = rng.pick(e.facts);
+      // Only when no one else in the document has the same value for it.
+      if (!es.some((o) => o !== e && o.facts.some((g) => g.relation === f.relation && g.value === f.value))) {
+        const who = fill(WHO_QUESTIONS[f.relation], '', f.value);
+        return this.seq(this.chat(teacherMessages(renderPeopleDoc(es, rng), who), answerFor(e.name, f)), e.name, m.key);
+      }
     }
     if (r < (edge += m.absent)) {
       const absent = absentRelations(e);
@@ -303,6 +322,8 @@ export interface DemoEval {
   readMultiAll: number;
   /** Teacher asked, with a document of 2–4 people, about a relation the person's own section lacks. */
   absentMultiDontKnow: number;
+  /** Teacher asked who in a document of 2–4 people has a value ("Who plays the harp?"): answers naming them. */
+  whoMulti?: number;
   /** Questions written for held-out documents that are well-formed and about a fact in the document. */
   questionsValid: number;
   /** A writable phrasing asked to be rephrased: the world's other writable phrasing of it, same person. */
@@ -369,14 +390,19 @@ export async function evaluateDemo(
   // Documents about several people: the asked one held out, the others anyone.
   const multiRng = new Rng(opts.seed + 2);
   const readMulti = Object.fromEntries(RELATIONS.map((r) => [r, 0])) as Record<Relation, number>;
-  const multi: { doc: string; q: string; value: string; rel: Relation; absentQ?: string }[] = [];
+  type MultiItem = { doc: string; q: string; value: string; rel: Relation; name: string };
+  const multi: (MultiItem & { absentQ?: string; who?: string })[] = [];
   for (const rel of RELATIONS) {
     for (let i = 0; i < opts.perRelation; i++) {
       let e = data.entity(multiRng, data.heldOutPeople);
       while (!e.facts.some((f) => f.relation === rel)) e = data.entity(multiRng, data.heldOutPeople);
       const es = data.company(e, multiRng, 1, data.vocab.people);
       const absent = absentRelations(e);
+      const value = e.facts.find((x) => x.relation === rel)!.value;
+      const shared = es.some((o) => o !== e && o.facts.some((g) => g.relation === rel && g.value === value));
       multi.push({
+        name: e.name,
+        who: shared ? undefined : fill(WHO_QUESTIONS[rel], '', value),
         doc: renderPeopleDoc(es, multiRng),
         rel,
         value: e.facts.find((x) => x.relation === rel)!.value,
@@ -386,7 +412,9 @@ export async function evaluateDemo(
     }
   }
   let absentMultiIdk = 0,
-    absentMultiN = 0;
+    absentMultiN = 0,
+    whoOk = 0,
+    whoN = 0;
   for (let i = 0; i < multi.length; i += batch) {
     const chunk = multi.slice(i, i + batch);
     const ans = await greedy(
@@ -407,6 +435,17 @@ export async function evaluateDemo(
       : [];
     absentMultiN += abs.length;
     absentMultiIdk += abs.filter((a) => saysDontKnow(a)).length;
+    const withWho = chunk.filter((it) => it.who);
+    const who = withWho.length
+      ? await greedy(
+          model,
+          opts.feeds,
+          withWho.map((it) => data.chat(teacherMessages(it.doc, it.who!)).prompt),
+          16,
+        )
+      : [];
+    whoN += who.length;
+    whoOk += who.filter((a, j) => a.trim().startsWith(withWho[j]!.name)).length;
   }
   for (const r of RELATIONS) readMulti[r] /= opts.perRelation;
   for (let i = 0; i < items.length; i += batch) {
@@ -482,12 +521,13 @@ export async function evaluateDemo(
     readMulti,
     readMultiAll: RELATIONS.reduce((a, r) => a + readMulti[r], 0) / RELATIONS.length,
     absentMultiDontKnow: absentMultiN ? absentMultiIdk / absentMultiN : 0,
+    whoMulti: whoN ? whoOk / whoN : 0,
   };
 }
 
 export function fmtEval(e: DemoEval): string {
   const pct = (x: number) => `${Math.round(100 * x)}%`;
-  return `read ${pct(e.readAll)} [${RELATIONS.map((r) => `${r} ${pct(e.read[r])}`).join(', ')}] reserved ${pct(e.readReserved)}; closed-book "don't know" ${pct(e.closedDontKnow)}, correct ${pct(e.closedCorrect)}; not in the document "don't know" ${pct(e.absentDontKnow)}; 2–4 people: read ${pct(e.readMultiAll ?? 0)} [${RELATIONS.map((r) => `${r} ${pct(e.readMulti?.[r] ?? 0)}`).join(', ')}], not in their section "don't know" ${pct(e.absentMultiDontKnow ?? 0)}; questions valid ${pct(e.questionsValid)}; paraphrases ${pct(e.paraphraseValid ?? 0)} (n=${e.n})`;
+  return `read ${pct(e.readAll)} [${RELATIONS.map((r) => `${r} ${pct(e.read[r])}`).join(', ')}] reserved ${pct(e.readReserved)}; closed-book "don't know" ${pct(e.closedDontKnow)}, correct ${pct(e.closedCorrect)}; not in the document "don't know" ${pct(e.absentDontKnow)}; 2–4 people: read ${pct(e.readMultiAll ?? 0)} [${RELATIONS.map((r) => `${r} ${pct(e.readMulti?.[r] ?? 0)}`).join(', ')}], not in their section "don't know" ${pct(e.absentMultiDontKnow ?? 0)}, who ${pct(e.whoMulti ?? 0)}; questions valid ${pct(e.questionsValid)}; paraphrases ${pct(e.paraphraseValid ?? 0)} (n=${e.n})`;
 }
 
 export function demoConfig(vocabSize: number, imEnd: number, pad: number, shape = DEMO_SHAPE): ModelConfig {

@@ -198,6 +198,18 @@ export const QUESTIONS: Record<Relation, string[]> = {
   instrument: ['What does {N} play?', 'Which instrument does {N} play?', 'What instrument can {N} play?'],
 };
 
+/** Asked which person has a value (training only: the demo model's teacher learns to tie values to people). */
+export const WHO_QUESTIONS: Record<Relation, string> = {
+  town: 'Who lives in the town of {V}?',
+  job: 'Who works as a {V}?',
+  colour: 'Who likes the colour {V} best?',
+  year: 'Who was born in the year {V}?',
+  pet: 'Who has a pet named {V}?',
+  sibling: 'Who has a sibling named {V}?',
+  food: 'Who likes to eat {V}?',
+  instrument: 'Who plays the {V}?',
+};
+
 /** The one answer form per relation. */
 export const ANSWERS: Record<Relation, string> = {
   town: '{N} lives in the town of {V}.',

@@ -1,6 +1,7 @@
 // The extension's side of the worker: spawns `node dist/worker.js --stdio`, speaks the protocol,
 // restarts a worker that dies (with backoff) and resumes the job it was running from the run
 // folder. Free of `vscode`, so it is tested with a real child process in plain Node.
+import { leanMallocEnv } from '../common/leanMalloc';
 import { spawn, type ChildProcess } from 'node:child_process';
 import { EventEmitter } from 'node:events';
 import {
@@ -81,7 +82,8 @@ export class WorkerClient extends EventEmitter {
       [this.o.workerPath, '--stdio', '--parent-pid', String(process.pid)],
       {
         stdio: ['pipe', 'pipe', 'pipe'],
-        env: { ...process.env, ...this.o.env, ELECTRON_RUN_AS_NODE: '1' },
+        // glibc malloc settings that keep a train step's peak steady and low (see leanMalloc.ts).
+        env: leanMallocEnv({ ...process.env, ...this.o.env, ELECTRON_RUN_AS_NODE: '1' }),
       },
     );
     this.child = child;

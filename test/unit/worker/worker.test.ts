@@ -3,12 +3,13 @@
 import { test, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
-import { cpSync, existsSync, mkdtempSync, readdirSync, rmSync } from 'node:fs';
+import { cpSync, existsSync, mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import * as P from '../../../src/protocol';
 import { WorkerClient, ResponseError } from '../../../src/host/workerClient';
 import { SafetensorsFile } from '../../../src/engine/models/safetensors';
+import { LEAN_MALLOC_TUNABLES } from '../../../src/common/leanMalloc';
 
 const repo = resolve(__dirname, '..', '..', '..');
 const workerPath = join(repo, 'dist', 'worker.js');
@@ -72,6 +73,9 @@ test('every message makes a round trip through a real worker process', async () 
   for (const ev of ['jobEvent', 'chatDelta', 'log']) c.on(ev, () => seen.add(ev));
   const st = await c.request(P.Status.type, undefined);
   assert.equal(st.pid, c.pid);
+  // Started with DocDistill's malloc settings (src/common/leanMalloc.ts).
+  if (process.platform === 'linux' && !process.env.GLIBC_TUNABLES)
+    assert.ok(readFileSync(`/proc/${c.pid}/environ`, 'utf8').split('\0').includes(`GLIBC_TUNABLES=${LEAN_MALLOC_TUNABLES}`));
   assert.ok(st.memory.rssMB > 10);
   assert.deepEqual(await c.request(P.ListAdapters.type, undefined), []);
   const info = await c.request(P.SetModel.type, { modelDir });
