@@ -62,16 +62,18 @@ export function baseWeightBytes(cfg: ModelConfig, quantize: BaseQuantization = '
  * values repeated to every head, the attention output, gate/up/SiLU and their product, and their
  * gradients while the backward runs) and five heads × length attention maps (scores, mask,
  * probabilities, their gradients); the teacher's forward is transient,
- * but its largest layer's buffers live at once; the [B, A, V] answer logits appear about eight
+ * but its largest layer's buffers live at once; the [B, A, V] answer logits are made eight
  * times (the student's and the teacher's logits, scaled and log-softmaxed, the teacher's
- * probabilities, and the backward's softmax and gradient). A quantized base's backward dequantizes
+ * probabilities, and the backward's softmax and gradient), about four of them live at once: with
+ * DocDistill's malloc settings (src/common/leanMalloc.ts) a freed one goes back to the system. A quantized base's backward dequantizes
  * its weights in pieces of at most 64 MB (matmulDequantizedT), which the margin covers.
  *
  * Measured without activation checkpointing (`npm run bench -- trainMemory`, batch 4, a ≈ 600-token
  * passage, r 16; this estimate in brackets): llama3.2-1b float32 6.40 GiB (7.1), int8 4.03 (4.8),
  * int4 4.01 (4.2); qwen2.5-0.5b float32 3.28 (3.8). The shape bench's train phase (batch 8, teacher
- * 384 / student 64): qwen2.5-0.5b 7.0 (7.2), qwen2.5-1.5b 14.5 (14.6). With checkpointing, that
- * phase at qwen2.5-0.5b: float32 4.67–5.06 GB, int8 3.24–5.13 GB (two groups, near 3.6 and 5.1).
+ * 384 / student 64): qwen2.5-0.5b 7.0 (7.2), qwen2.5-1.5b 14.5 (14.6). With checkpointing and the
+ * malloc settings, that phase at qwen2.5-0.5b: float32 3.54 GB (3.83 GiB = 4.1 GB), int8 2.54–2.55
+ * GB (2.7 GB), int4 2.36 GB.
  * It errs high on short samples, which is the safe side for a warning.
  */
 export function estimateTrainMemory(cfg: ModelConfig, x: TrainMemoryInput): TrainMemoryEstimate {
@@ -83,7 +85,7 @@ export function estimateTrainMemory(cfg: ModelConfig, x: TrainMemoryInput): Trai
   const perStudentToken =
     (x.checkpoint ?? checkpointByDefault(cfg)) ? 3 * perLayerToken + 2 * L * D * 4 : L * perLayerToken;
   const teacherLayer = (10 * D + 3 * I + H * x.teacherTokens) * 4 * x.teacherTokens;
-  const logits = 8 * x.answerTokens * V * 4;
+  const logits = 4 * x.answerTokens * V * 4;
   const activationBytes = B * (perStudentToken * x.studentTokens + teacherLayer + logits);
   const weightBytes = baseWeightBytes(cfg, x.quantize);
   return { weightBytes, activationBytes, totalBytes: weightBytes + activationBytes + PROCESS_BYTES };
