@@ -65,8 +65,9 @@ export function baseWeightBytes(cfg: ModelConfig, quantize: BaseQuantization = '
  * but its largest layer's buffers live at once; the [B, A, V] answer logits are made eight
  * times (the student's and the teacher's logits, scaled and log-softmaxed, the teacher's
  * probabilities, and the backward's softmax and gradient), about four of them live at once: with
- * DocDistill's malloc settings (src/common/leanMalloc.ts) a freed one goes back to the system. A quantized base's backward dequantizes
- * its weights in pieces of at most 64 MB (matmulDequantizedT), which the margin covers.
+ * DocDistill's malloc settings (src/common/leanMalloc.ts) a freed one goes back to the system. A
+ * quantized base's backward dequantizes its weights in pieces of at most 64 MB (matmulDequantizedT),
+ * which the margin covers.
  *
  * Measured without activation checkpointing (`npm run bench -- trainMemory`, batch 4, a ≈ 600-token
  * passage, r 16; this estimate in brackets): llama3.2-1b float32 6.40 GiB (7.1), int8 4.03 (4.8),
