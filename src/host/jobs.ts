@@ -67,6 +67,7 @@ export class Jobs {
       'learningRate',
       'epochs',
       'generalShare',
+      'sectionPassages',
     ];
     const out: Record<string, unknown> = {};
     for (const k of keys) {

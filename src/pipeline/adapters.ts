@@ -15,7 +15,7 @@ import type { EvalSummary } from './events';
 import { DEFAULT_PROMPTS, type PromptSettings } from './prompts';
 import { listDirs, readJson, writeAtomic, writeJson } from './runFolder';
 import type { DistillSettings } from './settings';
-import { chunkBudget, chunks, type RunContext } from './phases/context';
+import { chunkBudget, chunkMinTokens, chunks, type RunContext } from './phases/context';
 
 export const ADAPTER_INFO_FILE = 'docdistill.json';
 export const ADAPTER_QA_FILE = 'docdistill-qa.jsonl';
@@ -81,7 +81,11 @@ export function adapterStatus(
   if (!countTokens) return { sources, stale: false, changed: 0, removed: 0 };
   const cur = sources.flatMap((s) => {
     try {
-      return chunkMarkdown(s, readDocumentSync(root, s), { maxTokens: info.chunkBudget ?? 512, countTokens });
+      return chunkMarkdown(s, readDocumentSync(root, s), {
+        maxTokens: info.chunkBudget ?? 512,
+        minTokens: chunkMinTokens(info.settings ?? {}),
+        countTokens,
+      });
     } catch {
       return [];
     }

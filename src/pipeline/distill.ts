@@ -22,6 +22,7 @@ import { definedSettings, modelDefaults, resolveSettings, type DistillSettings }
 import {
   check,
   chunkBudget,
+  chunkMinTokens,
   freshChunks,
   log,
   type QuestionRow,
@@ -257,7 +258,13 @@ export class Distiller {
    * passages an existing adapter already knows left out), the work counted, the model probed.
    */
   async estimateOnly(): Promise<Estimate> {
-    const chunks = await chunkDocs(this.model, this.req.inputs, this.req.root, chunkBudget(this.model, this.s));
+    const chunks = await chunkDocs(
+      this.model,
+      this.req.inputs,
+      this.req.root,
+      chunkBudget(this.model, this.s),
+      chunkMinTokens(this.s),
+    );
     const known = new Set(this.previousAdapter()?.chunks.map((c) => c.hash) ?? []);
     return estimateRun(
       this.model,

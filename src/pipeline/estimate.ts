@@ -614,7 +614,13 @@ export async function probeLengths(
 }
 
 /** The docs chunked as the ingest phase does it, without a run folder (for --estimate-only). */
-export async function chunkDocs(model: CausalLM, inputs: string[], root: string, budget: number): Promise<Chunk[]> {
+export async function chunkDocs(
+  model: CausalLM,
+  inputs: string[],
+  root: string,
+  budget: number,
+  minTokens?: number,
+): Promise<Chunk[]> {
   const files = collectMarkdown(inputs, root, () => {});
   if (!files.length) throw new IngestError(`no Markdown files in ${inputs.join(', ')}`);
   const tok = model.tokenizer;
@@ -626,6 +632,7 @@ export async function chunkDocs(model: CausalLM, inputs: string[], root: string,
       out.push(
         ...chunkMarkdown(source, md, {
           maxTokens: budget,
+          minTokens,
           countTokens: (t) => tok.encode(t, { addSpecialTokens: false }).length,
         }),
       );

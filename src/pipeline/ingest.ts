@@ -29,7 +29,7 @@ export interface IngestOptions {
   countTokens: (text: string) => number;
   /**
    * Sections smaller than this many tokens are merged with their neighbours under the same parent
-   * (default maxTokens / 4).
+   * (default maxTokens / 4; 0: every section is its own chunk).
    */
   minTokens?: number;
 }

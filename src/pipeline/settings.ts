@@ -91,6 +91,13 @@ export interface DistillSettings {
   /** Tokens a chunk may have (0 = from the model's context, leaving room for the prompt and answer). */
   chunkTokens: number;
   /**
+   * Every section (heading) its own passage: small sections are not merged with their neighbours.
+   * For files about several subjects under headings (people, products, services) and a model that
+   * reads one subject at a time better than several (the demo model); off, small sections are
+   * merged up to a quarter of the chunk size, which keeps passages large enough to ask about.
+   */
+  sectionPassages: boolean;
+  /**
    * The frozen base's linear weights as 8- or 4-bit blocks (MatMulNBits) for every phase, teacher
    * and student alike; the LoRA, norms, softmax and loss stay float32 (as QLoRA). Fewer bytes per
    * token: faster decoding and less memory, at some fidelity (see README).
@@ -138,6 +145,7 @@ export const DEFAULT_SETTINGS: DistillSettings = {
   replayShare: 1,
   seed: 0,
   chunkTokens: 0,
+  sectionPassages: false,
   baseQuantization: 'none',
   prompts: DEFAULT_PROMPTS,
 };
@@ -223,7 +231,7 @@ export function resolveSettings(over: Partial<DistillSettings> = {}): DistillSet
   if (!['auto', 'off', 'topk', 'exact'].includes(s.teacherCache))
     errs.push(`teacherCache must be auto, off, topk or exact (got ${String(s.teacherCache)})`);
   num('replayShare', 0, 100);
-  for (const k of ['groundQuestions', 'answerableOnly'] as const)
+  for (const k of ['groundQuestions', 'answerableOnly', 'sectionPassages'] as const)
     if (typeof s[k] !== 'boolean') errs.push(`${k} must be true or false (got ${String(s[k])})`);
   if (s.loss !== 'kl' && s.loss !== 'ce') errs.push(`loss must be "kl" or "ce" (got ${String(s.loss)})`);
   if (!(BASE_QUANTIZATIONS as readonly string[]).includes(s.baseQuantization))

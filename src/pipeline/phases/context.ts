@@ -105,6 +105,10 @@ function answerIds(run: RunContext, answer: string): number[] {
   return [...tok.encode(answer, { addSpecialTokens: false }), ...(tok.eosIds.length ? [tok.eosIds[0]!] : [])];
 }
 
+/** Below this many tokens a section is merged with its neighbours: 0 (never) with sectionPassages, else the default. */
+export const chunkMinTokens = (s: Pick<DistillSettings, 'sectionPassages'>): number | undefined =>
+  s.sectionPassages ? 0 : undefined;
+
 /** The chunk size in tokens: the setting, or what the model's context leaves room for. */
 export function chunkBudget(model: CausalLM, s: DistillSettings): number {
   if (s.chunkTokens) return s.chunkTokens;

@@ -5,7 +5,7 @@ import { chunkMarkdown, IngestError, type Chunk } from '../ingest';
 import { collectMarkdown, readDocument, recordedSources } from '../docFiles';
 import { readAdapterInfo } from '../adapters';
 import { writeJsonl } from '../runFolder';
-import { check, chunkBudget, log, type RunContext } from './context';
+import { check, chunkBudget, chunkMinTokens, log, type RunContext } from './context';
 
 export async function ingest(run: RunContext): Promise<void> {
   const { req } = run;
@@ -31,6 +31,7 @@ export async function ingest(run: RunContext): Promise<void> {
       const md = await readDocument(req.root, f, () => check(run));
       const cs = chunkMarkdown(source, md, {
         maxTokens: budget,
+        minTokens: chunkMinTokens(run.s),
         countTokens: (t) => tok.encode(t, { addSpecialTokens: false }).length,
       });
       if (!cs.length) log(run, `${source}: empty, nothing to learn`, 'warn');
