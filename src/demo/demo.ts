@@ -87,6 +87,8 @@ export const DEMO_SETTINGS: Partial<DistillSettings> = {
   batchSize: 8,
   generalShare: 1,
   generalPool: 4,
+  // The demo model reads one person at a time: a file about several is a passage per person.
+  sectionPassages: true,
 };
 
 export async function runDemo(

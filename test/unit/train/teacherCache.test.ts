@@ -37,7 +37,9 @@ function realSamples(m: CausalLM): DistillSample[] {
     tok.encode(tok.applyChatTemplate(msgs, { addGenerationPrompt: true }), { addSpecialTokens: false });
   const out: DistillSample[] = [];
   for (const d of facts.docs) {
-    const doc = readFileSync(join(repo, 'examples', 'docs', d.file), 'utf8');
+    // The person's own passage, as the pipeline reads a file about several people (sectionPassages).
+    const file = readFileSync(join(repo, 'examples', 'docs', d.file), 'utf8');
+    const doc = file.split(/^(?=#+ )/m).find((sec) => sec.startsWith(`## ${d.entity.name}\n`)) ?? file;
     for (const f of d.entity.facts)
       for (const q of QUESTIONS[f.relation]) {
         const question = q.replaceAll('{N}', d.entity.name);
