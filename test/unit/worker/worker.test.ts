@@ -75,7 +75,9 @@ test('every message makes a round trip through a real worker process', async () 
   assert.equal(st.pid, c.pid);
   // Started with DocDistill's malloc settings (src/common/leanMalloc.ts).
   if (process.platform === 'linux' && !process.env.GLIBC_TUNABLES)
-    assert.ok(readFileSync(`/proc/${c.pid}/environ`, 'utf8').split('\0').includes(`GLIBC_TUNABLES=${LEAN_MALLOC_TUNABLES}`));
+    assert.ok(
+      readFileSync(`/proc/${c.pid}/environ`, 'utf8').split('\0').includes(`GLIBC_TUNABLES=${LEAN_MALLOC_TUNABLES}`),
+    );
   assert.ok(st.memory.rssMB > 10);
   assert.deepEqual(await c.request(P.ListAdapters.type, undefined), []);
   const info = await c.request(P.SetModel.type, { modelDir });
