@@ -69,3 +69,29 @@ test(
     }
   },
 );
+
+test(
+  'with the tunables, freed blocks go back to the system even after a large block raised glibc’s threshold',
+  { skip: process.platform !== 'linux' },
+  () => {
+    // 100 blocks of 1 MB, allocated after a 20 MB one was freed (which, with glibc's defaults,
+    // moves the mmap threshold to 20 MB and such blocks into the heap), freed again while a small
+    // block allocated after them stays: the resident size must fall back.
+    const script = `
+      const rss = () => process.memoryUsage().rss / 2 ** 20;
+      let big = Buffer.allocUnsafeSlow(20 << 20); big.fill(1); big = null; gc();
+      let bufs = []; for (let i = 0; i < 100; i++) { const b = Buffer.allocUnsafeSlow(1 << 20); b.fill(1); bufs.push(b); }
+      const pin = Buffer.allocUnsafeSlow(64 << 10); pin.fill(1);
+      const peak = rss(); bufs = null; gc(); gc();
+      setTimeout(() => { gc(); console.log(JSON.stringify({ peak, after: rss(), pin: pin.length })); }, 100);`;
+    const run = (env: NodeJS.ProcessEnv) => {
+      const r = spawnSync(process.execPath, ['--expose-gc', '-e', script], { encoding: 'utf8', env });
+      assert.equal(r.status, 0, r.stderr);
+      return JSON.parse(r.stdout) as { peak: number; after: number };
+    };
+    const base = { ...process.env };
+    delete base.GLIBC_TUNABLES;
+    const lean = run(leanMallocEnv(base, 'linux'));
+    assert.ok(lean.peak - lean.after > 80, `with the tunables: ${lean.peak.toFixed(0)} → ${lean.after.toFixed(0)} MB`);
+  },
+);
