@@ -56,8 +56,9 @@ train   trains a small Llama from scratch on the micro-world's tasks with DocDis
         --mix picks the task mix (see DemoData.MIXES): 1, the built-in model's; 2 also teaches
         the teacher to say "I do not know" about what its document does not say; 3 adds documents
         about 1–4 people under ## headings; 4 weights them up; 5 adds "who" questions (which
-        person of a document has a value), a direct signal for tying values to people. --from DIR starts from a demo model's weights (made
-        with the same --seed) instead of random ones: a fine-tune, usually with a lower --lr.
+        person of a document has a value), a direct signal for tying values to people.
+        --from DIR starts from a demo model's weights (made with the same --seed) instead of
+        random ones: a fine-tune, usually with a lower --lr.
         --shape hidden,layers,heads,intermediate sets the model's size (the built-in one's is
         128,4,4,384).
 eval    measures, on people never seen in training: reading accuracy per relation (document in the

@@ -35,6 +35,7 @@ import {
   RELATIONS,
   WHO_QUESTIONS,
   fill,
+  othersHave,
   absentRelations,
   answerFor,
   makeEntity,
@@ -235,8 +236,16 @@ export class DemoData {
     3: { doc: 8, answer: 40, absent: 10, write: 15, paraphrase: 5, closed: 14, general: 8, multi: 0.6, key: 2 },
     4: { doc: 6, answer: 46, absent: 14, write: 12, paraphrase: 4, closed: 10, general: 8, multi: 0.75, key: 3 },
     5: {
-      ...{ doc: 6, answer: 38, absent: 10, write: 12, paraphrase: 4, closed: 10, general: 6 },
-      ...{ multi: 0.75, key: 3, who: 14 },
+      doc: 6,
+      answer: 38,
+      absent: 10,
+      write: 12,
+      paraphrase: 4,
+      closed: 10,
+      general: 6,
+      multi: 0.75,
+      key: 3,
+      who: 14,
     },
   } as const;
 
@@ -273,7 +282,7 @@ export class DemoData {
       const es = this.company(e, rng, 1);
       const f = rng.pick(e.facts);
       // Only when no one else in the document has the same value for it.
-      if (!es.some((o) => o !== e && o.facts.some((g) => g.relation === f.relation && g.value === f.value))) {
+      if (!othersHave(es, e, f.relation, f.value)) {
         const who = fill(WHO_QUESTIONS[f.relation], '', f.value);
         return this.seq(this.chat(teacherMessages(renderPeopleDoc(es, rng), who), answerFor(e.name, f)), e.name, m.key);
       }
@@ -388,6 +397,19 @@ export async function evaluateDemo(
     }
   }
   // Documents about several people: the asked one held out, the others anyone.
+  /** The teacher's greedy answers (document in the prompt) to the items that have a question `q`. */
+  const askTeacher = async <T extends { doc: string }>(its: T[], q: (it: T) => string | undefined) => {
+    const asked = its.filter((it) => q(it) !== undefined);
+    const answers = asked.length
+      ? await greedy(
+          model,
+          opts.feeds,
+          asked.map((it) => data.chat(teacherMessages(it.doc, q(it)!)).prompt),
+          16,
+        )
+      : [];
+    return { asked, answers };
+  };
   const multiRng = new Rng(opts.seed + 2);
   const readMulti = Object.fromEntries(RELATIONS.map((r) => [r, 0])) as Record<Relation, number>;
   type MultiItem = { doc: string; q: string; value: string; rel: Relation; name: string };
@@ -399,13 +421,12 @@ export async function evaluateDemo(
       const es = data.company(e, multiRng, 1, data.vocab.people);
       const absent = absentRelations(e);
       const value = e.facts.find((x) => x.relation === rel)!.value;
-      const shared = es.some((o) => o !== e && o.facts.some((g) => g.relation === rel && g.value === value));
       multi.push({
         name: e.name,
-        who: shared ? undefined : fill(WHO_QUESTIONS[rel], '', value),
+        who: othersHave(es, e, rel, value) ? undefined : fill(WHO_QUESTIONS[rel], '', value),
         doc: renderPeopleDoc(es, multiRng),
         rel,
-        value: e.facts.find((x) => x.relation === rel)!.value,
+        value,
         q: question(e.name, rel, multiRng).text,
         absentQ: absent.length ? question(e.name, multiRng.pick(absent), multiRng).text : undefined,
       });
@@ -424,28 +445,12 @@ export async function evaluateDemo(
       16,
     );
     chunk.forEach((it, j) => ans[j]!.includes(it.value) && readMulti[it.rel]++);
-    const withAbsent = chunk.filter((it) => it.absentQ);
-    const abs = withAbsent.length
-      ? await greedy(
-          model,
-          opts.feeds,
-          withAbsent.map((it) => data.chat(teacherMessages(it.doc, it.absentQ!)).prompt),
-          16,
-        )
-      : [];
+    const abs = (await askTeacher(chunk, (it) => it.absentQ)).answers;
     absentMultiN += abs.length;
     absentMultiIdk += abs.filter((a) => saysDontKnow(a)).length;
-    const withWho = chunk.filter((it) => it.who);
-    const who = withWho.length
-      ? await greedy(
-          model,
-          opts.feeds,
-          withWho.map((it) => data.chat(teacherMessages(it.doc, it.who!)).prompt),
-          16,
-        )
-      : [];
-    whoN += who.length;
-    whoOk += who.filter((a, j) => a.trim().startsWith(withWho[j]!.name)).length;
+    const who = await askTeacher(chunk, (it) => it.who);
+    whoN += who.answers.length;
+    whoOk += who.answers.filter((a, j) => a.trim().startsWith(who.asked[j]!.name)).length;
   }
   for (const r of RELATIONS) readMulti[r] /= opts.perRelation;
   for (let i = 0; i < items.length; i += batch) {
@@ -468,15 +473,7 @@ export async function evaluateDemo(
       chunk.map((it) => data.chat(questionMessages(it.doc)).prompt),
       16,
     );
-    const withAbsent = chunk.filter((it) => it.absentQ);
-    const abs = withAbsent.length
-      ? await greedy(
-          model,
-          opts.feeds,
-          withAbsent.map((it) => data.chat(teacherMessages(it.doc, it.absentQ!)).prompt),
-          16,
-        )
-      : [];
+    const abs = (await askTeacher(chunk, (it) => it.absentQ)).answers;
     absentN += abs.length;
     absentIdk += abs.filter((a) => saysDontKnow(a)).length;
     const writable = chunk.filter((it) => !it.reserved);

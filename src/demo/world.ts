@@ -210,6 +210,10 @@ export const WHO_QUESTIONS: Record<Relation, string> = {
   instrument: 'Who plays the {V}?',
 };
 
+/** Whether someone in `es` other than `e` has `value` for `rel` (then a "who" question about it has two answers). */
+export const othersHave = (es: Entity[], e: Entity, rel: Relation, value: string): boolean =>
+  es.some((o) => o !== e && o.facts.some((g) => g.relation === rel && g.value === value));
+
 /** The one answer form per relation. */
 export const ANSWERS: Record<Relation, string> = {
   town: '{N} lives in the town of {V}.',
