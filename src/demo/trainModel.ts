@@ -35,6 +35,7 @@ import {
   RELATIONS,
   WHO_QUESTIONS,
   fill,
+  notSaidAnswer,
   othersHave,
   absentRelations,
   answerFor,
@@ -229,6 +230,11 @@ export class DemoData {
    * with that person's sentence. Answering needs each value tied to the person of its section — the
    * binding that reading one person among several needs too, here learned from a direct signal (the
    * name is copied from where the value is) rather than discovered through the answer alone.
+   * 6 is single-person documents with a quarter of the questions about a relation the document
+   * lacks. 7 is 6 with each such question paired with one the same document answers (`pair`: the
+   * next sample, so the two differ only in the relation asked) and answered in the form where the
+   * decision falls at the value (`notSaid`: "Vreruq has a pet named - the document does not say.",
+   * see notSaidAnswer); 8 is 7 on documents about 1–4 people, with "who" questions.
    */
   static readonly MIXES = {
     1: { doc: 12, answer: 45, absent: 0, write: 15, paraphrase: 0, closed: 18, general: 10, multi: 0, key: 2 },
@@ -247,6 +253,34 @@ export class DemoData {
       key: 3,
       who: 14,
     },
+    6: { doc: 6, answer: 40, absent: 24, write: 12, paraphrase: 3, closed: 10, general: 5, multi: 0, key: 3 },
+    7: {
+      doc: 6,
+      answer: 34,
+      absent: 20,
+      write: 12,
+      paraphrase: 3,
+      closed: 10,
+      general: 5,
+      multi: 0,
+      key: 5,
+      pair: true,
+      notSaid: true,
+    },
+    8: {
+      doc: 6,
+      answer: 30,
+      absent: 16,
+      write: 10,
+      paraphrase: 3,
+      closed: 8,
+      general: 5,
+      multi: 0.6,
+      key: 5,
+      who: 16,
+      pair: true,
+      notSaid: true,
+    },
   } as const;
 
   mix: keyof typeof DemoData.MIXES = 1;
@@ -263,7 +297,15 @@ export class DemoData {
     return rng.shuffle(es);
   }
 
+  /** The next sample, already made (the answered half of an absent/answered pair). */
+  private pending: LmSequence | undefined;
+
   sample(rng: Rng): LmSequence {
+    if (this.pending) {
+      const p = this.pending;
+      this.pending = undefined;
+      return p;
+    }
     const m = DemoData.MIXES[this.mix];
     const r = rng.next() * 100;
     const e = this.entity(rng, this.trainPeople);
@@ -290,7 +332,17 @@ export class DemoData {
     if (r < (edge += m.absent)) {
       const absent = absentRelations(e);
       if (absent.length) {
-        const q = question(e.name, rng.pick(absent), rng, { reserved: rng.next() < 0.3 });
+        const rel = rng.pick(absent);
+        const q = question(e.name, rel, rng, { reserved: rng.next() < 0.3 });
+        if ('pair' in m) {
+          // The same document asked about one of its facts too: the two differ only in the relation asked.
+          const f = rng.pick(e.facts);
+          const qa = question(e.name, f.relation, rng, { reserved: rng.next() < 0.3 });
+          this.pending = this.seq(this.chat(teacherMessages(doc, qa.text), answerFor(e.name, f)), f.value, m.key);
+        }
+        if ('notSaid' in m) {
+          return this.seq(this.chat(teacherMessages(doc, q.text), notSaidAnswer(e.name, rel)), '-', m.key);
+        }
         return this.seq(this.chat(teacherMessages(doc, q.text), DONT_KNOW), DONT_KNOW, m.key);
       }
     }
