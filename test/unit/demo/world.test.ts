@@ -4,7 +4,8 @@ import assert from 'node:assert/strict';
 import { join, resolve } from 'node:path';
 import { Tokenizer } from '../../../src/engine/tokenizer';
 import { DemoData } from '../../../src/demo/trainModel';
-import { makeVocab } from '../../../src/demo/world';
+import { ANSWERS, NOT_SAID, TEMPLATES, makeVocab, parseQuestion } from '../../../src/demo/world';
+import { saysDontKnow } from '../../../src/pipeline/prompts';
 import { Rng } from '../../../src/common/rng';
 
 const modelDir = join(resolve(__dirname, '..', '..', '..'), 'media', 'demo-model');
@@ -42,4 +43,47 @@ test('each task mix gives its shares of tasks; mix 2 teaches the teacher to abst
       );
     }
   }
+});
+
+test('mix 7: a question about a relation the document lacks is answered at the value, and paired with one the same document answers', async () => {
+  const tok = await Tokenizer.fromFolder(modelDir);
+  const data = new DemoData(tok, makeVocab(1));
+  data.allSubjects = true;
+  data.mix = 7;
+  const rng = new Rng(11);
+  const decode = (ids: number[]) => tok.decode(ids, { skipSpecialTokens: false }).replace(/\s+([:?.,])/g, '$1');
+  const parts = (text: string) => {
+    const m = /Document:\s*([\s\S]*?)\s*Question:\s*(.*?)\s*<\|im_end\|>[\s\S]*assistant\s*(.*?)\s*<\|im_end\|>/.exec(
+      text,
+    );
+    return m ? { doc: m[1]!, question: m[2]!, answer: m[3]! } : undefined;
+  };
+  let pairs = 0;
+  for (let i = 0; i < 600 && pairs < 40; i++) {
+    const first = data.sample(rng);
+    const a = parts(decode(first.ids));
+    if (!a || !a.answer.includes('does not say')) continue;
+    const q = parseQuestion(a.question)!;
+    const form = ANSWERS[q.relation].slice(0, ANSWERS[q.relation].indexOf('{V}')).replace('{N}', q.entity).trim();
+    assert.ok(saysDontKnow(a.answer), a.answer);
+    assert.equal(a.answer.replace(/\s+-/, ' -'), `${form} ${NOT_SAID}`.replace(/\s+([.])/g, '$1'));
+    // The document has no sentence of that relation (the words right before its value).
+    for (const t of TEMPLATES[q.relation]) {
+      const cue = t.slice(0, t.indexOf('{V}')).replace('{N}', q.entity).trim().split(' ').slice(-3).join(' ');
+      assert.ok(!a.doc.includes(`${cue} `), `${cue} in ${a.doc}`);
+    }
+    // The deciding token (the "-" where the value would be) carries the key weight.
+    const dash = tok.encode('-', { addSpecialTokens: false })[0]!;
+    const at = first.ids.lastIndexOf(dash);
+    assert.equal(first.weights[at - 1], DemoData.MIXES[7].key);
+    // The next sample: the same document, a question it answers.
+    const b = parts(decode(data.sample(rng).ids))!;
+    assert.equal(b.doc, a.doc);
+    const qb = parseQuestion(b.question)!;
+    assert.equal(qb.entity, q.entity);
+    assert.notEqual(qb.relation, q.relation);
+    assert.ok(!saysDontKnow(b.answer), b.answer);
+    pairs++;
+  }
+  assert.equal(pairs, 40);
 });
