@@ -130,14 +130,29 @@ function initWeights(c: ModelConfig, rng: Rng): MemWeights {
   return w;
 }
 
-/** The weights of a demo model folder, checked against the configuration that the seed gives. */
-function fromFolder(dir: string, c: ModelConfig): MemWeights {
+/**
+ * The weights of a demo model folder, checked against the configuration that the seed gives. A
+ * shape with more layers than the folder's grows it: the new layers come first and start as the
+ * identity (their output projections zero), so the model computes what it did, and the new layers
+ * have room for features the old ones would use (which person a sentence is about).
+ */
+function fromFolder(dir: string, c: ModelConfig, rng: Rng): MemWeights {
   const w = new MemWeights();
   const f = SafetensorsFile.open(join(dir, 'model.safetensors'));
   try {
-    const init = initWeights(c, new Rng(0));
+    const init = initWeights(c, rng);
+    const had = new Set(f.names().map((n) => /^model\.layers\.(\d+)\./.exec(n)?.[1]).filter(Boolean)).size;
+    const grow = c.numLayers - had;
+    if (grow < 0) throw new Error(`--from ${dir}: it has ${had} layers, more than the ${c.numLayers} asked for`);
     for (const [name, t] of init.t) {
-      const got = f.float32(name);
+      const layer = /^model\.layers\.(\d+)\.(.*)$/.exec(name);
+      if (layer && Number(layer[1]) < grow) {
+        const zero = /(o_proj|down_proj)\.weight$/.test(layer[2]!);
+        w.t.set(name, zero ? { shape: t.shape, data: new Float32Array(t.data.length) } : t);
+        continue;
+      }
+      const from = layer ? `model.layers.${Number(layer[1]) - grow}.${layer[2]}` : name;
+      const got = f.float32(from);
       if (got.length !== t.data.length)
         throw new Error(
           `--from ${dir}: ${name} has ${got.length} values, this seed's model needs ${t.data.length} (train with the seed that made it)`,
@@ -615,7 +630,7 @@ export async function trainDemoModel(o: DemoTrainOptions): Promise<DemoEval> {
   const cfg = demoConfig(words.length, tok.tokenToId('<|im_end|>')!, tok.tokenToId('<|endoftext|>')!, shape);
   const backend = await Backend.create({ device: 'cpu', threads: o.threads });
   const rng = new Rng(o.seed * 7919 + 1);
-  const model = CausalLM.fromWeights(cfg, o.from ? fromFolder(o.from, cfg) : initWeights(cfg, rng), backend, {
+  const model = CausalLM.fromWeights(cfg, o.from ? fromFolder(o.from, cfg, rng) : initWeights(cfg, rng), backend, {
     id: `demo-${o.seed}`,
     tokenizer: tok,
   });
@@ -738,10 +753,22 @@ export async function trainDemoModel(o: DemoTrainOptions): Promise<DemoEval> {
     final,
     prompts: DEFAULT_PROMPTS,
     distillDefaults: DEMO_SETTINGS,
+    // A fine-tune: how the model it started from was made, so that the whole recipe stays on record.
+    base: o.from ? baseRecord(o.from) : undefined,
   });
   if (!o.signal?.aborted) rmSync(ckptDir, { recursive: true, force: true });
   await backend.dispose();
   return final;
+}
+
+/** What a model folder's training.json says of how it was made (not its prompts or settings). */
+function baseRecord(dir: string): Record<string, unknown> | undefined {
+  const file = join(dir, 'training.json');
+  if (!existsSync(file)) return undefined;
+  const t = JSON.parse(readFileSync(file, 'utf8')) as Record<string, unknown>;
+  delete t.prompts;
+  delete t.distillDefaults;
+  return t;
 }
 
 export interface SampledQuestionsEval {

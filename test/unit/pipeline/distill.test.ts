@@ -163,6 +163,11 @@ test('a run goes from docs to an adapter, with every phase in the run folder', a
       questions.some((q) => /-x\d+$/.test(q.id)),
       "cross questions about the passages' subjects were asked",
     );
+    // The demo model's teacher says so when its passage lacks the relation asked about.
+    assert.ok(
+      questions.some((q) => q.split === 'absent'),
+      'some cross questions trained as "not in the passage"',
+    );
     const trained = readJsonl<{ question: string }>(join(res.adapterDir, 'docdistill-qa.jsonl')).map((r) => r.question);
     for (const q of questions.filter((r) => r.split === 'absent'))
       assert.ok(trained.includes(q.question), `"not in the passage" pair trained: ${q.question}`);
