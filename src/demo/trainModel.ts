@@ -141,7 +141,12 @@ function fromFolder(dir: string, c: ModelConfig, rng: Rng): MemWeights {
   const f = SafetensorsFile.open(join(dir, 'model.safetensors'));
   try {
     const init = initWeights(c, rng);
-    const had = new Set(f.names().map((n) => /^model\.layers\.(\d+)\./.exec(n)?.[1]).filter(Boolean)).size;
+    const had = new Set(
+      f
+        .names()
+        .map((n) => /^model\.layers\.(\d+)\./.exec(n)?.[1])
+        .filter(Boolean),
+    ).size;
     const grow = c.numLayers - had;
     if (grow < 0) throw new Error(`--from ${dir}: it has ${had} layers, more than the ${c.numLayers} asked for`);
     for (const [name, t] of init.t) {
