@@ -136,7 +136,7 @@ function initWeights(c: ModelConfig, rng: Rng): MemWeights {
  * identity (their output projections zero), so the model computes what it did, and the new layers
  * have room for features the old ones would use (which person a sentence is about).
  */
-function fromFolder(dir: string, c: ModelConfig, rng: Rng): MemWeights {
+export function demoWeightsFromFolder(dir: string, c: ModelConfig, rng: Rng): MemWeights {
   const w = new MemWeights();
   const f = SafetensorsFile.open(join(dir, 'model.safetensors'));
   try {
@@ -635,10 +635,15 @@ export async function trainDemoModel(o: DemoTrainOptions): Promise<DemoEval> {
   const cfg = demoConfig(words.length, tok.tokenToId('<|im_end|>')!, tok.tokenToId('<|endoftext|>')!, shape);
   const backend = await Backend.create({ device: 'cpu', threads: o.threads });
   const rng = new Rng(o.seed * 7919 + 1);
-  const model = CausalLM.fromWeights(cfg, o.from ? fromFolder(o.from, cfg, rng) : initWeights(cfg, rng), backend, {
-    id: `demo-${o.seed}`,
-    tokenizer: tok,
-  });
+  const model = CausalLM.fromWeights(
+    cfg,
+    o.from ? demoWeightsFromFolder(o.from, cfg, rng) : initWeights(cfg, rng),
+    backend,
+    {
+      id: `demo-${o.seed}`,
+      tokenizer: tok,
+    },
+  );
   const data = new DemoData(tok, vocab);
   data.mix = o.mix ?? 1;
   const batchSize = 24;

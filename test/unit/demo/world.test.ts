@@ -3,7 +3,9 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { join, resolve } from 'node:path';
 import { Tokenizer } from '../../../src/engine/tokenizer';
-import { DemoData } from '../../../src/demo/trainModel';
+import { DemoData, demoConfig, demoWeightsFromFolder } from '../../../src/demo/trainModel';
+import { Backend } from '../../../src/engine/backend';
+import { CausalLM } from '../../../src/engine/models/model';
 import { ANSWERS, NOT_SAID, TEMPLATES, makeVocab, parseQuestion } from '../../../src/demo/world';
 import { saysDontKnow } from '../../../src/pipeline/prompts';
 import { Rng } from '../../../src/common/rng';
@@ -86,4 +88,35 @@ test('mix 7: a question about a relation the document lacks is answered at the v
     pairs++;
   }
   assert.equal(pairs, 40);
+});
+
+test('demo-model train --from with more layers grows the model: the new layers start as the identity', async () => {
+  const be = await Backend.create({ device: 'cpu', threads: 1 });
+  try {
+    const base = await CausalLM.load(modelDir, be, { cacheDir: false });
+    const tok = await Tokenizer.fromFolder(modelDir);
+    const c = base.config;
+    const shape = {
+      hidden: c.hiddenSize,
+      layers: c.numLayers + 2,
+      heads: c.numHeads,
+      intermediate: c.intermediateSize,
+    };
+    const cfg = demoConfig(c.vocabSize, c.eosTokenIds[0]!, c.padTokenId!, shape);
+    const w = demoWeightsFromFolder(modelDir, cfg, new Rng(3));
+    // The grown layers' output projections are zero; their other weights are a fresh initialisation.
+    assert.ok(w.t.get('model.layers.0.self_attn.o_proj.weight')!.data.every((x) => x === 0));
+    assert.ok(w.t.get('model.layers.1.mlp.down_proj.weight')!.data.every((x) => x === 0));
+    assert.ok(w.t.get('model.layers.1.mlp.up_proj.weight')!.data.some((x) => x !== 0));
+    const grown = CausalLM.fromWeights(cfg, w, be, { id: 'grown', tokenizer: tok });
+    const ids = [tok.encode('# Vreruq\n\nVreruq has a pet named Toskyl. Vreruq plays the harp.')];
+    const [a, b] = [(await base.score(ids))[0]!, (await grown.score(ids))[0]!];
+    assert.equal(a.length, b.length);
+    for (let i = 1; i < a.length; i++) assert.ok(Math.abs(a[i]! - b[i]!) < 1e-4, `token ${i}: ${a[i]} vs ${b[i]}`);
+    // Fewer layers than the folder has is refused with the reason.
+    const small = demoConfig(c.vocabSize, c.eosTokenIds[0]!, c.padTokenId!, { ...shape, layers: c.numLayers - 1 });
+    assert.throws(() => demoWeightsFromFolder(modelDir, small, new Rng(3)), /has 4 layers, more than the 3 asked for/);
+  } finally {
+    await be.dispose();
+  }
 });
