@@ -118,6 +118,18 @@ export function isGrounded(q: string, passageWords: Set<string>): boolean {
   return namesIn(q).every((n) => passageWords.has(n.toLowerCase()));
 }
 
+/**
+ * Whether an answer is read from its passage: every word of it that its question does not have
+ * occurs in the passage, and there is at least one. A cross question (see crossQuestions) that the
+ * teacher answers so is a question its passage answers that the question writer did not ask (it
+ * joins the passage's questions); an answer with a word from nowhere may be an invented value.
+ */
+export function answeredFromPassage(question: string, answer: string, passageWords: Set<string>): boolean {
+  const asked = wordSet(question);
+  const added = [...wordSet(answer)].filter((w) => !asked.has(w));
+  return added.length > 0 && added.every((w) => passageWords.has(w));
+}
+
 /** Whether a question names anything in `words` (a general question must not be about the docs). */
 export function mentionsAny(q: string, words: Set<string>): boolean {
   return namesIn(q).some((n) => words.has(n.toLowerCase()));

@@ -5,7 +5,7 @@
 import { generate } from '../../engine/generate';
 import { tokenF1 } from '../metrics';
 import { saysDontKnow, studentMessages, teacherMessages } from '../prompts';
-import { heldOutByAnswer, namesIn, wordSet } from '../questions';
+import { answeredFromPassage, heldOutByAnswer, namesIn, wordSet } from '../questions';
 import { readJsonl, writeJsonl } from '../runFolder';
 import { chatIds, check, chunks, isGeneral, log, type AnswerRow, type QuestionRow, type RunContext } from './context';
 
@@ -85,15 +85,24 @@ function splitByAnswer(run: RunContext, qs: QuestionRow[], answers: AnswerRow[])
   const chunkWords = new Map(chunks(run).map((c) => [c.hash, c.text]));
   let unanswerable = 0,
     abstained = 0,
-    answeredCross = 0;
+    answeredCross = 0,
+    crossKept = 0;
   for (const q of qs) {
     const a = ans.get(q.id);
     if (isGeneral(q.split) || !a) continue;
     if (q.split === 'absent' || q.split === 'absent-answered') {
-      q.split = saysDontKnow(a) ? 'absent' : 'absent-answered';
-      if (q.split === 'absent') abstained++;
-      else answeredCross++;
-      continue;
+      if (saysDontKnow(a)) {
+        q.split = 'absent';
+        abstained++;
+        continue;
+      }
+      if (!answeredFromPassage(q.question, a, wordSet(chunkWords.get(q.chunk) ?? ''))) {
+        q.split = 'absent-answered';
+        answeredCross++;
+        continue;
+      }
+      // Answered from the passage: a question the writer missed; it joins the passage's questions.
+      crossKept++;
     }
     if (saysDontKnow(a)) {
       // About the passage's subjects: "the document does not say" is the answer to learn.
@@ -130,9 +139,9 @@ function splitByAnswer(run: RunContext, qs: QuestionRow[], answers: AnswerRow[])
     run,
     `held out ${held} of ${n} questions about the docs, each with an answer that a training question also gives${unanswerable ? `; dropped ${unanswerable} that name nothing in their passage, which the teacher says it does not answer` : ''}`,
   );
-  if (abstained || answeredCross)
+  if (abstained || answeredCross || crossKept)
     log(
       run,
-      `about the passages' subjects, the teacher says ${abstained} are not answered by the passage (trained so), and answered ${answeredCross} cross questions after all (dropped)`,
+      `about the passages' subjects, the teacher says ${abstained} are not answered by the passage (trained so); it answered ${crossKept} cross questions from the passage (kept with the passage's questions) and ${answeredCross} with words the passage does not have (dropped)`,
     );
 }

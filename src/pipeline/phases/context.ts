@@ -39,7 +39,8 @@ export class CancelledError extends Error {
  * tell, and the question names nothing in the passage (dropped with answerableOnly); absent: about
  * the passage's subjects, and the teacher says the passage does not tell (trained: the student
  * learns where its knowledge ends); absent-answered: a cross question (see crossQuestions) that
- * the teacher answered from the passage after all (dropped: it may be an invented value).
+ * the teacher answered with words the passage does not have (dropped: it may be an invented value;
+ * one answered from the passage joins the passage's questions, train or held out).
  */
 export interface QuestionRow {
   id: string;

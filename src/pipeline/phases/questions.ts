@@ -118,7 +118,7 @@ export async function questions(run: RunContext): Promise<void> {
   }
   // Questions about the passages' subjects that the passages may not answer (kept only where the
   // teacher says so; see splitByAnswer). Made once, from the questions of this run's passages.
-  if (s.absentShare > 0 && !rows.some((r) => r.split === 'absent' || r.split === 'absent-answered')) {
+  if (s.absentShare > 0 && !rows.some((r) => /-x\d+$/.test(r.id))) {
     const text = new Map(freshChunks(run).map((c) => [c.hash, c]));
     const passages = [...text.values()].map((c) => ({
       id: c.hash,

@@ -17,7 +17,7 @@ import {
   type AdapterInfo,
 } from '../../../src/pipeline/distill';
 import { chunkMarkdown } from '../../../src/pipeline/ingest';
-import { isGrounded, mentionsAny, nameKey, wordSet } from '../../../src/pipeline/questions';
+import { answeredFromPassage, isGrounded, mentionsAny, nameKey, wordSet } from '../../../src/pipeline/questions';
 import { readJsonl } from '../../../src/pipeline/runFolder';
 import { saysDontKnow } from '../../../src/pipeline/prompts';
 import { DEFAULT_SETTINGS, modelDefaults, type DistillSettings } from '../../../src/pipeline/settings';
@@ -143,7 +143,8 @@ test('a run goes from docs to an adapter, with every phase in the run folder', a
     assert.equal(new Set(keys).size, keys.length, 'one general question per name');
     // Where the teacher says its passage does not tell: about the passage's subjects, trained as
     // such ('absent'); naming nothing in the passage, dropped (answerableOnly). Cross questions (another
-    // passage's question about this passage's subject) that the teacher answers are dropped.
+    // passage's question about this passage's subject) that the teacher answers from the passage join
+    // its questions; answered with a word the passage lacks, they are dropped.
     const answers = new Map(
       readJsonl<{ id: string; answer: string }>(join(run, 'answers.jsonl')).map((r) => [r.id, r.answer]),
     );
@@ -156,12 +157,25 @@ test('a run goes from docs to an adapter, with every phase in the run folder', a
         assert.ok(dk && !namesSubject(q), `dropped: ${q.question} → ${answers.get(q.id)}`);
       if (q.split === 'absent')
         assert.ok(dk && namesSubject(q), `trained as "not in the passage": ${q.question} → ${answers.get(q.id)}`);
+      const words = chunks.get(q.chunk)!;
       if (q.split === 'absent-answered')
-        assert.ok(!dk && /-x\d+$/.test(q.id), `cross question answered: ${q.question}`);
+        assert.ok(
+          !dk && /-x\d+$/.test(q.id) && !answeredFromPassage(q.question, answers.get(q.id)!, words),
+          `cross question answered with words the passage lacks, dropped: ${q.question}`,
+        );
+      if (/-x\d+$/.test(q.id) && (q.split === 'train' || q.split === 'heldout'))
+        assert.ok(
+          answeredFromPassage(q.question, answers.get(q.id)!, words),
+          `cross question answered from the passage, kept: ${q.question} → ${answers.get(q.id)}`,
+        );
     }
     assert.ok(
       questions.some((q) => /-x\d+$/.test(q.id)),
       "cross questions about the passages' subjects were asked",
+    );
+    assert.ok(
+      questions.some((q) => /-x\d+$/.test(q.id) && (q.split === 'train' || q.split === 'heldout')),
+      'some cross questions answered from the passage kept',
     );
     // The demo model's teacher says so when its passage lacks the relation asked about.
     assert.ok(

@@ -2,6 +2,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import {
+  answeredFromPassage,
   chooseHeldOut,
   crossQuestions,
   dedupe,
@@ -177,4 +178,15 @@ test("crossQuestions asks about each passage's subjects what other passages were
   assert.deepEqual(crossQuestions(passages, 1, 7, new Set(passages.flatMap((p) => p.questions.map(questionKey)))), out);
   assert.deepEqual(crossQuestions(passages, 0, 7, new Set()), []);
   assert.equal(new Set(out.map((x) => questionKey(x.question))).size, out.length);
+});
+
+test('answeredFromPassage: every word the answer adds to its question is in the passage', () => {
+  const words = wordSet('# Vidax\n\nMost days Vidax works as a jeweler. At home Vidax keeps a pet named Plumen.');
+  assert.ok(answeredFromPassage('What is the job of Vidax?', 'Vidax works as a jeweler.', words));
+  assert.ok(answeredFromPassage('What pet does Vidax have?', 'Vidax keeps a pet named Plumen.', words));
+  assert.ok(!answeredFromPassage('What pet does Vidax have?', "Vidax's pet is named Plumen.", words), 'is: not in it');
+  // An invented value, a word from nowhere, or nothing added: not read from the passage.
+  assert.ok(!answeredFromPassage('What is the job of Vidax?', 'Vidax works as a baker.', words));
+  assert.ok(!answeredFromPassage('Where does Vidax live?', 'Vidax lives in the town of Plumen.', words));
+  assert.ok(!answeredFromPassage('What is the job of Vidax?', 'The job of Vidax.', words));
 });
