@@ -26,7 +26,7 @@ import type { DistillSettings } from './settings';
 import { teacherCacheK } from './phases/train';
 import type { Phase } from './events';
 import type { QuestionRow } from './phases/context';
-import { dedupe, isGrounded, parseQuestions, questionKey, wordSet } from './questions';
+import { dedupe, isGrounded, nameKey, parseQuestions, questionKey, wordSet } from './questions';
 
 /** The phases that do model work (ingest only reads and tokenizes). */
 export type WorkPhase = Exclude<Phase, 'ingest'>;
@@ -85,6 +85,11 @@ export interface ProbeLengths {
    * de-duplicated), projected from how often the probe's samples repeated (mean over its passages).
    */
   keptPerPassage: number;
+  /**
+   * New questions the paraphrase step keeps per rephrasing asked (same subject, grounded, not a
+   * question the passage already had), measured on the probe's questions; absent when it is off.
+   */
+  paraphraseKept?: number;
   rows: number;
   probeSec: number;
 }
@@ -213,7 +218,7 @@ export function countWork(
   else {
     const kept = Math.max(1, Math.round(lengths?.keptPerPassage ?? per));
     rows = chunks.flatMap((c) =>
-      repeat(kept * (1 + s.paraphrases), (i) => ({
+      repeat(Math.round(kept * (1 + s.paraphrases * (lengths?.paraphraseKept ?? 1))), (i) => ({
         id: i < kept ? `${c.hash}-${i}` : `${c.hash}-p${i}`,
         chunk: c.hash,
         source: c.source,
@@ -568,6 +573,7 @@ export async function probeLengths(
   const picked = [...new Set([chunks[0]!, chunks[Math.floor(chunks.length / 2)]!])];
   const qLengths: number[] = [];
   const asked: { c: Chunk; q: string }[] = [];
+  const had = new Map<Chunk, Set<string>>();
   let kept = 0,
     done = 0;
   for (const [i, c] of picked.entries()) {
@@ -596,6 +602,7 @@ export async function probeLengths(
     kept += projectDistinct(counts, (per * grounded.length) / rows);
     done++;
     asked.push(...distinct.slice(0, 4).map((q) => ({ c, q })));
+    had.set(c, new Set(distinct.map(questionKey)));
   }
   if (!asked.length) asked.push({ c: chunks[0]!, q: TYPICAL_QUESTION });
   const as = await generate(
@@ -603,11 +610,34 @@ export async function probeLengths(
     asked.map((x) => ids(model, teacherMessages(x.c.text, x.q, p))),
     { maxTokens: s.answerMaxTokens, temperature: s.answerTemperature, topK: s.answerTopK, seed: s.seed + 1, signal },
   );
+  // The paraphrase step on the probe's questions, as the questions phase runs it.
+  let paraphraseKept: number | undefined;
+  if (s.paraphrases > 0 && had.size) {
+    const ps = await generate(
+      model,
+      asked.map((x) => ids(model, paraphraseMessages(x.q, p))),
+      {
+        maxTokens: s.questionMaxTokens,
+        temperature: s.questionTemperature,
+        topK: s.questionTopK,
+        seed: s.seed + 3,
+        signal,
+      },
+    );
+    let made = 0;
+    ps.forEach((g, j) => {
+      const { c, q } = asked[j]!;
+      const same = parseQuestions(g.text).filter((x) => isGrounded(x, wordSet(c.text)) && nameKey(x) === nameKey(q));
+      made += dedupe(same, had.get(c)).length;
+    });
+    paraphraseKept = made / asked.length;
+  }
   return {
     question: stats(qLengths),
     answer: stats(as.map((g) => steps(g, s.answerMaxTokens))),
     questions: asked.map((x) => x.q),
     keptPerPassage: kept / Math.max(1, done),
+    paraphraseKept,
     rows,
     probeSec: (performance.now() - t0) / 1000,
   };

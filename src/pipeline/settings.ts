@@ -124,7 +124,7 @@ export const DEFAULT_SETTINGS: DistillSettings = {
   generalTopK: 0,
   generalPool: 1,
   absentShare: 0.5,
-  paraphrases: 0,
+  paraphrases: 1,
   loss: 'kl',
   distillTemperature: 2,
   loraRank: 16,

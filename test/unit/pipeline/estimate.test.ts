@@ -14,6 +14,7 @@ import {
   describeEstimate,
   formatDuration,
   makeEstimate,
+  probeLengths,
   probeRates,
   projectDistinct,
   type ProbeLengths,
@@ -36,6 +37,8 @@ const fast: Partial<DistillSettings> = {
   batchSize: 4,
   generalShare: 0.3,
   earlyStopPatience: 0,
+  // The kept-questions projection is checked without the paraphrase step; its share is tested below.
+  paraphrases: 0,
   seed: 5,
 };
 
@@ -127,6 +130,15 @@ test('the counted work is the work a real run does', async () => {
       ratio > 0.5 && ratio < 3,
       `projected answers ${proj.phases.answers.prompts} vs ${c.phases.answers.prompts}`,
     );
+    // The paraphrase step adds the share of new phrasings the probe kept per question; the probe
+    // measures that share only when the step is on.
+    const all = (w: ReturnType<typeof countWork>) => w.questions.docs + w.questions.heldOut;
+    const half = countWork(m, { ...s, paraphrases: 1 }, chunks, undefined, { ...saved.lengths!, paraphraseKept: 0.5 });
+    assert.equal(all(half), chunks.length * Math.round(saved.lengths!.keptPerPassage * 1.5));
+    assert.equal(all(proj), chunks.length * Math.round(saved.lengths!.keptPerPassage));
+    assert.equal(saved.lengths!.paraphraseKept, undefined);
+    const probed = await probeLengths(m, { ...s, paraphrases: 1 }, chunks);
+    assert.ok(probed?.paraphraseKept !== undefined && probed.paraphraseKept >= 0 && probed.paraphraseKept <= 4);
   } finally {
     rmSync(root, { recursive: true, force: true });
   }
