@@ -31,14 +31,40 @@ const prompts = (m: CausalLM) =>
     m.tokenizer.encode(m.tokenizer.applyChatTemplate([{ role: 'user', content: q }], { addGenerationPrompt: true })),
   );
 
-test('greedy decoding with the KV cache on WebGPU gives the CPU tokens (float32 and float16 compute)', async () => {
+// float16 rounds every product: where the CPU's two best tokens are nearly tied (an invented value
+// past the end of an answer), it may pick the other one, and from there the texts part. So float16
+// must give the CPU's tokens up to a near-tie: at the first token where they differ, the CPU's
+// log-probability of float16's token is within NEAR_TIE of its own choice's.
+const NEAR_TIE = 0.1;
+
+test('greedy decoding with the KV cache on WebGPU gives the CPU tokens (float32; float16 up to a near-tie)', async () => {
   const cpu = await CausalLM.load(modelDir, await cpuBackend());
-  const want = await generate(cpu, prompts(cpu), { maxTokens: 24, stopTokens: [] });
+  const ps = prompts(cpu);
+  const want = await generate(cpu, ps, { maxTokens: 24, stopTokens: [] });
   for (const dtype of ['float32', 'float16'] as const) {
     const gpu = await CausalLM.load(modelDir, await gpuBackend(), { dtype });
     const got = await generate(gpu, prompts(gpu), { maxTokens: 24, stopTokens: [] });
     console.log(`webgpu ${dtype}: ${JSON.stringify(got.map((g) => g.text))}`);
-    got.forEach((g, b) => assert.deepEqual(g.ids, want[b]!.ids, `${dtype}, prompt ${b}: ${g.text} ≠ ${want[b]!.text}`));
+    for (const [b, g] of got.entries()) {
+      const w = want[b]!;
+      if (dtype === 'float32') {
+        assert.deepEqual(g.ids, w.ids, `${dtype}, prompt ${b}: ${g.text} ≠ ${w.text}`);
+        continue;
+      }
+      const k = g.ids.findIndex((id, i) => id !== w.ids[i]);
+      if (k < 0) continue;
+      const at = ps[b]!.length + k;
+      const [mine, theirs] = await cpu.score([
+        [...ps[b]!, ...w.ids],
+        [...ps[b]!, ...g.ids],
+      ]);
+      const gap = mine![at]! - theirs![at]!;
+      console.log(`webgpu float16, prompt ${b}: parts from the CPU at token ${k}, log-prob gap ${gap.toFixed(4)}`);
+      assert.ok(
+        k >= 4 && gap > -1e-3 && gap < NEAR_TIE,
+        `float16, prompt ${b}: token ${k}, gap ${gap}: ${g.text} ≠ ${w.text}`,
+      );
+    }
   }
 });
 
