@@ -468,7 +468,6 @@ export async function evaluateDemo(
       });
     }
   }
-  // Documents about several people: the asked one held out, the others anyone.
   /** The teacher's greedy answers (document in the prompt) to the items that have a question `q`. */
   const askTeacher = async <T extends { doc: string }>(its: T[], q: (it: T) => string | undefined) => {
     const asked = its.filter((it) => q(it) !== undefined);
@@ -482,6 +481,7 @@ export async function evaluateDemo(
       : [];
     return { asked, answers };
   };
+  // Documents about several people: the asked one held out, the others anyone.
   const multiRng = new Rng(opts.seed + 2);
   const readMulti = Object.fromEntries(RELATIONS.map((r) => [r, 0])) as Record<Relation, number>;
   type MultiItem = { doc: string; q: string; value: string; rel: Relation; name: string };

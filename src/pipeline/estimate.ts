@@ -26,7 +26,7 @@ import type { DistillSettings } from './settings';
 import { teacherCacheK } from './phases/train';
 import type { Phase } from './events';
 import type { QuestionRow } from './phases/context';
-import { dedupe, isGrounded, nameKey, parseQuestions, questionKey, wordSet } from './questions';
+import { dedupe, isGrounded, keptParaphrases, parseQuestions, questionKey, wordSet } from './questions';
 
 /** The phases that do model work (ingest only reads and tokenizes). */
 export type WorkPhase = Exclude<Phase, 'ingest'>;
@@ -573,7 +573,7 @@ export async function probeLengths(
   const picked = [...new Set([chunks[0]!, chunks[Math.floor(chunks.length / 2)]!])];
   const qLengths: number[] = [];
   const asked: { c: Chunk; q: string }[] = [];
-  const had = new Map<Chunk, Set<string>>();
+  const had = new Map<Chunk, { words: Set<string>; keys: Set<string> }>();
   let kept = 0,
     done = 0;
   for (const [i, c] of picked.entries()) {
@@ -602,7 +602,7 @@ export async function probeLengths(
     kept += projectDistinct(counts, (per * grounded.length) / rows);
     done++;
     asked.push(...distinct.slice(0, 4).map((q) => ({ c, q })));
-    had.set(c, new Set(distinct.map(questionKey)));
+    had.set(c, { words, keys: new Set(distinct.map(questionKey)) });
   }
   if (!asked.length) asked.push({ c: chunks[0]!, q: TYPICAL_QUESTION });
   const as = await generate(
@@ -627,8 +627,8 @@ export async function probeLengths(
     let made = 0;
     ps.forEach((g, j) => {
       const { c, q } = asked[j]!;
-      const same = parseQuestions(g.text).filter((x) => isGrounded(x, wordSet(c.text)) && nameKey(x) === nameKey(q));
-      made += dedupe(same, had.get(c)).length;
+      const { words, keys } = had.get(c)!; // every asked passage was sampled above
+      made += keptParaphrases(parseQuestions(g.text), q, words, keys).length;
     });
     paraphraseKept = made / asked.length;
   }

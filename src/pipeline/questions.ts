@@ -119,6 +119,24 @@ export function isGrounded(q: string, passageWords: Set<string>): boolean {
 }
 
 /**
+ * The rephrasings of `original` the paraphrase step keeps: about the same subject, naming nothing
+ * the passage does not mention, and new (`seen` gains their keys). The questions phase and the
+ * estimate's probe both keep them so.
+ */
+export function keptParaphrases(
+  parsed: readonly string[],
+  original: string,
+  passageWords: Set<string>,
+  seen: Set<string>,
+): string[] {
+  const key = nameKey(original);
+  return dedupe(
+    parsed.filter((q) => isGrounded(q, passageWords) && nameKey(q) === key),
+    seen,
+  );
+}
+
+/**
  * Whether an answer is read from its passage: every word of it that its question does not have
  * occurs in the passage, and there is at least one. A cross question (see crossQuestions) that the
  * teacher answers so is a question its passage answers that the question writer did not ask (it

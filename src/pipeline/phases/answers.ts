@@ -82,7 +82,8 @@ export async function answers(run: RunContext): Promise<void> {
 function splitByAnswer(run: RunContext, qs: QuestionRow[], answers: AnswerRow[]): void {
   const ans = new Map(answers.map((a) => [a.id, a.answer]));
   const byChunk = new Map<string, QuestionRow[]>();
-  const chunkWords = new Map(chunks(run).map((c) => [c.hash, c.text]));
+  const chunkWords = new Map(chunks(run).map((c) => [c.hash, wordSet(c.text)]));
+  const wordsOf = (q: QuestionRow) => chunkWords.get(q.chunk) ?? new Set<string>();
   let unanswerable = 0,
     abstained = 0,
     answeredCross = 0,
@@ -96,7 +97,7 @@ function splitByAnswer(run: RunContext, qs: QuestionRow[], answers: AnswerRow[])
         abstained++;
         continue;
       }
-      if (!answeredFromPassage(q.question, a, wordSet(chunkWords.get(q.chunk) ?? ''))) {
+      if (!answeredFromPassage(q.question, a, wordsOf(q))) {
         q.split = 'absent-answered';
         answeredCross++;
         continue;
@@ -106,7 +107,7 @@ function splitByAnswer(run: RunContext, qs: QuestionRow[], answers: AnswerRow[])
     }
     if (saysDontKnow(a)) {
       // About the passage's subjects: "the document does not say" is the answer to learn.
-      const words = wordSet(chunkWords.get(q.chunk) ?? '');
+      const words = wordsOf(q);
       if (namesIn(q.question).some((n) => words.has(n.toLowerCase()))) {
         q.split = 'absent';
         abstained++;

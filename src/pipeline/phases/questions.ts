@@ -9,6 +9,7 @@ import {
   crossQuestions,
   dedupe,
   isGrounded,
+  keptParaphrases,
   mentionsAny,
   nameKey,
   parseQuestions,
@@ -100,9 +101,7 @@ export async function questions(run: RunContext): Promise<void> {
       });
       b.forEach((r, j) => {
         const parsed = res.slice(j * s.paraphrases, (j + 1) * s.paraphrases).flatMap((x) => parseQuestions(x.text));
-        // Same subject as the original, and nothing the passage does not mention.
-        const same = parsed.filter((q) => isGrounded(q, words.get(r.chunk)!) && nameKey(q) === nameKey(r.question));
-        for (const q of dedupe(same, seen))
+        for (const q of keptParaphrases(parsed, r.question, words.get(r.chunk)!, seen))
           rows.push({
             id: `${r.chunk.slice(0, 12)}-p${made++}`,
             chunk: r.chunk,
