@@ -119,6 +119,38 @@ export function isGrounded(q: string, passageWords: Set<string>): boolean {
 }
 
 /**
+ * `question` said a little differently, for the student's side of one training step
+ * (`questionNoise`): one word dropped and one word moved. Kept: the first word, names and anything
+ * capitalised, numbers, and the words the question shares with its answer (what it asks about), so
+ * that the question still asks the same thing in broken words. Returns the question unchanged when
+ * it has nothing it could lose.
+ */
+export function noisyQuestion(question: string, answer: string, rand: () => number): string {
+  const m = /^(.*?)([?.!]*)$/su.exec(question.trim())!;
+  const words = m[1]!.split(/\s+/u).filter(Boolean);
+  const answerWords = [...wordSet(answer)];
+  // Shared: the same word, or one that begins the same way for four letters or more ("work", "works").
+  const shared = (x: string): boolean =>
+    answerWords.some((a) => a === x || (x.length >= 4 && a.length >= 4 && a.slice(0, 4) === x.slice(0, 4)));
+  const free = (w: string, i: number): boolean =>
+    i > 0 && !/^\p{Lu}/u.test(w) && !/\d/u.test(w) && !wordsOf(w).some((x) => shared(x.toLowerCase()));
+  const pickFree = (): number => {
+    const idx = words.flatMap((w, i) => (free(w, i) ? [i] : []));
+    return idx.length ? idx[Math.floor(rand() * idx.length)]! : -1;
+  };
+  if (words.length >= 4) {
+    const d = pickFree();
+    if (d >= 0) words.splice(d, 1);
+  }
+  const mv = pickFree();
+  if (mv >= 0 && words.length > 2) {
+    const [w] = words.splice(mv, 1);
+    words.splice(1 + Math.floor(rand() * words.length), 0, w!); // anywhere after the first word
+  }
+  return words.join(' ') + m[2];
+}
+
+/**
  * The rephrasings of `original` the paraphrase step keeps: about the same subject, naming nothing
  * the passage does not mention, and new (`seen` gains their keys). The questions phase and the
  * estimate's probe both keep them so.

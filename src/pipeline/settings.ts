@@ -85,6 +85,13 @@ export interface DistillSettings {
   absentShare: number;
   /** Rephrasings the model writes of each of its questions (the paraphrase step). 0 = off. */
   paraphrases: number;
+  /**
+   * Share of the student's training questions said a little differently in each epoch (a word
+   * dropped, a word moved; names, numbers and the words the question shares with its answer kept):
+   * the teacher's answer stays, so the student learns to answer from what is asked about, not from
+   * the exact words. 0 = off.
+   */
+  questionNoise: number;
   /** Incremental runs: QA pairs of unchanged chunks replayed per new pair, to keep what the adapter knew. */
   replayShare: number;
   seed: number;
@@ -125,6 +132,7 @@ export const DEFAULT_SETTINGS: DistillSettings = {
   generalPool: 1,
   absentShare: 0.5,
   paraphrases: 1,
+  questionNoise: 0,
   loss: 'kl',
   distillTemperature: 2,
   loraRank: 16,
@@ -220,6 +228,7 @@ export function resolveSettings(over: Partial<DistillSettings> = {}): DistillSet
   num('generalPool', 1, 100);
   num('absentShare', 0, 10);
   int('paraphrases', 0);
+  num('questionNoise', 0, 1);
   num('distillTemperature', 0.05, 20);
   num('loraAlpha', 1e-6, 1e6);
   num('loraDropout', 0, 0.9);

@@ -144,6 +144,12 @@ export function qaRows(run: RunContext, split: QuestionRow['split'] | 'all'): Qa
 }
 
 /** A training or validation sample: the teacher's and the student's prompt, each with the answer. */
+/** `x` with the student asked `question` instead (same answer, same teacher side and cached teacher distribution). */
+export function withQuestion(run: RunContext, x: DistillSample, question: string): DistillSample {
+  const answer = x.student.slice(x.student.length - x.answerLength);
+  return { ...x, student: [...chatIds(run, studentMessages(question, run.s.prompts)), ...answer] };
+}
+
 export function sample(run: RunContext, r: QaRow, weight = 1): DistillSample {
   const p = run.s.prompts;
   const answer = answerIds(run, r.answer);

@@ -11,7 +11,18 @@ import { SafetensorsFile, writeSafetensors } from '../../engine/models/safetenso
 import { LoraTrainer, type DistillSample, type TrainerState } from '../../engine/train/trainer';
 import { ADAPTER_QA_FILE } from '../adapters';
 import { readJson, readJsonl, writeJson, writeJsonl } from '../runFolder';
-import { check, chunks, log, qaRows, sample, CancelledError, type QaRow, type RunContext } from './context';
+import {
+  check,
+  chunks,
+  log,
+  qaRows,
+  sample,
+  withQuestion,
+  CancelledError,
+  type QaRow,
+  type RunContext,
+} from './context';
+import { noisyQuestion } from '../questions';
 import { mulberry32 } from '../../common/rng';
 import type { DistillSettings } from '../settings';
 
@@ -62,15 +73,40 @@ export async function train(run: RunContext): Promise<void> {
   }
   // The general questions: all of them in every epoch, or with a pool (generalPool > 1) the next
   // slice of it in each epoch, so that over the run the student sees every one.
-  const docSamples = [...fresh, ...replay].map((r) => sample(run, r));
+  const docRows = [...fresh, ...replay];
+  const docSamples = docRows.map((r) => sample(run, r));
   const pool = general.map((r) => sample(run, r));
   const perEpoch = Math.min(pool.length, Math.ceil(pool.length / s.generalPool));
   const poolOrder = shuffled(pool.length, s.seed * 31 + 5);
-  const epochSamples = (epoch: number): DistillSample[] =>
+  // questionNoise: this epoch's share of the questions about the docs said a little differently on
+  // the student's side; the teacher's answer (and its cached distribution) stays the same.
+  const docEpoch = (epoch: number, say = false): DistillSample[] => {
+    if (!s.questionNoise) return docSamples;
+    const rand = mulberry32(s.seed * 7919 + epoch * 104729 + 3);
+    const changed: [string, string][] = [];
+    const out = docSamples.map((x, i) => {
+      if (rand() >= s.questionNoise) return x;
+      const q = docRows[i]!.question;
+      const n = noisyQuestion(q, docRows[i]!.answer, rand);
+      if (n === q) return x;
+      changed.push([q, n]);
+      return withQuestion(run, x, n);
+    });
+    if (say) {
+      // Counted on what the student is given, not on what was meant to change.
+      const n = out.filter((y, i) => y.student.join() !== docSamples[i]!.student.join()).length;
+      log(
+        run,
+        `question noise: ${n} of ${docSamples.length} questions said differently in epoch ${epoch + 1}${changed.length ? `, e.g. "${changed[0]![0]}" → "${changed[0]![1]}"` : ''}`,
+      );
+    }
+    return out;
+  };
+  const epochSamples = (epoch: number, say = false): DistillSample[] =>
     perEpoch === pool.length
-      ? [...docSamples, ...pool]
+      ? [...docEpoch(epoch, say), ...pool]
       : [
-          ...docSamples,
+          ...docEpoch(epoch, say),
           ...Array.from({ length: perEpoch }, (_, i) => pool[poolOrder[(epoch * perEpoch + i) % pool.length]!]!),
         ];
   if (!docSamples.length && !pool.length) {
@@ -149,7 +185,7 @@ export async function train(run: RunContext): Promise<void> {
   let tokens = 0;
   const firstEpoch = Math.floor(stepsDone / stepsPerEpoch);
   for (let epoch = firstEpoch; epoch < s.epochs; epoch++) {
-    const samples = epochSamples(epoch);
+    const samples = epochSamples(epoch, epoch === firstEpoch);
     const order = shuffled(samples.length, s.seed * 1009 + epoch);
     const from = epoch === firstEpoch ? stepsDone - epoch * stepsPerEpoch : 0;
     for (let k = from; k < stepsPerEpoch; k++) {

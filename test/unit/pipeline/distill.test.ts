@@ -19,7 +19,8 @@ import {
 import { chunkMarkdown } from '../../../src/pipeline/ingest';
 import { answeredFromPassage, isGrounded, mentionsAny, nameKey, wordSet } from '../../../src/pipeline/questions';
 import { readJsonl } from '../../../src/pipeline/runFolder';
-import { saysDontKnow } from '../../../src/pipeline/prompts';
+import { saysDontKnow, studentMessages } from '../../../src/pipeline/prompts';
+import { chatIds, sample, withQuestion, type QaRow, type RunContext } from '../../../src/pipeline/phases/context';
 import { DEFAULT_SETTINGS, modelDefaults, type DistillSettings } from '../../../src/pipeline/settings';
 
 const repo = resolve(__dirname, '..', '..', '..');
@@ -381,13 +382,19 @@ test('bad documents are skipped with a reason; nothing usable is an error', asyn
   }
 });
 
-test("the paraphrase step adds rephrasings of the model's own questions, about the same subject and grounded", async () => {
+test("the paraphrase step adds rephrasings of the model's own questions, about the same subject and grounded; question noise varies the student's side", async () => {
   const root = workspace(exampleFiles().slice(0, 2));
   try {
     const events: DistillEvent[] = [];
     const res = await new Distiller(
       await model(),
-      { inputs: ['docs'], root, name: 'para', settings: { ...fast, epochs: 1, paraphrases: 2 }, skipEval: true },
+      {
+        inputs: ['docs'],
+        root,
+        name: 'para',
+        settings: { ...fast, epochs: 1, paraphrases: 2, questionNoise: 1 },
+        skipEval: true,
+      },
       { onEvent: (e) => events.push(e) },
     ).run();
     const run = join(root, '.docdistill', 'runs', res.runId);
@@ -412,7 +419,55 @@ test("the paraphrase step adds rephrasings of the model's own questions, about t
     }
     const keys = questions.map((q) => q.question.toLowerCase());
     assert.equal(new Set(keys).size, keys.length, 'no question twice');
+    // questionNoise 1: every trained question that has a word it can lose is said differently in
+    // the epoch, keeping its names.
+    const noise = events
+      .map((e) =>
+        e.type === 'log'
+          ? /^question noise: (\d+) of (\d+) questions said differently in epoch 1, e\.g\. "(.*)" → "(.*)"$/.exec(
+              e.message,
+            )
+          : null,
+      )
+      .find((m) => m);
+    assert.ok(noise, 'the train phase reports the noised questions');
+    const trained = questions.filter((q) => q.split === 'train' || q.split === 'absent');
+    assert.equal(Number(noise[2]), trained.length);
+    assert.ok(Number(noise[1]) > trained.length / 2, `most questions changed (${noise[1]} of ${noise[2]})`);
+    assert.ok(
+      trained.some((q) => q.question === noise[3]),
+      'the example is a trained question',
+    );
+    assert.notEqual(noise[4], noise[3]);
+    assert.equal(nameKey(noise[4]!), nameKey(noise[3]!), 'same names');
   } finally {
     rmSync(root, { recursive: true, force: true });
   }
+});
+
+test("withQuestion gives the student another question and keeps the answer, the teacher's side and its cached distribution", async () => {
+  const run = { model: await model(), s: { ...DEFAULT_SETTINGS } } as unknown as RunContext;
+  const row: QaRow = {
+    chunk: 'c',
+    source: 'docs/vidax.md',
+    doc: '# Vidax\n\nVidax works as a jeweler.',
+    question: 'What is the job of Vidax?',
+    answer: 'Vidax works as a jeweler.',
+  };
+  const x = sample(run, row);
+  x.teacherTop = {
+    k: 1,
+    idx: new BigInt64Array(0),
+    lp: new Float32Array(0),
+    tailP: new Float32Array(0),
+    tailLp: new Float32Array(0),
+  };
+  const y = withQuestion(run, x, 'What job the of Vidax?');
+  const prompt = chatIds(run, studentMessages('What job the of Vidax?', run.s.prompts));
+  assert.deepEqual(y.student.slice(0, prompt.length), prompt);
+  assert.deepEqual(y.student.slice(prompt.length), x.student.slice(x.student.length - x.answerLength));
+  assert.equal(y.answerLength, x.answerLength);
+  assert.equal(y.teacher, x.teacher);
+  assert.equal(y.teacherTop, x.teacherTop);
+  assert.equal(y.weight, x.weight);
 });

@@ -10,11 +10,13 @@ import {
   isGrounded,
   mentionsAny,
   namesIn,
+  noisyQuestion,
   parseQuestions,
   questionKey,
   wordSet,
 } from '../../../src/pipeline/questions';
 import { saysDontKnow } from '../../../src/pipeline/prompts';
+import { mulberry32 } from '../../../src/common/rng';
 
 test('questions are parsed from lists, tags, prefixes and chatter', () => {
   const text = [
@@ -189,4 +191,33 @@ test('answeredFromPassage: every word the answer adds to its question is in the 
   assert.ok(!answeredFromPassage('What is the job of Vidax?', 'Vidax works as a baker.', words));
   assert.ok(!answeredFromPassage('Where does Vidax live?', 'Vidax lives in the town of Plumen.', words));
   assert.ok(!answeredFromPassage('What is the job of Vidax?', 'The job of Vidax.', words));
+});
+
+test('noisyQuestion: one word dropped and one moved, never the names, numbers or what the answer shares', () => {
+  const q = 'What is the name of the pet of Vidax in 2024?';
+  const a = 'Vidax has a pet named Plumen.';
+  const rand = mulberry32(7);
+  const seen = new Set<string>();
+  for (let i = 0; i < 200; i++) {
+    const n = noisyQuestion(q, a, rand);
+    seen.add(n);
+    const words = n.replace(/\?$/, '').split(' ');
+    assert.ok(n.endsWith('?'), n);
+    assert.equal(words[0], 'What', `the first word stays first: ${n}`);
+    assert.equal(words.length, q.split(' ').length - 1, `one word fewer: ${n}`);
+    for (const keep of ['Vidax', '2024', 'pet', 'name']) assert.ok(words.includes(keep), `${keep} kept: ${n}`);
+    // The other words are the question's, each at most as often as there.
+    const count = (ws: string[], w: string) => ws.filter((x) => x === w).length;
+    const orig = q.replace(/\?$/, '').split(' ');
+    for (const w of words) assert.ok(count(words, w) <= count(orig, w), `${w} comes from the question: ${n}`);
+  }
+  assert.ok(seen.size > 20, `varied (${seen.size} forms)`);
+  // Same stream, same forms.
+  const r1 = mulberry32(3),
+    r2 = mulberry32(3);
+  assert.equal(noisyQuestion(q, a, r1), noisyQuestion(q, a, r2));
+  // A word shared with the answer in another form ("work", "works") is kept; nothing to lose, nothing lost.
+  for (let i = 0; i < 20; i++)
+    assert.ok(noisyQuestion('What does Vidax work as?', 'Vidax works as a jeweler.', rand).includes('work'));
+  assert.equal(noisyQuestion('When was Limal born?', 'Limal was born in the year 1979.', rand), 'When was Limal born?');
 });
