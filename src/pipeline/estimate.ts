@@ -26,7 +26,16 @@ import type { DistillSettings } from './settings';
 import { teacherCacheK } from './phases/train';
 import type { Phase } from './events';
 import type { QuestionRow } from './phases/context';
-import { dedupe, isGrounded, keptParaphrases, parseQuestions, questionKey, wordSet } from './questions';
+import {
+  dedupe,
+  isGrounded,
+  keptParaphrases,
+  parseQuestions,
+  questionId,
+  questionKey,
+  questionKind,
+  wordSet,
+} from './questions';
 
 /** The phases that do model work (ingest only reads and tokenizes). */
 export type WorkPhase = Exclude<Phase, 'ingest'>;
@@ -219,7 +228,7 @@ export function countWork(
     const kept = Math.max(1, Math.round(lengths?.keptPerPassage ?? per));
     rows = chunks.flatMap((c) =>
       repeat(Math.round(kept * (1 + s.paraphrases * (lengths?.paraphraseKept ?? 1))), (i) => ({
-        id: i < kept ? `${c.hash}-${i}` : `${c.hash}-p${i}`,
+        id: questionId(i < kept ? 'written' : 'paraphrase', c.hash, i),
         chunk: c.hash,
         source: c.source,
         question: `${typical[i % typical.length]!} (${i})`,
@@ -232,9 +241,9 @@ export function countWork(
     const generalHeld = Math.round((general * s.heldOutShare) / s.generalPool);
     rows.forEach(holdOut);
     rows.push(
-      ...repeat(absent, (i) => ({ ...rows[i % docs]!, id: `c-x${i}`, split: 'absent' as const })),
+      ...repeat(absent, (i) => ({ ...rows[i % docs]!, id: questionId('cross', 'c', i), split: 'absent' as const })),
       ...repeat(general, (i) => ({
-        id: `g${i}`,
+        id: questionId('general', '', i),
         chunk: '',
         source: '',
         question: `${typical[i % typical.length]!} [${i}]`,
@@ -245,7 +254,7 @@ export function countWork(
   const isGen = (r: QuestionRow) => r.split === 'general' || r.split === 'general-heldout';
   const count = (...k: QuestionRow['split'][]) => rows.filter((r) => k.includes(r.split)).length;
   // The questions the paraphrase step saw: the passages' own (not general, cross or paraphrased).
-  const docsAll = rows.filter((r) => !isGen(r) && !/-[xp]\d+$/.test(r.id)).length;
+  const docsAll = rows.filter((r) => questionKind(r.id) === 'written').length;
   if (s.paraphrases > 0) {
     const own = repeat(docsAll, (i) => ids(model, paraphraseMessages(typical[i % typical.length]!, p)));
     for (let i = 0; i < own.length; i += BATCH)

@@ -118,6 +118,24 @@ export function isGrounded(q: string, passageWords: Set<string>): boolean {
   return namesIn(q).every((n) => passageWords.has(n.toLowerCase()));
 }
 
+/** Where a question of a run came from: its id says it (`questionId`). */
+export type QuestionKind = 'written' | 'paraphrase' | 'cross' | 'general';
+
+/**
+ * A question's id in questions.jsonl: `<chunk>-<n>` written by the model about the passage,
+ * `<chunk>-p<n>` a paraphrase of one, `<chunk>-x<n>` another passage's question about this one's
+ * subject (cross), `general-<n>` a general question (chunk '').
+ */
+export const questionId = (kind: QuestionKind, chunk: string, n: number): string =>
+  kind === 'general'
+    ? `general-${n}`
+    : `${chunk.slice(0, 12)}-${kind === 'paraphrase' ? 'p' : kind === 'cross' ? 'x' : ''}${n}`;
+
+export function questionKind(id: string): QuestionKind {
+  if (id.startsWith('general-')) return 'general';
+  return /-p\d+$/.test(id) ? 'paraphrase' : /-x\d+$/.test(id) ? 'cross' : 'written';
+}
+
 /**
  * `question` said a little differently, for the student's side of one training step
  * (`questionNoise`): one word dropped and one word moved. Kept: the first word, names and anything

@@ -13,7 +13,9 @@ import {
   mentionsAny,
   nameKey,
   parseQuestions,
+  questionId,
   questionKey,
+  questionKind,
   wordSet,
 } from '../questions';
 import { readJsonl, writeJsonl } from '../runFolder';
@@ -66,7 +68,13 @@ export async function questions(run: RunContext): Promise<void> {
       ungrounded += parsed.length - grounded.length;
       const qs = dedupe(grounded, seen);
       qs.forEach((q, n) =>
-        rows.push({ id: `${c.hash.slice(0, 12)}-${n}`, chunk: c.hash, source: c.source, question: q, split: 'train' }),
+        rows.push({
+          id: questionId('written', c.hash, n),
+          chunk: c.hash,
+          source: c.source,
+          question: q,
+          split: 'train',
+        }),
       ); // held out later, once answers are known
       if (!qs.length) log(run, `${c.source}: the model wrote no usable question for one passage`, 'warn');
     });
@@ -82,7 +90,7 @@ export async function questions(run: RunContext): Promise<void> {
     );
   // The paraphrase step: the model says each of its questions in other words, so that a fact is
   // trained under more than the phrasing the question writer happened to pick.
-  if (s.paraphrases > 0 && !rows.some((r) => /-p\d+$/.test(r.id))) {
+  if (s.paraphrases > 0 && !rows.some((r) => questionKind(r.id) === 'paraphrase')) {
     const own = rows.filter((r) => r.split === 'train');
     const words = new Map(freshChunks(run).map((c) => [c.hash, wordSet(c.text)]));
     let made = 0;
@@ -103,7 +111,7 @@ export async function questions(run: RunContext): Promise<void> {
         const parsed = res.slice(j * s.paraphrases, (j + 1) * s.paraphrases).flatMap((x) => parseQuestions(x.text));
         for (const q of keptParaphrases(parsed, r.question, words.get(r.chunk)!, seen))
           rows.push({
-            id: `${r.chunk.slice(0, 12)}-p${made++}`,
+            id: questionId('paraphrase', r.chunk, made++),
             chunk: r.chunk,
             source: r.source,
             question: q,
@@ -117,7 +125,7 @@ export async function questions(run: RunContext): Promise<void> {
   }
   // Questions about the passages' subjects that the passages may not answer (kept only where the
   // teacher says so; see splitByAnswer). Made once, from the questions of this run's passages.
-  if (s.absentShare > 0 && !rows.some((r) => /-x\d+$/.test(r.id))) {
+  if (s.absentShare > 0 && !rows.some((r) => questionKind(r.id) === 'cross')) {
     const text = new Map(freshChunks(run).map((c) => [c.hash, c]));
     const passages = [...text.values()].map((c) => ({
       id: c.hash,
@@ -127,7 +135,7 @@ export async function questions(run: RunContext): Promise<void> {
     const cross = crossQuestions(passages, s.absentShare, s.seed, new Set(rows.map((r) => questionKey(r.question))));
     cross.forEach((x, n) =>
       rows.push({
-        id: `${x.id.slice(0, 12)}-x${n}`,
+        id: questionId('cross', x.id, n),
         chunk: x.id,
         source: text.get(x.id)!.source,
         question: x.question,
@@ -180,7 +188,7 @@ export async function questions(run: RunContext): Promise<void> {
         const k = nameKey(q);
         if (k && named.has(k)) continue;
         if (k) named.add(k);
-        rows.push({ id: `general-${rows.length}`, chunk: '', source: '', question: q, split: 'general' });
+        rows.push({ id: questionId('general', '', rows.length), chunk: '', source: '', question: q, split: 'general' });
         got++;
       }
     }

@@ -17,7 +17,14 @@ import {
   type AdapterInfo,
 } from '../../../src/pipeline/distill';
 import { chunkMarkdown } from '../../../src/pipeline/ingest';
-import { answeredFromPassage, isGrounded, mentionsAny, nameKey, wordSet } from '../../../src/pipeline/questions';
+import {
+  answeredFromPassage,
+  isGrounded,
+  mentionsAny,
+  nameKey,
+  questionKind,
+  wordSet,
+} from '../../../src/pipeline/questions';
 import { readJsonl } from '../../../src/pipeline/runFolder';
 import { saysDontKnow, studentMessages } from '../../../src/pipeline/prompts';
 import { chatIds, sample, withQuestion, type QaRow, type RunContext } from '../../../src/pipeline/phases/context';
@@ -161,21 +168,21 @@ test('a run goes from docs to an adapter, with every phase in the run folder', a
       const words = chunks.get(q.chunk)!;
       if (q.split === 'absent-answered')
         assert.ok(
-          !dk && /-x\d+$/.test(q.id) && !answeredFromPassage(q.question, answers.get(q.id)!, words),
+          !dk && questionKind(q.id) === 'cross' && !answeredFromPassage(q.question, answers.get(q.id)!, words),
           `cross question answered with words the passage lacks, dropped: ${q.question}`,
         );
-      if (/-x\d+$/.test(q.id) && (q.split === 'train' || q.split === 'heldout'))
+      if (questionKind(q.id) === 'cross' && (q.split === 'train' || q.split === 'heldout'))
         assert.ok(
           answeredFromPassage(q.question, answers.get(q.id)!, words),
           `cross question answered from the passage, kept: ${q.question} → ${answers.get(q.id)}`,
         );
     }
     assert.ok(
-      questions.some((q) => /-x\d+$/.test(q.id)),
+      questions.some((q) => questionKind(q.id) === 'cross'),
       "cross questions about the passages' subjects were asked",
     );
     assert.ok(
-      questions.some((q) => /-x\d+$/.test(q.id) && (q.split === 'train' || q.split === 'heldout')),
+      questions.some((q) => questionKind(q.id) === 'cross' && (q.split === 'train' || q.split === 'heldout')),
       'some cross questions answered from the passage kept',
     );
     // The demo model's teacher says so when its passage lacks the relation asked about.
@@ -218,7 +225,7 @@ test('a general pool: more general questions written, one slice of them per epoc
       const steps = (events.find((e) => e.type === 'train') as { totalSteps: number }).totalSteps;
       // The questions written about the docs; cross questions the teacher answered from the passage
       // join them, and sampled answers depend on the batches the general questions are in.
-      const written = qs.filter((q) => q.split === 'train' && !/-x\d+$/.test(q.id)).length;
+      const written = qs.filter((q) => q.split === 'train' && questionKind(q.id) !== 'cross').length;
       // Trained: the passages' questions and their abstentions ('absent').
       return { docs: n('train') + n('absent'), written, general: n('general'), held: n('general-heldout'), steps };
     };
@@ -404,8 +411,8 @@ test("the paraphrase step adds rephrasings of the model's own questions, about t
     const questions = readJsonl<{ id: string; chunk: string; question: string; split: string }>(
       join(run, 'questions.jsonl'),
     );
-    const para = questions.filter((q) => /-p\d+$/.test(q.id));
-    const own = questions.filter((q) => /-\d+$/.test(q.id));
+    const para = questions.filter((q) => questionKind(q.id) === 'paraphrase');
+    const own = questions.filter((q) => questionKind(q.id) === 'written');
     assert.ok(
       events.some((e) => e.type === 'log' && /paraphrases: \d+ new phrasings of \d+ questions/.test(e.message)),
       'the step reports what it made',

@@ -12,7 +12,9 @@ import {
   namesIn,
   noisyQuestion,
   parseQuestions,
+  questionId,
   questionKey,
+  questionKind,
   wordSet,
 } from '../../../src/pipeline/questions';
 import { saysDontKnow } from '../../../src/pipeline/prompts';
@@ -220,4 +222,12 @@ test('noisyQuestion: one word dropped and one moved, never the names, numbers or
   for (let i = 0; i < 20; i++)
     assert.ok(noisyQuestion('What does Vidax work as?', 'Vidax works as a jeweler.', rand).includes('work'));
   assert.equal(noisyQuestion('When was Limal born?', 'Limal was born in the year 1979.', rand), 'When was Limal born?');
+});
+
+test('question ids say where a question came from', () => {
+  const chunk = 'ab'.repeat(32);
+  for (const kind of ['written', 'paraphrase', 'cross', 'general'] as const)
+    for (const n of [0, 7, 123]) assert.equal(questionKind(questionId(kind, chunk, n)), kind, `${kind} ${n}`);
+  assert.equal(questionId('written', chunk, 3), `${chunk.slice(0, 12)}-3`);
+  assert.equal(questionId('cross', chunk, 3), `${chunk.slice(0, 12)}-x3`);
 });
