@@ -158,7 +158,10 @@ export class WeightPack {
     const path = join(dir, `${id}.weights`);
     const mpath = join(dir, `${id}.json`);
     const existing = readManifest(mpath, path, id, entries);
-    if (existing) return new WeightPack(dir, id, path, existing, false);
+    if (existing) {
+      markInUse(dir, id);
+      return new WeightPack(dir, id, path, existing, false);
+    }
 
     mkdirSync(dir, { recursive: true });
     const manifest: Manifest = { format: PACK_FORMAT, id, size: 0, tensors: {} };
@@ -198,6 +201,7 @@ export class WeightPack {
     renameSync(path + tmp, path);
     writeFileSync(mpath + tmp, JSON.stringify(manifest));
     renameSync(mpath + tmp, mpath);
+    markInUse(dir, id);
     if (stalePrefix !== undefined) pruneStale(dir, stalePrefix, id);
     return new WeightPack(dir, id, path, manifest, true);
   }
@@ -242,14 +246,54 @@ function readManifest(mpath: string, path: string, id: string, entries: readonly
   return m;
 }
 
+/** The packs this process has marked as read by it (markInUse), by path. */
+const marked = new Set<string>();
+
+/**
+ * Leaves `<id>.pid-<pid>` beside a pack this process reads, so that another process that builds a
+ * newer version of the same model (its files replaced while this one runs) does not delete the
+ * pack from under this one's next session (pruneStale). Markers of processes that are gone are
+ * deleted by the next prune.
+ */
+function markInUse(dir: string, id: string): void {
+  const file = join(dir, `${id}.pid-${process.pid}`);
+  if (marked.has(file)) return;
+  try {
+    writeFileSync(file, '');
+    marked.add(file);
+  } catch {
+    /* a cache we cannot write to is reported where the pack is built */
+  }
+}
+
+function alive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch (err) {
+    return (err as NodeJS.ErrnoException).code === 'EPERM';
+  }
+}
+
 /**
  * Deletes packs that belong to other versions of the model's files, and the graphs that read them
- * (<id>.<hash>.onnx, and ONNX Runtime's optimized copies <id>.<hash>.opt-<key>.onnx/.data/.json).
+ * (<id>.<hash>.onnx, and ONNX Runtime's optimized copies <id>.<hash>.opt-<key>.onnx/.data/.json),
+ * except those another running process reads (its `<id>.pid-<pid>` marker): they go in a later
+ * prune, once it has exited. This process's own older packs go now.
  */
 function pruneStale(dir: string, keepPrefix: string, justBuilt: string): void {
-  for (const f of readdirSync(dir)) {
-    const m = /^([\w-]+)\.(weights|json|[0-9a-f]{32}\.onnx|[0-9a-f]{32}\.opt-[0-9a-f]+\.(?:onnx|data|json))$/.exec(f);
+  const files = readdirSync(dir);
+  const inUse = new Set<string>();
+  for (const f of files) {
+    const m = /^([\w-]+)\.pid-(\d+)$/.exec(f);
     if (!m || m[1] === justBuilt || m[1]!.startsWith(keepPrefix)) continue;
+    const pid = Number(m[2]);
+    if (pid !== process.pid && alive(pid)) inUse.add(m[1]!);
+    else rmSync(join(dir, f), { force: true });
+  }
+  for (const f of files) {
+    const m = /^([\w-]+)\.(weights|json|[0-9a-f]{32}\.onnx|[0-9a-f]{32}\.opt-[0-9a-f]+\.(?:onnx|data|json))$/.exec(f);
+    if (!m || m[1] === justBuilt || m[1]!.startsWith(keepPrefix) || inUse.has(m[1]!)) continue;
     rmSync(join(dir, f), { force: true });
   }
 }

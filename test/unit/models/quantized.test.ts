@@ -17,6 +17,7 @@ import {
   utimesSync,
   writeFileSync,
 } from 'node:fs';
+import { spawn } from 'node:child_process';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Backend, type HostTensor } from '../../../src/engine/backend';
@@ -436,6 +437,9 @@ test('weight pack and graphs in the model cache folder: reused by the next load,
   writeFileSync(join(cache, `${first.pack.id}.json`), '{not json');
   assert.ok((await load()).pack.built);
 
+  // This process marks the packs it reads.
+  assert.ok(existsSync(join(cache, `${first.pack.id}.pid-${process.pid}`)));
+
   // Changed weights (a new modification time): a new pack; the old version's packs are deleted.
   const st = join(dir, 'model.safetensors');
   utimesSync(st, new Date(), new Date(Date.now() + 5000));
@@ -448,6 +452,26 @@ test('weight pack and graphs in the model cache folder: reused by the next load,
     files().some((f) => f.startsWith(`${changed.pack.id}.`) && f.endsWith('.onnx')),
     'the new graph is there',
   );
+  assert.ok(!files().some((f) => f.startsWith(`${first.pack.id}.pid-`)), 'and their markers');
+
+  // A pack another running process reads (a child that waits, marked as reading the int8 pack)
+  // is kept when the weights change again; a marker of a process that has exited protects nothing.
+  const q8b = await load('int8');
+  const other = spawn(process.execPath, ['-e', 'setTimeout(() => {}, 60000)'], { stdio: 'ignore' });
+  writeFileSync(join(cache, `${q8b.pack.id}.pid-${other.pid}`), '');
+  const gone = spawn(process.execPath, ['-e', '0'], { stdio: 'ignore' });
+  await new Promise((res) => gone.on('exit', res));
+  writeFileSync(join(cache, `${changed.pack.id}.pid-${gone.pid}`), '');
+  utimesSync(st, new Date(), new Date(Date.now() + 10000));
+  const again = await load();
+  assert.ok(again.pack.built);
+  assert.ok(!existsSync(changed.pack.path), `stale pack left: ${files().join(', ')}`);
+  assert.ok(existsSync(q8b.pack.path), 'the pack another running process reads is kept');
+  other.kill();
+  await new Promise((res) => other.on('exit', res));
+  utimesSync(st, new Date(), new Date(Date.now() + 15000));
+  assert.ok((await load()).pack.built);
+  assert.ok(!files().some((f) => f.startsWith(`${q8b.pack.id}.`)), `once it has exited, gone: ${files().join(', ')}`);
   assert.ok(!files().some((f) => f.includes('.tmp-')), 'no temporary files left');
 });
 
