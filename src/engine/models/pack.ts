@@ -257,10 +257,16 @@ const marked = new Set<string>();
  */
 function markInUse(dir: string, id: string): void {
   const file = join(dir, `${id}.pid-${process.pid}`);
-  if (marked.has(file)) return;
+  if (marked.has(file) && existsSync(file)) return;
   try {
     writeFileSync(file, '');
     marked.add(file);
+    // The markers of processes that read this pack and are gone (one per run otherwise piles up).
+    for (const f of readdirSync(dir)) {
+      const m = /^(.+)\.pid-(\d+)$/.exec(f);
+      if (m && m[1] === id && Number(m[2]) !== process.pid && !alive(Number(m[2])))
+        rmSync(join(dir, f), { force: true });
+    }
   } catch {
     /* a cache we cannot write to is reported where the pack is built */
   }

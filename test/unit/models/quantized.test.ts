@@ -437,8 +437,18 @@ test('weight pack and graphs in the model cache folder: reused by the next load,
   writeFileSync(join(cache, `${first.pack.id}.json`), '{not json');
   assert.ok((await load()).pack.built);
 
-  // This process marks the packs it reads.
+  // This process marks the packs it reads; a process that read it and has exited leaves no marker
+  // behind once the pack is read again.
   assert.ok(existsSync(join(cache, `${first.pack.id}.pid-${process.pid}`)));
+  const reader = spawn(process.execPath, ['-e', '0'], { stdio: 'ignore' });
+  await new Promise((res) => reader.on('exit', res));
+  writeFileSync(join(cache, `${first.pack.id}.pid-${reader.pid}`), '');
+  rmSync(join(cache, `${first.pack.id}.pid-${process.pid}`));
+  await load();
+  assert.deepEqual(
+    files().filter((f) => f.startsWith(`${first.pack.id}.pid-`)),
+    [`${first.pack.id}.pid-${process.pid}`],
+  );
 
   // Changed weights (a new modification time): a new pack; the old version's packs are deleted.
   const st = join(dir, 'model.safetensors');
