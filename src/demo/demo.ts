@@ -91,6 +91,9 @@ export const DEMO_SETTINGS: Partial<DistillSettings> = {
   generalPool: 4,
   // The demo model reads one person at a time: a file about several is a passage per person.
   sectionPassages: true,
+  // Its question writer knows two phrasings per relation; a quarter of the questions said a little
+  // differently each epoch lets the student answer the third (8 seeds: unseen phrasings min 92.0 → 95.6 %).
+  questionNoise: 0.25,
 };
 
 export async function runDemo(
