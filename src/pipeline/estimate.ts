@@ -558,8 +558,8 @@ export function projectDistinct(counts: readonly number[], draws: number): numbe
 }
 
 /**
- * How long this model's questions and answers are, and how many questions a passage keeps: 8
- * questions sampled from the first passage and 8 from the middle one as the questions phase samples them (its prompt,
+ * How long this model's questions and answers are, and how many questions a passage keeps: 16
+ * questions sampled from the first passage and 16 from the middle one as the questions phase samples them (its prompt,
  * temperature and top-k; parsed, grounded and de-duplicated as there), and the teacher's sampled
  * answers to 4 of each (with the passage, as the answers phase does). A model that writes 10-token
  * questions, 8-token answers and a dozen distinct questions a passage is not counted at 64 and 128
@@ -575,7 +575,7 @@ export async function probeLengths(
   const t0 = performance.now();
   const p = s.prompts;
   const per = s.rounds * s.questionsPerRound;
-  const rows = Math.max(1, Math.min(8, per));
+  const rows = Math.max(1, Math.min(16, per));
   const steps = (g: { ids: number[] }, max: number) => Math.min(g.ids.length, max - 1);
   const stats = (xs: number[]) => ({ mean: xs.reduce((a, x) => a + x, 0) / xs.length, max: Math.max(...xs) });
   // Passages differ in how many questions they give: the first and the middle one.

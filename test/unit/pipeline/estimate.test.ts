@@ -26,6 +26,10 @@ import { readJsonl } from '../../../src/pipeline/runFolder';
 import { resolveSettings, type DistillSettings } from '../../../src/pipeline/settings';
 import { applyJobEvent } from '../../../src/protocol/jobs';
 import type { JobView } from '../../../src/protocol/webview';
+import { DEMO_SETTINGS } from '../../../src/demo/demo';
+import { generate } from '../../../src/engine/generate';
+import { questionMessages } from '../../../src/pipeline/prompts';
+import { dedupe, isGrounded, parseQuestions, wordSet } from '../../../src/pipeline/questions';
 
 const repo = resolve(__dirname, '..', '..', '..');
 const modelDir = join(repo, 'media', 'demo-model');
@@ -268,4 +272,56 @@ test('the job reducer keeps the estimate for the dashboard', () => {
   const seconds = { questions: 600, answers: 1200, train: 5400, evaluate: 60 };
   applyJobEvent(job, { type: 'estimate', totalSec: 7260, seconds, long: true, suggestions: ['x'], probeSec: 2 });
   assert.deepEqual(job.estimate, { totalSec: 7260, seconds, long: true, suggestions: ['x'] });
+});
+
+test("at the demo's settings (30 questions sampled a passage) the probe projects the questions a passage keeps within 1.6×", async () => {
+  const m = await model();
+  const s = resolveSettings({ ...DEMO_SETTINGS, seed: 7 });
+  const chunks = (await chunkDocs(m, [docs], repo, s.chunkTokens || 600)).slice(0, 6);
+  const probed = await probeLengths(m, s, chunks);
+  // What the questions phase keeps: every sample of every round, parsed, grounded, de-duplicated.
+  const per = s.rounds * s.questionsPerRound;
+  let kept = 0;
+  for (const [i, c] of chunks.entries()) {
+    const prompt = m.tokenizer.encode(
+      m.tokenizer.applyChatTemplate(questionMessages(c.text, s.prompts), { addGenerationPrompt: true }),
+      { addSpecialTokens: false },
+    );
+    const gs = await generate(
+      m,
+      Array.from({ length: per }, () => prompt),
+      { maxTokens: s.questionMaxTokens, temperature: s.questionTemperature, topK: s.questionTopK, seed: 100 + i },
+    );
+    const words = wordSet(c.text);
+    kept += dedupe(gs.flatMap((g) => parseQuestions(g.text)).filter((q) => isGrounded(q, words))).length;
+  }
+  assert.equal(probed!.rows, 16, 'the probe samples 16 questions a passage');
+  const actual = kept / chunks.length;
+  const ratio = probed!.keptPerPassage / actual;
+  assert.ok(
+    ratio > 1 / 1.6 && ratio < 1.6,
+    `projected ${probed!.keptPerPassage.toFixed(1)} a passage, kept ${actual.toFixed(1)}`,
+  );
+});
+
+test('16 sampled questions a passage project the distinct ones twice as well as 8 (why the probe samples 16)', () => {
+  let x = 12345;
+  const rand = () => (x = (x * 1103515245 + 12345) % 2147483648) / 2147483648;
+  // A small model's question space: 14 equally likely questions a passage (7 facts, 2 phrasings).
+  const err = (n: number) => {
+    let sum = 0;
+    for (let t = 0; t < 2000; t++) {
+      const draw = () => Math.floor(rand() * 14);
+      const sample = Array.from({ length: n }, draw);
+      const counts = [...new Set(sample)].map((f) => sample.filter((y) => y === f).length);
+      const truth = new Set([...sample, ...Array.from({ length: 30 - n }, draw)]).size;
+      sum += Math.abs(Math.log(projectDistinct(counts, 30) / truth));
+    }
+    return sum / 2000;
+  };
+  const [e8, e16] = [err(8), err(16)];
+  assert.ok(
+    e16 < 0.2 && e16 < e8 / 2,
+    `mean |log(projected / kept)|: 8 samples ${e8.toFixed(3)}, 16 samples ${e16.toFixed(3)}`,
+  );
 });
