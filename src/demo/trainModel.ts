@@ -361,6 +361,15 @@ export class DemoData {
   /** The next sample, already made (the answered half of an absent/answered pair). */
   private pending: LmSequence | undefined;
 
+  /** What a checkpoint keeps of the sample stream besides its Rng: a sample made but not yet given. */
+  get pendingSample(): LmSequence | undefined {
+    return this.pending;
+  }
+
+  set pendingSample(p: LmSequence | undefined) {
+    this.pending = p;
+  }
+
   sample(rng: Rng): LmSequence {
     if (this.pending) {
       const p = this.pending;
@@ -709,6 +718,7 @@ export async function trainDemoModel(o: DemoTrainOptions): Promise<DemoEval> {
       rng: number;
       totalSteps: number;
       elapsedMs: number;
+      pending?: LmSequence;
     };
     const f = SafetensorsFile.open(join(ckptDir, 'state.safetensors'));
     for (const k of trainer.params.keys()) trainer.params.get(k)!.set(f.float32(k));
@@ -719,6 +729,7 @@ export async function trainDemoModel(o: DemoTrainOptions): Promise<DemoEval> {
     };
     f.close();
     dataRng = new Rng(st.rng);
+    data.pendingSample = st.pending;
     step0 = st.step;
     trainer.totalSteps = st.totalSteps;
     o.log(`resuming from step ${st.step} (${(st.elapsedMs / 60000).toFixed(1)} min done)`);
@@ -746,6 +757,7 @@ export async function trainDemoModel(o: DemoTrainOptions): Promise<DemoEval> {
       rng: dataRng.state,
       totalSteps: trainer.totalSteps,
       elapsedMs,
+      pending: data.pendingSample,
     });
   };
   const budgetMs = o.minutes * 60_000;

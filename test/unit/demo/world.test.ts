@@ -159,3 +159,35 @@ test('mix 10: in a document about several people, everyone has the relation aske
   }
   assert.equal(multi, 60);
 });
+
+test('the training stream resumes where a checkpoint left it, the pending half of a pair included', async () => {
+  const tok = await Tokenizer.fromFolder(modelDir);
+  const fresh = () => {
+    const d = new DemoData(tok, makeVocab(1));
+    d.allSubjects = true;
+    d.mix = 7;
+    return d;
+  };
+  const a = fresh();
+  const rng = new Rng(3);
+  // Run until a pair has been made and its answered half waits.
+  for (let i = 0; i < 500 && !a.pendingSample; i++) a.sample(rng);
+  assert.ok(a.pendingSample, 'a pending sample');
+  // What the trainer's checkpoint keeps (state.json is JSON), then the next samples.
+  const saved = JSON.parse(JSON.stringify({ rng: rng.state, pending: a.pendingSample })) as {
+    rng: number;
+    pending: typeof a.pendingSample;
+  };
+  const next = Array.from({ length: 20 }, () => a.sample(rng));
+  const b = fresh();
+  b.pendingSample = saved.pending;
+  const rngB = new Rng(saved.rng);
+  assert.deepEqual(
+    Array.from({ length: 20 }, () => b.sample(rngB)),
+    next,
+  );
+  // Without the pending sample the stream is one sample off.
+  const c = fresh();
+  const rngC = new Rng(saved.rng);
+  assert.notDeepEqual(c.sample(rngC), next[0]);
+});
