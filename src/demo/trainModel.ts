@@ -358,22 +358,16 @@ export class DemoData {
     return rng.shuffle(es);
   }
 
-  /** The next sample, already made (the answered half of an absent/answered pair). */
-  private pending: LmSequence | undefined;
-
-  /** What a checkpoint keeps of the sample stream besides its Rng: a sample made but not yet given. */
-  get pendingSample(): LmSequence | undefined {
-    return this.pending;
-  }
-
-  set pendingSample(p: LmSequence | undefined) {
-    this.pending = p;
-  }
+  /**
+   * The next sample, already made (the answered half of an absent/answered pair): with its Rng, what a
+   * checkpoint keeps of the sample stream.
+   */
+  pendingSample: LmSequence | undefined;
 
   sample(rng: Rng): LmSequence {
-    if (this.pending) {
-      const p = this.pending;
-      this.pending = undefined;
+    if (this.pendingSample) {
+      const p = this.pendingSample;
+      this.pendingSample = undefined;
       return p;
     }
     const m = DemoData.MIXES[this.mix];
@@ -409,7 +403,7 @@ export class DemoData {
           // The same document asked about one of its facts too: the two differ only in the relation asked.
           const f = rng.pick(e.facts);
           const qa = question(e.name, f.relation, rng, { reserved: rng.next() < 0.3 });
-          this.pending = this.seq(this.chat(teacherMessages(doc, qa.text), answerFor(e.name, f)), f.value, m.key);
+          this.pendingSample = this.seq(this.chat(teacherMessages(doc, qa.text), answerFor(e.name, f)), f.value, m.key);
         }
         if ('notSaid' in m) {
           return this.seq(this.chat(teacherMessages(doc, q.text), notSaidAnswer(e.name, rel)), '-', m.key);

@@ -252,8 +252,8 @@ const marked = new Set<string>();
 /**
  * Leaves `<id>.pid-<pid>` beside a pack this process reads, so that another process that builds a
  * newer version of the same model (its files replaced while this one runs) does not delete the
- * pack from under this one's next session (pruneStale). Markers of processes that are gone are
- * deleted by the next prune.
+ * pack from under this one's next session (pruneStale); the markers of processes that are gone are
+ * deleted on the way (one per run would otherwise pile up).
  */
 function markInUse(dir: string, id: string): void {
   const file = join(dir, `${id}.pid-${process.pid}`);
@@ -261,15 +261,27 @@ function markInUse(dir: string, id: string): void {
   try {
     writeFileSync(file, '');
     marked.add(file);
-    // The markers of processes that read this pack and are gone (one per run otherwise piles up).
-    for (const f of readdirSync(dir)) {
-      const m = /^(.+)\.pid-(\d+)$/.exec(f);
-      if (m && m[1] === id && Number(m[2]) !== process.pid && !alive(Number(m[2])))
-        rmSync(join(dir, f), { force: true });
-    }
+    otherReaders(dir, readdirSync(dir));
   } catch {
     /* a cache we cannot write to is reported where the pack is built */
   }
+}
+
+/**
+ * The packs (ids) among `files` that another running process reads, by their markers; the markers
+ * of processes that have exited are deleted.
+ */
+function otherReaders(dir: string, files: readonly string[]): Set<string> {
+  const ids = new Set<string>();
+  for (const f of files) {
+    const m = /^([\w-]+)\.pid-(\d+)$/.exec(f);
+    if (!m) continue;
+    const pid = Number(m[2]);
+    if (pid === process.pid) continue;
+    if (alive(pid)) ids.add(m[1]!);
+    else rmSync(join(dir, f), { force: true });
+  }
+  return ids;
 }
 
 function alive(pid: number): boolean {
@@ -285,20 +297,14 @@ function alive(pid: number): boolean {
  * Deletes packs that belong to other versions of the model's files, and the graphs that read them
  * (<id>.<hash>.onnx, and ONNX Runtime's optimized copies <id>.<hash>.opt-<key>.onnx/.data/.json),
  * except those another running process reads (its `<id>.pid-<pid>` marker): they go in a later
- * prune, once it has exited. This process's own older packs go now.
+ * prune, once it has exited. This process's own older packs go now, with its markers.
  */
 function pruneStale(dir: string, keepPrefix: string, justBuilt: string): void {
   const files = readdirSync(dir);
-  const inUse = new Set<string>();
+  const inUse = otherReaders(dir, files);
   for (const f of files) {
-    const m = /^([\w-]+)\.pid-(\d+)$/.exec(f);
-    if (!m || m[1] === justBuilt || m[1]!.startsWith(keepPrefix)) continue;
-    const pid = Number(m[2]);
-    if (pid !== process.pid && alive(pid)) inUse.add(m[1]!);
-    else rmSync(join(dir, f), { force: true });
-  }
-  for (const f of files) {
-    const m = /^([\w-]+)\.(weights|json|[0-9a-f]{32}\.onnx|[0-9a-f]{32}\.opt-[0-9a-f]+\.(?:onnx|data|json))$/.exec(f);
+    const m =
+      /^([\w-]+)\.(weights|json|pid-\d+|[0-9a-f]{32}\.onnx|[0-9a-f]{32}\.opt-[0-9a-f]+\.(?:onnx|data|json))$/.exec(f);
     if (!m || m[1] === justBuilt || m[1]!.startsWith(keepPrefix) || inUse.has(m[1]!)) continue;
     rmSync(join(dir, f), { force: true });
   }

@@ -143,17 +143,21 @@ export function qaRows(run: RunContext, split: QuestionRow['split'] | 'all'): Qa
     }));
 }
 
+/** The student's side of a sample: the question without the passage, then the answer. */
+const studentIds = (run: RunContext, question: string, answer: number[]): number[] => [
+  ...chatIds(run, studentMessages(question, run.s.prompts)),
+  ...answer,
+];
+
 /** A training or validation sample: the teacher's and the student's prompt, each with the answer. */
-/** `x` with the student asked `question` instead (same answer, same teacher side and cached teacher distribution). */
-export function withQuestion(run: RunContext, x: DistillSample, question: string): DistillSample {
-  const answer = x.student.slice(x.student.length - x.answerLength);
-  return { ...x, student: [...chatIds(run, studentMessages(question, run.s.prompts)), ...answer] };
+export function sample(run: RunContext, r: QaRow, weight = 1): DistillSample {
+  const answer = answerIds(run, r.answer);
+  const student = studentIds(run, r.question, answer);
+  const teacher = r.general ? student : [...chatIds(run, teacherMessages(r.doc, r.question, run.s.prompts)), ...answer];
+  return { teacher, student, answerLength: answer.length, weight: r.general ? run.s.generalWeight * weight : weight };
 }
 
-export function sample(run: RunContext, r: QaRow, weight = 1): DistillSample {
-  const p = run.s.prompts;
-  const answer = answerIds(run, r.answer);
-  const student = [...chatIds(run, studentMessages(r.question, p)), ...answer];
-  const teacher = r.general ? student : [...chatIds(run, teacherMessages(r.doc, r.question, p)), ...answer];
-  return { teacher, student, answerLength: answer.length, weight: r.general ? run.s.generalWeight * weight : weight };
+/** `x` with the student asked `question` instead (same answer, same teacher side and cached teacher distribution). */
+export function withQuestion(run: RunContext, x: DistillSample, question: string): DistillSample {
+  return { ...x, student: studentIds(run, question, x.student.slice(x.student.length - x.answerLength)) };
 }

@@ -83,13 +83,13 @@ export async function train(run: RunContext): Promise<void> {
   const docEpoch = (epoch: number, say = false): DistillSample[] => {
     if (!s.questionNoise) return docSamples;
     const rand = mulberry32(s.seed * 7919 + epoch * 104729 + 3);
-    const changed: [string, string][] = [];
+    let example = '';
     const out = docSamples.map((x, i) => {
       if (rand() >= s.questionNoise) return x;
       const q = docRows[i]!.question;
       const n = noisyQuestion(q, docRows[i]!.answer, rand);
       if (n === q) return x;
-      changed.push([q, n]);
+      example ||= `, e.g. "${q}" → "${n}"`;
       return withQuestion(run, x, n);
     });
     if (say) {
@@ -97,7 +97,7 @@ export async function train(run: RunContext): Promise<void> {
       const n = out.filter((y, i) => y.student.join() !== docSamples[i]!.student.join()).length;
       log(
         run,
-        `question noise: ${n} of ${docSamples.length} questions said differently in epoch ${epoch + 1}${changed.length ? `, e.g. "${changed[0]![0]}" → "${changed[0]![1]}"` : ''}`,
+        `question noise: ${n} of ${docSamples.length} questions said differently in epoch ${epoch + 1}${example}`,
       );
     }
     return out;

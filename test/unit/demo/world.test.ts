@@ -14,6 +14,27 @@ const modelDir = join(resolve(__dirname, '..', '..', '..'), 'media', 'demo-model
 
 type Kind = 'doc' | 'answer' | 'absent' | 'write' | 'closed' | 'general';
 
+/** The demo training data on task mix `mix`, every subject allowed. */
+async function demoData(mix: keyof typeof DemoData.MIXES): Promise<{ tok: Tokenizer; data: DemoData }> {
+  const tok = await Tokenizer.fromFolder(modelDir);
+  const data = new DemoData(tok, makeVocab(1));
+  data.allSubjects = true;
+  data.mix = mix;
+  return { tok, data };
+}
+
+/**
+ * A sample's document, question and answer, when it has them. The demo tokenizer decodes word by
+ * word ("## Vidax" comes back as "# # Vidax", without line breaks); punctuation is joined back.
+ */
+function parts(tok: Tokenizer, ids: number[]): { doc: string; question: string; answer: string } | undefined {
+  const text = tok.decode(ids, { skipSpecialTokens: false }).replace(/\s+([:?.,])/g, '$1');
+  const m = /Document:\s*([\s\S]*?)\s*Question:\s*(.*?)\s*<\|im_end\|>[\s\S]*assistant\s*(.*?)\s*<\|im_end\|>/.exec(
+    text,
+  );
+  return m ? { doc: m[1]!, question: m[2]!, answer: m[3]! } : undefined;
+}
+
 test('each task mix gives its shares of tasks; mix 2 teaches the teacher to abstain on what the document does not say', async () => {
   const tok = await Tokenizer.fromFolder(modelDir);
   const data = new DemoData(tok, makeVocab(1));
@@ -48,22 +69,12 @@ test('each task mix gives its shares of tasks; mix 2 teaches the teacher to abst
 });
 
 test('mix 7: a question about a relation the document lacks is answered at the value, and paired with one the same document answers', async () => {
-  const tok = await Tokenizer.fromFolder(modelDir);
-  const data = new DemoData(tok, makeVocab(1));
-  data.allSubjects = true;
-  data.mix = 7;
+  const { tok, data } = await demoData(7);
   const rng = new Rng(11);
-  const decode = (ids: number[]) => tok.decode(ids, { skipSpecialTokens: false }).replace(/\s+([:?.,])/g, '$1');
-  const parts = (text: string) => {
-    const m = /Document:\s*([\s\S]*?)\s*Question:\s*(.*?)\s*<\|im_end\|>[\s\S]*assistant\s*(.*?)\s*<\|im_end\|>/.exec(
-      text,
-    );
-    return m ? { doc: m[1]!, question: m[2]!, answer: m[3]! } : undefined;
-  };
   let pairs = 0;
   for (let i = 0; i < 600 && pairs < 40; i++) {
     const first = data.sample(rng);
-    const a = parts(decode(first.ids));
+    const a = parts(tok, first.ids);
     if (!a || !a.answer.includes('does not say')) continue;
     const q = parseQuestion(a.question)!;
     const form = ANSWERS[q.relation].slice(0, ANSWERS[q.relation].indexOf('{V}')).replace('{N}', q.entity).trim();
@@ -79,7 +90,7 @@ test('mix 7: a question about a relation the document lacks is answered at the v
     const at = first.ids.lastIndexOf(dash);
     assert.equal(first.weights[at - 1], DemoData.MIXES[7].key);
     // The next sample: the same document, a question it answers.
-    const b = parts(decode(data.sample(rng).ids))!;
+    const b = parts(tok, data.sample(rng).ids)!;
     assert.equal(b.doc, a.doc);
     const qb = parseQuestion(b.question)!;
     assert.equal(qb.entity, q.entity);
@@ -122,24 +133,17 @@ test('demo-model train --from with more layers grows the model: the new layers s
 });
 
 test('mix 10: in a document about several people, everyone has the relation asked, each with another value', async () => {
-  const tok = await Tokenizer.fromFolder(modelDir);
-  const data = new DemoData(tok, makeVocab(1));
-  data.allSubjects = true;
-  data.mix = 10;
+  const { tok, data } = await demoData(10);
   const rng = new Rng(5);
-  const decode = (ids: number[]) => tok.decode(ids, { skipSpecialTokens: false }).replace(/\s+([:?.,])/g, '$1');
   let multi = 0;
   let paired = false; // the answered half of an abstention's pair keeps that document
   for (let i = 0; i < 1500 && multi < 60; i++) {
-    const m = /Document:\s*([\s\S]*?)\s*Question:\s*(.*?)\s*<\|im_end\|>[\s\S]*assistant\s*(.*?)\s*<\|im_end\|>/.exec(
-      decode(data.sample(rng).ids),
-    );
+    const m = parts(tok, data.sample(rng).ids);
     const wasPaired = paired;
-    paired = !!m && m[3]!.includes('does not say');
-    if (!m || paired || wasPaired || saysDontKnow(m[3]!)) continue;
-    const q = parseQuestion(m[2]!);
-    // The demo tokenizer decodes word by word: "## Vidax" comes back as "# # Vidax", without line breaks.
-    const sections = m[1]!.split(/# # /).filter(Boolean);
+    paired = !!m && m.answer.includes('does not say');
+    if (!m || paired || wasPaired || saysDontKnow(m.answer)) continue;
+    const q = parseQuestion(m.question);
+    const sections = m.doc.split(/# # /).filter(Boolean);
     if (!q || sections.length < 2) continue;
     multi++;
     const values = sections.map((sec) => {
@@ -151,17 +155,17 @@ test('mix 10: in a document about several people, everyone has the relation aske
       }
       return undefined;
     });
-    assert.ok(values.every(Boolean), `every section says the ${q.relation}: ${m[1]}`);
+    assert.ok(values.every(Boolean), `every section says the ${q.relation}: ${m.doc}`);
     const names = sections.map((sec) => sec.trim().split(' ')[0]!);
     const own = values[names.indexOf(q.entity)];
-    assert.ok(own && m[3]!.includes(own), `${m[3]} gives ${q.entity}'s value`);
+    assert.ok(own && m.answer.includes(own), `${m.answer} gives ${q.entity}'s value`);
     assert.equal(values.filter((v) => v === own).length, 1, `only ${q.entity} has ${own}: ${values.join(', ')}`);
   }
   assert.equal(multi, 60);
 });
 
 test('the training stream resumes where a checkpoint left it, the pending half of a pair included', async () => {
-  const tok = await Tokenizer.fromFolder(modelDir);
+  const { tok } = await demoData(7);
   const fresh = () => {
     const d = new DemoData(tok, makeVocab(1));
     d.allSubjects = true;
