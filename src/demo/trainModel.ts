@@ -261,6 +261,13 @@ export class DemoData {
    * 10 is 8 where, in a document about several people, everyone has the relation asked (`collide`):
    * copying the value after the relation's words is right one time in two to four, never more, so
    * every answer pays for tying the value to its person (in the other mixes most answers did not).
+   * 11 is 10 with two people at most (`people`) in a training document; 12 is 11 with every fact in
+   * its first template (`canonical`), the answer's own words, so that the answer's words before the
+   * value, its person's name among them, are found verbatim in the document. 13 is 11 with a fifth
+   * of the samples quoting a document about 1–4 people word for word (`repeat`, REPEAT_REQUEST): the
+   * shipped model reads by the kind of value (any town after a town question), which blends the
+   * values of two people into a third; quoting is only possible by copying each token from where the
+   * words before it, a name among them, occur. 14 is 13 with half of the samples quoting.
    */
   static readonly MIXES = {
     1: { doc: 12, answer: 45, absent: 0, write: 15, paraphrase: 0, closed: 18, general: 10, multi: 0, key: 2 },
@@ -336,6 +343,73 @@ export class DemoData {
       notSaid: true,
       collide: true,
     },
+    11: {
+      doc: 6,
+      answer: 44,
+      absent: 10,
+      write: 8,
+      paraphrase: 2,
+      closed: 8,
+      general: 2,
+      multi: 0.85,
+      key: 8,
+      who: 20,
+      pair: true,
+      notSaid: true,
+      collide: true,
+      people: 2,
+    },
+    12: {
+      doc: 6,
+      answer: 44,
+      absent: 10,
+      write: 8,
+      paraphrase: 2,
+      closed: 8,
+      general: 2,
+      multi: 0.85,
+      key: 8,
+      who: 20,
+      pair: true,
+      notSaid: true,
+      collide: true,
+      people: 2,
+      canonical: true,
+    },
+    13: {
+      doc: 4,
+      answer: 36,
+      absent: 8,
+      write: 6,
+      paraphrase: 2,
+      closed: 6,
+      general: 2,
+      multi: 0.85,
+      key: 8,
+      who: 16,
+      repeat: 20,
+      pair: true,
+      notSaid: true,
+      collide: true,
+      people: 2,
+    },
+    14: {
+      doc: 2,
+      answer: 22,
+      absent: 5,
+      write: 4,
+      paraphrase: 1,
+      closed: 4,
+      general: 1,
+      multi: 0.85,
+      key: 8,
+      who: 11,
+      repeat: 50,
+      pair: true,
+      notSaid: true,
+      collide: true,
+      people: 2,
+    },
   } as const;
 
   mix: keyof typeof DemoData.MIXES = 1;
@@ -345,10 +419,10 @@ export class DemoData {
    * each of them has that relation too, with another value (what `e`'s is cannot be told from the
    * relation's words alone).
    */
-  company(e: Entity, rng: Rng, multi: number, pool = this.trainPeople, collide?: Fact): Entity[] {
+  company(e: Entity, rng: Rng, multi: number, pool = this.trainPeople, collide?: Fact, most = 4): Entity[] {
     if (rng.next() >= multi) return [e];
     const es = [e];
-    const k = 2 + rng.int(3);
+    const k = 2 + rng.int(most - 1);
     while (es.length < k) {
       const o = this.entity(rng, pool);
       if (es.some((x) => x.name === o.name)) continue;
@@ -373,7 +447,11 @@ export class DemoData {
     const m = DemoData.MIXES[this.mix];
     const r = rng.next() * 100;
     const e = this.entity(rng, this.trainPeople);
-    const doc = m.multi ? renderPeopleDoc(this.company(e, rng, m.multi), rng) : renderDoc(e, rng);
+    const most = 'people' in m ? m.people : 4;
+    const canon = 'canonical' in m;
+    const doc = m.multi
+      ? renderPeopleDoc(this.company(e, rng, m.multi, this.trainPeople, undefined, most), rng, canon)
+      : renderDoc(e, rng);
     let edge = m.doc;
     if (r < edge) {
       const ids = this.tok.encode(doc, { addSpecialTokens: false });
@@ -382,16 +460,27 @@ export class DemoData {
     if (r < (edge += m.answer)) {
       const f = rng.pick(e.facts);
       const q = question(e.name, f.relation, rng, { reserved: rng.next() < 0.3 });
-      const d = 'collide' in m ? renderPeopleDoc(this.company(e, rng, m.multi, this.trainPeople, f), rng) : doc;
+      const d =
+        'collide' in m ? renderPeopleDoc(this.company(e, rng, m.multi, this.trainPeople, f, most), rng, canon) : doc;
       return this.seq(this.chat(teacherMessages(d, q.text), answerFor(e.name, f)), f.value, m.key);
     }
+    if ('repeat' in m && r < (edge += m.repeat)) {
+      // Quoting a document about several people word for word: each copied value is found only by
+      // the words before it, its person's name among them: the lookup that binds a value to a person.
+      const d = renderPeopleDoc(this.company(e, rng, 1, this.trainPeople, undefined, most), rng);
+      return this.seq(this.chat(teacherMessages(d, REPEAT_REQUEST), d.trim()));
+    }
     if ('who' in m && r < (edge += m.who)) {
-      const es = this.company(e, rng, 1);
+      const es = this.company(e, rng, 1, this.trainPeople, undefined, most);
       const f = rng.pick(e.facts);
       // Only when no one else in the document has the same value for it.
       if (!othersHave(es, e, f.relation, f.value)) {
         const who = fill(WHO_QUESTIONS[f.relation], '', f.value);
-        return this.seq(this.chat(teacherMessages(renderPeopleDoc(es, rng), who), answerFor(e.name, f)), e.name, m.key);
+        return this.seq(
+          this.chat(teacherMessages(renderPeopleDoc(es, rng, canon), who), answerFor(e.name, f)),
+          e.name,
+          m.key,
+        );
       }
     }
     if (r < (edge += m.absent)) {
@@ -432,6 +521,9 @@ export class DemoData {
   }
 }
 
+/** The training-only request to quote the document (mix 13). */
+export const REPEAT_REQUEST = 'Write all of the document.';
+
 export interface DemoEval {
   /** Teacher: document in the prompt; fraction of answers containing the value, per relation. */
   read: Record<Relation, number>;
@@ -448,6 +540,13 @@ export interface DemoEval {
   readMultiAll: number;
   /** Teacher asked, with a document of 2–4 people, about a relation the person's own section lacks. */
   absentMultiDontKnow: number;
+  /**
+   * Of those reading answers, the share that gave another person's value for the relation (the value
+   * bound to the wrong person), and the share that gave a value from no one in the document (two
+   * values read at once and blended into a third: no binding at all).
+   */
+  readMultiOther?: number;
+  readMultiElse?: number;
   /** Teacher asked who in a document of 2–4 people has a value ("Who plays the harp?"): answers naming them. */
   whoMulti?: number;
   /** Questions written for held-out documents that are well-formed and about a fact in the document. */
@@ -529,7 +628,8 @@ export async function evaluateDemo(
   // Documents about several people: the asked one held out, the others anyone.
   const multiRng = new Rng(opts.seed + 2);
   const readMulti = Object.fromEntries(RELATIONS.map((r) => [r, 0])) as Record<Relation, number>;
-  type MultiItem = { doc: string; q: string; value: string; rel: Relation; name: string };
+  /** `others`: the other people's values for the relation asked (copying one of them is a binding error). */
+  type MultiItem = { doc: string; q: string; value: string; rel: Relation; name: string; others: string[] };
   const multi: (MultiItem & { absentQ?: string; who?: string })[] = [];
   for (const rel of RELATIONS) {
     for (let i = 0; i < opts.perRelation; i++) {
@@ -544,6 +644,7 @@ export async function evaluateDemo(
         doc: renderPeopleDoc(es, multiRng),
         rel,
         value,
+        others: es.flatMap((o) => (o === e ? [] : o.facts.filter((g) => g.relation === rel).map((g) => g.value))),
         q: question(e.name, rel, multiRng).text,
         absentQ: absent.length ? question(e.name, multiRng.pick(absent), multiRng).text : undefined,
       });
@@ -551,6 +652,8 @@ export async function evaluateDemo(
   }
   let absentMultiIdk = 0,
     absentMultiN = 0,
+    multiOther = 0,
+    multiElse = 0,
     whoOk = 0,
     whoN = 0;
   for (let i = 0; i < multi.length; i += batch) {
@@ -561,7 +664,11 @@ export async function evaluateDemo(
       chunk.map((it) => data.chat(teacherMessages(it.doc, it.q)).prompt),
       16,
     );
-    chunk.forEach((it, j) => ans[j]!.includes(it.value) && readMulti[it.rel]++);
+    chunk.forEach((it, j) => {
+      if (ans[j]!.includes(it.value)) readMulti[it.rel]++;
+      else if (it.others.some((v) => ans[j]!.includes(v))) multiOther++;
+      else if (!saysDontKnow(ans[j]!)) multiElse++;
+    });
     const abs = (await askTeacher(chunk, (it) => it.absentQ)).answers;
     absentMultiN += abs.length;
     absentMultiIdk += abs.filter((a) => saysDontKnow(a)).length;
@@ -635,13 +742,15 @@ export async function evaluateDemo(
     readMulti,
     readMultiAll: RELATIONS.reduce((a, r) => a + readMulti[r], 0) / RELATIONS.length,
     absentMultiDontKnow: absentMultiN ? absentMultiIdk / absentMultiN : 0,
+    readMultiOther: multiOther / multi.length,
+    readMultiElse: multiElse / multi.length,
     whoMulti: whoN ? whoOk / whoN : 0,
   };
 }
 
 export function fmtEval(e: DemoEval): string {
   const pct = (x: number) => `${Math.round(100 * x)}%`;
-  return `read ${pct(e.readAll)} [${RELATIONS.map((r) => `${r} ${pct(e.read[r])}`).join(', ')}] reserved ${pct(e.readReserved)}; closed-book "don't know" ${pct(e.closedDontKnow)}, correct ${pct(e.closedCorrect)}; not in the document "don't know" ${pct(e.absentDontKnow)}; 2–4 people: read ${pct(e.readMultiAll ?? 0)} [${RELATIONS.map((r) => `${r} ${pct(e.readMulti?.[r] ?? 0)}`).join(', ')}], not in their section "don't know" ${pct(e.absentMultiDontKnow ?? 0)}, who ${pct(e.whoMulti ?? 0)}; questions valid ${pct(e.questionsValid)}; paraphrases ${pct(e.paraphraseValid ?? 0)} (n=${e.n})`;
+  return `read ${pct(e.readAll)} [${RELATIONS.map((r) => `${r} ${pct(e.read[r])}`).join(', ')}] reserved ${pct(e.readReserved)}; closed-book "don't know" ${pct(e.closedDontKnow)}, correct ${pct(e.closedCorrect)}; not in the document "don't know" ${pct(e.absentDontKnow)}; 2–4 people: read ${pct(e.readMultiAll ?? 0)} [${RELATIONS.map((r) => `${r} ${pct(e.readMulti?.[r] ?? 0)}`).join(', ')}] (another person's ${pct(e.readMultiOther ?? 0)}, no one's ${pct(e.readMultiElse ?? 0)}), not in their section "don't know" ${pct(e.absentMultiDontKnow ?? 0)}, who ${pct(e.whoMulti ?? 0)}; questions valid ${pct(e.questionsValid)}; paraphrases ${pct(e.paraphraseValid ?? 0)} (n=${e.n})`;
 }
 
 export function demoConfig(vocabSize: number, imEnd: number, pad: number, shape = DEMO_SHAPE): ModelConfig {

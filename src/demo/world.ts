@@ -455,9 +455,13 @@ export const absentRelations = (e: Entity): Relation[] =>
 
 export const fill = (t: string, n: string, v = ''): string => t.replaceAll('{N}', n).replaceAll('{V}', v);
 
-/** The entity's Markdown document: a heading and its facts in random order and wording. */
-export function renderDoc(e: Entity, rng: Rng): string {
-  const sentences = rng.shuffle(e.facts.map((f) => fill(rng.pick(TEMPLATES[f.relation]), e.name, f.value)));
+/**
+ * The entity's Markdown document: a heading and its facts in random order and wording (`canonical`:
+ * each fact in its first template, the answer's form).
+ */
+export function renderDoc(e: Entity, rng: Rng, canonical = false): string {
+  const template = (r: Relation) => (canonical ? TEMPLATES[r][0]! : rng.pick(TEMPLATES[r]));
+  const sentences = rng.shuffle(e.facts.map((f) => fill(template(f.relation), e.name, f.value)));
   // One or two paragraphs.
   const cut = sentences.length > 3 && rng.next() < 0.5 ? 1 + rng.int(sentences.length - 1) : sentences.length;
   const paras = [sentences.slice(0, cut).join(' '), sentences.slice(cut).join(' ')].filter(Boolean);
@@ -468,9 +472,9 @@ export function renderDoc(e: Entity, rng: Rng): string {
  * A document about several people, each under a `##` heading, the way real notes are written; one
  * person alone gets the `#` heading of `renderDoc` half of the time.
  */
-export function renderPeopleDoc(es: Entity[], rng: Rng): string {
-  if (es.length === 1 && rng.next() < 0.5) return renderDoc(es[0]!, rng);
-  return es.map((e) => renderDoc(e, rng).replace(/^# /, '## ')).join('\n');
+export function renderPeopleDoc(es: Entity[], rng: Rng, canonical = false): string {
+  if (es.length === 1 && rng.next() < 0.5) return renderDoc(es[0]!, rng, canonical);
+  return es.map((e) => renderDoc(e, rng, canonical).replace(/^# /, '## ')).join('\n');
 }
 
 export function question(

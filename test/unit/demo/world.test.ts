@@ -3,7 +3,7 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { join, resolve } from 'node:path';
 import { Tokenizer } from '../../../src/engine/tokenizer';
-import { DemoData, demoConfig, demoWeightsFromFolder } from '../../../src/demo/trainModel';
+import { DemoData, REPEAT_REQUEST, demoConfig, demoWeightsFromFolder } from '../../../src/demo/trainModel';
 import { Backend } from '../../../src/engine/backend';
 import { CausalLM } from '../../../src/engine/models/model';
 import { ANSWERS, NOT_SAID, TEMPLATES, makeVocab, parseQuestion } from '../../../src/demo/world';
@@ -162,6 +162,47 @@ test('mix 10: in a document about several people, everyone has the relation aske
     assert.equal(values.filter((v) => v === own).length, 1, `only ${q.entity} has ${own}: ${values.join(', ')}`);
   }
   assert.equal(multi, 60);
+});
+
+test('mixes 11–14: two people at most; mix 12 writes every fact in its answer form; mixes 13 and 14 quote a document word for word', async () => {
+  for (const mix of [11, 12, 13, 14] as const) {
+    const { tok, data } = await demoData(mix);
+    const rng = new Rng(11);
+    let quotes = 0;
+    let canonicalChecked = 0;
+    const n = 1000;
+    for (let i = 0; i < n; i++) {
+      const m = parts(tok, data.sample(rng).ids);
+      if (!m) continue;
+      const sections = m.doc.split(/# # /).filter(Boolean);
+      assert.ok(sections.length <= 2, `mix ${mix}: at most two people, got ${sections.length}: ${m.doc}`);
+      if (m.question === REPEAT_REQUEST) {
+        quotes++;
+        assert.equal(m.answer, m.doc, `mix ${mix}: the quote is the document`);
+      }
+      if (mix === 12 && sections.length === 2 && m.question !== REPEAT_REQUEST) {
+        const canonical = new Set(Object.values(TEMPLATES).map((ts) => ts[0]!.replace(/\{N\}|\{V\}/g, '#')));
+        for (const sec of sections) {
+          const [name, ...rest] = sec.trim().split(' ');
+          for (const sentence of rest.join(' ').split(/(?<=\.) /)) {
+            const form = sentence
+              .trim()
+              .replace(new RegExp(`\\b${name}\\b`), '#')
+              .replace(/ [A-Za-z0-9]+\.$| [A-Za-z0-9]+ best\.$/, (x) => (x.endsWith('best.') ? ' # best.' : ' #.'));
+            assert.ok(canonical.has(form), `mix 12: "${sentence}" is in its first template`);
+            canonicalChecked++;
+          }
+        }
+      }
+    }
+    const share = 'repeat' in DemoData.MIXES[mix] ? (DemoData.MIXES[mix] as { repeat: number }).repeat / 100 : 0;
+    // (The answered half of an abstention's pair is an extra sample, so every share comes out a little lower.)
+    assert.ok(
+      quotes / n > 0.85 * share - 0.01 && quotes / n < share + 0.03,
+      `mix ${mix}: ${quotes} quotes in ${n} samples, want about ${share}`,
+    );
+    if (mix === 12) assert.ok(canonicalChecked > 100, `mix 12: ${canonicalChecked} sentences checked`);
+  }
 });
 
 test('the training stream resumes where a checkpoint left it, the pending half of a pair included', async () => {
