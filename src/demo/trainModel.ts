@@ -267,7 +267,9 @@ export class DemoData {
    * of the samples quoting a document about 1–4 people word for word (`repeat`, REPEAT_REQUEST): the
    * shipped model reads by the kind of value (any town after a town question), which blends the
    * values of two people into a third; quoting is only possible by copying each token from where the
-   * words before it, a name among them, occur. 14 is 13 with half of the samples quoting.
+   * words before it, a name among them, occur. 14 is 13 with half of the samples quoting. 15 is 13
+   * with less quoting of whole documents and a fifth of the samples quoting one person's section,
+   * asked by name (`quoteOne`, QUOTE_ONE_REQUEST): finding the section by the name asked.
    */
   static readonly MIXES = {
     1: { doc: 12, answer: 45, absent: 0, write: 15, paraphrase: 0, closed: 18, general: 10, multi: 0, key: 2 },
@@ -410,6 +412,24 @@ export class DemoData {
       collide: true,
       people: 2,
     },
+    15: {
+      doc: 4,
+      answer: 36,
+      absent: 8,
+      write: 6,
+      paraphrase: 2,
+      closed: 6,
+      general: 2,
+      multi: 0.85,
+      key: 8,
+      who: 6,
+      repeat: 10,
+      quoteOne: 20,
+      pair: true,
+      notSaid: true,
+      collide: true,
+      people: 2,
+    },
   } as const;
 
   mix: keyof typeof DemoData.MIXES = 1;
@@ -470,6 +490,16 @@ export class DemoData {
       const d = renderPeopleDoc(this.company(e, rng, 1, this.trainPeople, undefined, most), rng);
       return this.seq(this.chat(teacherMessages(d, REPEAT_REQUEST), d.trim()));
     }
+    if ('quoteOne' in m && r < (edge += m.quoteOne)) {
+      // Quoting one person's section of a document about several: found by the name asked.
+      const sections = this.company(e, rng, 1, this.trainPeople, undefined, most).map((x) => ({
+        x,
+        text: renderDoc(x, rng).replace(/^# /, '## '),
+      }));
+      const d = sections.map((sec) => sec.text).join('\n');
+      const own = sections.find((sec) => sec.x === e)!.text.trim();
+      return this.seq(this.chat(teacherMessages(d, fill(QUOTE_ONE_REQUEST, e.name)), own));
+    }
     if ('who' in m && r < (edge += m.who)) {
       const es = this.company(e, rng, 1, this.trainPeople, undefined, most);
       const f = rng.pick(e.facts);
@@ -523,6 +553,8 @@ export class DemoData {
 
 /** The training-only request to quote the document (mix 13). */
 export const REPEAT_REQUEST = 'Write all of the document.';
+/** The training-only request to quote one person's section (mix 15). */
+export const QUOTE_ONE_REQUEST = 'Write all about {N}.';
 
 export interface DemoEval {
   /** Teacher: document in the prompt; fraction of answers containing the value, per relation. */

@@ -3,7 +3,13 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { join, resolve } from 'node:path';
 import { Tokenizer } from '../../../src/engine/tokenizer';
-import { DemoData, REPEAT_REQUEST, demoConfig, demoWeightsFromFolder } from '../../../src/demo/trainModel';
+import {
+  DemoData,
+  QUOTE_ONE_REQUEST,
+  REPEAT_REQUEST,
+  demoConfig,
+  demoWeightsFromFolder,
+} from '../../../src/demo/trainModel';
 import { Backend } from '../../../src/engine/backend';
 import { CausalLM } from '../../../src/engine/models/model';
 import { ANSWERS, NOT_SAID, TEMPLATES, makeVocab, parseQuestion } from '../../../src/demo/world';
@@ -164,11 +170,12 @@ test('mix 10: in a document about several people, everyone has the relation aske
   assert.equal(multi, 60);
 });
 
-test('mixes 11–14: two people at most; mix 12 writes every fact in its answer form; mixes 13 and 14 quote a document word for word', async () => {
-  for (const mix of [11, 12, 13, 14] as const) {
+test("mixes 11–15: two people at most; mix 12 writes every fact in its answer form; mixes 13–15 quote a document word for word, 15 one person's section too", async () => {
+  for (const mix of [11, 12, 13, 14, 15] as const) {
     const { tok, data } = await demoData(mix);
     const rng = new Rng(11);
     let quotes = 0;
+    let quoteOnes = 0;
     let canonicalChecked = 0;
     const n = 1000;
     for (let i = 0; i < n; i++) {
@@ -179,6 +186,16 @@ test('mixes 11–14: two people at most; mix 12 writes every fact in its answer 
       if (m.question === REPEAT_REQUEST) {
         quotes++;
         assert.equal(m.answer, m.doc, `mix ${mix}: the quote is the document`);
+      }
+      const one = new RegExp('^' + QUOTE_ONE_REQUEST.replace('{N}', '([A-Z][a-z]+)').replace('.', '\\.') + '$').exec(
+        m.question,
+      );
+      if (one) {
+        quoteOnes++;
+        assert.equal(sections.length, 2, `mix ${mix}: a section is quoted from a document of two`);
+        const own = sections.find((sec) => sec.trim().split(' ')[0] === one[1]);
+        assert.ok(own, `mix ${mix}: ${one[1]} has a section`);
+        assert.equal(m.answer, `# # ${own.trim()}`, `mix ${mix}: the quote is ${one[1]}'s section`);
       }
       if (mix === 12 && sections.length === 2 && m.question !== REPEAT_REQUEST) {
         const canonical = new Set(Object.values(TEMPLATES).map((ts) => ts[0]!.replace(/\{N\}|\{V\}/g, '#')));
@@ -202,6 +219,12 @@ test('mixes 11–14: two people at most; mix 12 writes every fact in its answer 
       `mix ${mix}: ${quotes} quotes in ${n} samples, want about ${share}`,
     );
     if (mix === 12) assert.ok(canonicalChecked > 100, `mix 12: ${canonicalChecked} sentences checked`);
+    const oneShare =
+      'quoteOne' in DemoData.MIXES[mix] ? (DemoData.MIXES[mix] as { quoteOne: number }).quoteOne / 100 : 0;
+    assert.ok(
+      quoteOnes / n > 0.85 * oneShare - 0.01 && quoteOnes / n < oneShare + 0.03,
+      `mix ${mix}: ${quoteOnes} section quotes in ${n} samples, want about ${oneShare}`,
+    );
   }
 });
 
