@@ -45,6 +45,7 @@ import {
   question,
   renderDoc,
   renderPeopleDoc,
+  personSection,
   type Entity,
   type Fact,
   type Relation,
@@ -172,6 +173,36 @@ export function demoWeightsFromFolder(dir: string, c: ModelConfig, rng: Rng): Me
 }
 
 /** Builds one training sequence: token ids and per-token loss weights (assistant tokens ×2). */
+/** Task mix 10 (see DemoData.MIXES), which mixes 11 and 12 vary. */
+const MIX_10 = {
+  doc: 6,
+  answer: 44,
+  absent: 10,
+  write: 8,
+  paraphrase: 2,
+  closed: 8,
+  general: 2,
+  multi: 0.85,
+  key: 8,
+  who: 20,
+  pair: true,
+  notSaid: true,
+  collide: true,
+} as const;
+
+/** Task mix 13: mix 11 with a fifth of the samples quoting a document; mixes 14 and 15 vary it. */
+const MIX_13 = {
+  ...MIX_10,
+  people: 2,
+  doc: 4,
+  answer: 36,
+  absent: 8,
+  write: 6,
+  closed: 6,
+  who: 16,
+  repeat: 20,
+} as const;
+
 export class DemoData {
   private readonly imEnd: number;
 
@@ -330,72 +361,12 @@ export class DemoData {
       pair: true,
       notSaid: true,
     },
-    10: {
-      doc: 6,
-      answer: 44,
-      absent: 10,
-      write: 8,
-      paraphrase: 2,
-      closed: 8,
-      general: 2,
-      multi: 0.85,
-      key: 8,
-      who: 20,
-      pair: true,
-      notSaid: true,
-      collide: true,
-    },
-    11: {
-      doc: 6,
-      answer: 44,
-      absent: 10,
-      write: 8,
-      paraphrase: 2,
-      closed: 8,
-      general: 2,
-      multi: 0.85,
-      key: 8,
-      who: 20,
-      pair: true,
-      notSaid: true,
-      collide: true,
-      people: 2,
-    },
-    12: {
-      doc: 6,
-      answer: 44,
-      absent: 10,
-      write: 8,
-      paraphrase: 2,
-      closed: 8,
-      general: 2,
-      multi: 0.85,
-      key: 8,
-      who: 20,
-      pair: true,
-      notSaid: true,
-      collide: true,
-      people: 2,
-      canonical: true,
-    },
-    13: {
-      doc: 4,
-      answer: 36,
-      absent: 8,
-      write: 6,
-      paraphrase: 2,
-      closed: 6,
-      general: 2,
-      multi: 0.85,
-      key: 8,
-      who: 16,
-      repeat: 20,
-      pair: true,
-      notSaid: true,
-      collide: true,
-      people: 2,
-    },
+    10: MIX_10,
+    11: { ...MIX_10, people: 2 },
+    12: { ...MIX_10, people: 2, canonical: true },
+    13: MIX_13,
     14: {
+      ...MIX_13,
       doc: 2,
       answer: 22,
       absent: 5,
@@ -403,33 +374,10 @@ export class DemoData {
       paraphrase: 1,
       closed: 4,
       general: 1,
-      multi: 0.85,
-      key: 8,
       who: 11,
       repeat: 50,
-      pair: true,
-      notSaid: true,
-      collide: true,
-      people: 2,
     },
-    15: {
-      doc: 4,
-      answer: 36,
-      absent: 8,
-      write: 6,
-      paraphrase: 2,
-      closed: 6,
-      general: 2,
-      multi: 0.85,
-      key: 8,
-      who: 6,
-      repeat: 10,
-      quoteOne: 20,
-      pair: true,
-      notSaid: true,
-      collide: true,
-      people: 2,
-    },
+    15: { ...MIX_13, who: 6, repeat: 10, quoteOne: 20 },
   } as const;
 
   mix: keyof typeof DemoData.MIXES = 1;
@@ -492,12 +440,10 @@ export class DemoData {
     }
     if ('quoteOne' in m && r < (edge += m.quoteOne)) {
       // Quoting one person's section of a document about several: found by the name asked.
-      const sections = this.company(e, rng, 1, this.trainPeople, undefined, most).map((x) => ({
-        x,
-        text: renderDoc(x, rng).replace(/^# /, '## '),
-      }));
-      const d = sections.map((sec) => sec.text).join('\n');
-      const own = sections.find((sec) => sec.x === e)!.text.trim();
+      const es = this.company(e, rng, 1, this.trainPeople, undefined, most);
+      const sections = es.map((x) => personSection(x, rng));
+      const d = sections.join('\n');
+      const own = sections[es.indexOf(e)]!.trim();
       return this.seq(this.chat(teacherMessages(d, fill(QUOTE_ONE_REQUEST, e.name)), own));
     }
     if ('who' in m && r < (edge += m.who)) {

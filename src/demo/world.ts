@@ -474,8 +474,12 @@ export function renderDoc(e: Entity, rng: Rng, canonical = false): string {
  */
 export function renderPeopleDoc(es: Entity[], rng: Rng, canonical = false): string {
   if (es.length === 1 && rng.next() < 0.5) return renderDoc(es[0]!, rng, canonical);
-  return es.map((e) => renderDoc(e, rng, canonical).replace(/^# /, '## ')).join('\n');
+  return es.map((e) => personSection(e, rng, canonical)).join('\n');
 }
+
+/** One person's section of a document about several: `renderDoc` under a `##` heading. */
+export const personSection = (e: Entity, rng: Rng, canonical = false): string =>
+  renderDoc(e, rng, canonical).replace(/^# /, '## ');
 
 export function question(
   e: string,
