@@ -250,7 +250,42 @@ export class DemoData {
     // (For a "who" question the value is the person's name: the answer's first token.)
     const first = p.prompt.length;
     const key = (t: number, at: number) => t === valueId || (value !== undefined && at === first);
-    const weights = ids.slice(1).map((t, i) => (i + 1 >= first ? (key(t, i + 1) ? keyWeight : 2) : 1));
+    const pw = this.promptWeight;
+    const weights = ids.slice(1).map((t, i) => (i + 1 >= first ? (key(t, i + 1) ? keyWeight : 2) : pw));
+    return { ids, weights };
+  }
+
+  /**
+   * One document about `e` and others, asked `turns` questions in one conversation, each about a
+   * relation that someone else in the document has too (with another value): every answer pays for
+   * tying values to people, several times for one reading of the document.
+   */
+  private conversation(e: Entity, rng: Rng, turns: number, most: number): LmSequence {
+    const es = this.company(e, rng, 1, this.trainPeople, undefined, most);
+    const doc = renderPeopleDoc(es, rng);
+    const asks: { who: Entity; f: Fact }[] = [];
+    for (const who of es)
+      for (const f of who.facts)
+        if (es.some((o) => o !== who && o.facts.some((g) => g.relation === f.relation && g.value !== f.value)))
+          asks.push({ who, f });
+    if (!asks.length) for (const who of es) for (const f of who.facts) asks.push({ who, f });
+    const ids: number[] = [];
+    const weights: number[] = [];
+    let messages: ChatMessage[] = [];
+    for (let k = 0; k < turns; k++) {
+      const { who, f } = rng.pick(asks);
+      const q = question(who.name, f.relation, rng, { reserved: rng.next() < 0.3 }).text;
+      messages = k === 0 ? teacherMessages(doc, q) : [...messages, { role: 'user', content: `Question: ${q}` }];
+      const a = answerFor(who.name, f);
+      const s = this.seq(this.chat(messages, a), f.value, DemoData.MIXES[this.mix].key);
+      // The conversation so far is a prefix of this turn's tokens (the chat template renders each
+      // earlier turn the same way); its weights are already set.
+      for (let i = 0; i < ids.length; i++)
+        if (s.ids[i] !== ids[i]) throw new Error('a conversation turn does not extend the one before');
+      weights.push(...s.weights.slice(Math.max(0, ids.length - 1)));
+      ids.push(...s.ids.slice(ids.length));
+      messages = [...messages, { role: 'assistant', content: a }];
+    }
     return { ids, weights };
   }
 
@@ -301,6 +336,15 @@ export class DemoData {
    * words before it, a name among them, occur. 14 is 13 with half of the samples quoting. 15 is 13
    * with less quoting of whole documents and a fifth of the samples quoting one person's section,
    * asked by name (`quoteOne`, QUOTE_ONE_REQUEST): finding the section by the name asked.
+   * 16–20 are drills for that binding alone: every sample a question about one of two people who
+   * both have the relation asked (`multi` 1, `collide`). 16 trains the prompt too, as every mix
+   * before it does; 17 trains the answer alone (`promptWeight` 0: in the mixes before, the
+   * document's unpredictable names and values outweigh the answer's value some 25 to 1 in a
+   * question's loss); 18 is 17 with every fact in its answer form; 19 asks six questions in one
+   * conversation (`turns`), six bindings for one reading of the document, about whoever has a
+   * relation the other has too; 20 is 17 with half of the samples a document about two people read
+   * as plain text with a loss on each name after its heading (`names`): predicting it needs whose
+   * section the words so far are in, what a value's position has to carry for a question to find it.
    */
   static readonly MIXES = {
     1: { doc: 12, answer: 45, absent: 0, write: 15, paraphrase: 0, closed: 18, general: 10, multi: 0, key: 2 },
@@ -378,6 +422,77 @@ export class DemoData {
       repeat: 50,
     },
     15: { ...MIX_13, who: 6, repeat: 10, quoteOne: 20 },
+    16: {
+      doc: 0,
+      answer: 100,
+      absent: 0,
+      write: 0,
+      paraphrase: 0,
+      closed: 0,
+      general: 0,
+      multi: 1,
+      key: 8,
+      people: 2,
+      collide: true,
+    },
+    17: {
+      doc: 0,
+      answer: 100,
+      absent: 0,
+      write: 0,
+      paraphrase: 0,
+      closed: 0,
+      general: 0,
+      multi: 1,
+      key: 8,
+      people: 2,
+      collide: true,
+      promptWeight: 0,
+    },
+    18: {
+      doc: 0,
+      answer: 100,
+      absent: 0,
+      write: 0,
+      paraphrase: 0,
+      closed: 0,
+      general: 0,
+      multi: 1,
+      key: 8,
+      people: 2,
+      collide: true,
+      promptWeight: 0,
+      canonical: true,
+    },
+    19: {
+      doc: 0,
+      answer: 100,
+      absent: 0,
+      write: 0,
+      paraphrase: 0,
+      closed: 0,
+      general: 0,
+      multi: 1,
+      key: 8,
+      people: 2,
+      promptWeight: 0,
+      turns: 6,
+    },
+    20: {
+      doc: 0,
+      answer: 50,
+      absent: 0,
+      write: 0,
+      paraphrase: 0,
+      closed: 0,
+      general: 0,
+      multi: 1,
+      key: 8,
+      people: 2,
+      collide: true,
+      promptWeight: 0,
+      names: 50,
+    },
   } as const;
 
   mix: keyof typeof DemoData.MIXES = 1;
@@ -405,6 +520,8 @@ export class DemoData {
    * checkpoint keeps of the sample stream.
    */
   pendingSample: LmSequence | undefined;
+  /** The loss weight of a chat sample's prompt tokens (the mix's `promptWeight`, else 1). */
+  private promptWeight = 1;
 
   sample(rng: Rng): LmSequence {
     if (this.pendingSample) {
@@ -413,6 +530,7 @@ export class DemoData {
       return p;
     }
     const m = DemoData.MIXES[this.mix];
+    this.promptWeight = 'promptWeight' in m ? m.promptWeight : 1;
     const r = rng.next() * 100;
     const e = this.entity(rng, this.trainPeople);
     const most = 'people' in m ? m.people : 4;
@@ -421,10 +539,27 @@ export class DemoData {
       ? renderPeopleDoc(this.company(e, rng, m.multi, this.trainPeople, undefined, most), rng, canon)
       : renderDoc(e, rng);
     let edge = m.doc;
+    if ('names' in m && r >= 100 - m.names) {
+      // A document about several people read as plain text, with a loss only on each repeated name:
+      // predicting it needs to know whose section the words so far are in (what a value's position
+      // has to carry for a question to find it by the name).
+      const es = this.company(e, rng, 1, this.trainPeople, undefined, most);
+      const ids = this.tok.encode(renderPeopleDoc(es, rng), { addSpecialTokens: false });
+      const names = new Set(es.map((x) => this.tok.encode(x.name, { addSpecialTokens: false })[0]));
+      const seen = new Set<number>();
+      const weights = ids.slice(1).map((t) => {
+        if (!names.has(t)) return 0;
+        if (seen.has(t)) return 1;
+        seen.add(t); // the heading: nothing says who comes next
+        return 0;
+      });
+      return { ids, weights };
+    }
     if (r < edge) {
       const ids = this.tok.encode(doc, { addSpecialTokens: false });
       return { ids, weights: ids.slice(1).map(() => 1) };
     }
+    if ('turns' in m && r < (edge += m.answer)) return this.conversation(e, rng, m.turns, most);
     if (r < (edge += m.answer)) {
       const f = rng.pick(e.facts);
       const q = question(e.name, f.relation, rng, { reserved: rng.next() < 0.3 });

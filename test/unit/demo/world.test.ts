@@ -228,6 +228,80 @@ test("mixes 11–15: two people at most; mix 12 writes every fact in its answer 
   }
 });
 
+test('mixes 16–20, drills for the binding: every answer about one of two people who both have the relation asked; 17–20 train on the answers alone, 19 asks six questions in one conversation, 20 predicts the repeated names of a document', async () => {
+  for (const mix of [16, 17, 18, 19, 20] as const) {
+    const { tok, data } = await demoData(mix);
+    const rng = new Rng(16);
+    const n = 400;
+    let names = 0;
+    for (let i = 0; i < n; i++) {
+      const s = data.sample(rng);
+      assert.equal(s.weights.length, s.ids.length - 1, `mix ${mix}: a weight per predicted token`);
+      const text = tok.decode(s.ids, { skipSpecialTokens: false }).replace(/\s+([:?.,])/g, '$1');
+      if (!text.includes('<|im_start|>')) {
+        // Mix 20's plain documents: a loss on each name after its first mention, nothing else.
+        assert.equal(mix, 20, `mix ${mix}: only chat samples`);
+        names++;
+        const seen = new Set<number>();
+        const heads = [...text.matchAll(/# # ([A-Z][a-z]+)/g)].map((x) => tok.tokenToId(x[1]!)!);
+        assert.equal(heads.length, 2, `mix 20: a document about two people: ${text}`);
+        s.ids.slice(1).forEach((t, j) => {
+          const repeated = heads.includes(t) && seen.has(t);
+          if (heads.includes(t)) seen.add(t);
+          assert.equal(s.weights[j], repeated ? 1 : 0, `mix 20: token ${j + 1} (${tok.decode([t])}) weight`);
+        });
+        continue;
+      }
+      const m = parts(tok, s.ids);
+      assert.ok(m, `mix ${mix}: a question about a document`);
+      const sections = m.doc.split(/# # /).filter(Boolean);
+      assert.equal(sections.length, 2, `mix ${mix}: a document about two people`);
+      // Each answer ("X lives in the town of V.") is X's, and (16–18, 20) the other person has a
+      // value for that relation too, another one.
+      const turns = [
+        ...text.matchAll(/Question:\s*(.*?)\s*<\|im_end\|>\s*<\|im_start\|>\s*assistant\s*(.*?)\s*<\|im_end\|>/g),
+      ];
+      assert.equal(turns.length, mix === 19 ? 6 : 1, `mix ${mix}: questions in the conversation`);
+      for (const [, , answer] of turns) {
+        const [who] = answer!.split(' ');
+        const own = sections.find((sec) => sec.trim().split(' ')[0] === who);
+        const other = sections.find((sec) => sec !== own)!;
+        assert.ok(own, `mix ${mix}: ${who} has a section`);
+        const value = /([A-Za-z0-9]+)(?: best)?\.$/.exec(answer!)![1]!;
+        assert.ok(own.split(/[ .]/).includes(value), `mix ${mix}: "${answer}" is in ${who}'s section`);
+        if (mix !== 19) {
+          const rel = Object.entries(ANSWERS).find(([, a]) =>
+            answer!.startsWith(a.split('{V}')[0]!.replace('{N}', who!)),
+          );
+          assert.ok(rel, `mix ${mix}: "${answer}" has an answer form`);
+          const others = TEMPLATES[rel[0] as keyof typeof TEMPLATES].map((t) =>
+            t.split('{V}')[0]!.split('{N}').pop()!.trim(),
+          );
+          assert.ok(
+            others.some((cue) => other.includes(cue)),
+            `mix ${mix}: the other person has the ${rel[0]} too`,
+          );
+        }
+      }
+      // 17–20: no loss on the prompt, the answers weighted.
+      const answerTokens = s.weights.filter((w) => w >= 2).length;
+      assert.ok(answerTokens >= turns.length * 3, `mix ${mix}: answers are trained`);
+      if (mix !== 16)
+        assert.ok(
+          s.weights.every((w) => w === 0 || w >= 2),
+          `mix ${mix}: only answer tokens have a loss`,
+        );
+      else
+        assert.ok(
+          s.weights.some((w) => w === 1),
+          'mix 16: the prompt has a loss',
+        );
+    }
+    if (mix === 20)
+      assert.ok(names > n * 0.4 && names < n * 0.6, `mix 20: ${names} of ${n} name samples, want about half`);
+  }
+});
+
 test('the training stream resumes where a checkpoint left it, the pending half of a pair included', async () => {
   const { tok } = await demoData(7);
   const fresh = () => {
