@@ -338,9 +338,9 @@ export class DemoData {
    * asked by name (`quoteOne`, QUOTE_ONE_REQUEST): finding the section by the name asked.
    * 16–20 are drills for that binding alone: every sample a question about one of two people who
    * both have the relation asked (`multi` 1, `collide`). 16 trains the prompt too, as every mix
-   * before it does; 17 trains the answer alone (`promptWeight` 0: in the mixes before, the
-   * document's unpredictable names and values outweigh the answer's value some 25 to 1 in a
-   * question's loss); 18 is 17 with every fact in its answer form; 19 asks six questions in one
+   * before it does; 17 trains the answer alone (`promptWeight` 0: in mix 10 the document's
+   * unpredictable names and values weigh five times what the answer's deciding tokens do in a
+   * question's loss, measured on the shipped model); 18 is 17 with every fact in its answer form; 19 asks six questions in one
    * conversation (`turns`), six bindings for one reading of the document, about whoever has a
    * relation the other has too; 20 is 17 with half of the samples a document about two people read
    * as plain text with a loss on each name after its heading (`names`): predicting it needs whose
