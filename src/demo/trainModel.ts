@@ -203,6 +203,24 @@ const MIX_13 = {
   repeat: 20,
 } as const;
 
+/** Mix 16, a drill for tying a value to its person; 17–20 vary it (see DemoData.MIXES). */
+const DRILL = {
+  doc: 0,
+  answer: 100,
+  absent: 0,
+  write: 0,
+  paraphrase: 0,
+  closed: 0,
+  general: 0,
+  multi: 1,
+  key: 8,
+  people: 2,
+  collide: true,
+} as const;
+
+/** Mix 17: mix 16 with a loss on the answers alone. */
+const DRILL_17 = { ...DRILL, promptWeight: 0 } as const;
+
 export class DemoData {
   private readonly imEnd: number;
 
@@ -422,77 +440,11 @@ export class DemoData {
       repeat: 50,
     },
     15: { ...MIX_13, who: 6, repeat: 10, quoteOne: 20 },
-    16: {
-      doc: 0,
-      answer: 100,
-      absent: 0,
-      write: 0,
-      paraphrase: 0,
-      closed: 0,
-      general: 0,
-      multi: 1,
-      key: 8,
-      people: 2,
-      collide: true,
-    },
-    17: {
-      doc: 0,
-      answer: 100,
-      absent: 0,
-      write: 0,
-      paraphrase: 0,
-      closed: 0,
-      general: 0,
-      multi: 1,
-      key: 8,
-      people: 2,
-      collide: true,
-      promptWeight: 0,
-    },
-    18: {
-      doc: 0,
-      answer: 100,
-      absent: 0,
-      write: 0,
-      paraphrase: 0,
-      closed: 0,
-      general: 0,
-      multi: 1,
-      key: 8,
-      people: 2,
-      collide: true,
-      promptWeight: 0,
-      canonical: true,
-    },
-    19: {
-      doc: 0,
-      answer: 100,
-      absent: 0,
-      write: 0,
-      paraphrase: 0,
-      closed: 0,
-      general: 0,
-      multi: 1,
-      key: 8,
-      people: 2,
-      promptWeight: 0,
-      turns: 6,
-    },
-    20: {
-      doc: 0,
-      answer: 50,
-      absent: 0,
-      write: 0,
-      paraphrase: 0,
-      closed: 0,
-      general: 0,
-      multi: 1,
-      key: 8,
-      people: 2,
-      collide: true,
-      promptWeight: 0,
-      names: 50,
-    },
+    16: DRILL,
+    17: DRILL_17,
+    18: { ...DRILL_17, canonical: true },
+    19: { ...DRILL_17, turns: 6 },
+    20: { ...DRILL_17, answer: 50, names: 50 },
   } as const;
 
   mix: keyof typeof DemoData.MIXES = 1;
