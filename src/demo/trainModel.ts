@@ -363,6 +363,9 @@ export class DemoData {
    * relation the other has too; 20 is 17 with half of the samples a document about two people read
    * as plain text with a loss on each name after its heading (`names`): predicting it needs whose
    * section the words so far are in, what a value's position has to carry for a question to find it.
+   * 21 is 17 with 30 % of mix 20's documents and 30 % quoting one person's section asked by name
+   * (mix 15's `quoteOne`): the names for the document's side of the lookup, the quote for the
+   * question's (the quote names its person again in every sentence).
    */
   static readonly MIXES = {
     1: { doc: 12, answer: 45, absent: 0, write: 15, paraphrase: 0, closed: 18, general: 10, multi: 0, key: 2 },
@@ -445,6 +448,7 @@ export class DemoData {
     18: { ...DRILL_17, canonical: true },
     19: { ...DRILL_17, turns: 6 },
     20: { ...DRILL_17, answer: 50, names: 50 },
+    21: { ...DRILL_17, answer: 40, quoteOne: 30, names: 30 },
   } as const;
 
   mix: keyof typeof DemoData.MIXES = 1;

@@ -228,19 +228,20 @@ test("mixes 11–15: two people at most; mix 12 writes every fact in its answer 
   }
 });
 
-test('mixes 16–20, drills for the binding: every answer about one of two people who both have the relation asked; 17–20 train on the answers alone, 19 asks six questions in one conversation, 20 predicts the repeated names of a document', async () => {
-  for (const mix of [16, 17, 18, 19, 20] as const) {
+test('mixes 16–21, drills for the binding: every answer about one of two people who both have the relation asked; 17–21 train on the answers alone, 19 asks six questions in one conversation, 20 and 21 predict the repeated names of a document, 21 quotes one person', async () => {
+  for (const mix of [16, 17, 18, 19, 20, 21] as const) {
     const { tok, data } = await demoData(mix);
     const rng = new Rng(16);
     const n = 400;
     let names = 0;
+    let quoteOnes = 0;
     for (let i = 0; i < n; i++) {
       const s = data.sample(rng);
       assert.equal(s.weights.length, s.ids.length - 1, `mix ${mix}: a weight per predicted token`);
       const text = tok.decode(s.ids, { skipSpecialTokens: false }).replace(/\s+([:?.,])/g, '$1');
       if (!text.includes('<|im_start|>')) {
-        // Mix 20's plain documents: a loss on each name after its first mention, nothing else.
-        assert.equal(mix, 20, `mix ${mix}: only chat samples`);
+        // Mixes 20 and 21's plain documents: a loss on each name after its first mention, nothing else.
+        assert.ok(mix >= 20, `mix ${mix}: only chat samples`);
         names++;
         const seen = new Set<number>();
         const heads = [...text.matchAll(/# # ([A-Z][a-z]+)/g)].map((x) => tok.tokenToId(x[1]!)!);
@@ -256,6 +257,20 @@ test('mixes 16–20, drills for the binding: every answer about one of two peopl
       assert.ok(m, `mix ${mix}: a question about a document`);
       const sections = m.doc.split(/# # /).filter(Boolean);
       assert.equal(sections.length, 2, `mix ${mix}: a document about two people`);
+      const one = new RegExp('^' + QUOTE_ONE_REQUEST.replace('{N}', '([A-Z][a-z]+)').replace('.', '\\.') + '$').exec(
+        m.question,
+      );
+      if (one) {
+        assert.equal(mix, 21, `mix ${mix}: no quoting`);
+        quoteOnes++;
+        const own = sections.find((sec) => sec.trim().split(' ')[0] === one[1]);
+        assert.equal(m.answer, `# # ${own?.trim()}`, `mix 21: the quote is ${one[1]}'s section`);
+        assert.ok(
+          s.weights.every((w) => w === 0 || w >= 2),
+          'mix 21: only the quote has a loss',
+        );
+        continue;
+      }
       // Each answer ("X lives in the town of V.") is X's, and (16–18, 20) the other person has a
       // value for that relation too, another one.
       const turns = [
@@ -283,7 +298,7 @@ test('mixes 16–20, drills for the binding: every answer about one of two peopl
           );
         }
       }
-      // 17–20: no loss on the prompt, the answers weighted.
+      // 17–21: no loss on the prompt, the answers weighted.
       const answerTokens = s.weights.filter((w) => w >= 2).length;
       assert.ok(answerTokens >= turns.length * 3, `mix ${mix}: answers are trained`);
       if (mix !== 16)
@@ -297,8 +312,17 @@ test('mixes 16–20, drills for the binding: every answer about one of two peopl
           'mix 16: the prompt has a loss',
         );
     }
-    if (mix === 20)
-      assert.ok(names > n * 0.4 && names < n * 0.6, `mix 20: ${names} of ${n} name samples, want about half`);
+    const shares = new Map<string, unknown>(Object.entries(DemoData.MIXES[mix]));
+    for (const [task, count] of [
+      ['names', names],
+      ['quoteOne', quoteOnes],
+    ] as const) {
+      const share = Number(shares.get(task) ?? 0) / 100;
+      assert.ok(
+        Math.abs(count / n - share) < 0.07,
+        `mix ${mix}: ${count} ${task} samples in ${n}, want about ${share}`,
+      );
+    }
   }
 });
 
