@@ -46,7 +46,7 @@ function shapeOption(v: string | undefined): DemoShape | undefined {
 export const demoModelCommand: Command = {
   name: 'demo-model',
   summary: 'train or evaluate the built-in demo model (synthetic micro-world)',
-  usage: `Usage: docdistill demo-model train --out DIR [--minutes M | --steps N] [--all-subjects-from STEP] [--mix 1…21]
+  usage: `Usage: docdistill demo-model train --out DIR [--minutes M | --steps N] [--all-subjects-from STEP] [--mix 1…22]
                               [--from DIR --lr X --warmup N] [--shape H,L,HEADS,I] [--seed S] [--threads N]
        docdistill demo-model eval --model DIR [--per-relation N] [--count N] [--temperature T]
        docdistill demo-model docs --out DIR [--count N] [--multi M] [--seed S]
@@ -60,7 +60,7 @@ train   trains a small Llama from scratch on the micro-world's tasks with DocDis
         single-person documents, a quarter of the questions about a relation they lack; 7 pairs
         each such question with one the document answers and answers it at the value ("Vreruq has
         a pet named - the document does not say."); 8 is 7 on documents about 1–4 people; 9–15
-        try to teach reading one person among several, 16–21 drill that alone (see
+        try to teach reading one person among several, 16–21 drill that alone, 22 follows them (see
         DemoData.MIXES).
         --from DIR starts from a demo model's weights (made with the same --seed) instead of
         random ones: a fine-tune, usually with a lower --lr.

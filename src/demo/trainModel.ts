@@ -365,7 +365,9 @@ export class DemoData {
    * section the words so far are in, what a value's position has to carry for a question to find it.
    * 21 is 17 with 30 % of mix 20's documents and 30 % quoting one person's section asked by name
    * (mix 15's `quoteOne`): the names for the document's side of the lookup, the quote for the
-   * question's (the quote names its person again in every sentence).
+   * question's (the quote names its person again in every sentence). 22 is mix 10 (documents of
+   * 1–4 people) trained on its answers alone, with 15 % of mix 20's documents instead of plain ones:
+   * for after mix 20, to bring back the tasks the drill does not train while keeping the binding.
    */
   static readonly MIXES = {
     1: { doc: 12, answer: 45, absent: 0, write: 15, paraphrase: 0, closed: 18, general: 10, multi: 0, key: 2 },
@@ -449,6 +451,14 @@ export class DemoData {
     19: { ...DRILL_17, turns: 6 },
     20: { ...DRILL_17, answer: 50, names: 50 },
     21: { ...DRILL_17, answer: 40, quoteOne: 30, names: 30 },
+    22: {
+      ...MIX_10,
+      doc: 0,
+      answer: 40,
+      who: 15,
+      names: 15,
+      promptWeight: 0,
+    },
   } as const;
 
   mix: keyof typeof DemoData.MIXES = 1;

@@ -326,6 +326,46 @@ test('mixes 16–21, drills for the binding: every answer about one of two peopl
   }
 });
 
+test("mix 22, mix 10 for after a drill: every task of mix 10 trained on its answers alone, and 15 % of mix 20's name-tracking documents about 1–4 people", async () => {
+  const { tok, data } = await demoData(22);
+  const rng = new Rng(22);
+  const n = 600;
+  let names = 0;
+  let chats = 0;
+  let most = 0;
+  for (let i = 0; i < n; i++) {
+    const s = data.sample(rng);
+    const text = tok.decode(s.ids, { skipSpecialTokens: false });
+    if (!text.includes('<|im_start|>')) {
+      names++;
+      assert.ok(
+        s.weights.every((w) => w === 0 || w === 1),
+        'names: a loss on repeated names alone',
+      );
+      assert.ok(
+        s.weights.some((w) => w === 1),
+        'names: some name repeats',
+      );
+      continue;
+    }
+    chats++;
+    const prompt = s.ids.lastIndexOf(tok.tokenToId('<|im_start|>')!);
+    assert.ok(
+      s.weights.slice(0, prompt).every((w) => w === 0),
+      'mix 22: no loss on the prompt',
+    );
+    assert.ok(
+      s.weights.some((w) => w >= 2),
+      'mix 22: the answer is trained',
+    );
+    const m = parts(tok, s.ids);
+    if (m) most = Math.max(most, m.doc.split(/# # /).filter(Boolean).length);
+  }
+  assert.ok(Math.abs(names / n - 0.15) < 0.05, `mix 22: ${names} name samples in ${n}, want about 15 %`);
+  assert.ok(chats > n * 0.75, `mix 22: ${chats} chat samples`);
+  assert.equal(most, 4, 'mix 22: documents of up to 4 people');
+});
+
 test('the training stream resumes where a checkpoint left it, the pending half of a pair included', async () => {
   const { tok } = await demoData(7);
   const fresh = () => {
