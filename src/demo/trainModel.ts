@@ -358,16 +358,17 @@ export class DemoData {
    * both have the relation asked (`multi` 1, `collide`). 16 trains the prompt too, as every mix
    * before it does; 17 trains the answer alone (`promptWeight` 0: in mix 10 the document's
    * unpredictable names and values weigh five times what the answer's deciding tokens do in a
-   * question's loss, measured on the shipped model); 18 is 17 with every fact in its answer form; 19 asks six questions in one
-   * conversation (`turns`), six bindings for one reading of the document, about whoever has a
-   * relation the other has too; 20 is 17 with half of the samples a document about two people read
-   * as plain text with a loss on each name after its heading (`names`): predicting it needs whose
-   * section the words so far are in, what a value's position has to carry for a question to find it.
-   * 21 is 17 with 30 % of mix 20's documents and 30 % quoting one person's section asked by name
-   * (mix 15's `quoteOne`): the names for the document's side of the lookup, the quote for the
-   * question's (the quote names its person again in every sentence). 22 is mix 10 (documents of
-   * 1–4 people) trained on its answers alone, with 15 % of mix 20's documents instead of plain ones:
-   * for after mix 20, to bring back the tasks the drill does not train while keeping the binding.
+   * question's loss, measured on the shipped model); 18 is 17 with every fact in its answer form;
+   * 19 asks six questions in one conversation (`turns`), six bindings for one reading of the
+   * document, about whoever has a relation the other has too; 20 is 17 with half of the samples a
+   * document about two people read as plain text with a loss on each name after its heading
+   * (`names`): predicting it needs whose section the words so far are in, what a value's position
+   * has to carry for a question to find it. 21 is 17 with 30 % of mix 20's documents and 30 %
+   * quoting one person's section asked by name (mix 15's `quoteOne`): the names for the document's
+   * side of the lookup, the quote for the question's (the quote names its person again in every
+   * sentence). 22 is mix 10 (documents of 1–4 people) trained on its answers alone, with 15 % of
+   * mix 20's documents instead of plain ones: for after mix 20, to bring back the tasks the drill
+   * does not train while keeping the binding.
    */
   static readonly MIXES = {
     1: { doc: 12, answer: 45, absent: 0, write: 15, paraphrase: 0, closed: 18, general: 10, multi: 0, key: 2 },
