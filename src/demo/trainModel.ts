@@ -203,6 +203,10 @@ const MIX_13 = {
   repeat: 20,
 } as const;
 
+/** Whether `o` has `f`'s relation with another value than `f`'s. */
+const hasOtherValue = (o: Entity, f: Fact): boolean =>
+  o.facts.some((g) => g.relation === f.relation && g.value !== f.value);
+
 /** Mix 16, a drill for tying a value to its person; 17–20 vary it (see DemoData.MIXES). */
 const DRILL = {
   doc: 0,
@@ -268,7 +272,8 @@ export class DemoData {
     // (For a "who" question the value is the person's name: the answer's first token.)
     const first = p.prompt.length;
     const key = (t: number, at: number) => t === valueId || (value !== undefined && at === first);
-    const pw = this.promptWeight;
+    const m = DemoData.MIXES[this.mix];
+    const pw = 'promptWeight' in m ? m.promptWeight : 1;
     const weights = ids.slice(1).map((t, i) => (i + 1 >= first ? (key(t, i + 1) ? keyWeight : 2) : pw));
     return { ids, weights };
   }
@@ -283,9 +288,7 @@ export class DemoData {
     const doc = renderPeopleDoc(es, rng);
     const asks: { who: Entity; f: Fact }[] = [];
     for (const who of es)
-      for (const f of who.facts)
-        if (es.some((o) => o !== who && o.facts.some((g) => g.relation === f.relation && g.value !== f.value)))
-          asks.push({ who, f });
+      for (const f of who.facts) if (es.some((o) => o !== who && hasOtherValue(o, f))) asks.push({ who, f });
     if (!asks.length) for (const who of es) for (const f of who.facts) asks.push({ who, f });
     const ids: number[] = [];
     const weights: number[] = [];
@@ -476,7 +479,7 @@ export class DemoData {
     while (es.length < k) {
       const o = this.entity(rng, pool);
       if (es.some((x) => x.name === o.name)) continue;
-      if (collide && !o.facts.some((g) => g.relation === collide.relation && g.value !== collide.value)) continue;
+      if (collide && !hasOtherValue(o, collide)) continue;
       es.push(o);
     }
     return rng.shuffle(es);
@@ -487,8 +490,6 @@ export class DemoData {
    * checkpoint keeps of the sample stream.
    */
   pendingSample: LmSequence | undefined;
-  /** The loss weight of a chat sample's prompt tokens (the mix's `promptWeight`, else 1). */
-  private promptWeight = 1;
 
   sample(rng: Rng): LmSequence {
     if (this.pendingSample) {
@@ -497,7 +498,6 @@ export class DemoData {
       return p;
     }
     const m = DemoData.MIXES[this.mix];
-    this.promptWeight = 'promptWeight' in m ? m.promptWeight : 1;
     const r = rng.next() * 100;
     const e = this.entity(rng, this.trainPeople);
     const most = 'people' in m ? m.people : 4;
