@@ -263,8 +263,9 @@ export class DemoData {
   }
 
   /**
-   * Loss weights: 1 on the prompt, 2 on the answer, and `keyWeight` on the tokens that decide it: the
-   * value token (the copy) and the answer's first token (answering or saying "I do not know").
+   * Loss weights: the mix's `promptWeight` (else 1) on the prompt, 2 on the answer, and `keyWeight`
+   * on the tokens that decide it: the value token (the copy) and the answer's first token
+   * (answering or saying "I do not know").
    */
   private seq(p: { prompt: number[]; answer: number[] }, value?: string, keyWeight = 2): LmSequence {
     const ids = [...p.prompt, ...p.answer];
