@@ -46,7 +46,8 @@ function shapeOption(v: string | undefined): DemoShape | undefined {
 export const demoModelCommand: Command = {
   name: 'demo-model',
   summary: 'train or evaluate the built-in demo model (synthetic micro-world)',
-  usage: `Usage: docdistill demo-model train --out DIR [--minutes M | --steps N] [--all-subjects-from STEP] [--mix 1…22]
+  usage: `Usage: docdistill demo-model train --out DIR [--minutes M | --steps N [--stop-at S]] [--all-subjects-from STEP]
+                              [--mix 1…23]
                               [--from DIR --lr X --warmup N] [--shape H,L,HEADS,I] [--seed S] [--threads N]
        docdistill demo-model eval --model DIR [--per-relation N] [--count N] [--temperature T]
        docdistill demo-model docs --out DIR [--count N] [--multi M] [--seed S]
@@ -60,8 +61,10 @@ train   trains a small Llama from scratch on the micro-world's tasks with DocDis
         single-person documents, a quarter of the questions about a relation they lack; 7 pairs
         each such question with one the document answers and answers it at the value ("Vreruq has
         a pet named - the document does not say."); 8 is 7 on documents about 1–4 people; 9–15
-        try to teach reading one person among several, 16–21 drill that alone, 22 follows them (see
+        try to teach reading one person among several, 16–21 drill that alone, 22 and 23 follow them (see
         DemoData.MIXES).
+        --stop-at S ends the run at step S of the --steps schedule (its learning rate not yet
+        decayed), writing the model folder there: one stage of a recipe that goes on with --from.
         --from DIR starts from a demo model's weights (made with the same --seed) instead of
         random ones: a fine-tune, usually with a lower --lr.
         --shape hidden,layers,heads,intermediate sets the model's size (the built-in one's is
@@ -84,6 +87,7 @@ docs    writes documents about people the model has never read about (held-out n
       'eval-every': { type: 'string' },
       count: { type: 'string' },
       steps: { type: 'string' },
+      'stop-at': { type: 'string' },
       'all-subjects-from': { type: 'string' },
       temperature: { type: 'string' },
       mix: { type: 'string' },
@@ -96,10 +100,13 @@ docs    writes documents about people the model has never read about (held-out n
     const sub = positionals[0];
     if (sub === 'train') {
       if (!v.out) throw new UsageError('--out DIR is required');
+      if (v['stop-at'] !== undefined && (v.steps === undefined || Number(v['stop-at']) > Number(v.steps)))
+        throw new UsageError('--stop-at S needs --steps N (the schedule it stops within), with S at most N');
       const res = await trainDemoModel({
         out: v.out,
         minutes: numOption(v.minutes, 'minutes') ?? 90,
         steps: intOption(v.steps, 'steps', 1),
+        stopAt: intOption(v['stop-at'], 'stop-at', 1),
         allSubjectsFrom: intOption(v['all-subjects-from'], 'all-subjects-from', 0),
         seed: intOption(v.seed, 'seed') ?? 1,
         threads: intOption(v.threads, 'threads'),

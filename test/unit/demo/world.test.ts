@@ -1,6 +1,8 @@
 // The demo model's training data: the task mixes, and what each task teaches.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
+import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { Tokenizer } from '../../../src/engine/tokenizer';
 import {
@@ -9,6 +11,7 @@ import {
   REPEAT_REQUEST,
   demoConfig,
   demoWeightsFromFolder,
+  trainDemoModel,
 } from '../../../src/demo/trainModel';
 import { Backend } from '../../../src/engine/backend';
 import { CausalLM } from '../../../src/engine/models/model';
@@ -326,44 +329,83 @@ test('mixes 16–21, drills for the binding: every answer about one of two peopl
   }
 });
 
-test("mix 22, mix 10 for after a drill: every task of mix 10 trained on its answers alone, and 15 % of mix 20's name-tracking documents about 1–4 people", async () => {
-  const { tok, data } = await demoData(22);
-  const rng = new Rng(22);
-  const n = 600;
-  let names = 0;
-  let chats = 0;
-  let most = 0;
-  for (let i = 0; i < n; i++) {
-    const s = data.sample(rng);
-    const text = tok.decode(s.ids, { skipSpecialTokens: false });
-    if (!text.includes('<|im_start|>')) {
-      names++;
+test("mixes 22 and 23, mix 10 for after a drill: every task of mix 10 trained on its answers alone, mix 20's name-tracking documents about 1–4 people; 23 writes and rephrases more questions", async () => {
+  for (const mix of [22, 23] as const) {
+    const { tok, data } = await demoData(mix);
+    const want = DemoData.MIXES[mix];
+    const rng = new Rng(22);
+    const n = 1200;
+    let names = 0;
+    let chats = 0;
+    let most = 0;
+    let write = 0;
+    let paraphrase = 0;
+    for (let i = 0; i < n; i++) {
+      const s = data.sample(rng);
+      const text = tok.decode(s.ids, { skipSpecialTokens: false });
+      if (!text.includes('<|im_start|>')) {
+        names++;
+        assert.ok(
+          s.weights.every((w) => w === 0 || w === 1),
+          'names: a loss on repeated names alone',
+        );
+        assert.ok(
+          s.weights.some((w) => w === 1),
+          'names: some name repeats',
+        );
+        continue;
+      }
+      chats++;
+      if (/Write a question about this document/.test(text.replace(/\s+([.])/g, '$1'))) write++;
+      if (/Rephrase this question/.test(text)) paraphrase++;
+      const prompt = s.ids.lastIndexOf(tok.tokenToId('<|im_start|>')!);
       assert.ok(
-        s.weights.every((w) => w === 0 || w === 1),
-        'names: a loss on repeated names alone',
+        s.weights.slice(0, prompt).every((w) => w === 0),
+        `mix ${mix}: no loss on the prompt`,
       );
       assert.ok(
-        s.weights.some((w) => w === 1),
-        'names: some name repeats',
+        s.weights.some((w) => w >= 2),
+        `mix ${mix}: the answer is trained`,
       );
-      continue;
+      const m = parts(tok, s.ids);
+      if (m) most = Math.max(most, m.doc.split(/# # /).filter(Boolean).length);
     }
-    chats++;
-    const prompt = s.ids.lastIndexOf(tok.tokenToId('<|im_start|>')!);
-    assert.ok(
-      s.weights.slice(0, prompt).every((w) => w === 0),
-      'mix 22: no loss on the prompt',
-    );
-    assert.ok(
-      s.weights.some((w) => w >= 2),
-      'mix 22: the answer is trained',
-    );
-    const m = parts(tok, s.ids);
-    if (m) most = Math.max(most, m.doc.split(/# # /).filter(Boolean).length);
+    const near = (got: number, share: number, what: string, tol = 0.04) =>
+      assert.ok(Math.abs(got / n - share / 100) < tol, `mix ${mix}: ${got} ${what} in ${n}, want about ${share} %`);
+    near(names, want.names, 'name documents');
+    // An absent-relation draw on a document with all eight relations falls through to writing a question.
+    near(write, want.write + 2, 'questions written', 0.045);
+    near(paraphrase, want.paraphrase, 'paraphrases', 0.025);
+    assert.ok(chats > n * 0.75, `mix ${mix}: ${chats} chat samples`);
+    assert.equal(most, 4, `mix ${mix}: documents of up to 4 people`);
   }
-  assert.ok(Math.abs(names / n - 0.15) < 0.05, `mix 22: ${names} name samples in ${n}, want about 15 %`);
-  assert.ok(chats > n * 0.75, `mix 22: ${chats} chat samples`);
-  assert.equal(most, 4, 'mix 22: documents of up to 4 people');
+});
+
+test('demo-model train --stop-at ends the run at that step of the --steps schedule and records the stage', async () => {
+  const out = mkdtempSync(join(tmpdir(), 'dd-stop-'));
+  try {
+    const lines: string[] = [];
+    await trainDemoModel({
+      out,
+      minutes: 5,
+      steps: 50,
+      stopAt: 3,
+      warmup: 10,
+      seed: 1,
+      threads: 1,
+      evalEvery: 1000,
+      shape: { hidden: 32, layers: 1, heads: 2, intermediate: 64 },
+      log: (l) => lines.push(l),
+    });
+    const t = JSON.parse(readFileSync(join(out, 'training.json'), 'utf8')) as Record<string, unknown>;
+    assert.equal(t.steps, 3);
+    assert.equal(t.scheduleSteps, 50);
+    assert.equal(t.warmup, 10);
+    assert.ok(existsSync(join(out, 'model.safetensors')), 'the model folder is written at the stop');
+    assert.ok(!existsSync(join(out, '.checkpoint')), 'a finished stage leaves no checkpoint');
+  } finally {
+    rmSync(out, { recursive: true, force: true });
+  }
 });
 
 test('the training stream resumes where a checkpoint left it, the pending half of a pair included', async () => {
