@@ -138,8 +138,10 @@ test('the counted work is the work a real run does', async () => {
     // measures that share only when the step is on.
     const all = (w: ReturnType<typeof countWork>) => w.questions.docs + w.questions.heldOut;
     const half = countWork(m, { ...s, paraphrases: 1 }, chunks, undefined, { ...saved.lengths!, paraphraseKept: 0.5 });
-    assert.equal(all(half), chunks.length * Math.round(saved.lengths!.keptPerPassage * 1.5));
-    assert.equal(all(proj), chunks.length * Math.round(saved.lengths!.keptPerPassage));
+    // Per passage: the kept questions (a whole number, at least one), then half as many again.
+    const keptEach = Math.max(1, Math.round(saved.lengths!.keptPerPassage));
+    assert.equal(all(half), chunks.length * Math.round(keptEach * 1.5));
+    assert.equal(all(proj), chunks.length * keptEach);
     assert.equal(saved.lengths!.paraphraseKept, undefined);
     const probed = await probeLengths(m, { ...s, paraphrases: 1 }, chunks);
     assert.ok(probed?.paraphraseKept !== undefined && probed.paraphraseKept >= 0 && probed.paraphraseKept <= 4);
