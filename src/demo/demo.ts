@@ -89,7 +89,8 @@ export const DEMO_SETTINGS: Partial<DistillSettings> = {
   batchSize: 8,
   generalShare: 1,
   generalPool: 4,
-  // The demo model reads one person at a time: a file about several is a passage per person.
+  // A file about several people is a passage per person, each with its own rounds of questions
+  // (examples/docs, seed 0: facts 100 % with it, 96.5 % without; 75.5 % for the model before #21's).
   sectionPassages: true,
   // Its question writer knows two phrasings per relation; a quarter of the questions said a little
   // differently each epoch lets the student answer the third (8 seeds: unseen phrasings min 92.0 → 95.6 %).
