@@ -73,14 +73,16 @@ export interface DemoScores {
  * at 88.5 and 90.3 % on phrasings never trained (1e-3: 92.9 and 92.0, every other seed ≥ 99.1).
  * `docdistill demo-model train` writes them into training.json as `distillDefaults`, so the
  * extension and the CLI use them for this model unless a setting is chosen explicitly. Questions at
- * temperature 1.2: at 1.5 only 92.5 % of the questions the pipeline keeps are valid for their
- * document, at 1.2 97 % (`docdistill demo-model eval`). A general pool of 4: each epoch trains on a
+ * temperature 1: of the questions the pipeline keeps, 97.2 % are valid for their document at 1.2
+ * and 100 % at 1 (`docdistill demo-model eval`); the few invalid ones at 1.2 ("What year was the job
+ * of X?", answered with the job) taught one seed in 8 to answer "What is the birth year of X?" with
+ * another relation (unseen phrasings over 8 seeds: min 94.7 % at 1.2, 97.3 % at 1). A general pool of 4: each epoch trains on a
  * quarter of 4× as many general questions, so the guard covers 4× as many names.
  */
 export const DEMO_SETTINGS: Partial<DistillSettings> = {
   rounds: 6,
   questionsPerRound: 5,
-  questionTemperature: 1.2,
+  questionTemperature: 1,
   epochs: 60,
   earlyStopPatience: 0,
   learningRate: 1e-3,
