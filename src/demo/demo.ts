@@ -76,8 +76,9 @@ export interface DemoScores {
  * temperature 1: of the questions the pipeline keeps, 97.2 % are valid for their document at 1.2
  * and 100 % at 1 (`docdistill demo-model eval`); the few invalid ones at 1.2 ("What year was the job
  * of X?", answered with the job) taught one seed in 8 to answer "What is the birth year of X?" with
- * another relation (unseen phrasings over 8 seeds: min 94.7 % at 1.2, 97.3 % at 1). A general pool of 4: each epoch trains on a
- * quarter of 4× as many general questions, so the guard covers 4× as many names.
+ * another relation (unseen phrasings over 8 seeds: min 94.7 % at 1.2, 97.3 % at 1). A general pool
+ * of 4: each epoch trains on a quarter of 4× as many general questions, so the guard covers 4× as
+ * many names.
  */
 export const DEMO_SETTINGS: Partial<DistillSettings> = {
   rounds: 6,
