@@ -1007,7 +1007,7 @@ export async function trainDemoModel(o: DemoTrainOptions): Promise<DemoEval> {
     mix: o.mix ?? 1,
     from: o.from,
     lr: o.lr,
-    warmup: o.warmup ?? 200,
+    warmup: trainer.cfg.warmupSteps,
     scheduleSteps: trainer.totalSteps,
     threads: o.threads,
     allSubjectsFrom: o.allSubjectsFrom,
